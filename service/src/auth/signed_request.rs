@@ -1,0 +1,84 @@
+//! ORO's signed requests: `X-Hotkey`, `X-Timestamp`, `X-Nonce`, `X-Signature` over
+//! `"{hotkey}:{timestamp}:{nonce}"`. The nonce is remembered in the database for the skew
+//! window, so that every replica refuses a replay.
+
+use crate::auth::{AuthError, signature};
+use crate::db::Db;
+use crate::domain::Hotkey;
+
+/// The four header values as they arrived (absent ones are `None`).
+#[derive(Debug, Default, Clone)]
+pub struct SignedHeaders<'a> {
+    pub hotkey: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub signature: Option<&'a str>,
+}
+
+impl SignedHeaders<'_> {
+    /// Whether the request tries to be signed at all (any of the headers present).
+    pub fn is_present(&self) -> bool {
+        self.hotkey.is_some() || self.signature.is_some()
+    }
+}
+
+/// Checks the signature and the clock, then spends the nonce. Cheap checks come first, the
+/// database last, so that garbage never costs a write.
+pub async fn verify(db: &Db, skew_secs: i64, headers: &SignedHeaders<'_>, now: i64) -> Result<Hotkey, AuthError> {
+    let hotkey_text = headers.hotkey.ok_or(AuthError::MissingHeader("X-Hotkey"))?;
+    let timestamp_text = headers.timestamp.ok_or(AuthError::MissingHeader("X-Timestamp"))?;
+    let nonce = headers.nonce.ok_or(AuthError::MissingHeader("X-Nonce"))?;
+    let signature_text = headers.signature.ok_or(AuthError::MissingHeader("X-Signature"))?;
+
+    let hotkey = Hotkey::parse(hotkey_text.trim())?;
+    let timestamp = parse_timestamp(timestamp_text)?;
+    if timestamp < now - skew_secs {
+        return Err(AuthError::StaleTimestamp(skew_secs));
+    }
+    if timestamp > now + skew_secs {
+        return Err(AuthError::FutureTimestamp(skew_secs));
+    }
+    if nonce.is_empty() || nonce.len() > 256 || !nonce.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthError::MalformedNonce);
+    }
+    let signature = signature::parse_signature_hex(signature_text.trim()).ok_or(AuthError::MalformedSignature)?;
+    let message = wire::signing::request_message(hotkey.as_str(), timestamp_text, nonce);
+    if !signature::verify(hotkey.public_key(), message.as_bytes(), &signature) {
+        return Err(AuthError::BadSignature);
+    }
+
+    // Remember the nonce until the timestamp can no longer pass the skew check.
+    let spent = sqlx::query(
+        "INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING",
+    )
+    .bind(hotkey.as_str())
+    .bind(nonce)
+    .bind(timestamp + skew_secs + 1)
+    .execute(db.pool())
+    .await?;
+    if spent.rows_affected() == 0 {
+        return Err(AuthError::ReplayedNonce);
+    }
+    Ok(hotkey)
+}
+
+/// Unix seconds; a float with a fractional part is accepted (some clients send one).
+fn parse_timestamp(text: &str) -> Result<i64, AuthError> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 24 {
+        return Err(AuthError::MalformedTimestamp);
+    }
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && f.abs() < 1e12)
+        .map(|f| f.floor() as i64)
+        .ok_or(AuthError::MalformedTimestamp)
+}
+
+/// Forgets nonces that can no longer be replayed (their timestamps are stale).
+pub async fn forget_expired_nonces(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1").bind(now).execute(db.pool()).await?.rows_affected())
+}

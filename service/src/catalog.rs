@@ -1,0 +1,1 @@
+//! The allowlisted models: one canonical set, each under its Chutes and its OpenRouter name.

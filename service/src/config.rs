@@ -1,0 +1,277 @@
+//! Typed configuration, read once at start-up from environment variables.
+//!
+//! Every variable is optional except where production demands it; a bad value stops start-up
+//! with one line naming the variable. Secrets are `SecretString` so that printing the settings
+//! (`{:?}`) never shows them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub bind: SocketAddr,
+    pub database_url: SecretString,
+    pub master_key_file: PathBuf,
+    pub public_url: url::Url,
+    pub openrouter_api_base: String,
+    pub chutes_api_base: String,
+    pub chutes_llm_base: String,
+    pub chutes_client_id: String,
+    pub chutes_client_secret: SecretString,
+    /// The dashboard's OAuth landing page, registered with Chutes.
+    pub chutes_redirect_uri: String,
+    pub run_key_cap_usd: f64,
+    pub run_key_ttl_secs: i64,
+    pub simulate_providers: bool,
+    pub log_format: LogFormat,
+    /// How long a provider call may take before the service gives up on it.
+    pub provider_timeout_secs: u64,
+    /// A browser session lives this long without use.
+    pub session_ttl_secs: i64,
+    /// An API bearer session (`/v1/auth/session`) lives this long.
+    pub api_session_ttl_secs: i64,
+    /// Allowed clock skew on signed requests, which is also how long a nonce is remembered.
+    pub signature_skew_secs: i64,
+    /// Seconds a miner waits between two submissions.
+    pub submit_cooldown_secs: i64,
+    /// How long a validator holds a claimed run before it may be handed out again.
+    pub run_lease_secs: i64,
+    /// Hotkeys that may act as validators (comma-separated SS58), in addition to the
+    /// `validators` table an operator manages with `server validators add`.
+    pub validator_hotkeys: Vec<String>,
+}
+
+/// One bad variable: start-up prints this single line and stops.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+/// The loopback redirect that oro-sdk 4.0.1's `connect chutes` uses.
+pub const CLI_LOOPBACK_REDIRECT_URI: &str = "http://localhost:8765/callback";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads a given set of variables (tests build settings without touching the process).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let environment = match get("ORO_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                return Err(bad("ORO_ENV", format!("{other:?} is neither \"development\" nor \"production\"")));
+            }
+        };
+        let production = environment == Environment::Production;
+
+        let bind: SocketAddr = get("ORO_BIND")
+            .unwrap_or_else(|| "127.0.0.1:3000".into())
+            .parse()
+            .map_err(|_| bad("ORO_BIND", "expected HOST:PORT, e.g. 127.0.0.1:3000"))?;
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/oro.db".into());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            // Never echo the value: it may hold a password.
+            return Err(bad("DATABASE_URL", "must start with sqlite: or postgres://"));
+        }
+
+        let master_key_file = match get("ORO_MASTER_KEY_FILE") {
+            Some(path) => PathBuf::from(path),
+            None if production => {
+                return Err(bad("ORO_MASTER_KEY_FILE", "required when ORO_ENV=production (it is never generated there)"));
+            }
+            None => PathBuf::from("data/master.key"),
+        };
+
+        let public_url = get("ORO_PUBLIC_URL").unwrap_or_else(|| {
+            let host = if bind.ip().is_unspecified() { "127.0.0.1".to_string() } else { bind.ip().to_string() };
+            format!("http://{host}:{}", bind.port())
+        });
+        let public_url = url::Url::parse(&public_url)
+            .map_err(|_| bad("ORO_PUBLIC_URL", "not a URL (expected e.g. https://inference.oro.example)"))?;
+
+        let simulate_providers = match get("ORO_SIMULATE_PROVIDERS").as_deref() {
+            None => !production,
+            Some("1") | Some("true") | Some("yes") => true,
+            Some("0") | Some("false") | Some("no") => false,
+            Some(_) => return Err(bad("ORO_SIMULATE_PROVIDERS", "expected 1 or 0")),
+        };
+        if simulate_providers && production {
+            return Err(bad("ORO_SIMULATE_PROVIDERS", "the provider simulator cannot run with ORO_ENV=production"));
+        }
+
+        let url_var = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = get(name).unwrap_or_else(|| default.to_owned());
+            url::Url::parse(&value).map_err(|_| bad(name, "not a URL"))?;
+            Ok(value.trim_end_matches('/').to_owned())
+        };
+
+        let chutes_client_secret = get("ORO_CHUTES_CLIENT_SECRET");
+        if production && chutes_client_secret.is_none() {
+            return Err(bad("ORO_CHUTES_CLIENT_SECRET", "required when ORO_ENV=production"));
+        }
+
+        let number = |name: &'static str, default: f64, min: f64, max: f64| -> Result<f64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= min && *n <= max)
+                    .ok_or_else(|| bad(name, format!("expected a number from {min} to {max}"))),
+            }
+        };
+        let seconds = |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= min && *n <= max)
+                    .ok_or_else(|| bad(name, format!("expected whole seconds from {min} to {max}"))),
+            }
+        };
+
+        let log_format = match get("ORO_LOG_FORMAT").as_deref() {
+            None | Some("pretty") | Some("text") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(bad("ORO_LOG_FORMAT", "expected \"json\" or \"pretty\"")),
+        };
+
+        let chutes_redirect_uri = match get("ORO_CHUTES_REDIRECT_URI") {
+            Some(uri) => {
+                url::Url::parse(&uri).map_err(|_| bad("ORO_CHUTES_REDIRECT_URI", "not a URL"))?;
+                uri
+            }
+            None => format!("{}/oauth/chutes/callback", public_url.as_str().trim_end_matches('/')),
+        };
+
+        let validator_hotkeys = get("ORO_VALIDATOR_HOTKEYS")
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for hotkey in &validator_hotkeys {
+            wire::ss58::decode(hotkey).map_err(|e| bad("ORO_VALIDATOR_HOTKEYS", format!("{hotkey:.12}...: {e}")))?;
+        }
+
+        Ok(Settings {
+            environment,
+            bind,
+            database_url: SecretString::from(database_url),
+            master_key_file,
+            public_url,
+            openrouter_api_base: url_var("ORO_OPENROUTER_API_BASE", "https://openrouter.ai/api/v1")?,
+            chutes_api_base: url_var("ORO_CHUTES_API_BASE", "https://api.chutes.ai")?,
+            chutes_llm_base: url_var("ORO_CHUTES_LLM_BASE", "https://llm.chutes.ai/v1")?,
+            chutes_client_id: get("ORO_CHUTES_CLIENT_ID").unwrap_or_else(|| "oro-sim-client".into()),
+            chutes_client_secret: SecretString::from(chutes_client_secret.unwrap_or_else(|| "oro-sim-secret".into())),
+            chutes_redirect_uri,
+            run_key_cap_usd: number("ORO_RUN_KEY_CAP_USD", 5.0, 0.01, 10_000.0)?,
+            run_key_ttl_secs: seconds("ORO_RUN_KEY_TTL_SECS", 3600, 60, 7 * 24 * 3600)?,
+            simulate_providers,
+            log_format,
+            provider_timeout_secs: seconds("ORO_PROVIDER_TIMEOUT_SECS", 15, 1, 300)? as u64,
+            session_ttl_secs: seconds("ORO_SESSION_TTL_SECS", 7 * 24 * 3600, 60, 90 * 24 * 3600)?,
+            api_session_ttl_secs: seconds("ORO_API_SESSION_TTL_SECS", 2 * 3600, 60, 30 * 24 * 3600)?,
+            signature_skew_secs: seconds("ORO_SIGNATURE_SKEW_SECS", 60, 5, 600)?,
+            submit_cooldown_secs: seconds("ORO_SUBMIT_COOLDOWN_SECS", 60, 0, 7 * 24 * 3600)?,
+            run_lease_secs: seconds("ORO_RUN_LEASE_SECS", 1800, 30, 24 * 3600)?,
+            validator_hotkeys,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        use secrecy::ExposeSecret;
+        self.database_url.expose_secret().starts_with("sqlite:")
+    }
+
+    /// Redirect URIs Chutes may send a miner back to: our landing page and the SDK's loopback.
+    pub fn allowed_chutes_redirect_uris(&self) -> Vec<String> {
+        vec![self.chutes_redirect_uri.clone(), CLI_LOOPBACK_REDIRECT_URI.to_owned()]
+    }
+
+    /// Whether cookies should carry `Secure` (the public URL is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_run() {
+        let s = Settings::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:3000");
+        assert!(s.is_sqlite());
+        assert!(s.simulate_providers);
+        assert_eq!(s.run_key_cap_usd, 5.0);
+        assert_eq!(s.run_key_ttl_secs, 3600);
+        assert_eq!(s.chutes_redirect_uri, "http://127.0.0.1:3000/oauth/chutes/callback");
+        assert_eq!(s.master_key_file, PathBuf::from("data/master.key"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_echo_secrets() {
+        let err = Settings::from_vars(&vars(&[("ORO_BIND", "nonsense")])).unwrap_err();
+        assert_eq!(err.variable, "ORO_BIND");
+        let err = Settings::from_vars(&vars(&[("DATABASE_URL", "mysql://user:hunter2@db/x")])).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = Settings::from_vars(&vars(&[("ORO_RUN_KEY_CAP_USD", "-1")])).unwrap_err();
+        assert_eq!(err.variable, "ORO_RUN_KEY_CAP_USD");
+    }
+
+    #[test]
+    fn production_requires_a_master_key_and_refuses_the_simulator() {
+        let err = Settings::from_vars(&vars(&[("ORO_ENV", "production")])).unwrap_err();
+        assert_eq!(err.variable, "ORO_MASTER_KEY_FILE");
+        let err = Settings::from_vars(&vars(&[
+            ("ORO_ENV", "production"),
+            ("ORO_MASTER_KEY_FILE", "/etc/oro/master.key"),
+            ("ORO_CHUTES_CLIENT_SECRET", "s3cret"),
+            ("ORO_SIMULATE_PROVIDERS", "1"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "ORO_SIMULATE_PROVIDERS");
+        let ok = Settings::from_vars(&vars(&[
+            ("ORO_ENV", "production"),
+            ("ORO_MASTER_KEY_FILE", "/etc/oro/master.key"),
+            ("ORO_CHUTES_CLIENT_SECRET", "s3cret"),
+        ]))
+        .unwrap();
+        assert!(!ok.simulate_providers);
+        assert!(!format!("{ok:?}").contains("s3cret"));
+    }
+}

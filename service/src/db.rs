@@ -1,0 +1,258 @@
+//! Storage: one code path over SQLite (the embedded default) and PostgreSQL (to scale out).
+//!
+//! Every statement is written once, in the dialect both engines accept: `$N` parameters
+//! (sqlx's SQLite driver binds `$N` by number), whole Unix seconds instead of timestamps,
+//! `ON CONFLICT ... DO UPDATE` and `RETURNING`. The few places where the engines really
+//! differ (row locking for claims) ask [`Db::backend`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Db {
+    /// Opens (and for SQLite, creates) the database and runs the migrations.
+    pub async fn connect(database_url: &SecretString) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let url = database_url.expose_secret();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = ensure_sqlite_file(url)?;
+                let options = AnyConnectOptions::from_str(&url).map_err(DbError::Connect)?;
+                // SQLite has one writer. A single connection in WAL mode serializes every
+                // transaction in-process instead of failing them with SQLITE_BUSY, which is
+                // the right trade for the embedded default; PostgreSQL is the scale-out path.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .map_err(DbError::Connect)?
+            }
+            Backend::Postgres => {
+                let options = AnyConnectOptions::from_str(url).map_err(DbError::Connect)?;
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(DbError::Connect)?
+            }
+        };
+
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Readiness: the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Makes sure the directory of a `sqlite:` file exists and the file is created on first run.
+fn ensure_sqlite_file(url: &str) -> Result<String, DbError> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
+        }
+    }
+    let mut url = format!("sqlite://{path}");
+    match query {
+        Some(q) if q.contains("mode=") => url.push_str(&format!("?{q}")),
+        Some(q) => url.push_str(&format!("?{q}&mode=rwc")),
+        None => url.push_str("?mode=rwc"),
+    }
+    Ok(url)
+}
+
+/// Fresh databases for tests, on either engine.
+pub mod testing {
+    use super::*;
+
+    /// The PostgreSQL server tests create their databases on.
+    pub fn postgres_admin_url() -> String {
+        std::env::var("ORO_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A database that exists for one test and is removed afterwards.
+    pub struct TestDatabase {
+        pub url: SecretString,
+        pub backend: Backend,
+        cleanup: Option<Cleanup>,
+    }
+
+    enum Cleanup {
+        SqliteDir(std::path::PathBuf),
+        PostgresDatabase(String),
+    }
+
+    impl TestDatabase {
+        pub async fn create(backend: Backend) -> Self {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            match backend {
+                Backend::Sqlite => {
+                    let dir = std::env::temp_dir().join(format!("oro-test-{id}"));
+                    let url = format!("sqlite://{}/oro.db", dir.display());
+                    TestDatabase { url: url.into(), backend, cleanup: Some(Cleanup::SqliteDir(dir)) }
+                }
+                Backend::Postgres => {
+                    sqlx::any::install_default_drivers();
+                    let name = format!("oro_test_{id}");
+                    let admin = postgres_admin_url();
+                    let pool = AnyPoolOptions::new().max_connections(1).connect(&admin).await.unwrap_or_else(|e| {
+                        panic!("PostgreSQL is needed for this test and is not reachable ({e}); start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
+                    });
+                    pool.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+                    pool.close().await;
+                    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+                    TestDatabase {
+                        url: format!("{base}/{name}").into(),
+                        backend,
+                        cleanup: Some(Cleanup::PostgresDatabase(name)),
+                    }
+                }
+            }
+        }
+
+        pub async fn connect(&self) -> Db {
+            Db::connect(&self.url).await.expect("open the test database")
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            match self.cleanup.take() {
+                Some(Cleanup::SqliteDir(dir)) => {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                Some(Cleanup::PostgresDatabase(name)) => {
+                    // Drop runs outside async; a short-lived runtime on its own thread does it.
+                    let _ = std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                        if let Ok(runtime) = runtime {
+                            runtime.block_on(async move {
+                                if let Ok(pool) = AnyPoolOptions::new().max_connections(1).connect(&postgres_admin_url()).await {
+                                    let _ = pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                                    pool.close().await;
+                                }
+                            });
+                        }
+                    })
+                    .join();
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_created_on_first_run() {
+        let dir = std::env::temp_dir().join(format!("oro-url-{}", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}/sub/oro.db", dir.display());
+        let fixed = ensure_sqlite_file(&url).unwrap();
+        assert!(fixed.ends_with("oro.db?mode=rwc"));
+        assert!(dir.join("sub").is_dir());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    async fn round_trip(backend: Backend) {
+        let test_db = testing::TestDatabase::create(backend).await;
+        let db = test_db.connect().await;
+        db.ping().await.unwrap();
+        // Migrations ran: the nonce table exists and takes `$N` parameters on both engines.
+        sqlx::query("INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3)")
+            .bind("5Abc")
+            .bind("n1")
+            .bind(10_i64)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM used_nonces WHERE hotkey = $1")
+            .bind("5Abc")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn migrates_and_queries_on_sqlite() {
+        round_trip(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn migrates_and_queries_on_postgres() {
+        round_trip(Backend::Postgres).await;
+    }
+}

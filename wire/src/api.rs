@@ -1,0 +1,188 @@
+//! Request and answer bodies of the REST API, field for field as ORO's SDK (oro-sdk 4.0.1)
+//! sends and reads them. Fields the SDK does not know are additions it ignores.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Provider;
+
+/// An error answer, FastAPI's shape: `{"detail": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub detail: String,
+}
+
+/// The state of one provider connection, as a miner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    NotConnected,
+    Connected,
+    /// The provider refused the stored credential (e.g. Chutes `invalid_grant`): the miner
+    /// has to connect again.
+    NeedsReconsent,
+}
+
+/// `GET /v1/miner/inference-auth/{provider}` and one row of the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    pub provider: Provider,
+    pub connected: bool,
+    /// RFC 3339 time of the last change, absent when never connected.
+    pub updated_at: Option<String>,
+    /// Our additions (the SDK ignores them): connection state and a masked label such as
+    /// `sk-or-v1-...3f2a` or the Chutes username. Never the credential itself.
+    #[serde(default)]
+    pub state: Option<ConnectionState>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub is_default: bool,
+}
+
+/// `GET /v1/miner/inference-auth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferenceAuthList {
+    pub providers: Vec<ProviderStatus>,
+    pub default_provider: Option<Provider>,
+}
+
+/// `POST /v1/miner/inference-auth/{provider}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectCredential {
+    pub credential: String,
+}
+
+/// `POST /v1/miner/chutes/exchange-code`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExchangeCode {
+    pub code: String,
+    pub code_verifier: String,
+    pub redirect_uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeCodeAnswer {
+    pub ok: bool,
+    pub default_provider: Option<Provider>,
+}
+
+/// `POST /v1/miner/chutes-auth` (legacy).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LegacyChutesAuth {
+    pub refresh_token: String,
+}
+
+/// `GET /v1/miner/chutes-auth/status` (legacy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyChutesStatus {
+    pub connected: bool,
+    pub updated_at: Option<String>,
+}
+
+/// `PATCH /v1/miner/inference-auth/default`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetDefault {
+    pub provider: Provider,
+}
+
+/// The answer of connect, set-default and disconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionChanged {
+    pub ok: bool,
+    pub provider: Provider,
+    pub default_provider: Option<Provider>,
+    pub message: String,
+}
+
+/// One entry of the per-miner audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: String,
+    pub provider: Option<Provider>,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvents {
+    pub events: Vec<AuditEvent>,
+}
+
+/// `GET /v1/public/inference/models?ranked=false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub models: Vec<String>,
+    /// Chutes name -> OpenRouter name: Chutes ids are accepted on OpenRouter runs.
+    pub aliases: std::collections::BTreeMap<String, String>,
+}
+
+/// One canonical model under both providers' names (our page's view of the catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub chutes_name: String,
+    pub openrouter_name: String,
+    pub is_default: bool,
+}
+
+/// `POST /v1/auth/challenge`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    pub hotkey: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeAnswer {
+    pub challenge: String,
+    /// Unix seconds, as bittensor-auth answers.
+    pub expires_at: i64,
+}
+
+/// `POST /v1/auth/session`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub hotkey: String,
+    pub challenge: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionAnswer {
+    pub session_token: String,
+    /// Unix seconds, as bittensor-auth answers.
+    pub expires_at: i64,
+    pub role: String,
+}
+
+/// `POST /v1/auth/logout`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogoutAnswer {
+    pub success: bool,
+}
+
+/// The per-run scoped credential a validator receives with a claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InferenceToken {
+    pub provider: Provider,
+    pub access_token: String,
+    pub base_url: String,
+    pub expires_at: String,
+}
+
+/// `POST /v1/validator/work/claim` -> 200.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimAnswer {
+    pub eval_run_id: String,
+    pub agent_version_id: String,
+    pub suite_id: i64,
+    pub lease_expires_at: String,
+    pub code_download_url: String,
+    pub race_id: Option<String>,
+    pub inference_token: Option<InferenceToken>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
