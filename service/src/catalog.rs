@@ -1,1 +1,180 @@
-//! The allowlisted models: one canonical set, each under its Chutes and its OpenRouter name.
+//! The allowlisted models: one canonical set, each under its Chutes and its OpenRouter name,
+//! seeded from ORO's own proxy table and editable by an operator.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use wire::Provider;
+use wire::api::{CatalogEntry, ModelList};
+
+use crate::clock;
+use crate::db::Db;
+use crate::services::Services;
+
+/// ORO's proxy table (shared/CONTRACT.md): Chutes name -> OpenRouter name. The first is the
+/// default model a run's sandbox gets.
+pub const CANONICAL_MODELS: [(&str, &str); 13] = [
+    ("deepseek-ai/DeepSeek-V3.2-TEE", "deepseek/deepseek-v3.2"),
+    ("deepseek-ai/DeepSeek-V3.1-TEE", "deepseek/deepseek-chat-v3.1"),
+    ("deepseek-ai/DeepSeek-V3-0324-TEE", "deepseek/deepseek-chat-v3-0324"),
+    ("deepseek-ai/DeepSeek-R1-0528-TEE", "deepseek/deepseek-r1-0528"),
+    ("Qwen/Qwen3-32B-TEE", "qwen/qwen3-32b"),
+    ("Qwen/Qwen3.5-397B-A17B-TEE", "qwen/qwen3.5-397b-a17b"),
+    ("Qwen/Qwen3.6-27B-TEE", "qwen/qwen3.6-27b"),
+    ("google/gemma-4-31B-turbo-TEE", "google/gemma-4-31b-it"),
+    ("zai-org/GLM-5.1-TEE", "z-ai/glm-5.1"),
+    ("zai-org/GLM-5.2-TEE", "z-ai/glm-5.2"),
+    ("moonshotai/Kimi-K2.6-TEE", "moonshotai/kimi-k2.6"),
+    ("XiaomiMiMo/MiMo-V2-Flash-TEE", "xiaomi/mimo-v2-flash"),
+    ("openai/gpt-oss-120b-TEE", "openai/gpt-oss-120b"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("model names must be 1 to 200 characters without spaces")]
+    BadName,
+    #[error("{0} is already in the catalog")]
+    Duplicate(String),
+    #[error("{0} is not in the catalog")]
+    Unknown(String),
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl CatalogError {
+    pub fn status(&self) -> u16 {
+        match self {
+            CatalogError::BadName => 422,
+            CatalogError::Duplicate(_) => 409,
+            CatalogError::Unknown(_) => 404,
+            CatalogError::Storage(_) => 500,
+        }
+    }
+}
+
+pub async fn seed_if_empty(db: &Db) -> Result<(), sqlx::Error> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM catalog_models").fetch_one(db.pool()).await?;
+    if count > 0 {
+        return Ok(());
+    }
+    for (position, (chutes, openrouter)) in CANONICAL_MODELS.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO catalog_models (chutes_name, openrouter_name, position, is_default, healthy, updated_at)
+             VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (chutes_name) DO NOTHING",
+        )
+        .bind(*chutes)
+        .bind(*openrouter)
+        .bind(position as i64)
+        .bind(i64::from(position == 0))
+        .bind(clock::now())
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 200 && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl Services {
+    pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT chutes_name, openrouter_name, is_default FROM catalog_models ORDER BY position, chutes_name")
+                .fetch_all(self.db.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(chutes_name, openrouter_name, is_default)| CatalogEntry { chutes_name, openrouter_name, is_default: is_default != 0 })
+            .collect())
+    }
+
+    /// The public list as the SDK reads it: names for one provider plus the alias table, or
+    /// the ranked form.
+    pub async fn catalog_json(&self, provider: Provider, ranked: bool) -> Result<String, CatalogError> {
+        let rows: Vec<(String, String, Option<f64>, i64, i64)> = sqlx::query_as(
+            "SELECT chutes_name, openrouter_name, rank_metric, healthy, updated_at FROM catalog_models ORDER BY position, chutes_name",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let name = |(c, o, ..): &(String, String, Option<f64>, i64, i64)| match provider {
+            Provider::Chutes => c.clone(),
+            Provider::OpenRouter => o.clone(),
+        };
+        let body = if ranked {
+            let as_of = rows.iter().map(|r| r.4).max().unwrap_or_else(clock::now);
+            let models: Vec<_> = rows
+                .iter()
+                .map(|r| json!({"id": name(r), "rank_metric": r.2, "healthy": r.3 != 0}))
+                .collect();
+            json!({"models": models, "ranked_by": "catalog_order", "as_of": clock::rfc3339(as_of)}).to_string()
+        } else {
+            let models: Vec<String> = rows.iter().map(name).collect();
+            let aliases: BTreeMap<String, String> = match provider {
+                // Chutes ids are accepted on OpenRouter runs.
+                Provider::OpenRouter => rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect(),
+                Provider::Chutes => BTreeMap::new(),
+            };
+            serde_json::to_string(&ModelList { models, aliases }).expect("plain data serializes")
+        };
+        Ok(body)
+    }
+
+    /// The model a run's sandbox gets, under the run provider's name.
+    pub async fn default_model(&self, provider: Provider) -> Result<String, CatalogError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT chutes_name, openrouter_name FROM catalog_models ORDER BY is_default DESC, position LIMIT 1",
+        )
+        .fetch_optional(self.db.pool())
+        .await?;
+        let (chutes, openrouter) = row.ok_or_else(|| CatalogError::Unknown("any model".into()))?;
+        Ok(match provider {
+            Provider::Chutes => chutes,
+            Provider::OpenRouter => openrouter,
+        })
+    }
+
+    pub async fn catalog_add(&self, chutes_name: &str, openrouter_name: &str) -> Result<(), CatalogError> {
+        if !valid_name(chutes_name) || !valid_name(openrouter_name) {
+            return Err(CatalogError::BadName);
+        }
+        let (next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), -1) + 1 FROM catalog_models").fetch_one(self.db.pool()).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO catalog_models (chutes_name, openrouter_name, position, is_default, healthy, updated_at)
+             VALUES ($1, $2, $3, 0, 1, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(chutes_name)
+        .bind(openrouter_name)
+        .bind(next)
+        .bind(clock::now())
+        .execute(self.db.pool())
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(CatalogError::Duplicate(chutes_name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn catalog_remove(&self, chutes_name: &str) -> Result<(), CatalogError> {
+        let done = sqlx::query("DELETE FROM catalog_models WHERE chutes_name = $1").bind(chutes_name).execute(self.db.pool()).await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::Unknown(chutes_name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn catalog_set_default(&self, chutes_name: &str) -> Result<(), CatalogError> {
+        let mut tx = self.db.pool().begin().await?;
+        let hit = sqlx::query("UPDATE catalog_models SET is_default = 1, updated_at = $1 WHERE chutes_name = $2")
+            .bind(clock::now())
+            .bind(chutes_name)
+            .execute(&mut *tx)
+            .await?;
+        if hit.rows_affected() == 0 {
+            return Err(CatalogError::Unknown(chutes_name.to_owned()));
+        }
+        sqlx::query("UPDATE catalog_models SET is_default = 0 WHERE chutes_name <> $1").bind(chutes_name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -2,15 +2,20 @@
 //! the tests all call these functions; none of them talks to the database or a provider
 //! directly.
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod domain;
+pub mod providers;
+pub mod runs;
 pub mod services;
 pub mod session_store;
+pub mod vault;
 
 pub use config::Settings;
 pub use db::Db;
-pub use services::Services;
+pub use services::{ServiceError, Services};

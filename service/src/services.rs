@@ -1,18 +1,104 @@
-//! The handle every caller holds: settings, storage and the provider clients.
+//! The handle every caller holds: settings, storage, the vault and the provider clients.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Settings;
+use crate::auth::{AuthError, sessions, signed_request};
+use crate::catalog::CatalogError;
+use crate::config::{Environment, Settings};
+use crate::connections::ConnectionError;
 use crate::db::Db;
+use crate::providers::chutes::ChutesClient;
+use crate::providers::openrouter::OpenRouterClient;
+use crate::providers::{ProviderError, http_client};
+use crate::session_store::DbSessionStore;
+use crate::vault::{MasterKeys, Vault, VaultError};
 
 #[derive(Clone)]
 pub struct Services {
     pub settings: Arc<Settings>,
     pub db: Db,
+    pub vault: Vault,
+    pub openrouter: OpenRouterClient,
+    pub chutes: ChutesClient,
+}
+
+/// Every error the service layer answers, mapped once to HTTP by the server and once to a
+/// sentence by the pages.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("the vault could not be opened: {0}")]
+    Vault(#[from] VaultError),
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl ServiceError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::Connection(e) => e.status(),
+            ServiceError::Catalog(e) => e.status(),
+            ServiceError::Run(e) => e.status(),
+            ServiceError::Auth(e) => e.status(),
+            ServiceError::Vault(_) | ServiceError::Storage(_) => 500,
+        }
+    }
+
+    /// The provider's fault (502/503/504): safe and useful to tell the caller.
+    pub fn is_upstream(&self) -> bool {
+        matches!(self, ServiceError::Connection(ConnectionError::Provider(_)))
+            || matches!(self, ServiceError::Connection(ConnectionError::Busy))
+    }
+
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            ServiceError::Connection(ConnectionError::Provider(e)) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl Services {
-    pub fn new(settings: Settings, db: Db) -> Self {
-        Services { settings: Arc::new(settings), db }
+    /// Opens the vault (creating the master key on a first embedded run), seeds the catalog,
+    /// and builds the provider clients.
+    pub async fn build(settings: Settings, db: Db) -> Result<Self, ServiceError> {
+        let create_master = settings.environment != Environment::Production;
+        let masters = MasterKeys::load(&settings.master_key_file, create_master)?;
+        let vault = Vault::open(&db, &masters).await?;
+        drop(masters);
+        let timeout = Duration::from_secs(settings.provider_timeout_secs);
+        let http = http_client(timeout);
+        let openrouter = OpenRouterClient::new(http.clone(), &settings.openrouter_api_base, timeout);
+        let chutes = ChutesClient::new(
+            http,
+            &settings.chutes_api_base,
+            &settings.chutes_llm_base,
+            &settings.chutes_client_id,
+            settings.chutes_client_secret.clone(),
+            timeout,
+        );
+        crate::catalog::seed_if_empty(&db).await?;
+        Ok(Services { settings: Arc::new(settings), db, vault, openrouter, chutes })
+    }
+
+    /// One pass of background upkeep: forget what expired, retry failed revocations, reap
+    /// abandoned runs.
+    pub async fn housekeeping(&self) -> Result<(), ServiceError> {
+        let now = crate::clock::now();
+        signed_request::forget_expired_nonces(&self.db, now).await?;
+        sessions::forget_expired(&self.db, now).await?;
+        DbSessionStore::new(self.db.clone()).delete_expired(now).await?;
+        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1").bind(now).execute(self.db.pool()).await?;
+        self.retry_pending_revocations().await?;
+        self.reap_runs().await?;
+        Ok(())
     }
 }

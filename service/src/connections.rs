@@ -1,0 +1,628 @@
+//! A miner's provider connections: connect (OpenRouter management key, Chutes OAuth),
+//! the default provider, disconnect, and Chutes refresh-token rotation.
+//!
+//! Consistency rule: every change to one miner's connections takes that miner's row lock
+//! first (`lock_miner`), so concurrent connect / set-default / disconnect from one miner
+//! serialize and the default always names a connected provider or none. Provider calls
+//! happen outside transactions.
+
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use sqlx::{Any, Transaction};
+use wire::Provider;
+use wire::api::{ConnectionChanged, ConnectionState, ExchangeCodeAnswer, InferenceAuthList, ProviderStatus};
+
+use crate::audit;
+use crate::auth::sessions::random_token;
+use crate::clock;
+use crate::db::Backend;
+use crate::domain::Hotkey;
+use crate::providers::ProviderError;
+use crate::providers::chutes::{self, TokenSet};
+use crate::services::Services;
+use crate::vault::{Vault, VaultError};
+
+pub const STATE_CONNECTED: &str = "connected";
+pub const STATE_NEEDS_RECONSENT: &str = "needs_reconsent";
+/// How long a refresh may hold a Chutes credential before another replica may take it.
+const REFRESH_LEASE_SECS: i64 = 30;
+/// How long a caller waits for another refresh of the same credential to finish.
+const REFRESH_WAIT: Duration = Duration::from_secs(20);
+/// The dashboard's OAuth request must come back within this.
+const OAUTH_STATE_TTL_SECS: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("{0}")]
+    BadCredentialShape(String),
+    #[error("{0}")]
+    CredentialRefused(String),
+    #[error("{0} is not connected")]
+    NotConnected(Provider),
+    #[error("{0} is not connected: connect it before making it the default")]
+    DefaultNotConnected(Provider),
+    #[error("{0} needs you to connect again: the provider no longer accepts the stored credential")]
+    NeedsReconsent(Provider),
+    #[error("redirect_uri is not one this service registered with Chutes")]
+    RedirectUriNotAllowed,
+    #[error("code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~")]
+    BadCodeVerifier,
+    #[error("this sign-in with Chutes has expired or was already used: start again from the dashboard")]
+    OAuthStateInvalid,
+    #[error("Chutes did not grant access: {0}")]
+    ConsentDenied(String),
+    #[error("the connection changed while this request ran; try again")]
+    Conflict,
+    #[error("another request is refreshing this Chutes credential; try again in a moment")]
+    Busy,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("the stored credential could not be opened")]
+    Vault(#[from] VaultError),
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl ConnectionError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ConnectionError::BadCredentialShape(_) | ConnectionError::BadCodeVerifier => 422,
+            ConnectionError::CredentialRefused(_)
+            | ConnectionError::RedirectUriNotAllowed
+            | ConnectionError::OAuthStateInvalid
+            | ConnectionError::ConsentDenied(_) => 400,
+            ConnectionError::NotConnected(_) => 404,
+            ConnectionError::DefaultNotConnected(_) | ConnectionError::NeedsReconsent(_) | ConnectionError::Conflict => 409,
+            ConnectionError::Busy => 503,
+            ConnectionError::Provider(e) => provider_status(e),
+            ConnectionError::Vault(_) | ConnectionError::Storage(_) => 500,
+        }
+    }
+}
+
+/// How a provider's trouble reaches our caller: 400 when the miner's credential or grant is
+/// at fault, 502/503/504 when the provider is.
+pub fn provider_status(e: &ProviderError) -> u16 {
+    match e {
+        ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. } => 400,
+        ProviderError::NoCredits { .. } => 402,
+        ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. } | ProviderError::Unreachable { .. } => 503,
+        ProviderError::Timeout { .. } => 504,
+        ProviderError::Refused { .. } | ProviderError::Malformed { .. } => 502,
+    }
+}
+
+/// An OpenRouter key as pasted: `sk-or-v1-` and 64 hex digits.
+pub struct OpenRouterKey(SecretString);
+
+impl OpenRouterKey {
+    pub fn parse(text: &SecretString) -> Result<Self, ConnectionError> {
+        let key = text.expose_secret().trim();
+        let Some(rest) = key.strip_prefix("sk-or-v1-") else {
+            return Err(ConnectionError::BadCredentialShape(
+                "that is not an OpenRouter key: OpenRouter keys start with sk-or-v1-".into(),
+            ));
+        };
+        if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ConnectionError::BadCredentialShape(
+                "the key contains characters OpenRouter keys never have (a space, a quote or a line break?)".into(),
+            ));
+        }
+        if rest.len() != 64 {
+            return Err(ConnectionError::BadCredentialShape(format!(
+                "the key looks {}: OpenRouter keys have 64 characters after sk-or-v1- (this one has {})",
+                if rest.len() < 64 { "truncated" } else { "too long" },
+                rest.len()
+            )));
+        }
+        Ok(OpenRouterKey(SecretString::from(key.to_owned())))
+    }
+
+    /// `sk-or-v1-...3f2a`: enough for the miner to tell keys apart, useless to anyone else.
+    pub fn masked_label(&self) -> String {
+        let key = self.0.expose_secret();
+        format!("sk-or-v1-...{}", &key[key.len() - 4..])
+    }
+
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+/// A short digest of a management key, recorded with the run keys it mints.
+pub fn key_fingerprint(key: &SecretString) -> String {
+    hex::encode(&Sha256::digest(key.expose_secret().as_bytes())[..12])
+}
+
+/// Takes the miner's row lock for the rest of the transaction (creating the row if needed).
+pub(crate) async fn lock_miner(tx: &mut Transaction<'static, Any>, backend: Backend, hotkey: &Hotkey) -> Result<Option<Provider>, sqlx::Error> {
+    sqlx::query("INSERT INTO miners (hotkey, default_provider, updated_at) VALUES ($1, NULL, $2) ON CONFLICT (hotkey) DO NOTHING")
+        .bind(hotkey.as_str())
+        .bind(clock::now())
+        .execute(&mut **tx)
+        .await?;
+    let sql = match backend {
+        Backend::Postgres => "SELECT default_provider FROM miners WHERE hotkey = $1 FOR UPDATE",
+        // SQLite runs one transaction at a time here (see db.rs): the row is ours already.
+        Backend::Sqlite => "SELECT default_provider FROM miners WHERE hotkey = $1",
+    };
+    let (default,): (Option<String>,) = sqlx::query_as(sql).bind(hotkey.as_str()).fetch_one(&mut **tx).await?;
+    Ok(default.and_then(|p| p.parse().ok()))
+}
+
+async fn set_default_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, provider: Option<Provider>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE miners SET default_provider = $1, updated_at = $2 WHERE hotkey = $3")
+        .bind(provider.map(|p| p.as_str()))
+        .bind(clock::now())
+        .bind(hotkey.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Services {
+    /// Every provider, connected or not, and the default.
+    pub async fn inference_auth_status(&self, hotkey: &Hotkey) -> Result<InferenceAuthList, ConnectionError> {
+        let rows: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT provider, state, label, updated_at FROM connections WHERE hotkey = $1")
+                .bind(hotkey.as_str())
+                .fetch_all(self.db.pool())
+                .await?;
+        let default: Option<(Option<String>,)> = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
+            .bind(hotkey.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        let default_provider = default.and_then(|(d,)| d).and_then(|d| d.parse::<Provider>().ok());
+        let providers = Provider::ALL
+            .iter()
+            .map(|&provider| match rows.iter().find(|(p, ..)| p == provider.as_str()) {
+                Some((_, state, label, updated_at)) => ProviderStatus {
+                    provider,
+                    connected: state == STATE_CONNECTED,
+                    updated_at: Some(clock::rfc3339(*updated_at)),
+                    state: Some(if state == STATE_CONNECTED { ConnectionState::Connected } else { ConnectionState::NeedsReconsent }),
+                    label: Some(label.clone()),
+                    is_default: default_provider == Some(provider),
+                },
+                None => ProviderStatus {
+                    provider,
+                    connected: false,
+                    updated_at: None,
+                    state: Some(ConnectionState::NotConnected),
+                    label: None,
+                    is_default: false,
+                },
+            })
+            .collect();
+        Ok(InferenceAuthList { providers, default_provider })
+    }
+
+    pub async fn provider_status(&self, hotkey: &Hotkey, provider: Provider) -> Result<ProviderStatus, ConnectionError> {
+        let all = self.inference_auth_status(hotkey).await?;
+        Ok(all.providers.into_iter().find(|p| p.provider == provider).expect("every provider is listed"))
+    }
+
+    /// Stores a sealed credential, replacing any previous one in the same statement, and makes
+    /// the provider the default when the miner has none.
+    async fn store_connection(&self, hotkey: &Hotkey, provider: Provider, label: &str, credential: &SecretString) -> Result<Option<Provider>, ConnectionError> {
+        let ciphertext = self.vault.seal(&Vault::credential_context(hotkey.as_str(), provider), credential);
+        let now = clock::now();
+        let mut tx = self.db.pool().begin().await?;
+        let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let previous: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(hotkey.as_str())
+            .bind(provider.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO connections (hotkey, provider, state, label, ciphertext, connected_at, updated_at, refresh_lock_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 0)
+             ON CONFLICT (hotkey, provider) DO UPDATE SET state = excluded.state, label = excluded.label,
+                 ciphertext = excluded.ciphertext, connected_at = excluded.connected_at, updated_at = excluded.updated_at,
+                 refresh_lock_until = 0",
+        )
+        .bind(hotkey.as_str())
+        .bind(provider.as_str())
+        .bind(STATE_CONNECTED)
+        .bind(label)
+        .bind(ciphertext)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let default = match default {
+            Some(d) => Some(d),
+            None => {
+                set_default_in(&mut tx, hotkey, Some(provider)).await?;
+                audit::record(&mut tx, hotkey, Some(provider), "default_changed", &format!("{} is now the default provider (first connected)", provider.display_name())).await?;
+                Some(provider)
+            }
+        };
+        let (kind, detail) = match previous {
+            Some(_) => ("reconnected", format!("{} credential replaced ({label})", provider.display_name())),
+            None => ("connected", format!("{} connected ({label})", provider.display_name())),
+        };
+        audit::record(&mut tx, hotkey, Some(provider), kind, &detail).await?;
+        tx.commit().await?;
+        Ok(default)
+    }
+
+    /// `POST /v1/miner/inference-auth/openrouter`: checks the key's shape, then asks
+    /// OpenRouter whether it is a live management key; stores it only then.
+    pub async fn connect_openrouter(&self, hotkey: &Hotkey, credential: &SecretString) -> Result<ConnectionChanged, ConnectionError> {
+        let key = OpenRouterKey::parse(credential)?;
+        let info = match self.openrouter.key_info(key.secret()).await {
+            Ok(info) => info,
+            Err(ProviderError::Unauthorized { .. }) => {
+                return Err(ConnectionError::CredentialRefused(
+                    "OpenRouter does not accept this key: it is mistyped, disabled or deleted".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !info.is_management_key {
+            return Err(ConnectionError::CredentialRefused(
+                "this is an OpenRouter inference key, not a management key: create a management key at https://openrouter.ai/settings/management-keys and paste that".into(),
+            ));
+        }
+        let label = key.masked_label();
+        let default = self.store_connection(hotkey, Provider::OpenRouter, &label, key.secret()).await?;
+        tracing::info!(hotkey = %hotkey.short(), provider = "openrouter", "connected");
+        Ok(ConnectionChanged { ok: true, provider: Provider::OpenRouter, default_provider: default, message: format!("Connected OpenRouter ({label}).") })
+    }
+
+    /// Exchanges an authorization code (from the CLI's loopback or our landing page) and keeps
+    /// the refresh token.
+    pub async fn connect_chutes_with_code(&self, hotkey: &Hotkey, code: &str, code_verifier: &SecretString, redirect_uri: &str) -> Result<ExchangeCodeAnswer, ConnectionError> {
+        if !self.settings.allowed_chutes_redirect_uris().iter().any(|u| u == redirect_uri) {
+            return Err(ConnectionError::RedirectUriNotAllowed);
+        }
+        if !chutes::is_valid_code_verifier(code_verifier.expose_secret()) {
+            return Err(ConnectionError::BadCodeVerifier);
+        }
+        if code.is_empty() || code.len() > 2048 {
+            return Err(ConnectionError::CredentialRefused("the authorization code is empty or too long".into()));
+        }
+        let tokens = match self.chutes.exchange_code(code, code_verifier, redirect_uri).await {
+            Ok(t) => t,
+            Err(ProviderError::InvalidGrant { .. }) => {
+                return Err(ConnectionError::CredentialRefused(
+                    "Chutes refused the authorization code: it expired, was already used, or the verifier does not match; connect again".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let default = self.store_chutes_tokens(hotkey, &tokens).await?;
+        Ok(ExchangeCodeAnswer { ok: true, default_provider: default })
+    }
+
+    async fn store_chutes_tokens(&self, hotkey: &Hotkey, tokens: &TokenSet) -> Result<Option<Provider>, ConnectionError> {
+        // The username makes the dashboard row recognisable; it is not worth failing over.
+        let label = match self.chutes.userinfo(&tokens.access_token).await {
+            Ok(info) => info.username.or(info.sub).map(|u| crate::providers::scrub(&u)).unwrap_or_else(|| "Chutes account".into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "Chutes userinfo failed; storing the connection without a username");
+                "Chutes account".into()
+            }
+        };
+        let default = self.store_connection(hotkey, Provider::Chutes, &label, &tokens.refresh_token).await?;
+        tracing::info!(hotkey = %hotkey.short(), provider = "chutes", "connected");
+        Ok(default)
+    }
+
+    /// Legacy `POST /v1/miner/chutes-auth {refresh_token}`: proves the token by spending it
+    /// once and keeps its successor.
+    pub async fn connect_chutes_with_refresh_token(&self, hotkey: &Hotkey, refresh_token: &SecretString) -> Result<ConnectionChanged, ConnectionError> {
+        let token = refresh_token.expose_secret().trim();
+        if token.is_empty() || token.len() > 4096 {
+            return Err(ConnectionError::BadCredentialShape("refresh_token is empty or too long".into()));
+        }
+        let tokens = match self.chutes.refresh(&SecretString::from(token.to_owned())).await {
+            Ok(t) => t,
+            Err(ProviderError::InvalidGrant { .. }) => {
+                return Err(ConnectionError::CredentialRefused("Chutes does not accept this refresh token: it expired, was revoked or already used".into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let default = self.store_chutes_tokens(hotkey, &tokens).await?;
+        Ok(ConnectionChanged { ok: true, provider: Provider::Chutes, default_provider: default, message: "Connected Chutes.".into() })
+    }
+
+    /// The dashboard's Connect: a single-use state bound to this miner, PKCE S256, and the URL
+    /// to send the browser to.
+    pub async fn begin_chutes_authorization(&self, hotkey: &Hotkey) -> Result<(String, String), ConnectionError> {
+        let state = random_token(24);
+        let pkce = chutes::pkce();
+        let state_hash = crate::auth::sessions::digest(&state);
+        let sealed_verifier = self.vault.seal(&format!("oauth-verifier|{state_hash}"), &pkce.verifier);
+        let redirect_uri = self.settings.chutes_redirect_uri.clone();
+        sqlx::query("INSERT INTO oauth_states (state_hash, hotkey, sealed_verifier, redirect_uri, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&state_hash)
+            .bind(hotkey.as_str())
+            .bind(sealed_verifier)
+            .bind(&redirect_uri)
+            .bind(clock::now() + OAUTH_STATE_TTL_SECS)
+            .execute(self.db.pool())
+            .await?;
+        Ok((self.chutes.authorize_url(&redirect_uri, &state, &pkce.challenge), state))
+    }
+
+    /// The landing page: spends the state (only this miner's, only once, only in time), then
+    /// exchanges the code.
+    pub async fn finish_chutes_authorization(&self, hotkey: &Hotkey, state: &str, code: Option<&str>, error: Option<&str>) -> Result<ExchangeCodeAnswer, ConnectionError> {
+        let state_hash = crate::auth::sessions::digest(state);
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "DELETE FROM oauth_states WHERE state_hash = $1 AND hotkey = $2 AND expires_at >= $3 RETURNING sealed_verifier, redirect_uri",
+        )
+        .bind(&state_hash)
+        .bind(hotkey.as_str())
+        .bind(clock::now())
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((sealed_verifier, redirect_uri)) = row else { return Err(ConnectionError::OAuthStateInvalid) };
+        if let Some(error) = error {
+            let reason = match error {
+                "access_denied" => "you declined on the Chutes consent page".to_owned(),
+                other => crate::providers::scrub(other),
+            };
+            return Err(ConnectionError::ConsentDenied(reason));
+        }
+        let code = code.filter(|c| !c.is_empty()).ok_or(ConnectionError::ConsentDenied("Chutes sent no authorization code".into()))?;
+        let verifier = self.vault.open_sealed(&format!("oauth-verifier|{state_hash}"), &sealed_verifier)?;
+        self.connect_chutes_with_code(hotkey, code, &verifier, &redirect_uri).await
+    }
+
+    /// `PATCH /v1/miner/inference-auth/default`: only a connected provider can be the default.
+    pub async fn set_default_provider(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
+        let mut tx = self.db.pool().begin().await?;
+        let previous = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let connected: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(hotkey.as_str())
+            .bind(provider.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        match connected {
+            None => return Err(ConnectionError::DefaultNotConnected(provider)),
+            Some((state,)) if state != STATE_CONNECTED => return Err(ConnectionError::NeedsReconsent(provider)),
+            Some(_) => {}
+        }
+        if previous != Some(provider) {
+            set_default_in(&mut tx, hotkey, Some(provider)).await?;
+            audit::record(&mut tx, hotkey, Some(provider), "default_changed", &format!("{} is now the default provider (from the next claimed run)", provider.display_name())).await?;
+        }
+        tx.commit().await?;
+        Ok(ConnectionChanged {
+            ok: true,
+            provider,
+            default_provider: Some(provider),
+            message: format!("Default provider set to {provider}. Applies to next claimed eval."),
+        })
+    }
+
+    /// `DELETE /v1/miner/inference-auth/{provider}`: revokes at the provider (Chutes: the
+    /// refresh token; OpenRouter: disables every per-run key this management key minted),
+    /// then forgets the credential. A provider that is down does not keep the miner
+    /// connected: what could not be revoked is kept sealed and retried later.
+    pub async fn disconnect(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(hotkey.as_str())
+            .bind(provider.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some((ciphertext,)) = row else { return Err(ConnectionError::NotConnected(provider)) };
+        let credential = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
+        let revocation = self.revoke_at_provider(hotkey, provider, &credential).await;
+
+        let mut tx = self.db.pool().begin().await?;
+        let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let deleted = sqlx::query("DELETE FROM connections WHERE hotkey = $1 AND provider = $2 AND ciphertext = $3")
+            .bind(hotkey.as_str())
+            .bind(provider.as_str())
+            .bind(&ciphertext)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            // Reconnected (or disconnected) meanwhile: the row we revoked is not the one there now.
+            return Err(ConnectionError::Conflict);
+        }
+        let mut new_default = default;
+        if default == Some(provider) {
+            let other: Option<(String,)> = sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 ORDER BY provider LIMIT 1")
+                .bind(hotkey.as_str())
+                .bind(STATE_CONNECTED)
+                .fetch_optional(&mut *tx)
+                .await?;
+            new_default = other.and_then(|(p,)| p.parse().ok());
+            set_default_in(&mut tx, hotkey, new_default).await?;
+            let detail = match new_default {
+                Some(p) => format!("{} is now the default provider", p.display_name()),
+                None => "no provider connected: the next submission needs one".to_owned(),
+            };
+            audit::record(&mut tx, hotkey, new_default, "default_changed", &detail).await?;
+        }
+        let detail = match &revocation {
+            Ok(what) => format!("{} disconnected; {what}", provider.display_name()),
+            Err(e) => {
+                sqlx::query(
+                    "INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(hotkey.as_str())
+                .bind(provider.as_str())
+                .bind(&ciphertext)
+                .bind(e.to_string())
+                .bind(clock::now() + 60)
+                .bind(clock::now())
+                .execute(&mut *tx)
+                .await?;
+                format!("{} disconnected; revocation at the provider failed ({e}) and will be retried", provider.display_name())
+            }
+        };
+        audit::record(&mut tx, hotkey, Some(provider), "disconnected", &detail).await?;
+        tx.commit().await?;
+        tracing::info!(hotkey = %hotkey.short(), %provider, revoked = revocation.is_ok(), "disconnected");
+        Ok(ConnectionChanged { ok: true, provider, default_provider: new_default, message: format!("Disconnected {provider}.") })
+    }
+
+    /// Revokes what the credential can reach. Answers a sentence for the audit log.
+    async fn revoke_at_provider(&self, hotkey: &Hotkey, provider: Provider, credential: &SecretString) -> Result<String, ProviderError> {
+        match provider {
+            Provider::Chutes => {
+                self.chutes.revoke(credential).await?;
+                Ok("refresh token revoked at Chutes".into())
+            }
+            Provider::OpenRouter => {
+                let fingerprint = key_fingerprint(credential);
+                let keys: Vec<(String,)> = sqlx::query_as("SELECT key_hash FROM run_keys WHERE hotkey = $1 AND minted_by = $2 AND disabled_at IS NULL")
+                    .bind(hotkey.as_str())
+                    .bind(&fingerprint)
+                    .fetch_all(self.db.pool())
+                    .await
+                    .map_err(|_| ProviderError::Unreachable { provider: "the database" })?;
+                for (hash,) in &keys {
+                    self.openrouter.disable_key(credential, hash).await?;
+                    let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2 AND disabled_at IS NULL")
+                        .bind(clock::now())
+                        .bind(hash)
+                        .execute(self.db.pool())
+                        .await;
+                }
+                Ok(format!("{} per-run key(s) disabled at OpenRouter (kept, not deleted, so their spend stays visible)", keys.len()))
+            }
+        }
+    }
+
+    /// Retries revocations that failed during a disconnect, with growing pauses.
+    pub async fn retry_pending_revocations(&self) -> Result<usize, ConnectionError> {
+        let due: Vec<(String, String, String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, hotkey, provider, ciphertext, attempts FROM pending_revocations WHERE next_try_at <= $1 ORDER BY next_try_at LIMIT 50",
+        )
+        .bind(clock::now())
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut done = 0;
+        for (id, hotkey, provider, ciphertext, attempts) in due {
+            let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else { continue };
+            let credential = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
+            match self.revoke_at_provider(&hotkey, provider, &credential).await {
+                Ok(what) => {
+                    let mut tx = self.db.pool().begin().await?;
+                    sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+                    audit::record(&mut tx, &hotkey, Some(provider), "revoked", &format!("delayed revocation done: {what}")).await?;
+                    tx.commit().await?;
+                    done += 1;
+                }
+                Err(ProviderError::Unauthorized { .. }) | Err(ProviderError::InvalidGrant { .. }) => {
+                    // The provider no longer honours the credential at all: nothing left to revoke with it.
+                    let mut tx = self.db.pool().begin().await?;
+                    sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+                    audit::record(&mut tx, &hotkey, Some(provider), "revoked", "delayed revocation: the provider no longer accepts the credential").await?;
+                    tx.commit().await?;
+                    done += 1;
+                }
+                Err(e) => {
+                    let backoff = 60 * (1_i64 << attempts.clamp(0, 6));
+                    sqlx::query("UPDATE pending_revocations SET attempts = attempts + 1, next_try_at = $1, reason = $2 WHERE id = $3")
+                        .bind(clock::now() + backoff)
+                        .bind(e.to_string())
+                        .bind(&id)
+                        .execute(self.db.pool())
+                        .await?;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Gets a fresh Chutes access token for a run, spending the stored refresh token. Only one
+    /// refresh per credential runs at a time, across replicas; the rotated token is stored
+    /// before anything else happens, and `invalid_grant` marks the connection for re-consent.
+    pub async fn chutes_access_token(&self, hotkey: &Hotkey) -> Result<TokenSet, ConnectionError> {
+        self.acquire_refresh_lease(hotkey).await?;
+        let result = self.refresh_under_lease(hotkey).await;
+        if result.is_err() {
+            let _ = sqlx::query("UPDATE connections SET refresh_lock_until = 0 WHERE hotkey = $1 AND provider = $2")
+                .bind(hotkey.as_str())
+                .bind(Provider::Chutes.as_str())
+                .execute(self.db.pool())
+                .await;
+        }
+        result
+    }
+
+    async fn acquire_refresh_lease(&self, hotkey: &Hotkey) -> Result<(), ConnectionError> {
+        let started = Instant::now();
+        loop {
+            let now = clock::now();
+            let taken = sqlx::query(
+                "UPDATE connections SET refresh_lock_until = $1 WHERE hotkey = $2 AND provider = $3 AND state = $4 AND refresh_lock_until < $5",
+            )
+            .bind(now + REFRESH_LEASE_SECS)
+            .bind(hotkey.as_str())
+            .bind(Provider::Chutes.as_str())
+            .bind(STATE_CONNECTED)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(());
+            }
+            let row: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
+                .bind(hotkey.as_str())
+                .bind(Provider::Chutes.as_str())
+                .fetch_optional(self.db.pool())
+                .await?;
+            match row {
+                None => return Err(ConnectionError::NotConnected(Provider::Chutes)),
+                Some((state,)) if state != STATE_CONNECTED => return Err(ConnectionError::NeedsReconsent(Provider::Chutes)),
+                Some(_) if started.elapsed() > REFRESH_WAIT => return Err(ConnectionError::Busy),
+                Some(_) => {
+                    let jitter = rand::random::<u64>() % 60;
+                    tokio::time::sleep(Duration::from_millis(40 + jitter)).await;
+                }
+            }
+        }
+    }
+
+    async fn refresh_under_lease(&self, hotkey: &Hotkey) -> Result<TokenSet, ConnectionError> {
+        let (ciphertext,): (Vec<u8>,) = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(hotkey.as_str())
+            .bind(Provider::Chutes.as_str())
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or(ConnectionError::NotConnected(Provider::Chutes))?;
+        let context = Vault::credential_context(hotkey.as_str(), Provider::Chutes);
+        let refresh_token = self.vault.open_sealed(&context, &ciphertext)?;
+        match self.chutes.refresh(&refresh_token).await {
+            Ok(tokens) => {
+                let sealed = self.vault.seal(&context, &tokens.refresh_token);
+                let mut tx = self.db.pool().begin().await?;
+                sqlx::query("UPDATE connections SET ciphertext = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4")
+                    .bind(sealed)
+                    .bind(clock::now())
+                    .bind(hotkey.as_str())
+                    .bind(Provider::Chutes.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                audit::record(&mut tx, hotkey, Some(Provider::Chutes), "rotated", "refresh token used and rotated for a run").await?;
+                tx.commit().await?;
+                Ok(tokens)
+            }
+            Err(ProviderError::InvalidGrant { .. }) => {
+                let mut tx = self.db.pool().begin().await?;
+                sqlx::query("UPDATE connections SET state = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4")
+                    .bind(STATE_NEEDS_RECONSENT)
+                    .bind(clock::now())
+                    .bind(hotkey.as_str())
+                    .bind(Provider::Chutes.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                audit::record(&mut tx, hotkey, Some(Provider::Chutes), "needs_reconsent", "Chutes refused the stored refresh token (invalid_grant): connect Chutes again").await?;
+                tx.commit().await?;
+                Err(ConnectionError::NeedsReconsent(Provider::Chutes))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

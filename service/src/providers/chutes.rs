@@ -1,0 +1,249 @@
+//! Chutes: OAuth 2 (authorization code + PKCE S256) into the miner's own account. We are a
+//! confidential client (the secret stays here) and keep the refresh token, which **rotates**:
+//! every refresh answers a new one and kills the old.
+
+use std::time::Duration;
+
+use base64::Engine;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wire::Provider;
+
+use super::{ProviderError, scrub};
+
+const NAME: &str = "Chutes";
+/// What a run needs: calling models on the miner's account.
+pub const SCOPE: &str = "openid profile chutes:invoke";
+
+#[derive(Clone)]
+pub struct ChutesClient {
+    http: reqwest::Client,
+    api_base: String,
+    llm_base: String,
+    client_id: String,
+    client_secret: SecretString,
+    timeout: Duration,
+}
+
+/// A token answer. The access token (`cak_...`) lives an hour; the refresh token (`crt_...`)
+/// replaces the one that was spent.
+pub struct TokenSet {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_in: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// A PKCE pair: the verifier stays with us, the challenge goes to the authorize URL.
+pub struct Pkce {
+    pub verifier: SecretString,
+    pub challenge: String,
+}
+
+pub fn pkce() -> Pkce {
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = pkce_challenge(&verifier);
+    Pkce { verifier: SecretString::from(verifier), challenge }
+}
+
+pub fn pkce_challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// RFC 7636: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+pub fn is_valid_code_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+impl ChutesClient {
+    pub fn new(http: reqwest::Client, api_base: &str, llm_base: &str, client_id: &str, client_secret: SecretString, timeout: Duration) -> Self {
+        ChutesClient {
+            http,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            llm_base: llm_base.trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret,
+            timeout,
+        }
+    }
+
+    pub fn llm_base(&self) -> &str {
+        &self.llm_base
+    }
+
+    /// Where the browser goes to consent.
+    pub fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> String {
+        let mut url = url::Url::parse(&format!("{}/idp/authorize", self.api_base)).expect("base URL was validated at start-up");
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", SCOPE)
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        url.into()
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenSet, ProviderError> {
+        let mut full: Vec<(&str, &str)> = form.to_vec();
+        full.push(("client_id", &self.client_id));
+        full.push(("client_secret", self.client_secret.expose_secret()));
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(full).finish();
+        let response = self
+            .http
+            .post(format!("{}/idp/token", self.api_base))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+        let status = response.status().as_u16();
+        if !response.status().is_success() {
+            return Err(token_error(status, &response.text().await.unwrap_or_default()));
+        }
+        let answer: TokenAnswer = response.json().await.map_err(|_| ProviderError::Malformed { provider: NAME })?;
+        let refresh_token = answer.refresh_token.ok_or(ProviderError::Malformed { provider: NAME })?;
+        Ok(TokenSet {
+            access_token: SecretString::from(answer.access_token),
+            refresh_token: SecretString::from(refresh_token),
+            expires_in: answer.expires_in.unwrap_or(3600),
+        })
+    }
+
+    pub async fn exchange_code(&self, code: &str, code_verifier: &SecretString, redirect_uri: &str) -> Result<TokenSet, ProviderError> {
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier.expose_secret()),
+        ])
+        .await
+    }
+
+    /// Spends `refresh_token` and answers its successor: store the new one before anything else.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, ProviderError> {
+        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())]).await
+    }
+
+    pub async fn revoke(&self, token: &SecretString) -> Result<(), ProviderError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token.expose_secret())
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose_secret())
+            .finish();
+        let response = self
+            .http
+            .post(format!("{}/idp/token/revoke", self.api_base))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(());
+        }
+        match token_error(status, &response.text().await.unwrap_or_default()) {
+            // Already dead: revoking it again is done.
+            ProviderError::InvalidGrant { .. } => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    pub async fn userinfo(&self, access_token: &SecretString) -> Result<UserInfo, ProviderError> {
+        let response = self
+            .http
+            .get(format!("{}/idp/userinfo", self.api_base))
+            .bearer_auth(access_token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+        let status = response.status().as_u16();
+        if !response.status().is_success() {
+            return Err(inference_error(status, &response.text().await.unwrap_or_default()));
+        }
+        response.json().await.map_err(|_| ProviderError::Malformed { provider: NAME })
+    }
+}
+
+/// Errors of `/idp/token`: 400 `{"error": "invalid_grant" | ...}`.
+pub fn token_error(status: u16, body: &str) -> ProviderError {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let code = parsed.as_ref().and_then(|v| v.get("error")).and_then(Value::as_str).unwrap_or("");
+    match (status, code) {
+        (_, "invalid_grant") => ProviderError::InvalidGrant { provider: NAME },
+        (401, _) | (_, "invalid_client") => ProviderError::Refused {
+            provider: NAME,
+            status,
+            detail: "the service's Chutes client id or secret was refused (operator: check ORO_CHUTES_CLIENT_ID/SECRET)".into(),
+        },
+        (429, _) => ProviderError::RateLimited { provider: NAME },
+        (500..=599, _) => ProviderError::Unavailable { provider: NAME, status },
+        _ => ProviderError::Refused { provider: NAME, status, detail: if code.is_empty() { format!("HTTP {status}") } else { scrub(code) } },
+    }
+}
+
+/// Errors of the inference API: 402 `{"detail":{"message":"Quota exceeded and account balance is $0.0 ..."}}`,
+/// 429 `{"detail":"infra_overload"}`.
+pub fn inference_error(status: u16, body: &str) -> ProviderError {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let detail = parsed.as_ref().and_then(|v| v.get("detail"));
+    let message = detail
+        .and_then(|d| d.get("message").and_then(Value::as_str).or_else(|| d.as_str()))
+        .map(scrub)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        401 | 403 => ProviderError::Unauthorized { provider: NAME },
+        402 => ProviderError::NoCredits { provider: NAME, detail: format!("no credits: {message}"), limit_source: None },
+        429 => ProviderError::RateLimited { provider: NAME },
+        500..=599 => ProviderError::Unavailable { provider: NAME, status },
+        _ => ProviderError::Refused { provider: NAME, status, detail: message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_is_s256_and_well_formed() {
+        let p = pkce();
+        assert!(is_valid_code_verifier(p.verifier.expose_secret()));
+        assert_eq!(p.challenge, pkce_challenge(p.verifier.expose_secret()));
+        // RFC 7636 appendix B.
+        assert_eq!(pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert!(!is_valid_code_verifier("short"));
+        assert!(!is_valid_code_verifier(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn errors_map() {
+        assert!(matches!(token_error(400, r#"{"error":"invalid_grant"}"#), ProviderError::InvalidGrant { .. }));
+        assert!(matches!(token_error(503, ""), ProviderError::Unavailable { .. }));
+        let e = inference_error(402, r#"{"detail":{"message":"Quota exceeded and account balance is $0.0, please pay"}}"#);
+        assert!(e.to_string().contains("no credits"), "{e}");
+        assert!(matches!(inference_error(429, r#"{"detail":"infra_overload"}"#), ProviderError::RateLimited { .. }));
+    }
+}

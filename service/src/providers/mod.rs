@@ -1,0 +1,98 @@
+//! Clients for the two providers, speaking exactly the shapes in `shared/CONTRACT.md`. They
+//! reach whatever base URL the settings give (the real provider, or the simulator).
+
+pub mod chutes;
+pub mod openrouter;
+
+use std::time::Duration;
+
+use wire::Provider;
+
+/// What went wrong at a provider, in terms a miner can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider} refused the credential: it is invalid, disabled or revoked")]
+    Unauthorized { provider: &'static str },
+    #[error("no credits: {provider} says the account is out of funds ({detail})")]
+    NoCredits { provider: &'static str, detail: String, limit_source: Option<String> },
+    #[error("{provider} is rate limiting requests (HTTP 429); try again shortly")]
+    RateLimited { provider: &'static str },
+    #[error("{provider} is unavailable (HTTP {status}); try again shortly")]
+    Unavailable { provider: &'static str, status: u16 },
+    #[error("{provider} did not answer within {seconds} s; try again shortly")]
+    Timeout { provider: &'static str, seconds: u64 },
+    #[error("cannot reach {provider}; try again shortly")]
+    Unreachable { provider: &'static str },
+    #[error("{provider} refused the authorization grant (invalid_grant): connect again")]
+    InvalidGrant { provider: &'static str },
+    #[error("{provider} refused the request (HTTP {status}): {detail}")]
+    Refused { provider: &'static str, status: u16, detail: String },
+    #[error("{provider} answered in an unexpected shape")]
+    Malformed { provider: &'static str },
+}
+
+impl ProviderError {
+    /// Worth retrying later: the provider's trouble, not the credential's.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. }
+                | ProviderError::Unavailable { .. }
+                | ProviderError::Timeout { .. }
+                | ProviderError::Unreachable { .. }
+        )
+    }
+
+    pub(crate) fn from_reqwest(provider: Provider, timeout: Duration, e: reqwest::Error) -> Self {
+        let provider = provider.display_name();
+        if e.is_timeout() {
+            ProviderError::Timeout { provider, seconds: timeout.as_secs() }
+        } else if e.is_decode() {
+            ProviderError::Malformed { provider }
+        } else {
+            ProviderError::Unreachable { provider }
+        }
+    }
+}
+
+/// Provider messages are echoed to miners: cut them short and blank anything shaped like a
+/// credential, in case a provider ever quotes one back.
+pub fn scrub(message: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in message.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let looks_secret = ["sk-or-", "cak_", "crt_", "cid_", "Bearer"].iter().any(|p| word.contains(p))
+            || (word.len() >= 32 && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        out.push_str(if looks_secret { "[redacted]" } else { word });
+        if out.len() > 240 {
+            out.truncate(240);
+            out.push_str("...");
+            break;
+        }
+    }
+    out
+}
+
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        // OAuth and key APIs never need redirects; following one could leak a bearer token.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("oro-inference/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a reqwest client with static settings builds")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scrub_blanks_credentials() {
+        let text = super::scrub("bad key sk-or-v1-0123456789abcdef0123456789abcdef0123 and cak_abc");
+        assert!(!text.contains("sk-or-v1"));
+        assert!(!text.contains("cak_"));
+        assert!(text.starts_with("bad key [redacted]"));
+    }
+}
