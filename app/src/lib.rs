@@ -1,1 +1,63 @@
-pub fn placeholder() {}
+#![recursion_limit = "512"]
+//! The Leptos application: server-rendered pages that hydrate in the browser.
+//! Server functions (`api`) are thin: they find the signed-in miner and call the same
+//! service layer as the REST API.
+
+pub mod api;
+mod browser;
+mod components;
+pub mod error;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+/// The HTML document around every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <script src="/oro.js"></script>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/oro.css"/>
+        <Title text="ORO inference providers"/>
+        <Router>
+            <a class="skip-link" href="#main">"Skip to content"</a>
+            <header class="site-header">
+                <nav aria-label="Main">
+                    <A href="/" attr:class="brand">"ORO inference"</A>
+                    <A href="/dashboard">"Dashboard"</A>
+                    <A href="/models">"Models"</A>
+                </nav>
+            </header>
+            <main id="main" tabindex="-1">
+                <Routes fallback=|| view! { <h1>"Page not found"</h1><p><a href="/">"Back to the start"</a></p> }>
+                    <Route path=path!("/") view=pages::home::HomePage/>
+                    <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage/>
+                    <Route path=path!("/oauth/chutes/callback") view=pages::oauth_callback::OAuthCallbackPage/>
+                    <Route path=path!("/models") view=pages::models::ModelsPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -69,6 +69,9 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { variable, problem: problem.into() }
 }
 
+/// oro-sdk 4.0.1's built-in Chutes client id (`CHUTES_CLIENT_ID`); the simulator registers the same.
+pub const DEFAULT_CHUTES_CLIENT_ID: &str = "cid_qstkn2eb4uszxski1rdqk062";
+
 /// The loopback redirect that oro-sdk 4.0.1's `connect chutes` uses.
 pub const CLI_LOOPBACK_REDIRECT_URI: &str = "http://localhost:8765/callback";
 
@@ -189,7 +192,7 @@ impl Settings {
             openrouter_api_base: url_var("ORO_OPENROUTER_API_BASE", "https://openrouter.ai/api/v1")?,
             chutes_api_base: url_var("ORO_CHUTES_API_BASE", "https://api.chutes.ai")?,
             chutes_llm_base: url_var("ORO_CHUTES_LLM_BASE", "https://llm.chutes.ai/v1")?,
-            chutes_client_id: get("ORO_CHUTES_CLIENT_ID").unwrap_or_else(|| "oro-sim-client".into()),
+            chutes_client_id: get("ORO_CHUTES_CLIENT_ID").unwrap_or_else(|| DEFAULT_CHUTES_CLIENT_ID.into()),
             chutes_client_secret: SecretString::from(chutes_client_secret.unwrap_or_else(|| "oro-sim-secret".into())),
             chutes_redirect_uri,
             run_key_cap_usd: number("ORO_RUN_KEY_CAP_USD", 5.0, 0.01, 10_000.0)?,
@@ -204,6 +207,21 @@ impl Settings {
             run_lease_secs: seconds("ORO_RUN_LEASE_SECS", 1800, 30, 24 * 3600)?,
             validator_hotkeys,
         })
+    }
+
+    /// After binding port 0 (tests), the values derived from the bind address get the real port.
+    pub fn with_bound_port(mut self, port: u16) -> Self {
+        if self.bind.port() == 0 {
+            let derived_redirect = format!("{}/oauth/chutes/callback", self.public_url.as_str().trim_end_matches('/'));
+            if self.public_url.port() == Some(0) {
+                let _ = self.public_url.set_port(Some(port));
+                if self.chutes_redirect_uri == derived_redirect {
+                    self.chutes_redirect_uri = format!("{}/oauth/chutes/callback", self.public_url.as_str().trim_end_matches('/'));
+                }
+            }
+            self.bind.set_port(port);
+        }
+        self
     }
 
     pub fn is_sqlite(&self) -> bool {

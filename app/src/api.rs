@@ -1,0 +1,129 @@
+//! Server functions: the browser's way into the service layer. Each finds the signed-in
+//! miner from the session, calls one service function, and maps its typed error.
+
+use leptos::prelude::*;
+use wire::Provider;
+use wire::api::{AuditEvents, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
+
+use crate::error::AppError;
+
+#[cfg(feature = "ssr")]
+mod server {
+    use service::Services;
+    use service::auth::roles;
+    use service::domain::Hotkey;
+    use tower_sessions::Session;
+
+    use crate::error::AppError;
+
+    pub const SESSION_HOTKEY: &str = "hotkey";
+
+    pub fn services() -> Result<Services, AppError> {
+        leptos::prelude::use_context::<Services>().ok_or_else(|| AppError::Refused("service not available".into()))
+    }
+
+    pub async fn session() -> Result<Session, AppError> {
+        leptos_axum::extract::<Session>().await.map_err(|e| AppError::Transport(e.to_string()))
+    }
+
+    /// The signed-in miner, re-checked against bans and the allowlist on every call.
+    pub async fn miner() -> Result<(Services, Hotkey), AppError> {
+        let services = services()?;
+        let session = session().await?;
+        let hotkey: Option<String> = session.get(SESSION_HOTKEY).await.map_err(|e| AppError::Transport(e.to_string()))?;
+        let hotkey = hotkey.and_then(|h| Hotkey::parse(&h).ok()).ok_or(AppError::NotSignedIn)?;
+        let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
+        roles::require_miner(&services.db, &caller).await?;
+        Ok((services, caller.hotkey))
+    }
+}
+
+/// The signed-in miner's address, if any.
+#[server]
+pub async fn current_miner() -> Result<Option<String>, AppError> {
+    let session = server::session().await?;
+    session.get::<String>(server::SESSION_HOTKEY).await.map_err(|e| AppError::Transport(e.to_string()))
+}
+
+/// Step 1 of wallet sign-in: the message the wallet will sign.
+#[server]
+pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
+    let services = server::services()?;
+    let message = service::auth::web_sign_in::begin(&services.db, &services.settings.public_url, &address).await?;
+    Ok(message.to_text())
+}
+
+/// Step 2: the signed message opens a session (with a fresh id: no fixation).
+#[server]
+pub async fn finish_sign_in(message: String, signature: String) -> Result<String, AppError> {
+    let services = server::services()?;
+    let hotkey = service::auth::web_sign_in::finish(&services.db, &services.settings.public_url, &message, &signature).await?;
+    let caller = service::auth::roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
+    service::auth::roles::require_miner(&services.db, &caller).await?;
+    let session = server::session().await?;
+    session.cycle_id().await.map_err(|e| AppError::Transport(e.to_string()))?;
+    session
+        .insert(server::SESSION_HOTKEY, caller.hotkey.to_string())
+        .await
+        .map_err(|e| AppError::Transport(e.to_string()))?;
+    Ok(caller.hotkey.to_string())
+}
+
+#[server]
+pub async fn sign_out() -> Result<(), AppError> {
+    let session = server::session().await?;
+    session.flush().await.map_err(|e| AppError::Transport(e.to_string()))
+}
+
+#[server]
+pub async fn load_provider_status() -> Result<InferenceAuthList, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    Ok(services.inference_auth_status(&hotkey).await?)
+}
+
+#[server]
+pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    let credential = secrecy::SecretString::from(credential);
+    Ok(services.connect_openrouter(&hotkey, &credential).await?)
+}
+
+/// Where to send the browser for Chutes consent.
+#[server]
+pub async fn begin_chutes_connect() -> Result<String, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    let (url, _state) = services.begin_chutes_authorization(&hotkey).await?;
+    Ok(url)
+}
+
+/// The landing page's exchange.
+#[server]
+pub async fn finish_chutes_connect(state: String, code: Option<String>, error: Option<String>) -> Result<ExchangeCodeAnswer, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    Ok(services.finish_chutes_authorization(&hotkey, &state, code.as_deref(), error.as_deref()).await?)
+}
+
+#[server]
+pub async fn set_default_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    Ok(services.set_default_provider(&hotkey, provider).await?)
+}
+
+#[server]
+pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    Ok(services.disconnect(&hotkey, provider).await?)
+}
+
+#[server]
+pub async fn load_audit_events() -> Result<AuditEvents, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into())
+}
+
+/// The public model list.
+#[server]
+pub async fn model_catalog() -> Result<Vec<CatalogEntry>, AppError> {
+    let services = server::services()?;
+    services.catalog().await.map_err(|e| service::ServiceError::from(e).into())
+}

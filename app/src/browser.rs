@@ -1,0 +1,99 @@
+//! The few browser facilities the pages use: wallet extensions (`window.injectedWeb3`),
+//! the clipboard and navigation. `public/oro.js` wraps the JavaScript side; on the server
+//! these are never called (they answer an error).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WalletAccount {
+    pub address: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[cfg(feature = "hydrate")]
+mod js {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_namespace = oroWallet, js_name = installed)]
+        pub fn installed() -> String;
+        #[wasm_bindgen(js_namespace = oroWallet, js_name = accounts, catch)]
+        pub async fn accounts(id: &str) -> Result<JsValue, JsValue>;
+        #[wasm_bindgen(js_namespace = oroWallet, js_name = sign, catch)]
+        pub async fn sign(id: &str, address: &str, message: &str) -> Result<JsValue, JsValue>;
+        #[wasm_bindgen(js_namespace = oroWallet, js_name = copy, catch)]
+        pub async fn copy(text: &str) -> Result<JsValue, JsValue>;
+    }
+
+    pub fn message(e: JsValue) -> String {
+        e.as_string()
+            .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
+            .unwrap_or_else(|| "the wallet reported an error".into())
+    }
+}
+
+/// Ids of the wallet extensions present (`polkadot-js`, `talisman`, `subwallet-js`, ...).
+pub fn installed_wallets() -> Vec<String> {
+    #[cfg(feature = "hydrate")]
+    {
+        serde_json::from_str(&js::installed()).unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        Vec::new()
+    }
+}
+
+pub async fn wallet_accounts(wallet: &str) -> Result<Vec<WalletAccount>, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        let json = js::accounts(wallet).await.map_err(js::message)?;
+        serde_json::from_str(&json.as_string().unwrap_or_default()).map_err(|_| "the wallet answered in an unexpected shape".to_string())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = wallet;
+        Err("wallets are only available in the browser".into())
+    }
+}
+
+pub async fn wallet_sign(wallet: &str, address: &str, message: &str) -> Result<String, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        let signature = js::sign(wallet, address, message).await.map_err(js::message)?;
+        signature.as_string().ok_or_else(|| "the wallet returned no signature".to_string())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (wallet, address, message);
+        Err("wallets are only available in the browser".into())
+    }
+}
+
+pub async fn copy_to_clipboard(text: &str) -> Result<(), String> {
+    #[cfg(feature = "hydrate")]
+    {
+        js::copy(text).await.map(|_| ()).map_err(js::message)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = text;
+        Err("the clipboard is only available in the browser".into())
+    }
+}
+
+/// Sends the browser to another site (the Chutes consent page).
+pub fn navigate_away(url: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().assign(url);
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = url;
+    }
+}

@@ -1,0 +1,195 @@
+//! One provider: its state, Connect, Default and Disconnect.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wire::Provider;
+use wire::api::{ConnectionState, ProviderStatus};
+
+use super::DashboardVersion;
+use crate::api::{begin_chutes_connect, connect_openrouter, disconnect_provider, set_default_provider};
+use crate::browser;
+
+/// What the pasted key looks like, checked as the miner types (the server checks again).
+fn openrouter_key_hint(key: &str) -> Option<String> {
+    let key = key.trim();
+    if key.is_empty() {
+        return None;
+    }
+    let Some(rest) = key.strip_prefix("sk-or-v1-") else {
+        return Some(if "sk-or-v1-".starts_with(key) { String::new() } else { "OpenRouter keys start with sk-or-v1-".into() });
+    };
+    if !rest.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Some("The key contains a character OpenRouter keys never have (a space or a quote?)".into());
+    }
+    match rest.len() {
+        n if n < 64 => Some(format!("{} more characters expected", 64 - n)),
+        64 => Some(String::new()),
+        _ => Some("Too long: OpenRouter keys have 64 characters after sk-or-v1-".into()),
+    }
+}
+
+#[component]
+pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
+    let version = expect_context::<DashboardVersion>();
+    let provider = status.provider;
+    let name = provider.display_name();
+    let id = provider.as_str();
+    let connected = status.connected;
+    let is_default = status.is_default;
+    let busy = RwSignal::new(false);
+    let result: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    let confirming = RwSignal::new(false);
+    let show_paste = RwSignal::new(false);
+    let key = RwSignal::new(String::new());
+
+    let state_text = match status.state {
+        Some(ConnectionState::Connected) => format!("Connected since {}", status.updated_at.clone().unwrap_or_default().replace('T', " ").replace("+00:00", " UTC")),
+        Some(ConnectionState::NeedsReconsent) => "Needs re-consent: the provider no longer accepts the stored credential. Connect again.".to_string(),
+        _ => "Not connected".to_string(),
+    };
+    let needs_reconsent = status.state == Some(ConnectionState::NeedsReconsent);
+
+    let run = move |work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>>>>| {
+        busy.set(true);
+        result.set(None);
+        spawn_local(async move {
+            let outcome = work.await;
+            busy.set(false);
+            let ok = outcome.is_ok();
+            result.set(Some(outcome));
+            if ok {
+                version.bump();
+            }
+        });
+    };
+
+    let connect_chutes = move |_| {
+        busy.set(true);
+        result.set(None);
+        spawn_local(async move {
+            match begin_chutes_connect().await {
+                Ok(url) => {
+                    result.set(Some(Ok("Taking you to Chutes to approve access…".into())));
+                    browser::navigate_away(&url);
+                }
+                Err(e) => {
+                    busy.set(false);
+                    result.set(Some(Err(e.to_string())));
+                }
+            }
+        });
+    };
+
+    let submit_key = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let credential = key.get_untracked().trim().to_string();
+        if let Some(hint) = openrouter_key_hint(&credential).filter(|h| !h.is_empty()) {
+            result.set(Some(Err(hint)));
+            return;
+        }
+        run(Box::pin(async move {
+            let changed = connect_openrouter(credential).await.map_err(|e| e.to_string())?;
+            key.set(String::new());
+            Ok(changed.message)
+        }));
+    };
+
+    let make_default = move |_| {
+        run(Box::pin(async move { set_default_provider(provider).await.map(|c| c.message).map_err(|e| e.to_string()) }));
+    };
+
+    let disconnect = move |_| {
+        confirming.set(false);
+        run(Box::pin(async move { disconnect_provider(provider).await.map(|c| c.message).map_err(|e| e.to_string()) }));
+    };
+
+    let disconnect_consequence = match provider {
+        Provider::OpenRouter => "We forget your management key. Per-run keys minted with it are disabled, not deleted, so you still see their spend at OpenRouter.",
+        Provider::Chutes => "We revoke our access at Chutes and forget the refresh token.",
+    };
+    let default_reason_id = format!("{id}-default-reason");
+    let key_hint_id = format!("{id}-key-hint");
+
+    view! {
+        <li class="provider-row" id=format!("provider-{id}") data-connected=connected.to_string()>
+            <div class="provider-head">
+                <h3>{name}</h3>
+                <p class="provider-state" class:warn=needs_reconsent>{state_text}</p>
+                {status.label.clone().map(|l| view! { <p class="credential-label">"Credential: "<code>{l}</code></p> })}
+            </div>
+            <div class="provider-actions">
+                <button type="button" class="default-toggle" id=format!("{id}-default")
+                    aria-pressed=is_default.to_string()
+                    disabled=move || !connected || is_default || busy.get()
+                    aria-describedby=default_reason_id.clone()
+                    title=if connected { if is_default { "This is your default provider" } else { "Use this provider for your next runs" } } else { "Connect this provider before making it the default" }
+                    on:click=make_default>
+                    {if is_default { "Default ✓" } else { "Make default" }}
+                </button>
+                <span class="visually-hidden" id=default_reason_id>
+                    {if connected { if is_default { "This is your default provider." } else { "" } } else { "Disabled: connect this provider before making it the default." }}
+                </span>
+                {match provider {
+                    Provider::Chutes => view! {
+                        <button type="button" class="connect" id="chutes-connect" on:click=connect_chutes disabled=move || busy.get()>
+                            {if connected { "Reconnect" } else { "Connect Chutes" }}
+                        </button>
+                    }.into_any(),
+                    Provider::OpenRouter => view! {
+                        <button type="button" class="connect" id="openrouter-connect" aria-expanded=move || show_paste.get().to_string()
+                            aria-controls="openrouter-paste" on:click=move |_| show_paste.update(|s| *s = !*s) disabled=move || busy.get()>
+                            {if connected { "Replace key" } else { "Connect OpenRouter" }}
+                        </button>
+                    }.into_any(),
+                }}
+                {connected.then(|| view! {
+                    <button type="button" class="danger" id=format!("{id}-disconnect") on:click=move |_| confirming.set(true) disabled=move || busy.get()>
+                        "Disconnect"
+                    </button>
+                })}
+            </div>
+            {(provider == Provider::OpenRouter).then(|| view! {
+                <form id="openrouter-paste" class="paste-form" on:submit=submit_key hidden=move || !show_paste.get()>
+                    <label for="openrouter-key">"OpenRouter management key"</label>
+                    <p class="hint">"Paste a management key (not an inference key) from openrouter.ai/settings/management-keys. We mint a capped, one-hour key for each run from it."</p>
+                    <div class="paste-row">
+                        <input id="openrouter-key" name="credential" type="password" autocomplete="off" spellcheck="false"
+                            placeholder="sk-or-v1-…" aria-describedby=key_hint_id.clone()
+                            prop:value=move || key.get() on:input=move |ev| key.set(event_target_value(&ev))/>
+                        <button type="submit" class="primary" id="openrouter-submit" disabled=move || busy.get()>"Connect"</button>
+                    </div>
+                    <p class="key-hint" id=key_hint_id aria-live="polite">{move || openrouter_key_hint(&key.get()).unwrap_or_default()}</p>
+                </form>
+            })}
+            <div role="alertdialog" class="confirm" aria-labelledby=format!("{id}-confirm-title") hidden=move || !confirming.get()>
+                <p id=format!("{id}-confirm-title")><strong>{format!("Disconnect {name}?")}</strong></p>
+                <p>{disconnect_consequence}</p>
+                <p>{if is_default { "It is your default provider: the other connected provider becomes the default, or none (then your next submission needs a provider)." } else { "" }}</p>
+                <button type="button" class="danger" id=format!("{id}-confirm-disconnect") on:click=disconnect>"Yes, disconnect"</button>
+                <button type="button" on:click=move |_| confirming.set(false)>"Cancel"</button>
+            </div>
+            <div class="row-result" aria-live="polite">
+                {move || busy.get().then(|| view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Working…"</p> })}
+                {move || result.get().map(|r| match r {
+                    Ok(text) => view! { <p class="ok" role="status">{text}</p> }.into_any(),
+                    Err(text) => view! { <p class="error" role="alert">{text}</p> }.into_any(),
+                })}
+            </div>
+        </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openrouter_key_hint;
+
+    #[test]
+    fn key_hints_guide_the_paste() {
+        assert_eq!(openrouter_key_hint(""), None);
+        assert_eq!(openrouter_key_hint("sk-or"), Some(String::new()));
+        assert!(openrouter_key_hint("sk-ant-123").unwrap().contains("start with"));
+        assert!(openrouter_key_hint("sk-or-v1-abc").unwrap().contains("61 more"));
+        assert_eq!(openrouter_key_hint(&format!("sk-or-v1-{}", "a".repeat(64))), Some(String::new()));
+        assert!(openrouter_key_hint(&format!("sk-or-v1-{} ", "a".repeat(63))).unwrap().contains("more"));
+    }
+}

@@ -1,0 +1,51 @@
+//! What a page shows when a server function fails: one sentence saying what to do next.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// Not signed in (or the session ended).
+    #[error("You are not signed in: connect your wallet to continue.")]
+    NotSignedIn,
+    /// The service refused or failed, with its own explanation.
+    #[error("{0}")]
+    Refused(String),
+    /// The request did not reach the server or its answer did not come back.
+    #[error("The request failed ({0}). Check your connection and try again.")]
+    Transport(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Transport(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<service::ServiceError> for AppError {
+    fn from(e: service::ServiceError) -> Self {
+        if e.status() >= 500 && !e.is_upstream() {
+            tracing::error!(error = ?e, "server function failed");
+            return AppError::Refused("The service could not complete this request; try again in a moment.".into());
+        }
+        AppError::Refused(e.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<service::auth::AuthError> for AppError {
+    fn from(e: service::auth::AuthError) -> Self {
+        service::ServiceError::from(e).into()
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<service::connections::ConnectionError> for AppError {
+    fn from(e: service::connections::ConnectionError) -> Self {
+        service::ServiceError::from(e).into()
+    }
+}

@@ -1,0 +1,24 @@
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use crate::components::wallet_sign_in::WalletSignIn;
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let navigate = use_navigate();
+    view! {
+        <section class="hero">
+            <h1>"Pay for your agent's evaluation calls with your own provider account"</h1>
+            <p>
+                "ORO validators run your agent against the benchmark; the LLM calls it makes are billed to an inference provider you connect here: "
+                <strong>"Chutes"</strong>" (sign in with Chutes) or "<strong>"OpenRouter"</strong>" (a management key, from which each run gets its own capped, one-hour key)."
+            </p>
+            <p>"Sign in with the wallet that holds your miner hotkey to connect a provider, pick your default, and follow your runs."</p>
+            <WalletSignIn on_signed_in=Callback::new(move |_| navigate("/dashboard", Default::default()))/>
+            <p class="secondary-links">
+                <a href="/models">"See the allowlisted models"</a>
+                " · Prefer a terminal? "<code>"oro inference connect openrouter --api-key -"</code>
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,4 @@
+pub mod dashboard;
+pub mod home;
+pub mod models;
+pub mod oauth_callback;

@@ -1,0 +1,120 @@
+//! The public model list: every allowlisted model under both providers' names.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wire::Provider;
+use wire::api::CatalogEntry;
+
+use crate::api::model_catalog;
+use crate::browser;
+
+fn name_for(entry: &CatalogEntry, provider: Provider) -> String {
+    match provider {
+        Provider::Chutes => entry.chutes_name.clone(),
+        Provider::OpenRouter => entry.openrouter_name.clone(),
+    }
+}
+
+#[component]
+fn CopyButton(text: String, label: String) -> impl IntoView {
+    let copied: RwSignal<Option<Result<(), String>>> = RwSignal::new(None);
+    let aria = format!("Copy {label}");
+    let copy = move |_| {
+        let text = text.clone();
+        spawn_local(async move { copied.set(Some(browser::copy_to_clipboard(&text).await)) });
+    };
+    view! {
+        <button type="button" class="copy" aria-label=aria on:click=copy>
+            {move || match copied.get() {
+                None => "Copy",
+                Some(Ok(())) => "Copied ✓",
+                Some(Err(_)) => "Copy failed",
+            }}
+        </button>
+    }
+}
+
+#[component]
+pub fn ModelsPage() -> impl IntoView {
+    let catalog = Resource::new(|| (), |_| model_catalog());
+    let filter = RwSignal::new(String::new());
+    let provider = RwSignal::new(Provider::Chutes);
+    let selected: RwSignal<Option<CatalogEntry>> = RwSignal::new(None);
+    view! {
+        <h1>"Allowlisted models"</h1>
+        <p>"The same models on both providers, each under its provider's own name. An agent reads "<code>"INFERENCE_PROVIDER"</code>" and "<code>"SANDBOX_MODEL"</code>" from its sandbox."</p>
+        <div class="model-controls">
+            <label for="model-filter">"Filter"</label>
+            <input id="model-filter" type="search" placeholder="e.g. qwen" prop:value=move || filter.get()
+                on:input=move |ev| filter.set(event_target_value(&ev))/>
+            <fieldset class="provider-switch">
+                <legend>"Provider"</legend>
+                {Provider::ALL.into_iter().map(|p| view! {
+                    <label>
+                        <input type="radio" name="provider" value=p.as_str() id=format!("switch-{}", p.as_str())
+                            prop:checked=move || provider.get() == p on:change=move |_| provider.set(p)/>
+                        {p.display_name()}
+                    </label>
+                }).collect_view()}
+            </fieldset>
+        </div>
+        <Suspense fallback=|| view! { <p class="progress" role="status">"Loading models…"</p> }>
+            {move || Suspend::new(async move {
+                match catalog.await {
+                    Ok(entries) => {
+                        let default_entry = entries.iter().find(|e| e.is_default).cloned().or_else(|| entries.first().cloned());
+                        let all = StoredValue::new(entries);
+                        let shown = move || {
+                            let needle = filter.get().to_lowercase();
+                            all.get_value()
+                                .into_iter()
+                                .filter(|e| needle.is_empty() || e.chutes_name.to_lowercase().contains(&needle) || e.openrouter_name.to_lowercase().contains(&needle))
+                                .collect::<Vec<_>>()
+                        };
+                        let snippet = move || {
+                            let p = provider.get();
+                            let entry = selected.get().or_else(|| default_entry.clone());
+                            entry.map(|e| format!("INFERENCE_PROVIDER={}\nSANDBOX_MODEL={}", p.as_str(), name_for(&e, p))).unwrap_or_default()
+                        };
+                        view! {
+                            <p class="count" aria-live="polite" id="model-count">{move || format!("{} of {} models", shown().len(), all.with_value(|a| a.len()))}</p>
+                            <table class="models" id="models-table">
+                                <caption class="visually-hidden">"Allowlisted models with their Chutes and OpenRouter names"</caption>
+                                <thead>
+                                    <tr>
+                                        <th scope="col" class:active=move || provider.get() == Provider::Chutes>"Chutes name"</th>
+                                        <th scope="col" class:active=move || provider.get() == Provider::OpenRouter>"OpenRouter name"</th>
+                                        <th scope="col">"Sandbox lines"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    <For each=shown key=|e| e.chutes_name.clone() let:entry>
+                                        {
+                                            let chosen = entry.clone();
+                                            let label = entry.chutes_name.clone();
+                                            view! {
+                                                <tr class="model-row">
+                                                    <td><code>{entry.chutes_name.clone()}</code>" "<CopyButton text=entry.chutes_name.clone() label=entry.chutes_name.clone()/>
+                                                        {entry.is_default.then(|| view! { <span class="badge">"default"</span> })}</td>
+                                                    <td><code>{entry.openrouter_name.clone()}</code>" "<CopyButton text=entry.openrouter_name.clone() label=entry.openrouter_name.clone()/></td>
+                                                    <td><button type="button" aria-label=format!("Show sandbox lines for {label}") on:click=move |_| selected.set(Some(chosen.clone()))>"Show"</button></td>
+                                                </tr>
+                                            }
+                                        }
+                                    </For>
+                                </tbody>
+                            </table>
+                            <section class="snippet" aria-labelledby="snippet-heading">
+                                <h2 id="snippet-heading">"For your agent's sandbox"</h2>
+                                <pre id="sandbox-snippet">{snippet.clone()}</pre>
+                                {move || view! { <CopyButton text=snippet() label="the sandbox lines".to_string()/> }}
+                            </section>
+                        }.into_any()
+                    }
+                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+        <p class="hint">"Machine-readable: "<a href="/v1/public/inference/models?provider=openrouter">"/v1/public/inference/models"</a></p>
+    }
+}

@@ -1,0 +1,47 @@
+//! `/v1/auth/*`: bittensor-auth's challenge/session flow.
+
+use axum::http::HeaderMap;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use service::Services;
+use service::auth::{AuthError, roles, sessions};
+use service::domain::Hotkey;
+use wire::api::{ChallengeAnswer, ChallengeRequest, LogoutAnswer, SessionAnswer, SessionRequest};
+
+use super::error::ApiError;
+use super::extract::ApiJson;
+use crate::startup::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/challenge", post(challenge))
+        .route("/v1/auth/session", post(session))
+        .route("/v1/auth/logout", post(logout))
+}
+
+async fn challenge(State(services): State<Services>, ApiJson(body): ApiJson<ChallengeRequest>) -> Result<Json<ChallengeAnswer>, ApiError> {
+    let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
+    let issued = sessions::issue_challenge(&services.db, &hotkey).await?;
+    Ok(Json(ChallengeAnswer { challenge: issued.challenge, expires_at: issued.expires_at }))
+}
+
+async fn session(State(services): State<Services>, ApiJson(body): ApiJson<SessionRequest>) -> Result<Json<SessionAnswer>, ApiError> {
+    let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
+    let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
+    let role = if caller.is_validator { "validator" } else { "miner" };
+    let opened = sessions::open_session(&services.db, &hotkey, &body.challenge, &body.signature, role, services.settings.api_session_ttl_secs).await?;
+    Ok(Json(SessionAnswer { session_token: opened.token, expires_at: opened.expires_at, role: role.to_owned() }))
+}
+
+async fn logout(State(services): State<Services>, headers: HeaderMap) -> Result<Json<LogoutAnswer>, ApiError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AuthError::InvalidSession)?;
+    if !sessions::close(&services.db, token.trim()).await? {
+        return Err(AuthError::InvalidSession.into());
+    }
+    Ok(Json(LogoutAnswer { success: true }))
+}

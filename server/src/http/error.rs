@@ -1,0 +1,53 @@
+//! Every error leaves the API in FastAPI's shape, `{"detail": "..."}`, with the status the
+//! SDK expects; 422 bodies carry `{"detail": [{loc, msg, type}]}`. Internal errors are logged
+//! with their cause and answered with a plain sentence: no secret and no SQL reaches a client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use service::auth::AuthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    /// A body that does not parse: FastAPI's 422 with the field that failed.
+    #[error("{msg}")]
+    Validation { loc: Vec<String>, msg: String, kind: &'static str },
+    #[error("{1}")]
+    Status(StatusCode, String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            ApiError::Service(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Status(s, _) => *s,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Validation { loc, msg, kind } = &self {
+            return (status, Json(json!({"detail": [{"loc": loc, "msg": msg, "type": kind}]}))).into_response();
+        }
+        let detail = if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+            match &self {
+                // Provider trouble is worth telling: it is not our bug and not the caller's.
+                ApiError::Service(e) if e.is_upstream() => self.to_string(),
+                _ => "internal error: the service could not complete this request; try again".to_owned(),
+            }
+        } else {
+            self.to_string()
+        };
+        (status, Json(json!({"detail": detail}))).into_response()
+    }
+}

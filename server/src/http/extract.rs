@@ -1,0 +1,107 @@
+//! Extractors: JSON bodies with FastAPI-style 422s, and the authenticated caller (a signed
+//! request or a bearer session), as a miner or as a validator.
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use service::Services;
+use service::auth::signed_request::SignedHeaders;
+use service::auth::{AuthError, roles, sessions, signed_request};
+use service::domain::Caller;
+
+use super::error::ApiError;
+
+/// `Json<T>` whose rejection is FastAPI's 422.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                use axum::extract::rejection::JsonRejection::*;
+                let (kind, msg) = match &rejection {
+                    JsonDataError(e) => ("value_error", e.body_text()),
+                    JsonSyntaxError(_) => ("json_invalid", "JSON decode error".to_owned()),
+                    MissingJsonContentType(_) => ("model_attributes_type", "Expected a JSON body (Content-Type: application/json)".to_owned()),
+                    _ => ("value_error", rejection.body_text()),
+                };
+                Err(ApiError::Validation { loc: vec!["body".into()], msg, kind })
+            }
+        }
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Any authenticated caller.
+pub struct Authenticated(pub Caller);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Services: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let services = Services::from_ref(state);
+        let hotkey = if let Some(token) = header(parts, "authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+            sessions::lookup(&services.db, token.trim()).await?
+        } else {
+            let headers = SignedHeaders {
+                hotkey: header(parts, wire::signing::HEADER_HOTKEY),
+                timestamp: header(parts, wire::signing::HEADER_TIMESTAMP),
+                nonce: header(parts, wire::signing::HEADER_NONCE),
+                signature: header(parts, wire::signing::HEADER_SIGNATURE),
+            };
+            if !headers.is_present() {
+                return Err(AuthError::NotSignedIn.into());
+            }
+            signed_request::verify(&services.db, services.settings.signature_skew_secs, &headers, service::clock::now()).await?
+        };
+        let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
+        Ok(Authenticated(caller))
+    }
+}
+
+/// A caller allowed on miner routes.
+pub struct Miner(pub Caller);
+
+impl<S> FromRequestParts<S> for Miner
+where
+    Services: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        roles::require_miner(&Services::from_ref(state).db, &caller).await?;
+        Ok(Miner(caller))
+    }
+}
+
+/// A caller in the validator set.
+pub struct Validator(pub Caller);
+
+impl<S> FromRequestParts<S> for Validator
+where
+    Services: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        roles::require_validator(&caller)?;
+        Ok(Validator(caller))
+    }
+}

@@ -1,0 +1,90 @@
+//! `/v1/miner/*`: what `oro inference ...` calls.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde::Deserialize;
+use service::Services;
+use wire::Provider;
+use wire::api::{
+    AuditEvents, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
+    LegacyChutesStatus, ProviderStatus, SetDefault,
+};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Miner};
+use crate::startup::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/miner/inference-auth", get(status))
+        .route("/v1/miner/inference-auth/events", get(events))
+        .route("/v1/miner/inference-auth/default", patch(set_default))
+        .route("/v1/miner/inference-auth/{provider}", get(one).post(connect).delete(disconnect))
+        .route("/v1/miner/chutes/exchange-code", post(exchange_code))
+        .route("/v1/miner/chutes-auth", post(legacy_chutes_auth))
+        .route("/v1/miner/chutes-auth/status", get(legacy_chutes_status))
+}
+
+fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
+    text.parse::<Provider>().map_err(|e| ApiError::Validation { loc: vec!["path".into(), "provider".into()], msg: e.to_string(), kind: "enum" })
+}
+
+async fn status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<InferenceAuthList>, ApiError> {
+    Ok(Json(services.inference_auth_status(&caller.hotkey).await.map_err(service::ServiceError::from)?))
+}
+
+async fn one(State(services): State<Services>, Miner(caller): Miner, Path(provider): Path<String>) -> Result<Json<ProviderStatus>, ApiError> {
+    let provider = provider_from_path(&provider)?;
+    Ok(Json(services.provider_status(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
+}
+
+async fn connect(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    Path(provider): Path<String>,
+    ApiJson(body): ApiJson<ConnectCredential>,
+) -> Result<Json<ConnectionChanged>, ApiError> {
+    let credential = SecretString::from(body.credential);
+    let changed = match provider_from_path(&provider)? {
+        Provider::OpenRouter => services.connect_openrouter(&caller.hotkey, &credential).await,
+        // A pasted Chutes credential is a refresh token (as the legacy route takes it).
+        Provider::Chutes => services.connect_chutes_with_refresh_token(&caller.hotkey, &credential).await,
+    };
+    Ok(Json(changed.map_err(service::ServiceError::from)?))
+}
+
+async fn disconnect(State(services): State<Services>, Miner(caller): Miner, Path(provider): Path<String>) -> Result<Json<ConnectionChanged>, ApiError> {
+    let provider = provider_from_path(&provider)?;
+    Ok(Json(services.disconnect(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
+}
+
+async fn set_default(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<SetDefault>) -> Result<Json<ConnectionChanged>, ApiError> {
+    Ok(Json(services.set_default_provider(&caller.hotkey, body.provider).await.map_err(service::ServiceError::from)?))
+}
+
+async fn exchange_code(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<ExchangeCode>) -> Result<Json<ExchangeCodeAnswer>, ApiError> {
+    let verifier = SecretString::from(body.code_verifier);
+    let answer = services.connect_chutes_with_code(&caller.hotkey, &body.code, &verifier, &body.redirect_uri).await;
+    Ok(Json(answer.map_err(service::ServiceError::from)?))
+}
+
+async fn legacy_chutes_auth(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<LegacyChutesAuth>) -> Result<Json<ConnectionChanged>, ApiError> {
+    let token = SecretString::from(body.refresh_token);
+    Ok(Json(services.connect_chutes_with_refresh_token(&caller.hotkey, &token).await.map_err(service::ServiceError::from)?))
+}
+
+async fn legacy_chutes_status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<LegacyChutesStatus>, ApiError> {
+    let status = services.provider_status(&caller.hotkey, Provider::Chutes).await.map_err(service::ServiceError::from)?;
+    Ok(Json(LegacyChutesStatus { connected: status.connected, updated_at: status.updated_at }))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    limit: Option<i64>,
+}
+
+async fn events(State(services): State<Services>, Miner(caller): Miner, Query(q): Query<EventsQuery>) -> Result<Json<AuditEvents>, ApiError> {
+    Ok(Json(services.audit_events(&caller.hotkey, q.limit.unwrap_or(100)).await.map_err(service::ServiceError::from)?))
+}

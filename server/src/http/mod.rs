@@ -1,0 +1,17 @@
+//! The REST API: thin handlers that parse, call the service layer, and map typed errors to
+//! answers (`error.rs`, once).
+
+mod auth_routes;
+pub mod error;
+pub mod extract;
+pub mod guards;
+mod miner;
+mod public;
+
+use axum::Router;
+
+use crate::startup::AppState;
+
+pub fn api_router() -> Router<AppState> {
+    Router::new().merge(public::routes()).merge(auth_routes::routes()).merge(miner::routes())
+}

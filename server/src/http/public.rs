@@ -1,0 +1,73 @@
+//! Unsigned routes: health, readiness, and the public model list.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use service::Services;
+use wire::Provider;
+
+use super::error::ApiError;
+use crate::startup::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .route("/v1/public/inference/models", get(models))
+}
+
+async fn health() -> Json<wire::api::Health> {
+    Json(wire::api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Ready when the database answers.
+async fn ready(State(services): State<Services>) -> Response {
+    match services.db.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"detail": "database unreachable"}))).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelsQuery {
+    provider: Option<String>,
+    ranked: Option<String>,
+}
+
+async fn models(State(services): State<Services>, Query(q): Query<ModelsQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let provider = match q.provider.as_deref() {
+        None | Some("") => Provider::Chutes,
+        Some(p) => p.parse::<Provider>().map_err(|e| ApiError::Validation {
+            loc: vec!["query".into(), "provider".into()],
+            msg: e.to_string(),
+            kind: "enum",
+        })?,
+    };
+    let ranked = match q.ranked.as_deref() {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            return Err(ApiError::Validation {
+                loc: vec!["query".into(), "ranked".into()],
+                msg: "Input should be a valid boolean".into(),
+                kind: "bool_parsing",
+            });
+        }
+    };
+    let body = services.catalog_json(provider, ranked).await.map_err(service::ServiceError::from)?;
+    // The list changes only when an operator edits it: an ETag over the body lets clients
+    // and caches revalidate for free.
+    let etag = format!("\"{}\"", service::auth::sessions::digest(&body).get(..32).unwrap_or_default());
+    let cache = [(header::CACHE_CONTROL, "public, max-age=60, stale-while-revalidate=300")];
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok((StatusCode::NOT_MODIFIED, cache, [(header::ETAG, etag)]).into_response());
+    }
+    Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body).into_response())
+}

@@ -1,0 +1,182 @@
+//! Operator commands: the validator set, bans, the miner allowlist, the model catalog and
+//! master-key rotation. They work on the configured database directly (the same service
+//! layer the API uses), so they need no running server.
+
+use clap::Subcommand;
+use service::auth::roles::{self, ROLE_BANNED, ROLE_MINER, ROLE_VALIDATOR};
+use service::domain::Hotkey;
+use service::{Db, Services, Settings};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// The hotkeys that may claim work as validators.
+    Validators {
+        #[command(subcommand)]
+        action: RoleAction,
+    },
+    /// Hotkeys refused everywhere.
+    Bans {
+        #[command(subcommand)]
+        action: RoleAction,
+    },
+    /// The optional miner allowlist (off by default: any valid hotkey may act as a miner).
+    Miners {
+        #[command(subcommand)]
+        action: MinerAction,
+    },
+    /// The allowlisted models.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+    /// The credential vault.
+    Vault {
+        #[command(subcommand)]
+        action: VaultAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleAction {
+    Add {
+        hotkey: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Remove {
+        hotkey: String,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MinerAction {
+    /// Turn the allowlist on: only listed hotkeys may act as miners.
+    AllowlistOn,
+    AllowlistOff,
+    Add {
+        hotkey: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Remove {
+        hotkey: String,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogAction {
+    List,
+    Add { chutes_name: String, openrouter_name: String },
+    Remove { chutes_name: String },
+    /// The model a run's sandbox gets by default.
+    SetDefault { chutes_name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultAction {
+    /// Add a new master key and re-wrap every data key under it. Safe to interrupt and run again.
+    RotateMasterKey {
+        /// Stop after re-wrapping this many data keys (for staged rotations and tests).
+        #[arg(long)]
+        stop_after: Option<usize>,
+    },
+    /// Remove master keys that no stored data key uses any more.
+    RetireMasterKeys,
+}
+
+fn hotkey(text: &str) -> anyhow::Result<Hotkey> {
+    Hotkey::parse(text.trim()).map_err(|e| anyhow::anyhow!("{text:.16}: not a Bittensor hotkey ({e})"))
+}
+
+async fn role_action(db: &Db, role: &str, action: RoleAction) -> anyhow::Result<()> {
+    match action {
+        RoleAction::Add { hotkey: h, note } => {
+            roles::grant(db, &hotkey(&h)?, role, &note).await?;
+            println!("added {h} ({role})");
+        }
+        RoleAction::Remove { hotkey: h } => {
+            if roles::revoke(db, &hotkey(&h)?, role).await? {
+                println!("removed {h} ({role})");
+            } else {
+                println!("{h} did not have the role {role}");
+            }
+        }
+        RoleAction::List => {
+            for (h, note) in roles::list(db, role).await? {
+                println!("{h}\t{note}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.database_url).await?;
+    match command {
+        Command::Serve => unreachable!("serve is handled by main"),
+        Command::Validators { action } => role_action(&db, ROLE_VALIDATOR, action).await?,
+        Command::Bans { action } => role_action(&db, ROLE_BANNED, action).await?,
+        Command::Miners { action } => match action {
+            MinerAction::AllowlistOn => {
+                roles::set_allowlist_enabled(&db, true).await?;
+                println!("miner allowlist is ON: only listed hotkeys may act as miners");
+            }
+            MinerAction::AllowlistOff => {
+                roles::set_allowlist_enabled(&db, false).await?;
+                println!("miner allowlist is OFF: any valid hotkey may act as a miner");
+            }
+            MinerAction::Add { hotkey: h, note } => role_action(&db, ROLE_MINER, RoleAction::Add { hotkey: h, note }).await?,
+            MinerAction::Remove { hotkey: h } => role_action(&db, ROLE_MINER, RoleAction::Remove { hotkey: h }).await?,
+            MinerAction::List => {
+                let on = roles::allowlist_enabled(&db).await?;
+                println!("# allowlist {}", if on { "on" } else { "off" });
+                role_action(&db, ROLE_MINER, RoleAction::List).await?;
+            }
+        },
+        Command::Catalog { action } => {
+            let services = Services::build(settings, db.clone()).await?;
+            match action {
+                CatalogAction::List => {
+                    for e in services.catalog().await? {
+                        println!("{}\t{}{}", e.chutes_name, e.openrouter_name, if e.is_default { "\t(default)" } else { "" });
+                    }
+                }
+                CatalogAction::Add { chutes_name, openrouter_name } => {
+                    services.catalog_add(&chutes_name, &openrouter_name).await?;
+                    println!("added {chutes_name} = {openrouter_name}");
+                }
+                CatalogAction::Remove { chutes_name } => {
+                    services.catalog_remove(&chutes_name).await?;
+                    println!("removed {chutes_name}");
+                }
+                CatalogAction::SetDefault { chutes_name } => {
+                    services.catalog_set_default(&chutes_name).await?;
+                    println!("{chutes_name} is now the default model");
+                }
+            }
+        }
+        Command::Vault { action } => match action {
+            VaultAction::RotateMasterKey { stop_after } => {
+                let report = service::vault::rotate_master_key(&db, &settings.master_key_file, stop_after).await?;
+                println!(
+                    "master key {}{}: re-wrapped {} data key(s), {} left{}",
+                    report.new_master_key_id,
+                    if report.added_key { " added" } else { " (continuing an unfinished rotation)" },
+                    report.rewrapped,
+                    report.remaining,
+                    if report.remaining == 0 { "; restart the service, then `vault retire-master-keys` removes the old key" } else { "; run again to finish" }
+                );
+            }
+            VaultAction::RetireMasterKeys => {
+                let retired = service::vault::retire_unused_master_keys(&db, &settings.master_key_file).await?;
+                println!("retired {} master key(s): {}", retired.len(), retired.join(", "));
+            }
+        },
+    }
+    db.close().await;
+    Ok(())
+}

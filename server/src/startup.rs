@@ -1,0 +1,167 @@
+//! Builds the application from settings: storage, the optional provider simulator, the
+//! REST API, the Leptos pages, sessions and housekeeping. `Application::build` binds first and
+//! reports the port, so tests run the real thing on port 0.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use service::session_store::DbSessionStore;
+use service::{Db, Services, Settings};
+use tokio::net::TcpListener;
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
+
+use crate::http;
+
+/// What every handler and server function can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub services: Services,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    services: Services,
+    simulator: Option<simulator::RunningSimulator>,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind).await?;
+        let mut settings = settings.with_bound_port(listener.local_addr()?.port());
+        // The simulator only changes where the service's provider clients point: the same
+        // code path as production, aimed at a local stand-in.
+        let simulator = if settings.simulate_providers {
+            let sim_config = simulator::SimulatorConfig {
+                chutes_client_id: settings.chutes_client_id.clone(),
+                chutes_client_secret: secrecy::ExposeSecret::expose_secret(&settings.chutes_client_secret).to_owned(),
+                chutes_redirect_uris: settings.allowed_chutes_redirect_uris(),
+                ..Default::default()
+            };
+            let bind: SocketAddr = std::env::var("ORO_SIMULATOR_BIND")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let sim = simulator::spawn(bind, sim_config).await?;
+            settings.chutes_api_base = sim.chutes_api_base();
+            settings.chutes_llm_base = sim.chutes_llm_base();
+            settings.openrouter_api_base = sim.openrouter_api_base();
+            tracing::info!(simulator = %sim.root_url(), "provider simulator running; demo accounts at {}/_sim/", sim.root_url());
+            Some(sim)
+        } else {
+            None
+        };
+
+        let db = Db::connect(&settings.database_url).await?;
+        let services = Services::build(settings, db).await?;
+        let leptos_options = leptos_options(&listener)?;
+        let state = AppState { leptos_options, services: services.clone() };
+        let router = router(state);
+        let housekeeping = tokio::spawn(housekeeping(services.clone()));
+        Ok(Application { listener, router, services, simulator, housekeeping })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub fn simulator(&self) -> Option<&simulator::RunningSimulator> {
+        self.simulator.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application { listener, router, services, simulator, housekeeping } = self;
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        housekeeping.abort();
+        services.db.close().await;
+        drop(simulator);
+        result
+    }
+}
+
+/// cargo-leptos passes the site layout in `LEPTOS_*` variables; without them (tests, a plain
+/// `cargo run`) the same layout is assumed: `target/site` with the bundle under `pkg/oro*`.
+fn leptos_options(listener: &TcpListener) -> anyhow::Result<LeptosOptions> {
+    let addr = listener.local_addr()?;
+    if std::env::var("LEPTOS_OUTPUT_NAME").is_ok() {
+        let mut conf = get_configuration(None)?.leptos_options;
+        conf.site_addr = addr;
+        return Ok(conf);
+    }
+    let site_root = std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into());
+    Ok(LeptosOptions::builder().output_name("oro").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build())
+}
+
+pub fn router(state: AppState) -> Router {
+    let services = state.services.clone();
+    let routes = generate_route_list(app::App);
+    let session_layer = SessionManagerLayer::new(DbSessionStore::new(services.db.clone()))
+        .with_name("oro_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(services.settings.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(services.settings.session_ttl_secs)));
+
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                let services = services.clone();
+                move || provide_context(services.clone())
+            },
+            {
+                let options = state.leptos_options.clone();
+                move || app::shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::refuse_cross_site));
+
+    let router = Router::new().merge(http::api_router()).merge(pages).layer(session_layer);
+    http::guards::apply_common_layers(router).with_state(state)
+}
+
+/// Periodic clean-up of what expires: nonces, challenges, sessions.
+async fn housekeeping(services: Services) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = services.housekeeping().await {
+            tracing::warn!(error = %e, "housekeeping pass failed; will retry");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,354 @@
+use std::time::Duration;
+
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use simulator::{Fault, FaultKind, FaultTarget};
+
+use crate::both_engines;
+use crate::helpers::*;
+
+fn provider<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["providers"].as_array().unwrap().iter().find(|p| p["provider"] == name).unwrap()
+}
+
+async fn openrouter_connect_paths(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+
+    // Shape errors: 422, nothing stored, no call to OpenRouter.
+    app.sim.clear_request_log();
+    for (bad, says) in [("sk-ant-0123", "start with sk-or-v1-"), ("sk-or-v1-abc", "truncated"), (&*format!("sk-or-v1-{}\"", "a".repeat(63)), "characters")] {
+        let (status, text) = detail(app.connect_openrouter(&miner, bad).await).await;
+        assert_eq!(status, 422, "{bad}");
+        assert!(text.contains(says), "{text}");
+    }
+    assert!(app.sim.request_log().is_empty(), "shape errors never reach OpenRouter");
+    let empty = app.signed(&miner, Method::POST, "/v1/miner/inference-auth/openrouter").json(&serde_json::json!({"wrong": 1})).send().await.unwrap();
+    assert_eq!(empty.status(), 422);
+
+    // A live key OpenRouter does not know; an inference key.
+    let (status, text) = detail(app.connect_openrouter(&miner, &format!("sk-or-v1-{}", "0".repeat(64))).await).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("does not accept this key"), "{text}");
+    let inference_key = app.sim.create_openrouter_inference_key(10.0);
+    let (status, text) = detail(app.connect_openrouter(&miner, &inference_key).await).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("not a management key"), "{text}");
+
+    // OpenRouter down, rate limiting, slow: said so, nothing stored.
+    let key = app.sim.create_openrouter_account(50.0);
+    for (kind, expect) in [(FaultKind::Status(500), 503), (FaultKind::Status(429), 503), (FaultKind::Delay(Duration::from_secs(4)), 504)] {
+        app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKey, kind, remaining: Some(1) });
+        let (status, text) = detail(app.connect_openrouter(&miner, &key).await).await;
+        assert_eq!(status, expect, "{text}");
+        assert!(text.contains("OpenRouter"), "{text}");
+        let st = app.status(&miner).await;
+        assert_eq!(provider(&st, "openrouter")["connected"], false);
+    }
+    app.sim.clear_faults();
+
+    // Good key: stored, masked, default.
+    let response = app.connect_openrouter(&miner, &key).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["default_provider"], "openrouter");
+    let st = app.status(&miner).await;
+    assert_eq!(st["default_provider"], "openrouter");
+    let row = provider(&st, "openrouter");
+    assert_eq!(row["connected"], true);
+    assert_eq!(row["label"], format!("sk-or-v1-...{}", &key[key.len() - 4..]));
+    assert!(row["updated_at"].as_str().unwrap().ends_with("+00:00"));
+    assert!(!st.to_string().contains(&key[9..]), "the key never comes back");
+    let one: serde_json::Value = app.get_signed(&miner, "/v1/miner/inference-auth/openrouter").await.json().await.unwrap();
+    assert_eq!(one["connected"], true);
+
+    // Re-connecting replaces the key in place.
+    let second = app.sim.create_openrouter_account(5.0);
+    assert_eq!(app.connect_openrouter(&miner, &second).await.status(), 200);
+    let st = app.status(&miner).await;
+    assert_eq!(provider(&st, "openrouter")["label"], format!("sk-or-v1-...{}", &second[second.len() - 4..]));
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM connections").fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+async fn chutes_connect_paths(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let response = app.connect_chutes(&miner, "alice").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"ok": true, "default_provider": "chutes"}));
+    let st = app.status(&miner).await;
+    assert_eq!(provider(&st, "chutes")["label"], "alice");
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("alice"), 1);
+    let legacy: serde_json::Value = app.get_signed(&miner, "/v1/miner/chutes-auth/status").await.json().await.unwrap();
+    assert_eq!(legacy["connected"], true);
+
+    // Redirect URI not registered; a malformed verifier; a spent code.
+    let (status, _) = detail(
+        app.signed(&miner, Method::POST, "/v1/miner/chutes/exchange-code")
+            .json(&serde_json::json!({"code": "x", "code_verifier": "a".repeat(43), "redirect_uri": "https://evil.example/cb"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = detail(
+        app.signed(&miner, Method::POST, "/v1/miner/chutes/exchange-code")
+            .json(&serde_json::json!({"code": "x", "code_verifier": "short", "redirect_uri": "http://localhost:8765/callback"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, text) = detail(
+        app.signed(&miner, Method::POST, "/v1/miner/chutes/exchange-code")
+            .json(&serde_json::json!({"code": "not-a-code", "code_verifier": "a".repeat(43), "redirect_uri": "http://localhost:8765/callback"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(text.contains("refused the authorization code"), "{text}");
+
+    // Chutes' token endpoint down: 503 and the existing connection untouched.
+    app.sim.set_fault(Fault { target: FaultTarget::ChutesToken, kind: FaultKind::Status(502), remaining: Some(1) });
+    let (status, text) = detail(app.connect_chutes(&miner, "alice").await).await;
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["connected"], true);
+
+    // The legacy route takes a refresh token, spends it once, and keeps its successor.
+    let other = TestWallet::new();
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    let tokens = app.services.chutes_access_token(&hotkey).await.unwrap();
+    let legacy = app
+        .signed(&other, Method::POST, "/v1/miner/chutes-auth")
+        .json(&serde_json::json!({"refresh_token": tokens.refresh_token.expose_secret()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 200);
+    assert_eq!(provider(&app.status(&other).await, "chutes")["connected"], true);
+}
+
+async fn dashboard_oauth_flow_binds_state(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = service::domain::Hotkey::parse(&TestWallet::new().hotkey).unwrap();
+    let intruder = service::domain::Hotkey::parse(&TestWallet::new().hotkey).unwrap();
+    let (url, state) = app.services.begin_chutes_authorization(&miner).await.unwrap();
+    let parsed = url::Url::parse(&url).unwrap();
+    let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["redirect_uri"], app.services.settings.chutes_redirect_uri);
+    assert_eq!(q["state"], state);
+    app.sim.create_chutes_user("bob", 3.0, false);
+    let code = app.sim.issue_chutes_code("bob", &q["client_id"], &q["redirect_uri"], &q["code_challenge"], &q["scope"]);
+
+    // Another miner's session cannot use this state.
+    let stolen = app.services.finish_chutes_authorization(&intruder, &state, Some(&code), None).await;
+    assert!(stolen.is_err());
+    let done = app.services.finish_chutes_authorization(&miner, &state, Some(&code), None).await.unwrap();
+    assert_eq!(done.default_provider, Some(wire::Provider::Chutes));
+    // Single use.
+    let replay = app.services.finish_chutes_authorization(&miner, &state, Some(&code), None).await.unwrap_err();
+    assert!(replay.to_string().contains("expired or was already used"), "{replay}");
+    // Denied consent says so.
+    let (_, state) = app.services.begin_chutes_authorization(&miner).await.unwrap();
+    let denied = app.services.finish_chutes_authorization(&miner, &state, None, Some("access_denied")).await.unwrap_err();
+    assert!(denied.to_string().contains("declined"), "{denied}");
+}
+
+async fn default_and_disconnect(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let patch = |p: &str| app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": p})).send();
+
+    let (status, text) = detail(patch("chutes").await.unwrap()).await;
+    assert_eq!(status, 409);
+    assert!(text.contains("not connected"), "{text}");
+    let (status, text) = detail(app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap()).await;
+    assert_eq!((status, text.as_str()), (404, "chutes is not connected"));
+
+    let key = app.sim.create_openrouter_account(20.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(app.connect_chutes(&miner, "carol").await.status(), 200);
+    assert_eq!(app.status(&miner).await["default_provider"], "openrouter", "the first connected stays default");
+    let changed: serde_json::Value = patch("chutes").await.unwrap().json().await.unwrap();
+    assert_eq!(changed["default_provider"], "chutes");
+    assert_eq!(app.status(&miner).await["default_provider"], "chutes");
+
+    // Per-run keys minted with this management key get disabled (not deleted) on disconnect.
+    let management = secrecy::SecretString::from(key.clone());
+    let minted = app.services.openrouter.create_key(&management, "run-1", 5.0, &service::clock::rfc3339(service::clock::now() + 3600)).await.unwrap();
+    sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, 'run-1', $3, 5.0, $4, $4)")
+        .bind(&minted.hash)
+        .bind(&miner.hotkey)
+        .bind(service::connections::key_fingerprint(&management))
+        .bind(service::clock::now())
+        .execute(app.services.db.pool())
+        .await
+        .unwrap();
+
+    // Disconnect the default (chutes): revoked at Chutes, default falls back to OpenRouter.
+    let alive_before = app.sim.chutes_refresh_tokens_alive("carol");
+    assert_eq!(alive_before, 1);
+    let gone: serde_json::Value = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap().json().await.unwrap();
+    assert_eq!(gone["default_provider"], "openrouter");
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("carol"), 0);
+    assert!(app.sim.chutes_revoked_tokens("carol") >= 1);
+
+    // Disconnect OpenRouter while OpenRouter is down: forgotten locally, retried later.
+    app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKeysPatch, kind: FaultKind::Status(503), remaining: None });
+    let response = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/openrouter").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let st = app.status(&miner).await;
+    assert_eq!(st["default_provider"], serde_json::Value::Null, "nothing connected, no default");
+    assert!(st["providers"].as_array().unwrap().iter().all(|p| p["connected"] == false));
+    let listed = app.sim.list_openrouter_keys(&key);
+    assert!(!listed.iter().find(|k| k.hash == minted.hash).unwrap().disabled);
+    app.sim.clear_faults();
+    sqlx::query("UPDATE pending_revocations SET next_try_at = 0").execute(app.services.db.pool()).await.unwrap();
+    assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 1);
+    let listed = app.sim.list_openrouter_keys(&key);
+    let run_key = listed.iter().find(|k| k.hash == minted.hash).unwrap();
+    assert!(run_key.disabled && !run_key.deleted, "disabled, not deleted");
+
+    // The audit log tells the story, in order.
+    let events: serde_json::Value = app.get_signed(&miner, "/v1/miner/inference-auth/events").await.json().await.unwrap();
+    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"default_changed"));
+    for expected in ["connected", "disconnected", "revoked"] {
+        assert!(kinds.contains(&expected), "{kinds:?}");
+    }
+    assert_eq!(kinds.last(), Some(&"revoked"));
+}
+
+async fn refresh_rotation_is_serialized(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    assert_eq!(app.connect_chutes(&miner, "dave").await.status(), 200);
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    // Eight concurrent refreshes: with reuse detection on, two spending the same token would
+    // kill the family and fail; serialized, all succeed and one live token remains.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let services = app.services.clone();
+        let hotkey = hotkey.clone();
+        tasks.push(tokio::spawn(async move { services.chutes_access_token(&hotkey).await.map(|t| t.access_token.expose_secret().to_owned()) }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().expect("every refresh succeeds"));
+    }
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 8, "each caller got its own fresh access token");
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("dave"), 1);
+
+    // invalid_grant: the connection needs re-consent, visibly.
+    app.sim.set_fault(Fault { target: FaultTarget::ChutesToken, kind: FaultKind::Status(400), remaining: Some(1) });
+    let err = app.services.chutes_access_token(&hotkey).await.err().expect("refused");
+    assert!(err.to_string().contains("connect again"), "{err}");
+    let st = app.status(&miner).await;
+    let row = provider(&st, "chutes");
+    assert_eq!(row["connected"], false);
+    assert_eq!(row["state"], "needs_reconsent");
+    let (status, _) = detail(app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "chutes"})).send().await.unwrap()).await;
+    assert_eq!(status, 409);
+}
+
+async fn concurrent_changes_stay_consistent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(20.0);
+    assert_eq!(app.connect_chutes(&miner, "erin").await.status(), 200);
+    for round in 0..4 {
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let request = match (i + round) % 4 {
+                0 => app.signed(&miner, Method::POST, "/v1/miner/inference-auth/openrouter").json(&serde_json::json!({"credential": key})),
+                1 => app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "openrouter"})),
+                2 => app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/openrouter"),
+                _ => app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "chutes"})),
+            };
+            tasks.push(tokio::spawn(async move { request.send().await.unwrap().status().as_u16() }));
+        }
+        for t in tasks {
+            let status = t.await.unwrap();
+            assert!([200, 404, 409].contains(&status), "only clean answers, got {status}");
+        }
+        // Invariant: the default is a connected provider, or none only when nothing is connected.
+        let st = app.status(&miner).await;
+        let connected: Vec<&str> = st["providers"].as_array().unwrap().iter().filter(|p| p["connected"] == true).map(|p| p["provider"].as_str().unwrap()).collect();
+        match st["default_provider"].as_str() {
+            Some(d) => assert!(connected.contains(&d), "default {d} must be connected: {st}"),
+            None => assert!(connected.is_empty(), "connected providers but no default: {st}"),
+        }
+    }
+}
+
+/// Known secrets go in; none comes out in answers, pages or the database's plaintext.
+async fn secrets_never_leak(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(20.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(app.connect_chutes(&miner, "frank").await.status(), 200);
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    let tokens = app.services.chutes_access_token(&hotkey).await.unwrap();
+    let refresh = tokens.refresh_token.expose_secret().to_owned();
+    let secrets = [key.clone(), key[9..].to_owned(), refresh.clone()];
+
+    let mut seen = String::new();
+    for path in ["/v1/miner/inference-auth", "/v1/miner/inference-auth/openrouter", "/v1/miner/inference-auth/chutes", "/v1/miner/inference-auth/events", "/v1/miner/chutes-auth/status"] {
+        seen.push_str(&app.get_signed(&miner, path).await.text().await.unwrap());
+    }
+    for path in ["/", "/dashboard", "/models"] {
+        seen.push_str(&app.client.get(app.url(path)).send().await.unwrap().text().await.unwrap());
+    }
+    // Errors that involve the stored key (OpenRouter refusing it) do not quote it either.
+    app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKey, kind: FaultKind::Status(401), remaining: Some(1) });
+    seen.push_str(&app.connect_openrouter(&miner, &key).await.text().await.unwrap());
+    match backend {
+        // SQLite: the database files themselves, byte for byte (WAL included).
+        Backend::Sqlite => {
+            let url = app.services.settings.database_url.expose_secret().to_owned();
+            let path = std::path::PathBuf::from(url.trim_start_matches("sqlite://").split('?').next().unwrap());
+            for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {
+                seen.push_str(&String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()));
+            }
+        }
+        // PostgreSQL: every row of every table, as text.
+        Backend::Postgres => {
+            let tables: Vec<(String,)> = sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+                .fetch_all(app.services.db.pool())
+                .await
+                .unwrap();
+            assert!(tables.len() > 5);
+            for (table,) in tables {
+                let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT row_to_json(t)::text FROM {table} t")).fetch_all(app.services.db.pool()).await.unwrap();
+                for (row,) in rows {
+                    seen.push_str(&row);
+                }
+            }
+        }
+    }
+    seen.push_str(&captured_logs());
+    for secret in &secrets {
+        assert!(!seen.contains(secret.as_str()), "a secret leaked");
+    }
+}
+
+both_engines!(
+    openrouter_connect_paths,
+    chutes_connect_paths,
+    dashboard_oauth_flow_binds_state,
+    default_and_disconnect,
+    refresh_rotation_is_serialized,
+    concurrent_changes_stay_consistent,
+    secrets_never_leak,
+);

@@ -1,0 +1,218 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use reqwest::{Method, RequestBuilder, Response};
+use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey};
+use server::startup::Application;
+pub use service::db::Backend;
+use service::db::testing::TestDatabase;
+use service::{Services, Settings};
+pub use simulator::Control;
+
+/// Writes `mod NAME { sqlite, postgres }` test pairs around `async fn NAME(Backend)`.
+#[macro_export]
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() { super::$name($crate::helpers::Backend::Sqlite).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() { super::$name($crate::helpers::Backend::Postgres).await }
+            }
+        )*
+    };
+}
+
+/// A hotkey with its sr25519 keypair, signing like a Bittensor wallet.
+#[derive(Clone)]
+pub struct TestWallet {
+    pub pair: Keypair,
+    pub hotkey: String,
+}
+
+impl TestWallet {
+    pub fn new() -> Self {
+        let mut seed = [0u8; 32];
+        seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let pair = MiniSecretKey::from_bytes(&seed).unwrap().expand_to_keypair(ExpansionMode::Ed25519);
+        let hotkey = wire::ss58::encode(&pair.public.to_bytes());
+        TestWallet { pair, hotkey }
+    }
+
+    pub fn sign(&self, message: &[u8]) -> String {
+        format!("0x{}", hex::encode(self.pair.sign_simple(b"substrate", message).to_bytes()))
+    }
+
+    /// The four signed-request headers for a given timestamp and nonce.
+    pub fn headers_at(&self, timestamp: i64, nonce: &str) -> Vec<(&'static str, String)> {
+        let message = wire::signing::request_message(&self.hotkey, &timestamp.to_string(), nonce);
+        vec![
+            ("X-Hotkey", self.hotkey.clone()),
+            ("X-Timestamp", timestamp.to_string()),
+            ("X-Nonce", nonce.to_string()),
+            ("X-Signature", self.sign(message.as_bytes())),
+        ]
+    }
+
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        self.headers_at(service::clock::now(), &uuid::Uuid::new_v4().to_string())
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub services: Services,
+    pub sim: Control,
+    pub key_file: PathBuf,
+    pub validator: TestWallet,
+    _db: TestDatabase,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(dir) = self.key_file.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub struct AppOptions {
+    pub database: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { database: None, key_file: None, extra: Vec::new() }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, AppOptions::default()).await
+}
+
+/// Every test's logs, at debug level, kept in memory so a test can search them for secrets.
+static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(move || LogBuffer(writer.clone()))
+            .try_init();
+        buffer
+    });
+}
+
+pub fn captured_logs() -> String {
+    LOGS.get().map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned()).unwrap_or_default()
+}
+
+pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
+    capture_logs();
+    let db = TestDatabase::create(backend).await;
+    let key_file = options.key_file.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("oro-app-{}", uuid::Uuid::new_v4().simple())).join("master.key")
+    });
+    let validator = TestWallet::new();
+    let database_url = options.database.clone().unwrap_or_else(|| secrecy::ExposeSecret::expose_secret(&db.url).to_owned());
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("ORO_BIND".into(), "127.0.0.1:0".into()),
+        ("DATABASE_URL".into(), database_url),
+        ("ORO_MASTER_KEY_FILE".into(), key_file.display().to_string()),
+        ("ORO_SIMULATE_PROVIDERS".into(), "1".into()),
+        ("ORO_PROVIDER_TIMEOUT_SECS".into(), "2".into()),
+        ("ORO_VALIDATOR_HOTKEYS".into(), validator.hotkey.clone()),
+        ("ORO_SUBMIT_COOLDOWN_SECS".into(), "0".into()),
+    ]);
+    for (k, v) in options.extra {
+        vars.insert(k.into(), v);
+    }
+    let settings = Settings::from_vars(&vars).expect("test settings");
+    let app = Application::build(settings).await.expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let services = app.services().clone();
+    let sim = app.simulator().expect("simulator on").control();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    TestApp { address, client, services, sim, key_file, validator, _db: db, shutdown: Some(tx) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A request signed by `wallet` (a fresh nonce every time).
+    pub fn signed(&self, wallet: &TestWallet, method: Method, path: &str) -> RequestBuilder {
+        let mut request = self.client.request(method, self.url(path));
+        for (name, value) in wallet.headers() {
+            request = request.header(name, value);
+        }
+        request
+    }
+
+    pub async fn get_signed(&self, wallet: &TestWallet, path: &str) -> Response {
+        self.signed(wallet, Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn connect_openrouter(&self, wallet: &TestWallet, key: &str) -> Response {
+        self.signed(wallet, Method::POST, "/v1/miner/inference-auth/openrouter")
+            .json(&serde_json::json!({"credential": key}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Connects Chutes the way oro-sdk's `connect chutes` ends: a code from the IdP and the
+    /// PKCE verifier sent to `/v1/miner/chutes/exchange-code`.
+    pub async fn connect_chutes(&self, wallet: &TestWallet, username: &str) -> Response {
+        let pkce = service::providers::chutes::pkce();
+        let verifier = secrecy::ExposeSecret::expose_secret(&pkce.verifier).to_owned();
+        let redirect = service::config::CLI_LOOPBACK_REDIRECT_URI;
+        self.sim.create_chutes_user(username, 25.0, false);
+        let code = self.sim.issue_chutes_code(username, &self.services.settings.chutes_client_id, redirect, &pkce.challenge, "chutes:invoke");
+        self.signed(wallet, Method::POST, "/v1/miner/chutes/exchange-code")
+            .json(&serde_json::json!({"code": code, "code_verifier": verifier, "redirect_uri": redirect}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn status(&self, wallet: &TestWallet) -> serde_json::Value {
+        let response = self.get_signed(wallet, "/v1/miner/inference-auth").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+pub async fn detail(response: Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["detail"].as_str().map(str::to_owned).unwrap_or_else(|| body["detail"].to_string()))
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on a random port, a fresh database per test, the
+//! provider simulator behind the configured base URLs. Every test that touches storage runs
+//! on SQLite and on PostgreSQL (`both_engines!`).
+
+mod helpers;
+
+mod auth;
+mod connections;
+mod foundation;
