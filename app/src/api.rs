@@ -39,14 +39,14 @@ mod server {
 }
 
 /// The signed-in miner's address, if any.
-#[server]
+#[server(endpoint = "current_miner")]
 pub async fn current_miner() -> Result<Option<String>, AppError> {
     let session = server::session().await?;
     session.get::<String>(server::SESSION_HOTKEY).await.map_err(|e| AppError::Transport(e.to_string()))
 }
 
 /// Step 1 of wallet sign-in: the message the wallet will sign.
-#[server]
+#[server(endpoint = "begin_sign_in")]
 pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
     let services = server::services()?;
     let message = service::auth::web_sign_in::begin(&services.db, &services.settings.public_url, &address).await?;
@@ -54,7 +54,7 @@ pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
 }
 
 /// Step 2: the signed message opens a session (with a fresh id: no fixation).
-#[server]
+#[server(endpoint = "finish_sign_in")]
 pub async fn finish_sign_in(message: String, signature: String) -> Result<String, AppError> {
     let services = server::services()?;
     let hotkey = service::auth::web_sign_in::finish(&services.db, &services.settings.public_url, &message, &signature).await?;
@@ -69,19 +69,19 @@ pub async fn finish_sign_in(message: String, signature: String) -> Result<String
     Ok(caller.hotkey.to_string())
 }
 
-#[server]
+#[server(endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
     let session = server::session().await?;
     session.flush().await.map_err(|e| AppError::Transport(e.to_string()))
 }
 
-#[server]
+#[server(endpoint = "load_provider_status")]
 pub async fn load_provider_status() -> Result<InferenceAuthList, AppError> {
     let (services, hotkey) = server::miner().await?;
     Ok(services.inference_auth_status(&hotkey).await?)
 }
 
-#[server]
+#[server(endpoint = "connect_openrouter")]
 pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged, AppError> {
     let (services, hotkey) = server::miner().await?;
     let credential = secrecy::SecretString::from(credential);
@@ -89,7 +89,7 @@ pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged,
 }
 
 /// Where to send the browser for Chutes consent.
-#[server]
+#[server(endpoint = "begin_chutes_connect")]
 pub async fn begin_chutes_connect() -> Result<String, AppError> {
     let (services, hotkey) = server::miner().await?;
     let (url, _state) = services.begin_chutes_authorization(&hotkey).await?;
@@ -97,32 +97,32 @@ pub async fn begin_chutes_connect() -> Result<String, AppError> {
 }
 
 /// The landing page's exchange.
-#[server]
+#[server(endpoint = "finish_chutes_connect")]
 pub async fn finish_chutes_connect(state: String, code: Option<String>, error: Option<String>) -> Result<ExchangeCodeAnswer, AppError> {
     let (services, hotkey) = server::miner().await?;
     Ok(services.finish_chutes_authorization(&hotkey, &state, code.as_deref(), error.as_deref()).await?)
 }
 
-#[server]
+#[server(endpoint = "set_default_provider")]
 pub async fn set_default_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
     let (services, hotkey) = server::miner().await?;
     Ok(services.set_default_provider(&hotkey, provider).await?)
 }
 
-#[server]
+#[server(endpoint = "disconnect_provider")]
 pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
     let (services, hotkey) = server::miner().await?;
     Ok(services.disconnect(&hotkey, provider).await?)
 }
 
-#[server]
+#[server(endpoint = "load_audit_events")]
 pub async fn load_audit_events() -> Result<AuditEvents, AppError> {
     let (services, hotkey) = server::miner().await?;
     services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into())
 }
 
 /// The public model list.
-#[server]
+#[server(endpoint = "model_catalog")]
 pub async fn model_catalog() -> Result<Vec<CatalogEntry>, AppError> {
     let services = server::services()?;
     services.catalog().await.map_err(|e| service::ServiceError::from(e).into())

@@ -261,7 +261,7 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         };
-        if !info.is_management_key {
+        if !info.is_management_key() {
             return Err(ConnectionError::CredentialRefused(
                 "this is an OpenRouter inference key, not a management key: create a management key at https://openrouter.ai/settings/management-keys and paste that".into(),
             ));

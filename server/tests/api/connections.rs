@@ -28,11 +28,11 @@ async fn openrouter_connect_paths(backend: Backend) {
 
     // A live key OpenRouter does not know; an inference key.
     let (status, text) = detail(app.connect_openrouter(&miner, &format!("sk-or-v1-{}", "0".repeat(64))).await).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 400, "{text}");
     assert!(text.contains("does not accept this key"), "{text}");
     let inference_key = app.sim.create_openrouter_inference_key(10.0);
     let (status, text) = detail(app.connect_openrouter(&miner, &inference_key).await).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 400, "{text}");
     assert!(text.contains("not a management key"), "{text}");
 
     // OpenRouter down, rate limiting, slow: said so, nothing stored.

@@ -32,11 +32,20 @@ pub struct KeyInfo {
     pub usage: f64,
     #[serde(default)]
     pub is_free_tier: bool,
-    /// OpenRouter has called management keys "provisioning keys": accept either field.
-    #[serde(default, alias = "is_provisioning_key")]
-    pub is_management_key: bool,
+    /// OpenRouter has called management keys "provisioning keys" and may send either field,
+    /// or both (so not a serde alias, which refuses a body that has both).
+    #[serde(default)]
+    is_management_key: Option<bool>,
+    #[serde(default)]
+    is_provisioning_key: Option<bool>,
     #[serde(default)]
     pub expires_at: Option<String>,
+}
+
+impl KeyInfo {
+    pub fn is_management_key(&self) -> bool {
+        self.is_management_key.or(self.is_provisioning_key).unwrap_or(false)
+    }
 }
 
 /// A key object from `/keys`.
@@ -184,6 +193,16 @@ pub fn error_from(status: u16, body: &str) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_info_reads_either_name_for_management_keys() {
+        let both: KeyInfo = serde_json::from_str(r#"{"usage":0.0,"is_management_key":true,"is_provisioning_key":true}"#).unwrap();
+        assert!(both.is_management_key());
+        let old: KeyInfo = serde_json::from_str(r#"{"usage":0.0,"is_provisioning_key":true}"#).unwrap();
+        assert!(old.is_management_key());
+        let inference: KeyInfo = serde_json::from_str(r#"{"usage":1.5,"limit":null}"#).unwrap();
+        assert!(!inference.is_management_key());
+    }
 
     #[test]
     fn errors_map_by_status_and_limit_source() {
