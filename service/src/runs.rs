@@ -1,9 +1,69 @@
 //! Evaluation runs: submissions, claims and per-run scoped credentials.
+//!
+//! A claim takes the oldest queued run atomically, pins it to the miner's default provider
+//! *at that moment*, and hands the validator a credential scoped to the run:
+//! * OpenRouter: a key minted with the miner's management key, capped at
+//!   `ORO_RUN_KEY_CAP_USD` and expiring after `ORO_RUN_KEY_TTL_SECS`;
+//! * Chutes: a fresh access token from the stored (rotating) refresh token.
+//!
+//! When the miner's account cannot pay (no credits, revoked credential) the run fails with a
+//! clear reason and the validator gets the next run; when the provider is merely unwell
+//! (429, 5xx, timeouts) the run goes back to the queue with a backoff.
 
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use wire::Provider;
+use wire::api::{ClaimAnswer, CompleteRun, InferenceToken, RunList, RunSummary, SandboxEnv, SubmitAnswer};
+
+use crate::clock;
+use crate::connections::{ConnectionError, STATE_CONNECTED, key_fingerprint};
+use crate::db::Backend;
+use crate::domain::{Caller, Hotkey};
+use crate::providers::ProviderError;
 use crate::services::Services;
+use crate::vault::{Vault, VaultError};
+
+/// Largest agent file (the SDK's documented limit).
+pub const MAX_AGENT_BYTES: usize = 1024 * 1024;
+/// How many runs one validator may hold at once.
+pub const MAX_RUNS_PER_VALIDATOR: i64 = 8;
+/// After this many abandoned leases a run fails instead of going back to the queue.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// The evaluation suite new runs are queued against.
+pub const CURRENT_SUITE_ID: i64 = 1;
+
+pub const STATUS_QUEUED: &str = "queued";
+pub const STATUS_RUNNING: &str = "running";
+pub const STATUS_SUCCEEDED: &str = "succeeded";
+pub const STATUS_FAILED: &str = "failed";
+
+pub const REASON_NO_PROVIDER: &str = "no inference provider connected: connect one with `oro inference connect chutes` or `oro inference connect openrouter --api-key <management key>`";
+pub const REASON_REVOKED: &str = "provider credential invalid or revoked: reconnect";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("No inference provider connected. Connect one first: `oro inference connect chutes` or `oro inference connect openrouter --api-key <management key>`.")]
+    NoProviderConnected,
+    #[error("agent_name must be 1 to 64 characters of letters, digits, '-', '_' or '.'")]
+    InvalidAgentName,
+    #[error("{0}")]
+    InvalidFile(String),
+    #[error("the agent file is larger than 1 MiB")]
+    FileTooLarge,
+    #[error("submission cooldown: you can submit again in {remaining_seconds} s")]
+    Cooldown { remaining_seconds: i64, next_allowed_at: i64 },
+    #[error("evaluation run not found")]
+    NotFound,
+    #[error("this run is leased to another validator")]
+    NotYours,
+    #[error("this run is not running (it is {0})")]
+    NotRunning(String),
+    #[error("validator at capacity: finish a run before claiming another")]
+    AtCapacity,
+    #[error("terminal_status must be one of SUCCESS, FAILED, ERROR, TIMED_OUT, CANCELLED")]
+    BadTerminalStatus,
+    #[error("the stored credential could not be opened")]
+    Vault(#[from] VaultError),
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
 }
@@ -11,14 +71,617 @@ pub enum RunError {
 impl RunError {
     pub fn status(&self) -> u16 {
         match self {
-            RunError::Storage(_) => 500,
+            RunError::NoProviderConnected | RunError::InvalidAgentName | RunError::InvalidFile(_) => 400,
+            RunError::FileTooLarge => 413,
+            RunError::Cooldown { .. } => 429,
+            RunError::NotFound => 404,
+            RunError::NotYours => 403,
+            RunError::NotRunning(_) | RunError::AtCapacity => 409,
+            RunError::BadTerminalStatus => 422,
+            RunError::Vault(_) | RunError::Storage(_) => 500,
         }
+    }
+
+    /// Extra fields of the SDK's error models (`error_code`, `remaining_seconds`, ...).
+    pub fn extra_fields(&self) -> Option<serde_json::Value> {
+        Some(match self {
+            RunError::NoProviderConnected => serde_json::json!({"error_code": "NO_INFERENCE_PROVIDER"}),
+            RunError::InvalidAgentName => serde_json::json!({"error_code": "INVALID_AGENT_NAME"}),
+            RunError::InvalidFile(_) => serde_json::json!({"error_code": "INVALID_FILE"}),
+            RunError::FileTooLarge => serde_json::json!({"error_code": "FILE_TOO_LARGE"}),
+            RunError::Cooldown { remaining_seconds, next_allowed_at } => serde_json::json!({
+                "error_code": "COOLDOWN_ACTIVE",
+                "remaining_seconds": remaining_seconds,
+                "next_allowed_at": clock::rfc3339(*next_allowed_at),
+            }),
+            _ => return None,
+        })
     }
 }
 
+/// Why a claim could not hand out a credential for a run.
+enum MintFailure {
+    /// The miner's side: the run fails with this reason.
+    Fail(String),
+    /// The provider's side: the run goes back to the queue.
+    Retry(String),
+}
+
+fn mint_failure(provider: Provider, e: &ProviderError) -> MintFailure {
+    match e {
+        ProviderError::NoCredits { .. } => MintFailure::Fail(match provider {
+            Provider::OpenRouter => "no credits: insufficient balance on the OpenRouter account".into(),
+            Provider::Chutes => "no credits: insufficient balance on the Chutes account (quota exceeded and balance is $0)".into(),
+        }),
+        ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. } => MintFailure::Fail(REASON_REVOKED.into()),
+        e if e.is_transient() => MintFailure::Retry(e.to_string()),
+        e => MintFailure::Fail(format!("the provider refused the run's credential: {e}")),
+    }
+}
+
+/// Turns what a validator reports into the reason a miner reads: provider 402 bodies of both
+/// providers become "no credits".
+pub fn normalize_failure_reason(reason: Option<&str>) -> Option<String> {
+    let reason = reason?.trim();
+    if reason.is_empty() {
+        return None;
+    }
+    let lower = reason.to_lowercase();
+    let no_credits = lower.contains("quota exceeded and account balance")
+        || lower.contains("openrouter_credits")
+        || lower.contains("insufficient credits")
+        || lower.contains("openrouter_key_limit")
+        || lower.contains("key limit exceeded")
+        || (lower.contains("402") && (lower.contains("payment") || lower.contains("credit") || lower.contains("balance")));
+    if no_credits {
+        let which = if lower.contains("openrouter_key_limit") || lower.contains("key limit") {
+            "no credits: the run reached its per-run spending cap (insufficient balance on the run key)"
+        } else if lower.contains("quota exceeded") {
+            "no credits: insufficient balance on the Chutes account"
+        } else {
+            "no credits: insufficient balance on the OpenRouter account"
+        };
+        return Some(which.to_owned());
+    }
+    Some(crate::providers::scrub(reason))
+}
+
+fn valid_agent_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn next_seq() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+}
+
 impl Services {
-    /// Disables the keys of runs whose validator vanished. (Filled in with the runs.)
+    /// `POST /v1/miner/submit`: stores the agent and queues its evaluation.
+    pub async fn submit_agent(&self, hotkey: &Hotkey, agent_name: &str, file_name: &str, code: &[u8]) -> Result<SubmitAnswer, RunError> {
+        let agent_name = agent_name.trim();
+        if !valid_agent_name(agent_name) {
+            return Err(RunError::InvalidAgentName);
+        }
+        if code.len() > MAX_AGENT_BYTES {
+            return Err(RunError::FileTooLarge);
+        }
+        if !file_name.ends_with(".py") {
+            return Err(RunError::InvalidFile("the agent must be a Python source file (.py)".into()));
+        }
+        let text = std::str::from_utf8(code).map_err(|_| RunError::InvalidFile("the agent file is not UTF-8 text".into()))?;
+        if text.trim().is_empty() || text.contains('\0') {
+            return Err(RunError::InvalidFile("the agent file is empty or binary".into()));
+        }
+        let connected: Option<(String,)> = sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 LIMIT 1")
+            .bind(hotkey.as_str())
+            .bind(STATE_CONNECTED)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if connected.is_none() {
+            return Err(RunError::NoProviderConnected);
+        }
+        let now = clock::now();
+        let cooldown = self.settings.submit_cooldown_secs;
+        let mut tx = self.db.pool().begin().await?;
+        // The miner row serializes this miner's submissions (cooldown check and insert).
+        crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM agent_versions WHERE hotkey = $1")
+            .bind(hotkey.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(last) = last
+            && cooldown > 0
+            && now < last + cooldown
+        {
+            return Err(RunError::Cooldown { remaining_seconds: last + cooldown - now, next_allowed_at: last + cooldown });
+        }
+        let agent_id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO agents (id, hotkey, agent_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hotkey, agent_name) DO NOTHING")
+            .bind(&agent_id)
+            .bind(hotkey.as_str())
+            .bind(agent_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let (agent_id,): (String,) = sqlx::query_as("SELECT id FROM agents WHERE hotkey = $1 AND agent_name = $2")
+            .bind(hotkey.as_str())
+            .bind(agent_name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let version_id = uuid::Uuid::new_v4().to_string();
+        let base_name = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+        sqlx::query("INSERT INTO agent_versions (id, agent_id, hotkey, file_name, code, sha256, size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&version_id)
+            .bind(&agent_id)
+            .bind(hotkey.as_str())
+            .bind(base_name)
+            .bind(code)
+            .bind(hex::encode(Sha256::digest(code)))
+            .bind(code.len() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO eval_runs (id, seq, agent_version_id, hotkey, suite_id, status, attempts, not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7)")
+            .bind(&run_id)
+            .bind(next_seq())
+            .bind(&version_id)
+            .bind(hotkey.as_str())
+            .bind(CURRENT_SUITE_ID)
+            .bind(STATUS_QUEUED)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(hotkey = %hotkey.short(), agent = agent_name, run = %run_id, "agent submitted; evaluation queued");
+        Ok(SubmitAnswer {
+            admission_status: "ACCEPTED".into(),
+            hotkey: hotkey.to_string(),
+            agent_id: Some(agent_id),
+            agent_version_id: Some(version_id),
+            admission_reason: None,
+            next_allowed_at: (cooldown > 0).then(|| clock::rfc3339(now + cooldown)),
+            message: "Agent submitted successfully; its evaluation is queued.".into(),
+            eval_run_id: Some(run_id),
+        })
+    }
+
+    /// `POST /v1/validator/work/claim`: `None` when there is no work.
+    pub async fn claim_work(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
+        let (holding,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM eval_runs WHERE validator_hotkey = $1 AND status = $2")
+            .bind(validator.hotkey.as_str())
+            .bind(STATUS_RUNNING)
+            .fetch_one(self.db.pool())
+            .await?;
+        if holding >= MAX_RUNS_PER_VALIDATOR {
+            return Err(RunError::AtCapacity);
+        }
+        // Runs that cannot be handed out fail (or go back to the queue) and we try the next.
+        for _ in 0..50 {
+            let Some((run_id, hotkey, agent_version_id, suite_id)) = self.reserve_next_run(&validator.hotkey).await? else {
+                return Ok(None);
+            };
+            let Ok(miner) = Hotkey::parse(&hotkey) else {
+                self.finish_unclaimable(&run_id, MintFailure::Fail("the run's hotkey is malformed".into())).await?;
+                continue;
+            };
+            match self.issue_run_credential(&run_id, &miner).await? {
+                Ok((token, model)) => {
+                    let lease_expires_at = clock::now() + self.settings.run_lease_secs;
+                    sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2").bind(lease_expires_at).bind(&run_id).execute(self.db.pool()).await?;
+                    let sandbox_env = SandboxEnv {
+                        INFERENCE_PROVIDER: token.provider,
+                        INFERENCE_ACCESS_TOKEN: token.access_token.clone(),
+                        INFERENCE_BASE_URL: token.base_url.clone(),
+                        SANDBOX_MODEL: model,
+                    };
+                    tracing::info!(run = %run_id, provider = %token.provider, validator = %validator.hotkey.short(), "run claimed");
+                    return Ok(Some(ClaimAnswer {
+                        code_download_url: format!("{}/v1/validator/agent-versions/{agent_version_id}/code", self.settings.public_url.as_str().trim_end_matches('/')),
+                        eval_run_id: run_id,
+                        agent_version_id,
+                        suite_id,
+                        lease_expires_at: clock::rfc3339(lease_expires_at),
+                        race_id: None,
+                        inference_token: Some(token),
+                        sandbox_env: Some(sandbox_env),
+                    }));
+                }
+                Err(failure) => self.finish_unclaimable(&run_id, failure).await?,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes the oldest queued run for this validator in one statement: two validators never
+    /// get the same run (PostgreSQL skips rows another claim holds; SQLite runs one
+    /// statement at a time).
+    async fn reserve_next_run(&self, validator: &Hotkey) -> Result<Option<(String, String, String, i64)>, RunError> {
+        let now = clock::now();
+        let pick = match self.db.backend() {
+            Backend::Postgres => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1",
+        };
+        let sql = format!(
+            "UPDATE eval_runs SET status = $1, validator_hotkey = $2, claimed_at = $3, lease_expires_at = $3 + 300, attempts = attempts + 1, updated_at = $3
+             WHERE id = ({pick}) AND status = $4
+             RETURNING id, hotkey, agent_version_id, suite_id"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(STATUS_RUNNING)
+            .bind(validator.as_str())
+            .bind(now)
+            .bind(STATUS_QUEUED)
+            .fetch_optional(self.db.pool())
+            .await?)
+    }
+
+    async fn finish_unclaimable(&self, run_id: &str, failure: MintFailure) -> Result<(), RunError> {
+        let now = clock::now();
+        match failure {
+            MintFailure::Fail(reason) => {
+                tracing::info!(run = %run_id, %reason, "run failed at claim");
+                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, updated_at = $3 WHERE id = $4")
+                    .bind(STATUS_FAILED)
+                    .bind(reason)
+                    .bind(now)
+                    .bind(run_id)
+                    .execute(self.db.pool())
+                    .await?;
+            }
+            MintFailure::Retry(reason) => {
+                let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
+                let backoff = (30_i64 << attempts.clamp(0, 5)).min(900) + (rand::random::<u8>() % 15) as i64;
+                tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, updated_at = $3 WHERE id = $4")
+                    .bind(STATUS_QUEUED)
+                    .bind(now + backoff)
+                    .bind(now)
+                    .bind(run_id)
+                    .execute(self.db.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the miner's default provider now, pins the run to it, and gets the scoped
+    /// credential. The outer error is ours; the inner is the miner's or the provider's.
+    async fn issue_run_credential(&self, run_id: &str, miner: &Hotkey) -> Result<Result<(InferenceToken, String), MintFailure>, RunError> {
+        let default: Option<(Option<String>,)> = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
+            .bind(miner.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(provider) = default.and_then(|(d,)| d).and_then(|d| d.parse::<Provider>().ok()) else {
+            return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
+        };
+        sqlx::query("UPDATE eval_runs SET provider = $1 WHERE id = $2").bind(provider.as_str()).bind(run_id).execute(self.db.pool()).await?;
+        let model = match self.default_model(provider).await {
+            Ok(m) => m,
+            Err(_) => return Ok(Err(MintFailure::Retry("the model catalog is empty".into()))),
+        };
+        let issued = match provider {
+            Provider::OpenRouter => self.mint_openrouter_key(run_id, miner).await?,
+            Provider::Chutes => self.chutes_run_token(miner, &model).await?,
+        };
+        Ok(issued.map(|token| (token, model)))
+    }
+
+    async fn mint_openrouter_key(&self, run_id: &str, miner: &Hotkey) -> Result<Result<InferenceToken, MintFailure>, RunError> {
+        let row: Option<(String, Vec<u8>)> = sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(miner.as_str())
+            .bind(Provider::OpenRouter.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some((state, ciphertext)) = row else { return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into()))) };
+        if state != STATE_CONNECTED {
+            return Ok(Err(MintFailure::Fail(REASON_REVOKED.into())));
+        }
+        let management_key = self.vault.open_sealed(&Vault::credential_context(miner.as_str(), Provider::OpenRouter), &ciphertext)?;
+        // No credits is cheaper to learn from /credits than from a failed run.
+        match self.openrouter.credits(&management_key).await {
+            Ok(c) if c.total_credits - c.total_usage <= 0.0 => {
+                return Ok(Err(MintFailure::Fail("no credits: insufficient balance on the OpenRouter account".into())));
+            }
+            Ok(_) => {}
+            Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
+        }
+        let cap = self.settings.run_key_cap_usd;
+        let expires_at = clock::now() + self.settings.run_key_ttl_secs;
+        let minted = match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
+        };
+        let now = clock::now();
+        sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&minted.hash)
+            .bind(miner.as_str())
+            .bind(run_id)
+            .bind(key_fingerprint(&management_key))
+            .bind(cap)
+            .bind(expires_at)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
+            .bind(&minted.hash)
+            .bind(cap)
+            .bind(expires_at)
+            .bind(run_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(Ok(InferenceToken {
+            provider: Provider::OpenRouter,
+            access_token: minted.key.expose_secret().to_owned(),
+            base_url: self.openrouter.base_url().to_owned(),
+            expires_at: clock::rfc3339(expires_at),
+        }))
+    }
+
+    async fn chutes_run_token(&self, miner: &Hotkey, model: &str) -> Result<Result<InferenceToken, MintFailure>, RunError> {
+        let tokens = match self.chutes_access_token(miner).await {
+            Ok(t) => t,
+            Err(ConnectionError::NotConnected(_)) => return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into()))),
+            Err(ConnectionError::NeedsReconsent(_)) => {
+                return Ok(Err(MintFailure::Fail("Chutes needs re-consent: the stored grant was refused; reconnect Chutes".into())));
+            }
+            Err(ConnectionError::Provider(e)) => return Ok(Err(mint_failure(Provider::Chutes, &e))),
+            Err(ConnectionError::Busy) => return Ok(Err(MintFailure::Retry("the Chutes credential is busy".into()))),
+            Err(ConnectionError::Storage(e)) => return Err(e.into()),
+            Err(ConnectionError::Vault(e)) => return Err(e.into()),
+            Err(other) => return Ok(Err(MintFailure::Fail(other.to_string()))),
+        };
+        // A one-token call proves the account can pay before a validator spends time on it.
+        if let Err(e) = self.chutes.preflight(&tokens.access_token, model).await {
+            return Ok(Err(mint_failure(Provider::Chutes, &e)));
+        }
+        let expires_at = clock::now() + tokens.expires_in;
+        Ok(Ok(InferenceToken {
+            provider: Provider::Chutes,
+            access_token: tokens.access_token.expose_secret().to_owned(),
+            base_url: self.chutes.llm_base().to_owned(),
+            expires_at: clock::rfc3339(expires_at),
+        }))
+    }
+
+    async fn leased_run(&self, validator: &Caller, run_id: &str) -> Result<(String, Option<String>), RunError> {
+        let row: Option<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(self.db.pool()).await?;
+        let (status, holder, key_hash) = row.ok_or(RunError::NotFound)?;
+        if holder.as_deref() != Some(validator.hotkey.as_str()) {
+            return Err(if status == STATUS_RUNNING { RunError::NotYours } else { RunError::NotRunning(status) });
+        }
+        if status != STATUS_RUNNING {
+            return Err(RunError::NotRunning(status));
+        }
+        Ok((status, key_hash))
+    }
+
+    /// `/heartbeat` and `/progress`: the validator is alive; the lease is extended.
+    pub async fn heartbeat(&self, validator: &Caller, run_id: &str, progress: Option<&serde_json::Value>) -> Result<String, RunError> {
+        self.leased_run(validator, run_id).await?;
+        let lease = clock::now() + self.settings.run_lease_secs;
+        let progress = progress.map(|p| p.to_string()).filter(|p| p.len() <= 16 * 1024);
+        sqlx::query("UPDATE eval_runs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 WHERE id = $4 AND status = $5")
+            .bind(lease)
+            .bind(progress)
+            .bind(clock::now())
+            .bind(run_id)
+            .bind(STATUS_RUNNING)
+            .execute(self.db.pool())
+            .await?;
+        Ok(clock::rfc3339(lease))
+    }
+
+    /// `/complete`: records the outcome, then disables the run's OpenRouter key and records
+    /// what it spent.
+    pub async fn complete_run(&self, validator: &Caller, run_id: &str, body: &CompleteRun) -> Result<(), RunError> {
+        let status = match body.terminal_status.to_ascii_uppercase().as_str() {
+            "SUCCESS" | "SUCCEEDED" | "COMPLETED" => STATUS_SUCCEEDED,
+            "FAILED" | "FAILURE" | "ERROR" | "TIMED_OUT" | "TIMEOUT" | "CANCELLED" => STATUS_FAILED,
+            _ => return Err(RunError::BadTerminalStatus),
+        };
+        let (_, key_hash) = self.leased_run(validator, run_id).await?;
+        let reason = if status == STATUS_FAILED {
+            normalize_failure_reason(body.failure_reason.as_deref()).or_else(|| Some(format!("the validator reported {}", body.terminal_status.to_ascii_uppercase())))
+        } else {
+            None
+        };
+        let now = clock::now();
+        sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND status = $6")
+            .bind(status)
+            .bind(reason)
+            .bind(body.validator_score.filter(|s| s.is_finite()))
+            .bind(now)
+            .bind(run_id)
+            .bind(STATUS_RUNNING)
+            .execute(self.db.pool())
+            .await?;
+        if let Some(hash) = key_hash {
+            // Best effort now; the reaper retries what fails.
+            if let Err(e) = self.retire_run_key(&hash).await {
+                tracing::warn!(run = %run_id, error = %e, "could not disable the run key yet; the reaper will retry");
+            }
+        }
+        Ok(())
+    }
+
+    /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
+    async fn retire_run_key(&self, hash: &str) -> Result<(), ServiceRetireError> {
+        let row: Option<(String, String, Option<i64>)> = sqlx::query_as("SELECT hotkey, minted_by, disabled_at FROM run_keys WHERE key_hash = $1")
+            .bind(hash)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some((hotkey, minted_by, disabled_at)) = row else { return Ok(()) };
+        let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(&hotkey)
+            .bind(Provider::OpenRouter.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        let management_key: Option<SecretString> = match connection {
+            Some((ct,)) => Some(self.vault.open_sealed(&Vault::credential_context(&hotkey, Provider::OpenRouter), &ct)?),
+            None => None,
+        };
+        // Disconnected (or replaced) since: the disconnect path disables that key's run keys.
+        let Some(management_key) = management_key.filter(|k| key_fingerprint(k) == minted_by) else {
+            return Ok(());
+        };
+        if disabled_at.is_none() {
+            self.openrouter.disable_key(&management_key, hash).await?;
+        }
+        let usage = self.openrouter.get_key(&management_key, hash).await.ok().map(|k| k.usage);
+        sqlx::query("UPDATE run_keys SET disabled_at = COALESCE(disabled_at, $1), usage_usd = COALESCE($2, usage_usd) WHERE key_hash = $3")
+            .bind(clock::now())
+            .bind(usage)
+            .bind(hash)
+            .execute(self.db.pool())
+            .await?;
+        if let Some(usage) = usage {
+            sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// The reaper: runs whose validator vanished go back to the queue (or fail after
+    /// `MAX_ATTEMPTS`), and per-run keys of finished, abandoned or expired runs are disabled.
     pub async fn reap_runs(&self) -> Result<usize, RunError> {
-        Ok(0)
+        let now = clock::now();
+        let abandoned: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT id, attempts, key_hash FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
+                .bind(STATUS_RUNNING)
+                .bind(now)
+                .fetch_all(self.db.pool())
+                .await?;
+        let mut reaped = 0;
+        for (id, attempts, key_hash) in abandoned {
+            let done = if attempts >= MAX_ATTEMPTS {
+                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, lease_expires_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5 AND lease_expires_at < $3")
+                    .bind(STATUS_FAILED)
+                    .bind(format!("abandoned: {attempts} validators took this run and stopped reporting"))
+                    .bind(now)
+                    .bind(&id)
+                    .bind(STATUS_RUNNING)
+                    .execute(self.db.pool())
+                    .await?
+            } else {
+                // Back to the queue; the next claim mints a new credential (on the default then).
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
+                    .bind(STATUS_QUEUED)
+                    .bind(now)
+                    .bind(&id)
+                    .bind(STATUS_RUNNING)
+                    .execute(self.db.pool())
+                    .await?
+            };
+            if done.rows_affected() == 1 {
+                reaped += 1;
+                tracing::warn!(run = %id, attempts, "validator lease expired; run reaped");
+                if let Some(hash) = key_hash
+                    && let Err(e) = self.retire_run_key(&hash).await
+                {
+                    tracing::warn!(run = %id, error = %e, "could not disable an abandoned run's key yet");
+                }
+            }
+        }
+        // Keys still live whose run ended or whose expiry passed.
+        let stale: Vec<(String,)> = sqlx::query_as(
+            "SELECT k.key_hash FROM run_keys k LEFT JOIN eval_runs r ON r.key_hash = k.key_hash
+             WHERE k.disabled_at IS NULL AND (k.expires_at < $1 OR r.id IS NULL OR r.status <> $2) LIMIT 100",
+        )
+        .bind(now)
+        .bind(STATUS_RUNNING)
+        .fetch_all(self.db.pool())
+        .await?;
+        for (hash,) in stale {
+            if let Err(e) = self.retire_run_key(&hash).await {
+                tracing::warn!(error = %e, "could not disable a stale run key yet");
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// The agent code a validator downloads (only for a run it holds).
+    pub async fn agent_code(&self, validator: &Caller, agent_version_id: &str) -> Result<(String, Vec<u8>), RunError> {
+        let held: Option<(String,)> = sqlx::query_as("SELECT id FROM eval_runs WHERE agent_version_id = $1 AND validator_hotkey = $2 AND status = $3 LIMIT 1")
+            .bind(agent_version_id)
+            .bind(validator.hotkey.as_str())
+            .bind(STATUS_RUNNING)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if held.is_none() {
+            return Err(RunError::NotFound);
+        }
+        let (file_name, code): (String, Vec<u8>) = sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1")
+            .bind(agent_version_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or(RunError::NotFound)?;
+        Ok((file_name, code))
+    }
+
+    /// `GET /v1/miner/runs`: the miner's newest runs.
+    pub async fn miner_runs(&self, hotkey: &Hotkey, limit: i64) -> Result<RunList, RunError> {
+        let rows: Vec<(String, String, String, String, Option<String>, Option<String>, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd, r.spend_usd, r.score, r.created_at, r.completed_at
+             FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
+             WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
+        )
+        .bind(hotkey.as_str())
+        .bind(limit.clamp(1, 200))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(RunList {
+            runs: rows
+                .into_iter()
+                .map(|(id, agent_name, version, status, provider, reason, cap, spend, score, created, completed)| RunSummary {
+                    eval_run_id: id,
+                    agent_name,
+                    agent_version_id: version,
+                    status,
+                    provider: provider.and_then(|p| p.parse().ok()),
+                    failure_reason: reason,
+                    cap_usd: cap,
+                    spend_usd: spend,
+                    score,
+                    created_at: clock::rfc3339(created),
+                    completed_at: completed.map(clock::rfc3339),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Why retiring a run key did not finish (it is retried by the reaper).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceRetireError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_402_bodies_become_no_credits() {
+        let chutes = r#"HTTP 402: {"detail":{"message":"Quota exceeded and account balance is $0.0, please pay with fiat or send tao"}}"#;
+        assert_eq!(normalize_failure_reason(Some(chutes)).unwrap(), "no credits: insufficient balance on the Chutes account");
+        let openrouter = r#"{"error":{"code":402,"message":"Insufficient credits","metadata":{"limit_source":"openrouter_credits"}}}"#;
+        assert_eq!(normalize_failure_reason(Some(openrouter)).unwrap(), "no credits: insufficient balance on the OpenRouter account");
+        let cap = r#"{"error":{"code":402,"message":"Key limit exceeded","metadata":{"limit_source":"openrouter_key_limit"}}}"#;
+        assert!(normalize_failure_reason(Some(cap)).unwrap().contains("per-run spending cap"));
+        assert_eq!(normalize_failure_reason(Some("sandbox crashed")).unwrap(), "sandbox crashed");
+        assert_eq!(normalize_failure_reason(Some("  ")), None);
+    }
+
+    #[test]
+    fn agent_names() {
+        assert!(valid_agent_name("my-agent_v1.2"));
+        assert!(!valid_agent_name(""));
+        assert!(!valid_agent_name("has space"));
+        assert!(!valid_agent_name(&"a".repeat(65)));
     }
 }

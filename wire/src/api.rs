@@ -168,6 +168,16 @@ pub struct InferenceToken {
     pub expires_at: String,
 }
 
+/// The variables a run's sandbox gets (our addition to the claim answer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(non_snake_case)]
+pub struct SandboxEnv {
+    pub INFERENCE_PROVIDER: Provider,
+    pub INFERENCE_ACCESS_TOKEN: String,
+    pub INFERENCE_BASE_URL: String,
+    pub SANDBOX_MODEL: String,
+}
+
 /// `POST /v1/validator/work/claim` -> 200.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimAnswer {
@@ -178,6 +188,58 @@ pub struct ClaimAnswer {
     pub code_download_url: String,
     pub race_id: Option<String>,
     pub inference_token: Option<InferenceToken>,
+    #[serde(default)]
+    pub sandbox_env: Option<SandboxEnv>,
+}
+
+/// `POST /v1/validator/evaluation-runs/{id}/complete`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CompleteRun {
+    pub terminal_status: String,
+    #[serde(default)]
+    pub validator_score: Option<f64>,
+    #[serde(default)]
+    pub score_components: Option<serde_json::Value>,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub sandbox_metadata: Option<serde_json::Value>,
+}
+
+/// `POST /v1/miner/submit` -> 200.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitAnswer {
+    pub admission_status: String,
+    pub hotkey: String,
+    pub agent_id: Option<String>,
+    pub agent_version_id: Option<String>,
+    pub admission_reason: Option<String>,
+    pub next_allowed_at: Option<String>,
+    pub message: String,
+    #[serde(default)]
+    pub eval_run_id: Option<String>,
+}
+
+/// One run as its miner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub eval_run_id: String,
+    pub agent_name: String,
+    pub agent_version_id: String,
+    pub status: String,
+    pub provider: Option<Provider>,
+    pub failure_reason: Option<String>,
+    pub cap_usd: Option<f64>,
+    pub spend_usd: Option<f64>,
+    pub score: Option<f64>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+/// `GET /v1/miner/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunList {
+    pub runs: Vec<RunSummary>,
 }
 
 /// `GET /health`.

@@ -48,6 +48,13 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(json!({"detail": detail}))).into_response()
+        let mut body = json!({"detail": detail});
+        if let ApiError::Service(service::ServiceError::Run(e)) = &self
+            && let (Some(extra), Some(map)) = (e.extra_fields(), body.as_object_mut())
+            && let Some(extra) = extra.as_object()
+        {
+            map.extend(extra.clone());
+        }
+        (status, Json(body)).into_response()
     }
 }

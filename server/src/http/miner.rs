@@ -9,7 +9,7 @@ use service::Services;
 use wire::Provider;
 use wire::api::{
     AuditEvents, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
-    LegacyChutesStatus, ProviderStatus, SetDefault,
+    LegacyChutesStatus, ProviderStatus, RunList, SetDefault, SubmitAnswer,
 };
 
 use super::error::ApiError;
@@ -25,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/miner/chutes/exchange-code", post(exchange_code))
         .route("/v1/miner/chutes-auth", post(legacy_chutes_auth))
         .route("/v1/miner/chutes-auth/status", get(legacy_chutes_status))
+        .route("/v1/miner/submit", post(submit))
+        .route("/v1/miner/runs", get(runs))
 }
 
 fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
@@ -78,6 +80,43 @@ async fn legacy_chutes_auth(State(services): State<Services>, Miner(caller): Min
 async fn legacy_chutes_status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<LegacyChutesStatus>, ApiError> {
     let status = services.provider_status(&caller.hotkey, Provider::Chutes).await.map_err(service::ServiceError::from)?;
     Ok(Json(LegacyChutesStatus { connected: status.connected, updated_at: status.updated_at }))
+}
+
+/// `oro submit`: multipart `agent_name` and `file`.
+async fn submit(State(services): State<Services>, Miner(caller): Miner, mut form: axum::extract::Multipart) -> Result<Json<SubmitAnswer>, ApiError> {
+    let bad = |loc: &str, msg: &str| ApiError::Validation { loc: vec!["body".into(), loc.into()], msg: msg.into(), kind: "missing" };
+    let mut agent_name = None;
+    let mut file = None;
+    while let Some(field) = form.next_field().await.map_err(|e| bad("file", &e.body_text()))? {
+        match field.name() {
+            Some("agent_name") => agent_name = Some(field.text().await.map_err(|e| bad("agent_name", &e.body_text()))?),
+            Some("file") => {
+                let name = field.file_name().unwrap_or("agent.py").to_owned();
+                let bytes = field.bytes().await.map_err(|e| {
+                    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::Service(service::ServiceError::Run(service::runs::RunError::FileTooLarge))
+                    } else {
+                        bad("file", &e.body_text())
+                    }
+                })?;
+                file = Some((name, bytes));
+            }
+            _ => {}
+        }
+    }
+    let agent_name = agent_name.ok_or_else(|| bad("agent_name", "Field required"))?;
+    let (file_name, bytes) = file.ok_or_else(|| bad("file", "Field required"))?;
+    let answer = services.submit_agent(&caller.hotkey, &agent_name, &file_name, &bytes).await.map_err(service::ServiceError::from)?;
+    Ok(Json(answer))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    limit: Option<i64>,
+}
+
+async fn runs(State(services): State<Services>, Miner(caller): Miner, Query(q): Query<RunsQuery>) -> Result<Json<RunList>, ApiError> {
+    Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await.map_err(service::ServiceError::from)?))
 }
 
 #[derive(Deserialize)]

@@ -7,11 +7,12 @@ pub mod extract;
 pub mod guards;
 mod miner;
 mod public;
+mod validator;
 
 use axum::Router;
 
 use crate::startup::AppState;
 
 pub fn api_router() -> Router<AppState> {
-    Router::new().merge(public::routes()).merge(auth_routes::routes()).merge(miner::routes())
+    Router::new().merge(public::routes()).merge(auth_routes::routes()).merge(miner::routes()).merge(validator::routes())
 }

@@ -104,9 +104,15 @@ static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = st
 
 struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
+use std::io::Write as _;
+
 impl std::io::Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
+        // ORO_TEST_LOG=1 shows the server's logs while debugging a test.
+        if std::env::var_os("ORO_TEST_LOG").is_some() {
+            let _ = std::io::stderr().write_all(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

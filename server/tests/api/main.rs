@@ -7,3 +7,4 @@ mod helpers;
 mod auth;
 mod connections;
 mod foundation;
+mod runs;

@@ -172,6 +172,24 @@ impl ChutesClient {
         }
     }
 
+    /// The cheapest proof that an access token can spend: a one-token completion.
+    pub async fn preflight(&self, access_token: &SecretString, model: &str) -> Result<(), ProviderError> {
+        let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
+        let response = self
+            .http
+            .post(format!("{}/chat/completions", self.llm_base))
+            .bearer_auth(access_token.expose_secret())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(inference_error(status, &response.text().await.unwrap_or_default()))
+    }
+
     pub async fn userinfo(&self, access_token: &SecretString) -> Result<UserInfo, ProviderError> {
         let response = self
             .http

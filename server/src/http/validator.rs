@@ -1,0 +1,63 @@
+//! `/v1/validator/*`: claiming work and reporting on it.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use service::Services;
+use wire::api::CompleteRun;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Validator};
+use crate::startup::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/validator/work/claim", post(claim))
+        .route("/v1/validator/evaluation-runs/{id}/heartbeat", post(heartbeat))
+        .route("/v1/validator/evaluation-runs/{id}/progress", post(progress))
+        .route("/v1/validator/evaluation-runs/{id}/complete", post(complete))
+        .route("/v1/validator/agent-versions/{id}/code", get(code))
+}
+
+/// 200 with the run and its scoped credential, 204 when there is no work, 409 at capacity.
+/// The body (the validator's resource report) is optional and not needed here.
+async fn claim(State(services): State<Services>, Validator(caller): Validator, _body: Bytes) -> Result<Response, ApiError> {
+    match services.claim_work(&caller).await.map_err(service::ServiceError::from)? {
+        Some(answer) => Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn heartbeat(State(services): State<Services>, Validator(caller): Validator, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let lease = services.heartbeat(&caller, &id, None).await.map_err(service::ServiceError::from)?;
+    Ok(Json(serde_json::json!({"ok": true, "lease_expires_at": lease})))
+}
+
+async fn progress(
+    State(services): State<Services>,
+    Validator(caller): Validator,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let lease = services.heartbeat(&caller, &id, Some(&body)).await.map_err(service::ServiceError::from)?;
+    Ok(Json(serde_json::json!({"ok": true, "lease_expires_at": lease})))
+}
+
+async fn complete(
+    State(services): State<Services>,
+    Validator(caller): Validator,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CompleteRun>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    services.complete_run(&caller, &id, &body).await.map_err(service::ServiceError::from)?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn code(State(services): State<Services>, Validator(caller): Validator, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (file_name, code) = services.agent_code(&caller, &id).await.map_err(service::ServiceError::from)?;
+    let disposition = format!("attachment; filename=\"{}\"", file_name.replace(['"', '\\', '\r', '\n'], "_"));
+    Ok(([(header::CONTENT_TYPE, "text/x-python; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], code).into_response())
+}

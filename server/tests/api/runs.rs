@@ -1,0 +1,329 @@
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use simulator::{Fault, FaultKind, FaultTarget};
+
+use crate::both_engines;
+use crate::helpers::*;
+
+const AGENT: &str = "def run(task):\n    return 'hello'\n";
+
+async fn submit(app: &TestApp, wallet: &TestWallet, name: &str, file_name: &str, code: &[u8]) -> reqwest::Response {
+    let form = Form::new()
+        .text("agent_name", name.to_owned())
+        .part("file", Part::bytes(code.to_vec()).file_name(file_name.to_owned()).mime_str("text/x-python").unwrap());
+    app.signed(wallet, Method::POST, "/v1/miner/submit").multipart(form).send().await.unwrap()
+}
+
+async fn claim_as(app: &TestApp, validator: &TestWallet) -> (u16, serde_json::Value) {
+    let response = app.signed(validator, Method::POST, "/v1/validator/work/claim").json(&serde_json::json!({"cpu_pct": 10.0})).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn claim(app: &TestApp) -> (u16, serde_json::Value) {
+    claim_as(app, &app.validator).await
+}
+
+async fn runs_of(app: &TestApp, wallet: &TestWallet) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = app.get_signed(wallet, "/v1/miner/runs").await.json().await.unwrap();
+    body["runs"].as_array().unwrap().clone()
+}
+
+async fn submission_rules(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions { extra: vec![("ORO_SUBMIT_COOLDOWN_SECS", "3600".into())], ..Default::default() }).await;
+    let miner = TestWallet::new();
+    // Nothing connected: refused, naming both connect commands, in the SDK's error shape.
+    let response = submit(&app, &miner, "agent", "agent.py", AGENT.as_bytes()).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let text = body["detail"].as_str().unwrap();
+    assert!(text.contains("oro inference connect chutes") && text.contains("oro inference connect openrouter"), "{text}");
+    assert_eq!(body["error_code"], "NO_INFERENCE_PROVIDER");
+
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    let (status, text) = detail(submit(&app, &miner, "bad name!", "agent.py", AGENT.as_bytes()).await).await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = detail(submit(&app, &miner, "agent", "agent.sh", b"echo hi").await).await;
+    assert_eq!((status, text.contains("Python")), (400, true), "{text}");
+    let (status, _) = detail(submit(&app, &miner, "agent", "agent.py", &[0xff, 0xfe, 0x00]).await).await;
+    assert_eq!(status, 400);
+    let big = vec![b'#'; 1024 * 1024 + 10];
+    assert_eq!(submit(&app, &miner, "agent", "agent.py", &big).await.status(), 413);
+
+    let accepted = submit(&app, &miner, "agent", "agent.py", AGENT.as_bytes()).await;
+    assert_eq!(accepted.status(), 200);
+    let body: serde_json::Value = accepted.json().await.unwrap();
+    assert_eq!(body["admission_status"], "ACCEPTED");
+    assert_eq!(body["hotkey"], miner.hotkey);
+    assert!(uuid::Uuid::parse_str(body["agent_version_id"].as_str().unwrap()).is_ok());
+
+    // Cooldown: 429 with when to come back.
+    let again = submit(&app, &miner, "agent", "agent.py", AGENT.as_bytes()).await;
+    assert_eq!(again.status(), 429);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error_code"], "COOLDOWN_ACTIVE");
+    assert!(body["remaining_seconds"].as_i64().unwrap() > 3500);
+    assert!(body["next_allowed_at"].as_str().unwrap().ends_with("+00:00"));
+    let runs = runs_of(&app, &miner).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "queued");
+}
+
+async fn claim_mints_a_capped_expiring_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(submit(&app, &miner, "agent", "agent.py", AGENT.as_bytes()).await.status(), 200);
+
+    // Not a validator: refused, and the run stays queued.
+    let (status, body) = claim_as(&app, &miner).await;
+    assert_eq!((status, body["detail"].as_str()), (403, Some("unknown validator: this hotkey is not in the validator set")));
+
+    let (status, work) = claim(&app).await;
+    assert_eq!(status, 200, "{work}");
+    let token = &work["inference_token"];
+    assert_eq!(token["provider"], "openrouter");
+    assert_eq!(token["base_url"], app.services.settings.openrouter_api_base);
+    let run_key = token["access_token"].as_str().unwrap();
+    assert!(run_key.starts_with("sk-or-v1-") && run_key != key);
+    assert_eq!(work["sandbox_env"]["SANDBOX_MODEL"], "deepseek/deepseek-v3.2");
+    assert_eq!(work["sandbox_env"]["INFERENCE_PROVIDER"], "openrouter");
+    assert_eq!(work["suite_id"], 1);
+    assert!(work["lease_expires_at"].as_str().unwrap().ends_with("+00:00"));
+
+    let minted = app.sim.list_openrouter_keys(&key);
+    assert_eq!(minted.len(), 1);
+    assert_eq!(minted[0].limit, Some(5.0), "the per-run cap");
+    let expires = service::clock::parse_rfc3339(&minted[0].expires_at.clone().unwrap().replace('Z', "+00:00")).unwrap();
+    let ttl = expires - service::clock::now();
+    assert!((3590..=3600).contains(&ttl), "one hour, got {ttl}");
+    assert!(minted[0].name.contains(work["eval_run_id"].as_str().unwrap()), "the key's name names the run");
+
+    // The key works at the provider, and only this validator may download the code.
+    let chat = app
+        .client
+        .post(format!("{}/chat/completions", token["base_url"].as_str().unwrap()))
+        .bearer_auth(run_key)
+        .json(&serde_json::json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let code = app.signed(&app.validator, Method::GET, &format!("/v1/validator/agent-versions/{}/code", work["agent_version_id"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(code.status(), 200);
+    assert_eq!(code.text().await.unwrap(), AGENT);
+
+    // No more work.
+    assert_eq!(claim(&app).await.0, 204);
+
+    // Completion disables (not deletes) the key and records its spend.
+    app.sim.set_openrouter_key_usage(&minted[0].hash, 1.25).unwrap();
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/complete", work["eval_run_id"].as_str().unwrap()))
+        .json(&serde_json::json!({"terminal_status": "SUCCESS", "validator_score": 0.87}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let after = app.sim.list_openrouter_keys(&key);
+    assert!(after[0].disabled && !after[0].deleted);
+    let runs = runs_of(&app, &miner).await;
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["provider"], "openrouter");
+    assert_eq!(runs[0]["cap_usd"], 5.0);
+    assert_eq!(runs[0]["spend_usd"], 1.25);
+    // Completing twice is refused cleanly.
+    let twice = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/complete", work["eval_run_id"].as_str().unwrap()))
+        .json(&serde_json::json!({"terminal_status": "SUCCESS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 409);
+}
+
+async fn default_switch_applies_to_the_next_claim(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(app.connect_chutes(&miner, "gina").await.status(), 200);
+    assert_eq!(submit(&app, &miner, "a1", "a.py", AGENT.as_bytes()).await.status(), 200);
+    assert_eq!(submit(&app, &miner, "a2", "a.py", AGENT.as_bytes()).await.status(), 200);
+
+    let (_, first) = claim(&app).await;
+    assert_eq!(first["inference_token"]["provider"], "openrouter");
+    let set = app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "chutes"})).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+
+    // The running run keeps its provider and its key still works.
+    let runs = runs_of(&app, &miner).await;
+    let running = runs.iter().find(|r| r["eval_run_id"] == first["eval_run_id"]).unwrap();
+    assert_eq!((running["status"].as_str(), running["provider"].as_str()), (Some("running"), Some("openrouter")));
+    let still = app
+        .client
+        .post(format!("{}/chat/completions", first["inference_token"]["base_url"].as_str().unwrap()))
+        .bearer_auth(first["inference_token"]["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+
+    // The next claim is on Chutes.
+    let (status, second) = claim(&app).await;
+    assert_eq!(status, 200);
+    assert_eq!(second["inference_token"]["provider"], "chutes");
+    assert!(second["inference_token"]["access_token"].as_str().unwrap().starts_with("cak_"));
+    assert_eq!(second["inference_token"]["base_url"], app.services.settings.chutes_llm_base);
+    assert_eq!(second["sandbox_env"]["SANDBOX_MODEL"], "deepseek-ai/DeepSeek-V3.2-TEE");
+
+    // Disconnecting OpenRouter disables the live per-run key of the first run.
+    assert_eq!(app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/openrouter").send().await.unwrap().status(), 200);
+    assert!(app.sim.list_openrouter_keys(&key).iter().all(|k| k.disabled && !k.deleted));
+}
+
+async fn no_credits_fails_the_run_clearly(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let broke_or = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&broke_or, &key).await.status(), 200);
+    app.sim.set_openrouter_credits(&key, 0.0).unwrap();
+    let broke_chutes = TestWallet::new();
+    assert_eq!(app.connect_chutes(&broke_chutes, "henry").await.status(), 200);
+    app.sim.set_chutes_balance("henry", 0.0, false).unwrap();
+    let no_provider = TestWallet::new();
+    let k2 = app.sim.create_openrouter_account(1.0);
+    assert_eq!(app.connect_openrouter(&no_provider, &k2).await.status(), 200);
+    assert_eq!(submit(&app, &broke_or, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    assert_eq!(submit(&app, &broke_chutes, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    assert_eq!(submit(&app, &no_provider, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    // Disconnected after submitting: the run has no provider at claim time.
+    assert_eq!(app.signed(&no_provider, Method::DELETE, "/v1/miner/inference-auth/openrouter").send().await.unwrap().status(), 200);
+
+    // The validator is never handed a run that cannot pay.
+    assert_eq!(claim(&app).await.0, 204);
+    let r = &runs_of(&app, &broke_or).await[0];
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["failure_reason"], "no credits: insufficient balance on the OpenRouter account");
+    assert!(app.sim.list_openrouter_keys(&key).is_empty(), "no key minted for a broke account");
+    let r = &runs_of(&app, &broke_chutes).await[0];
+    assert_eq!(r["status"], "failed");
+    assert!(r["failure_reason"].as_str().unwrap().starts_with("no credits: insufficient balance on the Chutes account"), "{r}");
+    let r = &runs_of(&app, &no_provider).await[0];
+    assert!(r["failure_reason"].as_str().unwrap().starts_with("no inference provider connected"), "{r}");
+
+    // A Chutes account at $0 with daily quota left is NOT out of credits.
+    let quota = TestWallet::new();
+    assert_eq!(app.connect_chutes(&quota, "ivy").await.status(), 200);
+    app.sim.set_chutes_balance("ivy", 0.0, true).unwrap();
+    assert_eq!(submit(&app, &quota, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    let (status, work) = claim(&app).await;
+    assert_eq!((status, work["inference_token"]["provider"].as_str()), (200, Some("chutes")));
+
+    // A run that ran dry reports the provider's 402; the miner reads "no credits".
+    let rich = TestWallet::new();
+    let k3 = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&rich, &k3).await.status(), 200);
+    assert_eq!(submit(&app, &rich, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    let (_, work) = claim(&app).await;
+    let failed = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/complete", work["eval_run_id"].as_str().unwrap()))
+        .json(&serde_json::json!({"terminal_status": "FAILED", "failure_reason": "HTTP 402 {\"error\":{\"code\":402,\"message\":\"Insufficient credits\",\"metadata\":{\"limit_source\":\"openrouter_credits\"}}}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 200);
+    assert_eq!(runs_of(&app, &rich).await[0]["failure_reason"], "no credits: insufficient balance on the OpenRouter account");
+}
+
+async fn provider_trouble_requeues_instead_of_failing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(submit(&app, &miner, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKeysCreate, kind: FaultKind::Status(503), remaining: Some(1) });
+    assert_eq!(claim(&app).await.0, 204);
+    let r = &runs_of(&app, &miner).await[0];
+    assert_eq!(r["status"], "queued", "not the miner's fault: {r}");
+    // Once the backoff has passed, the run is claimable again.
+    sqlx::query("UPDATE eval_runs SET not_before = 0").execute(app.services.db.pool()).await.unwrap();
+    assert_eq!(claim(&app).await.0, 200);
+}
+
+async fn reaper_disables_abandoned_keys(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(submit(&app, &miner, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    for attempt in 1..=3 {
+        let (status, work) = claim(&app).await;
+        assert_eq!(status, 200, "attempt {attempt}");
+        // The validator vanishes: its lease runs out.
+        sqlx::query("UPDATE eval_runs SET lease_expires_at = $1").bind(service::clock::now() - 1).execute(app.services.db.pool()).await.unwrap();
+        assert_eq!(app.services.reap_runs().await.unwrap(), 1);
+        let keys = app.sim.list_openrouter_keys(&key);
+        assert_eq!(keys.len(), attempt);
+        assert!(keys.iter().all(|k| k.disabled && !k.deleted), "every abandoned key disabled");
+        let heartbeat = app.signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/heartbeat", work["eval_run_id"].as_str().unwrap())).send().await.unwrap();
+        assert_ne!(heartbeat.status(), 200, "a reaped lease cannot be renewed");
+    }
+    let r = &runs_of(&app, &miner).await[0];
+    assert_eq!(r["status"], "failed");
+    assert!(r["failure_reason"].as_str().unwrap().starts_with("abandoned"), "{r}");
+}
+
+async fn concurrent_claims_hand_out_each_run_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut validators = vec![app.validator.clone()];
+    for _ in 0..6 {
+        let v = TestWallet::new();
+        service::auth::roles::grant(&app.services.db, &service::domain::Hotkey::parse(&v.hotkey).unwrap(), "validator", "").await.unwrap();
+        validators.push(v);
+    }
+    for m in 0..10 {
+        let miner = TestWallet::new();
+        let key = app.sim.create_openrouter_account(100.0);
+        assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+        for i in 0..5 {
+            assert_eq!(submit(&app, &miner, &format!("agent{m}-{i}"), "a.py", AGENT.as_bytes()).await.status(), 200);
+        }
+    }
+    let mut tasks = Vec::new();
+    for i in 0..56 {
+        let validator = validators[i % validators.len()].clone();
+        let request = app.signed(&validator, Method::POST, "/v1/validator/work/claim");
+        tasks.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap_or_default())
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert!(status == 200 || status == 204, "{status} {body}");
+        if status == 200 {
+            ids.push(body["eval_run_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no run handed out twice");
+    assert_eq!(total, 50, "every run handed out");
+}
+
+both_engines!(
+    submission_rules,
+    claim_mints_a_capped_expiring_key,
+    default_switch_applies_to_the_next_claim,
+    no_credits_fails_the_run_clearly,
+    provider_trouble_requeues_instead_of_failing,
+    reaper_disables_abandoned_keys,
+    concurrent_claims_hand_out_each_run_once,
+);
