@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use wire::Provider;
-use wire::api::{AuditEvents, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
+use wire::api::{AuditEvents, RunList, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
 
 use crate::error::AppError;
 
@@ -119,6 +119,12 @@ pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged
 pub async fn load_audit_events() -> Result<AuditEvents, AppError> {
     let (services, hotkey) = server::miner().await?;
     services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into())
+}
+
+#[server(endpoint = "load_runs")]
+pub async fn load_runs() -> Result<RunList, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    services.miner_runs(&hotkey, 20).await.map_err(|e| service::ServiceError::from(e).into())
 }
 
 /// The public model list.

@@ -5,7 +5,7 @@ use leptos::task::spawn_local;
 use wire::Provider;
 use wire::api::{ConnectionState, ProviderStatus};
 
-use super::DashboardVersion;
+use super::{DashboardVersion, RowResults};
 use crate::api::{begin_chutes_connect, connect_openrouter, disconnect_provider, set_default_provider};
 use crate::browser;
 
@@ -37,7 +37,7 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
     let connected = status.connected;
     let is_default = status.is_default;
     let busy = RwSignal::new(false);
-    let result: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    let results = expect_context::<RowResults>();
     let confirming = RwSignal::new(false);
     let show_paste = RwSignal::new(false);
     let key = RwSignal::new(String::new());
@@ -51,12 +51,12 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
 
     let run = move |work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>>>>| {
         busy.set(true);
-        result.set(None);
+        results.set(provider, None);
         spawn_local(async move {
             let outcome = work.await;
             busy.set(false);
             let ok = outcome.is_ok();
-            result.set(Some(outcome));
+            results.set(provider, Some(outcome));
             if ok {
                 version.bump();
             }
@@ -65,16 +65,16 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
 
     let connect_chutes = move |_| {
         busy.set(true);
-        result.set(None);
+        results.set(provider, None);
         spawn_local(async move {
             match begin_chutes_connect().await {
                 Ok(url) => {
-                    result.set(Some(Ok("Taking you to Chutes to approve access…".into())));
+                    results.set(provider, Some(Ok("Taking you to Chutes to approve access…".into())));
                     browser::navigate_away(&url);
                 }
                 Err(e) => {
                     busy.set(false);
-                    result.set(Some(Err(e.to_string())));
+                    results.set(provider, Some(Err(e.to_string())));
                 }
             }
         });
@@ -84,7 +84,7 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
         ev.prevent_default();
         let credential = key.get_untracked().trim().to_string();
         if let Some(hint) = openrouter_key_hint(&credential).filter(|h| !h.is_empty()) {
-            result.set(Some(Err(hint)));
+            results.set(provider, Some(Err(hint)));
             return;
         }
         run(Box::pin(async move {
@@ -170,7 +170,7 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
             </div>
             <div class="row-result" aria-live="polite">
                 {move || busy.get().then(|| view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Working…"</p> })}
-                {move || result.get().map(|r| match r {
+                {move || results.get(provider).map(|r| match r {
                     Ok(text) => view! { <p class="ok" role="status">{text}</p> }.into_any(),
                     Err(text) => view! { <p class="error" role="alert">{text}</p> }.into_any(),
                 })}

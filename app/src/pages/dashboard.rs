@@ -2,7 +2,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{current_miner, sign_out};
-use crate::components::DashboardVersion;
+use crate::components::recent_runs::RecentRuns;
+use crate::components::{DashboardVersion, RowResults};
 use crate::components::audit_log::AuditLog;
 use crate::components::providers_panel::ProvidersPanel;
 use crate::components::wallet_sign_in::WalletSignIn;
@@ -11,6 +12,7 @@ use crate::components::wallet_sign_in::WalletSignIn;
 pub fn DashboardPage() -> impl IntoView {
     let session_version = RwSignal::new(0u32);
     provide_context(DashboardVersion(RwSignal::new(0)));
+    provide_context(RowResults(RwSignal::new(Default::default())));
     let miner = Resource::new(move || session_version.get(), |_| current_miner());
     let signing_out = RwSignal::new(false);
     let do_sign_out = move |_| {
@@ -32,6 +34,7 @@ pub fn DashboardPage() -> impl IntoView {
                             <button type="button" id="sign-out" on:click=do_sign_out disabled=move || signing_out.get()>"Sign out"</button>
                         </div>
                         <ProvidersPanel/>
+                        <RecentRuns/>
                         <AuditLog/>
                     }.into_any(),
                     Ok(None) => view! {
