@@ -33,8 +33,12 @@ fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
     text.parse::<Provider>().map_err(|e| ApiError::Validation { loc: vec!["path".into(), "provider".into()], msg: e.to_string(), kind: "enum" })
 }
 
+/// Lists the providers the miner has a stored credential for (connected, or needing
+/// re-consent): oro-sdk prints "No providers connected" only for an empty list.
 async fn status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<InferenceAuthList>, ApiError> {
-    Ok(Json(services.inference_auth_status(&caller.hotkey).await.map_err(service::ServiceError::from)?))
+    let mut list = services.inference_auth_status(&caller.hotkey).await.map_err(service::ServiceError::from)?;
+    list.providers.retain(|p| p.state != Some(wire::api::ConnectionState::NotConnected));
+    Ok(Json(list))
 }
 
 async fn one(State(services): State<Services>, Miner(caller): Miner, Path(provider): Path<String>) -> Result<Json<ProviderStatus>, ApiError> {

@@ -7,8 +7,15 @@ use simulator::{Fault, FaultKind, FaultTarget};
 use crate::both_engines;
 use crate::helpers::*;
 
+/// A provider's row in the list; the list leaves out providers never connected.
 fn provider<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["providers"].as_array().unwrap().iter().find(|p| p["provider"] == name).unwrap()
+    static ABSENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == name)
+        .unwrap_or_else(|| ABSENT.get_or_init(|| serde_json::json!({"connected": false, "state": "not_connected"})))
 }
 
 async fn openrouter_connect_paths(backend: Backend) {

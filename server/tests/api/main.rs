@@ -7,4 +7,5 @@ mod helpers;
 mod auth;
 mod connections;
 mod foundation;
+mod python_sdk;
 mod runs;
