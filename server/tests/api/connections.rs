@@ -234,6 +234,35 @@ async fn default_and_disconnect(backend: Backend) {
     assert_eq!(kinds.last(), Some(&"revoked"));
 }
 
+/// Chutes down during disconnect: the miner is disconnected anyway; the revocation waits.
+async fn chutes_down_during_disconnect(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    assert_eq!(app.connect_chutes(&miner, "jack").await.status(), 200);
+    app.sim.set_fault(Fault { target: FaultTarget::ChutesRevoke, kind: FaultKind::Status(500), remaining: None });
+    let response = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["connected"], false);
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("jack"), 1, "not revoked yet");
+    // Still down at the first retry: kept, with a later retry time.
+    sqlx::query("UPDATE pending_revocations SET next_try_at = 0").execute(app.services.db.pool()).await.unwrap();
+    assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 0);
+    let (attempts, next): (i64, i64) = sqlx::query_as("SELECT attempts, next_try_at FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(attempts, 2);
+    assert!(next > service::clock::now() + 60, "backs off");
+    app.sim.clear_faults();
+    sqlx::query("UPDATE pending_revocations SET next_try_at = 0").execute(app.services.db.pool()).await.unwrap();
+    assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 1);
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("jack"), 0, "revoked once Chutes answered");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(left, 0, "nothing kept once revoked");
+
+    // Chutes' userinfo down at connect: connected anyway, with a generic label.
+    app.sim.set_fault(Fault { target: FaultTarget::ChutesUserinfo, kind: FaultKind::Status(503), remaining: Some(1) });
+    assert_eq!(app.connect_chutes(&miner, "jack").await.status(), 200);
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["label"], "Chutes account");
+}
+
 async fn refresh_rotation_is_serialized(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
@@ -355,6 +384,7 @@ both_engines!(
     chutes_connect_paths,
     dashboard_oauth_flow_binds_state,
     default_and_disconnect,
+    chutes_down_during_disconnect,
     refresh_rotation_is_serialized,
     concurrent_changes_stay_consistent,
     secrets_never_leak,
