@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use wire::Provider;
-use wire::api::{AuditEvents, RunList, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
+use wire::api::{AuditEvents, Budget, RunList, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
 
 use crate::error::AppError;
 
@@ -125,6 +125,25 @@ pub async fn load_audit_events() -> Result<AuditEvents, AppError> {
 pub async fn load_runs() -> Result<RunList, AppError> {
     let (services, hotkey) = server::miner().await?;
     services.miner_runs(&hotkey, 20).await.map_err(|e| service::ServiceError::from(e).into())
+}
+
+#[server(endpoint = "load_budget")]
+pub async fn load_budget() -> Result<Budget, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    services.budget(&hotkey).await.map_err(|e| service::ServiceError::from(e).into())
+}
+
+/// `monthly_usd` empty: no ceiling.
+#[server(endpoint = "save_budget")]
+pub async fn save_budget(monthly_usd: String) -> Result<Budget, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    let text = monthly_usd.trim().trim_start_matches('$');
+    let value = if text.is_empty() {
+        None
+    } else {
+        Some(text.parse::<f64>().map_err(|_| AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into()))?)
+    };
+    services.set_budget(&hotkey, value).await.map_err(|e| service::ServiceError::from(e).into())
 }
 
 /// The public model list.

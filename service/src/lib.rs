@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod catalog;
 pub mod clock;
 pub mod config;

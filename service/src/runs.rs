@@ -99,6 +99,15 @@ impl RunError {
     }
 }
 
+/// How long a fresh OpenRouter key may answer 401 before we stop waiting for it.
+pub const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Full jitter: a random pause in [0, min(2 s, 100 ms * 2^attempt)].
+pub fn propagation_backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = (100u64 << attempt.min(5)).min(2_000);
+    std::time::Duration::from_millis(rand::random::<u64>() % (ceiling + 1))
+}
+
 /// Why a claim could not hand out a credential for a run.
 enum MintFailure {
     /// The miner's side: the run fails with this reason.
@@ -320,7 +329,7 @@ impl Services {
         match failure {
             MintFailure::Fail(reason) => {
                 tracing::info!(run = %run_id, %reason, "run failed at claim");
-                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, updated_at = $3 WHERE id = $4")
+                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, cap_usd = NULL, updated_at = $3 WHERE id = $4")
                     .bind(STATUS_FAILED)
                     .bind(reason)
                     .bind(now)
@@ -332,7 +341,7 @@ impl Services {
                 let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
                 let backoff = (30_i64 << attempts.clamp(0, 5)).min(900) + (rand::random::<u8>() % 15) as i64;
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, updated_at = $3 WHERE id = $4")
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, updated_at = $3 WHERE id = $4")
                     .bind(STATUS_QUEUED)
                     .bind(now + backoff)
                     .bind(now)
@@ -386,6 +395,27 @@ impl Services {
             Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
         }
         let cap = self.settings.run_key_cap_usd;
+        // Commit the cap under the miner's lock, so concurrent claims cannot both slip
+        // under the monthly ceiling.
+        {
+            let mut tx = self.db.pool().begin().await?;
+            crate::connections::lock_miner(&mut tx, self.db.backend(), miner).await?;
+            let (budget,): (Option<f64>,) = sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1")
+                .bind(miner.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(budget) = budget {
+                let (since, month) = crate::budget::month_start(clock::now());
+                let committed = crate::budget::committed_in(&mut tx, miner, since).await?;
+                if committed + cap > budget + 1e-9 {
+                    return Ok(Err(MintFailure::Fail(format!(
+                        "monthly budget reached: ${committed:.2} of ${budget:.2} committed in {month}; a run needs ${cap:.2} (raise the budget on the dashboard or with `oro budget set`)"
+                    ))));
+                }
+            }
+            sqlx::query("UPDATE eval_runs SET cap_usd = $1 WHERE id = $2").bind(cap).bind(run_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
         let expires_at = clock::now() + self.settings.run_key_ttl_secs;
         let minted = match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
             Ok(m) => m,
@@ -409,12 +439,43 @@ impl Services {
             .bind(run_id)
             .execute(self.db.pool())
             .await?;
+        // A just-minted key can answer 401 while it propagates: prove it works before a
+        // validator spends its time on it.
+        if let Err(failure) = self.preflight_minted_key(&minted.key).await {
+            if let Err(e) = self.openrouter.disable_key(&management_key, &minted.hash).await {
+                tracing::warn!(error = %e, "could not disable a key that failed its preflight; the reaper will");
+            } else {
+                let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2").bind(clock::now()).bind(&minted.hash).execute(self.db.pool()).await;
+            }
+            return Ok(Err(failure));
+        }
         Ok(Ok(InferenceToken {
             provider: Provider::OpenRouter,
             access_token: minted.key.expose_secret().to_owned(),
             base_url: self.openrouter.base_url().to_owned(),
             expires_at: clock::rfc3339(expires_at),
         }))
+    }
+
+    /// `GET /key` with the new key, retrying 401 (propagation) with full-jitter exponential
+    /// backoff for at most `PROPAGATION_WAIT`, so that many claims at once do not retry in
+    /// lock-step.
+    async fn preflight_minted_key(&self, key: &SecretString) -> Result<(), MintFailure> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            match self.openrouter.key_info(key).await {
+                Ok(_) => return Ok(()),
+                Err(ProviderError::Unauthorized { .. }) if started.elapsed() < PROPAGATION_WAIT => {
+                    tokio::time::sleep(propagation_backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(ProviderError::Unauthorized { .. }) => {
+                    return Err(MintFailure::Retry(format!("the freshly minted OpenRouter key was still refused after {} s", PROPAGATION_WAIT.as_secs())));
+                }
+                Err(e) => return Err(mint_failure(Provider::OpenRouter, &e)),
+            }
+        }
     }
 
     async fn chutes_run_token(&self, miner: &Hotkey, model: &str) -> Result<Result<InferenceToken, MintFailure>, RunError> {
@@ -629,7 +690,16 @@ impl Services {
         .bind(limit.clamp(1, 200))
         .fetch_all(self.db.pool())
         .await?;
+        let (since, _) = crate::budget::month_start(clock::now());
+        let totals: Vec<(Option<String>, Option<f64>)> = sqlx::query_as(
+            "SELECT provider, SUM(spend_usd) FROM eval_runs WHERE hotkey = $1 AND claimed_at >= $2 AND spend_usd IS NOT NULL GROUP BY provider",
+        )
+        .bind(hotkey.as_str())
+        .bind(since)
+        .fetch_all(self.db.pool())
+        .await?;
         Ok(RunList {
+            month_spend_usd: totals.into_iter().filter_map(|(p, s)| Some((p?, s?))).collect(),
             runs: rows
                 .into_iter()
                 .map(|(id, agent_name, version, status, provider, reason, cap, spend, score, created, completed)| RunSummary {
@@ -675,6 +745,15 @@ mod tests {
         assert!(normalize_failure_reason(Some(cap)).unwrap().contains("per-run spending cap"));
         assert_eq!(normalize_failure_reason(Some("sandbox crashed")).unwrap(), "sandbox crashed");
         assert_eq!(normalize_failure_reason(Some("  ")), None);
+    }
+
+    #[test]
+    fn propagation_backoff_is_jittered_and_bounded() {
+        for attempt in 0..10 {
+            assert!(propagation_backoff(attempt) <= std::time::Duration::from_millis(2_000));
+        }
+        let draws: std::collections::HashSet<_> = (0..50).map(|_| propagation_backoff(4)).collect();
+        assert!(draws.len() > 10, "claims retrying together spread out");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum ServiceError {
     Run(#[from] crate::runs::RunError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetError),
     #[error("the vault could not be opened: {0}")]
     Vault(#[from] VaultError),
     #[error("storage error")]
@@ -48,6 +50,7 @@ impl ServiceError {
             ServiceError::Catalog(e) => e.status(),
             ServiceError::Run(e) => e.status(),
             ServiceError::Auth(e) => e.status(),
+            ServiceError::Budget(e) => e.status(),
             ServiceError::Vault(_) | ServiceError::Storage(_) => 500,
         }
     }

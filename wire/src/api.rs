@@ -240,6 +240,27 @@ pub struct RunSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunList {
     pub runs: Vec<RunSummary>,
+    /// This calendar month (UTC): recorded spend per provider.
+    #[serde(default)]
+    pub month_spend_usd: std::collections::BTreeMap<String, f64>,
+}
+
+/// `GET|PUT /v1/miner/budget`: the miner's monthly ceiling on per-run key caps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// `null`: no ceiling.
+    pub monthly_usd: Option<f64>,
+    /// Caps committed by this month's OpenRouter runs (spend where recorded, else the cap).
+    #[serde(default)]
+    pub committed_usd: f64,
+    /// The month counted, e.g. `2026-11`.
+    #[serde(default)]
+    pub month: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetBudget {
+    pub monthly_usd: Option<f64>,
 }
 
 /// `GET /health`.

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{current_miner, sign_out};
-use crate::components::recent_runs::RecentRuns;
+use crate::components::recent_runs::{BudgetPanel, RecentRuns};
 use crate::components::{DashboardVersion, RowResults};
 use crate::components::audit_log::AuditLog;
 use crate::components::providers_panel::ProvidersPanel;
@@ -35,6 +35,7 @@ pub fn DashboardPage() -> impl IntoView {
                         </div>
                         <ProvidersPanel/>
                         <RecentRuns/>
+                        <BudgetPanel/>
                         <AuditLog/>
                     }.into_any(),
                     Ok(None) => view! {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use service::Services;
 use wire::Provider;
 use wire::api::{
-    AuditEvents, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
+    AuditEvents, Budget, SetBudget, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
     LegacyChutesStatus, ProviderStatus, RunList, SetDefault, SubmitAnswer,
 };
 
@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/miner/chutes-auth/status", get(legacy_chutes_status))
         .route("/v1/miner/submit", post(submit))
         .route("/v1/miner/runs", get(runs))
+        .route("/v1/miner/budget", get(budget).put(set_budget))
 }
 
 fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
@@ -121,6 +122,14 @@ struct RunsQuery {
 
 async fn runs(State(services): State<Services>, Miner(caller): Miner, Query(q): Query<RunsQuery>) -> Result<Json<RunList>, ApiError> {
     Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await.map_err(service::ServiceError::from)?))
+}
+
+async fn budget(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<Budget>, ApiError> {
+    Ok(Json(services.budget(&caller.hotkey).await.map_err(service::ServiceError::from)?))
+}
+
+async fn set_budget(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<SetBudget>) -> Result<Json<Budget>, ApiError> {
+    Ok(Json(services.set_budget(&caller.hotkey, body.monthly_usd).await.map_err(service::ServiceError::from)?))
 }
 
 #[derive(Deserialize)]

@@ -327,3 +327,89 @@ both_engines!(
     reaper_disables_abandoned_keys,
     concurrent_claims_hand_out_each_run_once,
 );
+
+async fn fresh_keys_propagate_before_the_handout(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miners: Vec<TestWallet> = (0..6).map(|_| TestWallet::new()).collect();
+    for m in &miners {
+        let key = app.sim.create_openrouter_account(10.0);
+        assert_eq!(app.connect_openrouter(m, &key).await.status(), 200);
+        assert_eq!(submit(&app, m, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    }
+    // Every freshly minted key answers 401 for its first 3 uses.
+    app.sim.set_openrouter_propagation_401s(3);
+    let validators: Vec<TestWallet> = (0..6).map(|_| TestWallet::new()).collect();
+    for v in &validators {
+        service::auth::roles::grant(&app.services.db, &service::domain::Hotkey::parse(&v.hotkey).unwrap(), "validator", "").await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for v in validators {
+        let request = app.signed(&v, Method::POST, "/v1/validator/work/claim");
+        tasks.push(tokio::spawn(async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }));
+    }
+    for t in tasks {
+        let (status, work) = t.await.unwrap();
+        assert_eq!(status, 200, "{work}");
+        // What the validator got works on its first call.
+        let chat = app
+            .client
+            .post(format!("{}/chat/completions", work["inference_token"]["base_url"].as_str().unwrap()))
+            .bearer_auth(work["inference_token"]["access_token"].as_str().unwrap())
+            .json(&serde_json::json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chat.status(), 200);
+    }
+    let key_checks = app.sim.request_log().iter().filter(|(m, p)| m == "GET" && p.ends_with("/key")).count();
+    assert!(key_checks >= 6 * 4, "each key was retried through its propagation 401s ({key_checks} checks)");
+}
+
+async fn budget_guard_at_its_boundary(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(100.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    let put = |v: serde_json::Value| app.signed(&miner, Method::PUT, "/v1/miner/budget").json(&serde_json::json!({"monthly_usd": v})).send();
+    assert_eq!(put(serde_json::json!(-3)).await.unwrap().status(), 422);
+    let set: serde_json::Value = put(serde_json::json!(10.0)).await.unwrap().json().await.unwrap();
+    assert_eq!(set["monthly_usd"], 10.0);
+    for i in 0..3 {
+        assert_eq!(submit(&app, &miner, &format!("a{i}"), "a.py", AGENT.as_bytes()).await.status(), 200);
+    }
+    // Caps are $5: two runs reach $10 exactly, the third would pass it.
+    assert_eq!(claim(&app).await.0, 200);
+    assert_eq!(claim(&app).await.0, 200);
+    assert_eq!(claim(&app).await.0, 204);
+    let runs = runs_of(&app, &miner).await;
+    let failed: Vec<_> = runs.iter().filter(|r| r["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["failure_reason"].as_str().unwrap().starts_with("monthly budget reached"), "{}", failed[0]);
+    assert_eq!(app.sim.list_openrouter_keys(&key).len(), 2, "no key minted past the ceiling");
+    let budget: serde_json::Value = app.get_signed(&miner, "/v1/miner/budget").await.json().await.unwrap();
+    assert_eq!(budget["committed_usd"], 10.0);
+
+    // Spend recorded at completion replaces the cap in what is committed, and is totalled.
+    let running: Vec<_> = runs.iter().filter(|r| r["status"] == "running").map(|r| r["eval_run_id"].as_str().unwrap().to_owned()).collect();
+    let keys = app.sim.list_openrouter_keys(&key);
+    for id in &running {
+        let hash = &keys.iter().find(|k| k.name.contains(id.as_str())).unwrap().hash;
+        app.sim.set_openrouter_key_usage(hash, 0.5).unwrap();
+        let done = app.signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{id}/complete")).json(&serde_json::json!({"terminal_status": "SUCCESS"})).send().await.unwrap();
+        assert_eq!(done.status(), 200);
+    }
+    let budget: serde_json::Value = app.get_signed(&miner, "/v1/miner/budget").await.json().await.unwrap();
+    assert_eq!(budget["committed_usd"], 1.0);
+    let list: serde_json::Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    assert_eq!(list["month_spend_usd"]["openrouter"], 1.0);
+    // Room again: the next run is minted; lifting the ceiling works too.
+    assert_eq!(submit(&app, &miner, "a4", "a.py", AGENT.as_bytes()).await.status(), 200);
+    assert_eq!(claim(&app).await.0, 200);
+    let cleared: serde_json::Value = put(serde_json::Value::Null).await.unwrap().json().await.unwrap();
+    assert_eq!(cleared["monthly_usd"], serde_json::Value::Null);
+}
+
+both_engines!(fresh_keys_propagate_before_the_handout, budget_guard_at_its_boundary);

@@ -1,0 +1,97 @@
+//! The budget guard: a miner may set a monthly ceiling on what ORO runs may commit on their
+//! OpenRouter account. A run commits its key's cap when claimed (its recorded spend once
+//! known); a claim whose cap would push this month past the ceiling is not minted.
+//! Chutes access tokens carry no spending cap, so Chutes runs cannot be bounded this way.
+
+use sqlx::{Any, Transaction};
+use time::OffsetDateTime;
+use wire::Provider;
+use wire::api::Budget;
+
+use crate::audit;
+use crate::clock;
+use crate::domain::Hotkey;
+use crate::services::Services;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error("monthly_usd must be a positive number of dollars (at most 1,000,000), or null for no ceiling")]
+    Invalid,
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl BudgetError {
+    pub fn status(&self) -> u16 {
+        match self {
+            BudgetError::Invalid => 422,
+            BudgetError::Storage(_) => 500,
+        }
+    }
+}
+
+/// The first second of the current calendar month (UTC), and its name.
+pub fn month_start(now: i64) -> (i64, String) {
+    let t = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let start = t.replace_day(1).expect("day 1 exists").replace_time(time::Time::MIDNIGHT);
+    (start.unix_timestamp(), format!("{:04}-{:02}", t.year(), u8::from(t.month())))
+}
+
+/// What this month's OpenRouter runs have committed: recorded spend, else the key's cap.
+pub(crate) async fn committed_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
+    let (sum,): (Option<f64>,) = sqlx::query_as(
+        "SELECT SUM(COALESCE(spend_usd, cap_usd)) FROM eval_runs WHERE hotkey = $1 AND provider = $2 AND claimed_at >= $3 AND cap_usd IS NOT NULL",
+    )
+    .bind(hotkey.as_str())
+    .bind(Provider::OpenRouter.as_str())
+    .bind(since)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(sum.unwrap_or(0.0))
+}
+
+impl Services {
+    pub async fn budget(&self, hotkey: &Hotkey) -> Result<Budget, BudgetError> {
+        let mut tx = self.db.pool().begin().await?;
+        let row: Option<(Option<f64>,)> = sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1")
+            .bind(hotkey.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (since, month) = month_start(clock::now());
+        let committed_usd = committed_in(&mut tx, hotkey, since).await?;
+        tx.commit().await?;
+        Ok(Budget { monthly_usd: row.and_then(|(b,)| b), committed_usd, month })
+    }
+
+    pub async fn set_budget(&self, hotkey: &Hotkey, monthly_usd: Option<f64>) -> Result<Budget, BudgetError> {
+        if monthly_usd.is_some_and(|b| !b.is_finite() || b <= 0.0 || b > 1_000_000.0) {
+            return Err(BudgetError::Invalid);
+        }
+        let mut tx = self.db.pool().begin().await?;
+        crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        sqlx::query("UPDATE miners SET monthly_budget_usd = $1, updated_at = $2 WHERE hotkey = $3")
+            .bind(monthly_usd)
+            .bind(clock::now())
+            .bind(hotkey.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let detail = match monthly_usd {
+            Some(b) => format!("monthly budget for ORO runs set to ${b:.2}"),
+            None => "monthly budget removed (no ceiling)".to_owned(),
+        };
+        audit::record(&mut tx, hotkey, None, "budget_changed", &detail).await?;
+        tx.commit().await?;
+        self.budget(hotkey).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn month_boundaries() {
+        // 2026-11-24T19:00:00Z
+        let (start, name) = super::month_start(1_795_633_200);
+        assert_eq!(name, "2026-11");
+        assert_eq!(crate::clock::rfc3339(start), "2026-11-01T00:00:00+00:00");
+    }
+}
