@@ -343,7 +343,13 @@ async fn secrets_never_leak(backend: Backend) {
     for path in ["/v1/miner/inference-auth", "/v1/miner/inference-auth/openrouter", "/v1/miner/inference-auth/chutes", "/v1/miner/inference-auth/events", "/v1/miner/chutes-auth/status"] {
         seen.push_str(&app.get_signed(&miner, path).await.text().await.unwrap());
     }
-    for path in ["/", "/dashboard", "/models"] {
+    // The signed-in dashboard, rendered on the server.
+    app.sign_in_browser(&miner).await;
+    let dashboard = app.client.get(app.url("/dashboard")).send().await.unwrap().text().await.unwrap();
+    assert!(dashboard.contains(&format!("sk-or-v1-...{}", &key[key.len() - 4..])), "the dashboard shows the masked label");
+    assert!(dashboard.contains("frank"), "and the Chutes username");
+    seen.push_str(&dashboard);
+    for path in ["/", "/models"] {
         seen.push_str(&app.client.get(app.url(path)).send().await.unwrap().text().await.unwrap());
     }
     // Errors that involve the stored key (OpenRouter refusing it) do not quote it either.

@@ -210,6 +210,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Signs `wallet` in the way the dashboard does (server functions, `<Bytes>`-wrapped
+    /// signature); the client's cookie jar then holds the session.
+    pub async fn sign_in_browser(&self, wallet: &TestWallet) {
+        let message: String = self
+            .client
+            .post(self.url("/api/begin_sign_in"))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("address", wallet.hotkey.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let signature = wallet.sign(&wire::signing::wrap_bytes(message.as_bytes()));
+        let done = self
+            .client
+            .post(self.url("/api/finish_sign_in"))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("message", message), ("signature", signature)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 200);
+    }
+
     pub async fn status(&self, wallet: &TestWallet) -> serde_json::Value {
         let response = self.get_signed(wallet, "/v1/miner/inference-auth").await;
         assert_eq!(response.status(), 200);
