@@ -1,0 +1,39 @@
+//! `oro budget show | set USD | clear`: the monthly ceiling on what ORO runs may commit on the
+//! miner's OpenRouter account (our addition; oro-sdk has no such command).
+
+use wire::api::{Budget, SetBudget};
+
+use crate::client::ApiClient;
+use crate::error::CliError;
+use crate::output::{Output, body_json};
+
+fn describe(budget: &Budget) -> String {
+    match budget.monthly_usd {
+        Some(ceiling) => format!(
+            "Monthly budget: ${ceiling:.2}; committed in {}: ${:.2} (OpenRouter run caps, or their spend once recorded).",
+            budget.month, budget.committed_usd
+        ),
+        None => format!("Monthly budget: none; committed in {}: ${:.2}.", budget.month, budget.committed_usd),
+    }
+}
+
+pub fn show(client: &ApiClient, out: Output) -> Result<(), CliError> {
+    let response = client.expect(client.get("/v1/miner/budget")?, &[200])?;
+    let budget: Budget = client.parse(&response, "a budget")?;
+    out.line(&describe(&budget));
+    out.json_value(&body_json(&response.body));
+    Ok(())
+}
+
+/// `None` clears the ceiling.
+pub fn set(client: &ApiClient, monthly_usd: Option<f64>, out: Output) -> Result<(), CliError> {
+    if monthly_usd.is_some_and(|v| !v.is_finite() || v <= 0.0) {
+        return Err(CliError::Usage("the budget must be a positive number of dollars, e.g. `oro budget set 25`".into()));
+    }
+    let response = client.send(reqwest::Method::PUT, "/v1/miner/budget", crate::client::json_request(&SetBudget { monthly_usd }))?;
+    let response = client.expect(response, &[200])?;
+    let budget: Budget = client.parse(&response, "a budget")?;
+    out.line(&describe(&budget));
+    out.json_value(&body_json(&response.body));
+    Ok(())
+}
