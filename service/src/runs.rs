@@ -681,7 +681,7 @@ impl Services {
 
     /// `GET /v1/miner/runs`: the miner's newest runs.
     pub async fn miner_runs(&self, hotkey: &Hotkey, limit: i64) -> Result<RunList, RunError> {
-        let rows: Vec<(String, String, String, String, Option<String>, Option<String>, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd, r.spend_usd, r.score, r.created_at, r.completed_at
              FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
              WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
@@ -719,6 +719,9 @@ impl Services {
         })
     }
 }
+
+/// id, agent name, version, status, provider, reason, cap, spend, score, created, completed.
+type RunRow = (String, String, String, String, Option<String>, Option<String>, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
 
 /// Why retiring a run key did not finish (it is retried by the reaper).
 #[derive(Debug, thiserror::Error)]

@@ -83,16 +83,11 @@ impl Drop for TestApp {
     }
 }
 
+#[derive(Default)]
 pub struct AppOptions {
     pub database: Option<String>,
     pub key_file: Option<PathBuf>,
     pub extra: Vec<(&'static str, String)>,
-}
-
-impl Default for AppOptions {
-    fn default() -> Self {
-        AppOptions { database: None, key_file: None, extra: Vec::new() }
-    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -103,8 +98,6 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
 
 struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-use std::io::Write as _;
 
 impl std::io::Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
