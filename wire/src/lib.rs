@@ -3,6 +3,7 @@
 //! the `oro` CLI agree on one definition.
 
 pub mod api;
+pub mod models;
 pub mod provider;
 pub mod signing;
 pub mod ss58;

@@ -103,84 +103,52 @@ async fn roles_ban_and_allowlist(backend: Backend) {
     assert_eq!(app.get_signed(&miner, ROUTE).await.status(), 200);
 }
 
-async fn bearer_sessions(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let miner = TestWallet::new();
-    let challenge: serde_json::Value = app
-        .client
-        .post(app.url("/v1/auth/challenge"))
-        .json(&serde_json::json!({"hotkey": miner.hotkey}))
+async fn new_challenge(app: &TestApp, wallet: &TestWallet) -> serde_json::Value {
+    app.client.post(app.url("/v1/auth/challenge")).json(&serde_json::json!({"hotkey": wallet.hotkey})).send().await.unwrap().json().await.unwrap()
+}
+
+/// Trades `challenge` for a session, the challenge signed by `signer`.
+async fn open_session(app: &TestApp, wallet: &TestWallet, challenge: &str, signer: &TestWallet) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/session"))
+        .json(&serde_json::json!({"hotkey": wallet.hotkey, "challenge": challenge, "signature": signer.sign(challenge.as_bytes())}))
         .send()
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+}
+
+async fn bearer_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let challenge = new_challenge(&app, &miner).await;
     let text = challenge["challenge"].as_str().unwrap().to_owned();
     assert_eq!(text.split(':').count(), 3, "bittensor-auth's {{prefix}}:{{timestamp}}:{{nonce}}");
     assert!(challenge["expires_at"].as_i64().unwrap() > service::clock::now());
 
     // Signed by someone else: refused, and the challenge is spent.
-    let other = TestWallet::new();
-    let refused = app
-        .client
-        .post(app.url("/v1/auth/session"))
-        .json(&serde_json::json!({"hotkey": miner.hotkey, "challenge": text, "signature": other.sign(text.as_bytes())}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    assert_eq!(open_session(&app, &miner, &text, &TestWallet::new()).await.status(), 401);
+    assert_eq!(open_session(&app, &miner, &text, &miner).await.status(), 401, "spent");
 
-    let challenge: serde_json::Value = app.client.post(app.url("/v1/auth/challenge")).json(&serde_json::json!({"hotkey": miner.hotkey})).send().await.unwrap().json().await.unwrap();
-    let text = challenge["challenge"].as_str().unwrap().to_owned();
-    let session: serde_json::Value = app
-        .client
-        .post(app.url("/v1/auth/session"))
-        .json(&serde_json::json!({"hotkey": miner.hotkey, "challenge": text, "signature": miner.sign(text.as_bytes())}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let text = new_challenge(&app, &miner).await["challenge"].as_str().unwrap().to_owned();
+    let session: serde_json::Value = open_session(&app, &miner, &text, &miner).await.json().await.unwrap();
     let token = session["session_token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("ses_"));
     assert_eq!(session["role"], "miner");
     let expires = session["expires_at"].as_i64().unwrap() - service::clock::now();
     assert!((7000..=7200).contains(&expires), "2 h by default, got {expires}");
 
-    // Use it.
-    let used = app.client.get(app.url(ROUTE)).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(used.status(), 200);
-    // The same challenge cannot open a second session.
-    let again = app
-        .client
-        .post(app.url("/v1/auth/session"))
-        .json(&serde_json::json!({"hotkey": miner.hotkey, "challenge": text, "signature": miner.sign(text.as_bytes())}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 401);
+    // Use it; the same challenge cannot open a second session.
+    assert_eq!(app.client.get(app.url(ROUTE)).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(open_session(&app, &miner, &text, &miner).await.status(), 401);
 
     // Logout ends it.
     let out = app.client.post(app.url("/v1/auth/logout")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(out.json::<serde_json::Value>().await.unwrap()["success"], true);
-    let after = app.client.get(app.url(ROUTE)).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(after.status(), 401);
+    assert_eq!(app.client.get(app.url(ROUTE)).bearer_auth(&token).send().await.unwrap().status(), 401);
 
     // Expiry: a session whose time has passed is refused.
-    let challenge: serde_json::Value = app.client.post(app.url("/v1/auth/challenge")).json(&serde_json::json!({"hotkey": miner.hotkey})).send().await.unwrap().json().await.unwrap();
-    let text = challenge["challenge"].as_str().unwrap().to_owned();
-    let session: serde_json::Value = app
-        .client
-        .post(app.url("/v1/auth/session"))
-        .json(&serde_json::json!({"hotkey": miner.hotkey, "challenge": text, "signature": miner.sign(text.as_bytes())}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let text = new_challenge(&app, &miner).await["challenge"].as_str().unwrap().to_owned();
+    let session: serde_json::Value = open_session(&app, &miner, &text, &miner).await.json().await.unwrap();
     let token = session["session_token"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE api_sessions SET expires_at = $1").bind(service::clock::now() - 1).execute(app.services.db.pool()).await.unwrap();
     let (status, text) = detail(app.client.get(app.url(ROUTE)).bearer_auth(&token).send().await.unwrap()).await;
