@@ -413,3 +413,33 @@ async fn budget_guard_at_its_boundary(backend: Backend) {
 }
 
 both_engines!(fresh_keys_propagate_before_the_handout, budget_guard_at_its_boundary);
+
+/// Each preflight outcome at claim: 401 fails the run ("reconnect"), 429/5xx requeue it.
+async fn preflight_outcomes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let revoked = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&revoked, &key).await.status(), 200);
+    assert_eq!(submit(&app, &revoked, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    // The management key was revoked at OpenRouter after it was connected.
+    app.sim.set_fault(Fault { target: FaultTarget::OpenRouterCredits, kind: FaultKind::Status(401), remaining: Some(1) });
+    assert_eq!(claim(&app).await.0, 204);
+    let r = &runs_of(&app, &revoked).await[0];
+    assert_eq!((r["status"].as_str(), r["failure_reason"].as_str()), (Some("failed"), Some("provider credential invalid or revoked: reconnect")));
+
+    // Chutes overloaded (429) or failing (502) at preflight: not the miner's fault.
+    let busy = TestWallet::new();
+    assert_eq!(app.connect_chutes(&busy, "kate").await.status(), 200);
+    assert_eq!(submit(&app, &busy, "a", "a.py", AGENT.as_bytes()).await.status(), 200);
+    for status in [429, 502] {
+        app.sim.set_fault(Fault { target: FaultTarget::ChutesChat, kind: FaultKind::Status(status), remaining: Some(1) });
+        assert_eq!(claim(&app).await.0, 204);
+        let r = &runs_of(&app, &busy).await[0];
+        assert_eq!(r["status"], "queued", "after {status}: {r}");
+        sqlx::query("UPDATE eval_runs SET not_before = 0").execute(app.services.db.pool()).await.unwrap();
+    }
+    let (status, work) = claim(&app).await;
+    assert_eq!((status, work["inference_token"]["provider"].as_str()), (200, Some("chutes")));
+}
+
+both_engines!(preflight_outcomes);
