@@ -1,0 +1,52 @@
+// The dashboard works with the keyboard alone, and the pages fit a phone's width.
+import { createOpenRouterAccount } from './fixtures/simulator';
+import { expect, gotoHydrated, snap, test } from './fixtures/test';
+import { installWallet } from './fixtures/wallet';
+import { BASE_URL } from './fixtures/env';
+
+/** Tabs until `selector` has the focus (at most `limit` presses). */
+async function tabTo(page: import('@playwright/test').Page, selector: string, limit = 40) {
+  for (let i = 0; i < limit; i++) {
+    if (await page.locator(selector).evaluate((el) => el === document.activeElement).catch(() => false)) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new Error(`never reached ${selector} with Tab`);
+}
+
+test('sign in and connect OpenRouter with the keyboard alone', async ({ page, request }) => {
+  const wallet = await installWallet(page);
+  const key = (await createOpenRouterAccount(request)).management_key;
+  await gotoHydrated(page, `${BASE_URL}/dashboard`);
+
+  await tabTo(page, '#connect-wallet');
+  await page.keyboard.press('Enter');
+  await tabTo(page, 'button.account');
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#signed-in-hotkey')).toHaveText(wallet.address);
+
+  await tabTo(page, '#openrouter-connect');
+  await page.keyboard.press('Enter');
+  await tabTo(page, '#openrouter-key');
+  await page.keyboard.type(key);
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'true');
+  await expect(page.locator('#provider-openrouter p.ok')).toContainText('Connected OpenRouter');
+
+  // Focus is visible where it lands.
+  await tabTo(page, '#openrouter-disconnect');
+  const outline = await page.locator('#openrouter-disconnect').evaluate((el) => getComputedStyle(el).outlineStyle);
+  expect(outline).not.toBe('none');
+});
+
+test.describe('on a phone', () => {
+  test.use({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+
+  for (const path of ['/', '/models', '/dashboard']) {
+    test(`${path} fits the screen`, async ({ page }, testInfo) => {
+      await gotoHydrated(page, `${BASE_URL}${path}`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow, 'no sideways scrolling').toBeLessThanOrEqual(0);
+      await snap(page, `phone${path === '/' ? '-home' : path.replace('/', '-')}`, testInfo);
+    });
+  }
+});
