@@ -22,15 +22,21 @@ mod server {
         leptos::prelude::use_context::<Services>().ok_or_else(|| AppError::Refused("service not available".into()))
     }
 
+    /// Internals of a failure stay in the log; the page gets a sentence.
+    pub fn session_failed(e: impl std::fmt::Display) -> AppError {
+        tracing::error!(error = %e, "browser session unavailable");
+        AppError::Refused("Your session could not be read; reload the page and sign in again.".into())
+    }
+
     pub async fn session() -> Result<Session, AppError> {
-        leptos_axum::extract::<Session>().await.map_err(|e| AppError::Transport(e.to_string()))
+        leptos_axum::extract::<Session>().await.map_err(session_failed)
     }
 
     /// The signed-in miner, re-checked against bans and the allowlist on every call.
     pub async fn miner() -> Result<(Services, Hotkey), AppError> {
         let services = services()?;
         let session = session().await?;
-        let hotkey: Option<String> = session.get(SESSION_HOTKEY).await.map_err(|e| AppError::Transport(e.to_string()))?;
+        let hotkey: Option<String> = session.get(SESSION_HOTKEY).await.map_err(session_failed)?;
         let hotkey = hotkey.and_then(|h| Hotkey::parse(&h).ok()).ok_or(AppError::NotSignedIn)?;
         let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
         roles::require_miner(&services.db, &caller).await?;
@@ -42,7 +48,7 @@ mod server {
 #[server(endpoint = "current_miner")]
 pub async fn current_miner() -> Result<Option<String>, AppError> {
     let session = server::session().await?;
-    session.get::<String>(server::SESSION_HOTKEY).await.map_err(|e| AppError::Transport(e.to_string()))
+    session.get::<String>(server::SESSION_HOTKEY).await.map_err(server::session_failed)
 }
 
 /// Step 1 of wallet sign-in: the message the wallet will sign.
@@ -61,18 +67,15 @@ pub async fn finish_sign_in(message: String, signature: String) -> Result<String
     let caller = service::auth::roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
     service::auth::roles::require_miner(&services.db, &caller).await?;
     let session = server::session().await?;
-    session.cycle_id().await.map_err(|e| AppError::Transport(e.to_string()))?;
-    session
-        .insert(server::SESSION_HOTKEY, caller.hotkey.to_string())
-        .await
-        .map_err(|e| AppError::Transport(e.to_string()))?;
+    session.cycle_id().await.map_err(server::session_failed)?;
+    session.insert(server::SESSION_HOTKEY, caller.hotkey.to_string()).await.map_err(server::session_failed)?;
     Ok(caller.hotkey.to_string())
 }
 
 #[server(endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
     let session = server::session().await?;
-    session.flush().await.map_err(|e| AppError::Transport(e.to_string()))
+    session.flush().await.map_err(server::session_failed)
 }
 
 #[server(endpoint = "load_provider_status")]

@@ -37,17 +37,22 @@ pub fn month_start(now: i64) -> (i64, String) {
     (start.unix_timestamp(), format!("{:04}-{:02}", t.year(), u8::from(t.month())))
 }
 
-/// What this month's OpenRouter runs have committed: recorded spend, else the key's cap.
+/// What this month's OpenRouter runs have committed: every minted key's recorded spend, else
+/// its cap (abandoned attempts included), plus caps reserved by claims still minting.
 pub(crate) async fn committed_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
-    let (sum,): (Option<f64>,) = sqlx::query_as(
-        "SELECT SUM(COALESCE(spend_usd, cap_usd)) FROM eval_runs WHERE hotkey = $1 AND provider = $2 AND claimed_at >= $3 AND cap_usd IS NOT NULL",
+    let (minted,): (Option<f64>,) = sqlx::query_as("SELECT SUM(COALESCE(usage_usd, cap_usd)) FROM run_keys WHERE hotkey = $1 AND created_at >= $2")
+        .bind(hotkey.as_str())
+        .bind(since)
+        .fetch_one(&mut **tx)
+        .await?;
+    let (reserved,): (Option<f64>,) = sqlx::query_as(
+        "SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND provider = $2 AND status = 'running' AND cap_usd IS NOT NULL AND key_hash IS NULL",
     )
     .bind(hotkey.as_str())
     .bind(Provider::OpenRouter.as_str())
-    .bind(since)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(sum.unwrap_or(0.0))
+    Ok(minted.unwrap_or(0.0) + reserved.unwrap_or(0.0))
 }
 
 impl Services {

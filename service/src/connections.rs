@@ -26,8 +26,11 @@ use crate::vault::{Vault, VaultError};
 
 pub const STATE_CONNECTED: &str = "connected";
 pub const STATE_NEEDS_RECONSENT: &str = "needs_reconsent";
-/// How long a refresh may hold a Chutes credential before another replica may take it.
-const REFRESH_LEASE_SECS: i64 = 30;
+/// How long a refresh may hold a Chutes credential before another replica may take it: longer
+/// than the refresh call itself can take.
+fn refresh_lease_secs(provider_timeout_secs: u64) -> i64 {
+    provider_timeout_secs as i64 * 2 + 30
+}
 /// How long a caller waits for another refresh of the same credential to finish.
 const REFRESH_WAIT: Duration = Duration::from_secs(20);
 /// The dashboard's OAuth request must come back within this.
@@ -267,8 +270,32 @@ impl Services {
             ));
         }
         let label = key.masked_label();
+        let previous: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+            .bind(hotkey.as_str())
+            .bind(Provider::OpenRouter.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
         let default = self.store_connection(hotkey, Provider::OpenRouter, &label, key.secret()).await?;
         tracing::info!(hotkey = %hotkey.short(), provider = "openrouter", "connected");
+        // A different management key replaced the old one: the old key's live run keys are
+        // disabled now (or by a pending revocation), as a disconnect would.
+        if let Some((old,)) = previous {
+            let old_key = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), Provider::OpenRouter), &old)?;
+            if key_fingerprint(&old_key) != key_fingerprint(key.secret())
+                && let Err(e) = self.revoke_at_provider(hotkey, Provider::OpenRouter, &old_key).await
+            {
+                sqlx::query("INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)")
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(hotkey.as_str())
+                    .bind(Provider::OpenRouter.as_str())
+                    .bind(&old)
+                    .bind(e.to_string())
+                    .bind(clock::now() + 60)
+                    .bind(clock::now())
+                    .execute(self.db.pool())
+                    .await?;
+            }
+        }
         Ok(ConnectionChanged { ok: true, provider: Provider::OpenRouter, default_provider: default, message: format!("Connected OpenRouter ({label}).") })
     }
 
@@ -286,9 +313,9 @@ impl Services {
         }
         let tokens = match self.chutes.exchange_code(code, code_verifier, redirect_uri).await {
             Ok(t) => t,
-            Err(ProviderError::InvalidGrant { .. }) => {
+            Err(ProviderError::InvalidGrant { .. }) | Err(ProviderError::Refused { status: 400, .. }) => {
                 return Err(ConnectionError::CredentialRefused(
-                    "Chutes refused the authorization code: it expired, was already used, or the verifier does not match; connect again".into(),
+                    "Chutes refused the authorization code: it expired, was already used, or the verifier or redirect_uri does not match; connect again".into(),
                 ));
             }
             Err(e) => return Err(e.into()),
@@ -423,8 +450,13 @@ impl Services {
             .execute(&mut *tx)
             .await?;
         if deleted.rows_affected() == 0 {
-            // Reconnected (or disconnected) meanwhile: the row we revoked is not the one there now.
-            return Err(ConnectionError::Conflict);
+            let still: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
+                .bind(hotkey.as_str())
+                .bind(provider.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            // Gone: another disconnect won the race. Still there: reconnected meanwhile.
+            return Err(if still.is_none() { ConnectionError::NotConnected(provider) } else { ConnectionError::Conflict });
         }
         let mut new_default = default;
         if default == Some(provider) {
@@ -504,7 +536,15 @@ impl Services {
         let mut done = 0;
         for (id, hotkey, provider, ciphertext, attempts) in due {
             let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else { continue };
-            let credential = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
+            let credential = match self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext) {
+                Ok(c) => c,
+                Err(e) => {
+                    // One bad row must not stop the others (nor the rest of housekeeping).
+                    tracing::error!(id = %id, error = %e, "a pending revocation's credential does not open; skipping it");
+                    sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2").bind(clock::now() + 86_400).bind(&id).execute(self.db.pool()).await?;
+                    continue;
+                }
+            };
             match self.revoke_at_provider(&hotkey, provider, &credential).await {
                 Ok(what) => {
                     let mut tx = self.db.pool().begin().await?;
@@ -558,7 +598,7 @@ impl Services {
             let taken = sqlx::query(
                 "UPDATE connections SET refresh_lock_until = $1 WHERE hotkey = $2 AND provider = $3 AND state = $4 AND refresh_lock_until < $5",
             )
-            .bind(now + REFRESH_LEASE_SECS)
+            .bind(now + refresh_lease_secs(self.settings.provider_timeout_secs))
             .bind(hotkey.as_str())
             .bind(Provider::Chutes.as_str())
             .bind(STATE_CONNECTED)
@@ -598,26 +638,44 @@ impl Services {
             Ok(tokens) => {
                 let sealed = self.vault.seal(&context, &tokens.refresh_token);
                 let mut tx = self.db.pool().begin().await?;
-                sqlx::query("UPDATE connections SET ciphertext = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4")
-                    .bind(sealed)
-                    .bind(clock::now())
-                    .bind(hotkey.as_str())
-                    .bind(Provider::Chutes.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // Compare-and-swap on what we read: if the miner reconnected meanwhile, the
+                // stored grant is newer than ours and must not be overwritten.
+                let stored = sqlx::query(
+                    "UPDATE connections SET ciphertext = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4 AND ciphertext = $5",
+                )
+                .bind(sealed)
+                .bind(clock::now())
+                .bind(hotkey.as_str())
+                .bind(Provider::Chutes.as_str())
+                .bind(&ciphertext)
+                .execute(&mut *tx)
+                .await?;
+                if stored.rows_affected() == 0 {
+                    drop(tx);
+                    // Our grant was replaced: give its fresh token back rather than use it.
+                    let _ = self.chutes.revoke(&tokens.refresh_token).await;
+                    return Err(ConnectionError::Conflict);
+                }
                 audit::record(&mut tx, hotkey, Some(Provider::Chutes), "rotated", "refresh token used and rotated for a run").await?;
                 tx.commit().await?;
                 Ok(tokens)
             }
             Err(ProviderError::InvalidGrant { .. }) => {
                 let mut tx = self.db.pool().begin().await?;
-                sqlx::query("UPDATE connections SET state = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4")
-                    .bind(STATE_NEEDS_RECONSENT)
-                    .bind(clock::now())
-                    .bind(hotkey.as_str())
-                    .bind(Provider::Chutes.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // Only the grant we tried is dead; a newer one (a reconnect) stays connected.
+                let marked = sqlx::query(
+                    "UPDATE connections SET state = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4 AND ciphertext = $5",
+                )
+                .bind(STATE_NEEDS_RECONSENT)
+                .bind(clock::now())
+                .bind(hotkey.as_str())
+                .bind(Provider::Chutes.as_str())
+                .bind(&ciphertext)
+                .execute(&mut *tx)
+                .await?;
+                if marked.rows_affected() == 0 {
+                    return Err(ConnectionError::Conflict);
+                }
                 audit::record(&mut tx, hotkey, Some(Provider::Chutes), "needs_reconsent", "Chutes refused the stored refresh token (invalid_grant): connect Chutes again").await?;
                 tx.commit().await?;
                 Err(ConnectionError::NeedsReconsent(Provider::Chutes))

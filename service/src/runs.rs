@@ -29,6 +29,8 @@ pub const MAX_AGENT_BYTES: usize = 1024 * 1024;
 pub const MAX_RUNS_PER_VALIDATOR: i64 = 8;
 /// After this many abandoned leases a run fails instead of going back to the queue.
 pub const MAX_ATTEMPTS: i64 = 3;
+/// How long one claim keeps trying further runs when the first ones cannot be handed out.
+pub const CLAIM_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 /// The evaluation suite new runs are queued against.
 pub const CURRENT_SUITE_ID: i64 = 1;
 
@@ -264,8 +266,13 @@ impl Services {
         if holding >= MAX_RUNS_PER_VALIDATOR {
             return Err(RunError::AtCapacity);
         }
-        // Runs that cannot be handed out fail (or go back to the queue) and we try the next.
+        // Runs that cannot be handed out fail (or go back to the queue) and we try the next,
+        // for at most CLAIM_BUDGET so the validator hears back within its timeout.
+        let started = std::time::Instant::now();
         for _ in 0..50 {
+            if started.elapsed() > CLAIM_BUDGET {
+                break;
+            }
             let Some((run_id, hotkey, agent_version_id, suite_id)) = self.reserve_next_run(&validator.hotkey).await? else {
                 return Ok(None);
             };
@@ -273,7 +280,15 @@ impl Services {
                 self.finish_unclaimable(&run_id, MintFailure::Fail("the run's hotkey is malformed".into())).await?;
                 continue;
             };
-            match self.issue_run_credential(&run_id, &miner).await? {
+            let issued = match self.issue_run_credential(&run_id, &miner).await {
+                Ok(issued) => issued,
+                Err(e) => {
+                    // Our fault, not the miner's: put the run back before answering 500.
+                    let _ = self.finish_unclaimable(&run_id, MintFailure::Retry(e.to_string())).await;
+                    return Err(e);
+                }
+            };
+            match issued {
                 Ok((token, model)) => {
                     let lease_expires_at = clock::now() + self.settings.run_lease_secs;
                     sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2").bind(lease_expires_at).bind(&run_id).execute(self.db.pool()).await?;
@@ -310,9 +325,12 @@ impl Services {
             Backend::Postgres => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1",
         };
+        // The capacity check rides in the same statement, so parallel claims from one
+        // validator cannot all slip under it.
         let sql = format!(
-            "UPDATE eval_runs SET status = $1, validator_hotkey = $2, claimed_at = $3, lease_expires_at = $3 + 300, attempts = attempts + 1, updated_at = $3
+            "UPDATE eval_runs SET status = $1, validator_hotkey = $2, claimed_at = $3, lease_expires_at = $3 + 300, updated_at = $3
              WHERE id = ({pick}) AND status = $4
+               AND (SELECT COUNT(*) FROM eval_runs held WHERE held.validator_hotkey = $2 AND held.status = $1) < $5
              RETURNING id, hotkey, agent_version_id, suite_id"
         );
         Ok(sqlx::query_as(&sql)
@@ -320,6 +338,7 @@ impl Services {
             .bind(validator.as_str())
             .bind(now)
             .bind(STATUS_QUEUED)
+            .bind(MAX_RUNS_PER_VALIDATOR)
             .fetch_optional(self.db.pool())
             .await?)
     }
@@ -338,10 +357,10 @@ impl Services {
                     .await?;
             }
             MintFailure::Retry(reason) => {
-                let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
-                let backoff = (30_i64 << attempts.clamp(0, 5)).min(900) + (rand::random::<u8>() % 15) as i64;
+                let (retries,): (i64,) = sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
+                let backoff = (30_i64 << retries.clamp(0, 5)).min(900) + (rand::random::<u8>() % 15) as i64;
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, updated_at = $3 WHERE id = $4")
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")
                     .bind(STATUS_QUEUED)
                     .bind(now + backoff)
                     .bind(now)
@@ -445,7 +464,8 @@ impl Services {
             if let Err(e) = self.openrouter.disable_key(&management_key, &minted.hash).await {
                 tracing::warn!(error = %e, "could not disable a key that failed its preflight; the reaper will");
             } else {
-                let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2").bind(clock::now()).bind(&minted.hash).execute(self.db.pool()).await;
+                // Never handed out: it spent nothing, and commits nothing to the budget.
+                let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2").bind(clock::now()).bind(&minted.hash).execute(self.db.pool()).await;
             }
             return Ok(Err(failure));
         }
@@ -487,6 +507,7 @@ impl Services {
             }
             Err(ConnectionError::Provider(e)) => return Ok(Err(mint_failure(Provider::Chutes, &e))),
             Err(ConnectionError::Busy) => return Ok(Err(MintFailure::Retry("the Chutes credential is busy".into()))),
+            Err(ConnectionError::Conflict) => return Ok(Err(MintFailure::Retry("the Chutes connection changed during the claim".into()))),
             Err(ConnectionError::Storage(e)) => return Err(e.into()),
             Err(ConnectionError::Vault(e)) => return Err(e.into()),
             Err(other) => return Ok(Err(MintFailure::Fail(other.to_string()))),
@@ -522,14 +543,19 @@ impl Services {
         self.leased_run(validator, run_id).await?;
         let lease = clock::now() + self.settings.run_lease_secs;
         let progress = progress.map(|p| p.to_string()).filter(|p| p.len() <= 16 * 1024);
-        sqlx::query("UPDATE eval_runs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 WHERE id = $4 AND status = $5")
+        let renewed = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
             .bind(lease)
             .bind(progress)
             .bind(clock::now())
             .bind(run_id)
             .bind(STATUS_RUNNING)
+            .bind(validator.hotkey.as_str())
             .execute(self.db.pool())
             .await?;
+        if renewed.rows_affected() == 0 {
+            // Reaped (and perhaps handed to another validator) since the check above.
+            return Err(RunError::NotYours);
+        }
         Ok(clock::rfc3339(lease))
     }
 
@@ -548,15 +574,19 @@ impl Services {
             None
         };
         let now = clock::now();
-        sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND status = $6")
+        let completed = sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND status = $6 AND validator_hotkey = $7")
             .bind(status)
             .bind(reason)
             .bind(body.validator_score.filter(|s| s.is_finite()))
             .bind(now)
             .bind(run_id)
             .bind(STATUS_RUNNING)
+            .bind(validator.hotkey.as_str())
             .execute(self.db.pool())
             .await?;
+        if completed.rows_affected() == 0 {
+            return Err(RunError::NotYours);
+        }
         if let Some(hash) = key_hash {
             // Best effort now; the reaper retries what fails.
             if let Err(e) = self.retire_run_key(&hash).await {
@@ -582,8 +612,10 @@ impl Services {
             Some((ct,)) => Some(self.vault.open_sealed(&Vault::credential_context(&hotkey, Provider::OpenRouter), &ct)?),
             None => None,
         };
-        // Disconnected (or replaced) since: the disconnect path disables that key's run keys.
+        // Disconnected (or replaced) since: that credential's disconnect or replacement
+        // disables its run keys (now or through a pending revocation); the sweep skips it.
         let Some(management_key) = management_key.filter(|k| key_fingerprint(k) == minted_by) else {
+            sqlx::query("UPDATE run_keys SET orphaned_at = $1 WHERE key_hash = $2 AND orphaned_at IS NULL").bind(clock::now()).bind(hash).execute(self.db.pool()).await?;
             return Ok(());
         };
         if disabled_at.is_none() {
@@ -613,40 +645,46 @@ impl Services {
                 .fetch_all(self.db.pool())
                 .await?;
         let mut reaped = 0;
-        for (id, attempts, key_hash) in abandoned {
-            let done = if attempts >= MAX_ATTEMPTS {
-                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, lease_expires_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5 AND lease_expires_at < $3")
+        for (id, abandoned_before, key_hash) in abandoned {
+            // Retire the vanished validator's key first, while the run still names it, so its
+            // spend is recorded against the run and the month.
+            if let Some(hash) = &key_hash
+                && let Err(e) = self.retire_run_key(hash).await
+            {
+                tracing::warn!(run = %id, error = %e, "could not disable an abandoned run's key yet; the sweep retries");
+            }
+            let abandoned_now = abandoned_before + 1;
+            let done = if abandoned_now >= MAX_ATTEMPTS {
+                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, lease_expires_at = NULL, attempts = $6, updated_at = $3 WHERE id = $4 AND status = $5 AND lease_expires_at < $3")
                     .bind(STATUS_FAILED)
-                    .bind(format!("abandoned: {attempts} validators took this run and stopped reporting"))
+                    .bind(format!("abandoned: {abandoned_now} validators took this run and stopped reporting"))
                     .bind(now)
                     .bind(&id)
                     .bind(STATUS_RUNNING)
+                    .bind(abandoned_now)
                     .execute(self.db.pool())
                     .await?
             } else {
                 // Back to the queue; the next claim mints a new credential (on the default then).
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, attempts = $5, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
                     .bind(STATUS_QUEUED)
                     .bind(now)
                     .bind(&id)
                     .bind(STATUS_RUNNING)
+                    .bind(abandoned_now)
                     .execute(self.db.pool())
                     .await?
             };
             if done.rows_affected() == 1 {
                 reaped += 1;
-                tracing::warn!(run = %id, attempts, "validator lease expired; run reaped");
-                if let Some(hash) = key_hash
-                    && let Err(e) = self.retire_run_key(&hash).await
-                {
-                    tracing::warn!(run = %id, error = %e, "could not disable an abandoned run's key yet");
-                }
+                tracing::warn!(run = %id, abandoned = abandoned_now, "validator lease expired; run reaped");
             }
         }
         // Keys still live whose run ended or whose expiry passed.
         let stale: Vec<(String,)> = sqlx::query_as(
             "SELECT k.key_hash FROM run_keys k LEFT JOIN eval_runs r ON r.key_hash = k.key_hash
-             WHERE k.disabled_at IS NULL AND (k.expires_at < $1 OR r.id IS NULL OR r.status <> $2) LIMIT 100",
+             WHERE k.disabled_at IS NULL AND k.orphaned_at IS NULL AND (k.expires_at < $1 OR r.id IS NULL OR r.status <> $2)
+             ORDER BY k.expires_at LIMIT 100",
         )
         .bind(now)
         .bind(STATUS_RUNNING)
@@ -691,15 +729,14 @@ impl Services {
         .fetch_all(self.db.pool())
         .await?;
         let (since, _) = crate::budget::month_start(clock::now());
-        let totals: Vec<(Option<String>, Option<f64>)> = sqlx::query_as(
-            "SELECT provider, SUM(spend_usd) FROM eval_runs WHERE hotkey = $1 AND claimed_at >= $2 AND spend_usd IS NOT NULL GROUP BY provider",
-        )
-        .bind(hotkey.as_str())
-        .bind(since)
-        .fetch_all(self.db.pool())
-        .await?;
+        // Every per-run key of the month counts, including those of abandoned attempts.
+        let (openrouter,): (Option<f64>,) = sqlx::query_as("SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2")
+            .bind(hotkey.as_str())
+            .bind(since)
+            .fetch_one(self.db.pool())
+            .await?;
         Ok(RunList {
-            month_spend_usd: totals.into_iter().filter_map(|(p, s)| Some((p?, s?))).collect(),
+            month_spend_usd: openrouter.map(|v| (Provider::OpenRouter.as_str().to_owned(), v)).into_iter().collect(),
             runs: rows
                 .into_iter()
                 .map(|(id, agent_name, version, status, provider, reason, cap, spend, score, created, completed)| RunSummary {

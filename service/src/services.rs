@@ -94,14 +94,25 @@ impl Services {
 
     /// One pass of background upkeep: forget what expired, retry failed revocations, reap
     /// abandoned runs.
+    /// Each step runs whatever the others did: one failing must not stop the reaper.
     pub async fn housekeeping(&self) -> Result<(), ServiceError> {
         let now = crate::clock::now();
-        signed_request::forget_expired_nonces(&self.db, now).await?;
-        sessions::forget_expired(&self.db, now).await?;
-        DbSessionStore::new(self.db.clone()).delete_expired(now).await?;
-        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1").bind(now).execute(self.db.pool()).await?;
-        self.retry_pending_revocations().await?;
-        self.reap_runs().await?;
-        Ok(())
+        let mut first_error: Option<ServiceError> = None;
+        let mut note = |result: Result<(), ServiceError>, step: &str| {
+            if let Err(e) = result {
+                tracing::warn!(step, error = %e, "housekeeping step failed; will retry");
+                first_error.get_or_insert(e);
+            }
+        };
+        note(signed_request::forget_expired_nonces(&self.db, now).await.map(|_| ()).map_err(Into::into), "nonces");
+        note(sessions::forget_expired(&self.db, now).await.map_err(Into::into), "sessions");
+        note(DbSessionStore::new(self.db.clone()).delete_expired(now).await.map(|_| ()).map_err(Into::into), "web sessions");
+        note(
+            sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1").bind(now).execute(self.db.pool()).await.map(|_| ()).map_err(Into::into),
+            "oauth states",
+        );
+        note(self.retry_pending_revocations().await.map(|_| ()).map_err(Into::into), "revocations");
+        note(self.reap_runs().await.map(|_| ()).map_err(Into::into), "reaper");
+        first_error.map_or(Ok(()), Err)
     }
 }

@@ -269,6 +269,16 @@ impl Vault {
                     .execute(db.pool())
                     .await?;
                 data_keys.insert(id.clone(), key);
+                // Replicas starting together on an empty database may each have created
+                // one: load them all, so every replica opens what any of them sealed.
+                let rows: Vec<(String, String, Vec<u8>)> =
+                    sqlx::query_as("SELECT id, master_key_id, wrapped_key FROM vault_data_keys").fetch_all(db.pool()).await?;
+                for (other, master_id, wrapped) in rows {
+                    if !data_keys.contains_key(&other) {
+                        let master = masters.get(&master_id).ok_or_else(|| VaultError::MissingMasterKey(master_id.clone()))?;
+                        data_keys.insert(other.clone(), unwrap(master, &wrapped, &other)?);
+                    }
+                }
                 id
             }
         };

@@ -25,7 +25,11 @@ pub fn routes() -> Router<AppState> {
 /// 200 with the run and its scoped credential, 204 when there is no work, 409 at capacity.
 /// The body (the validator's resource report) is optional and not needed here.
 async fn claim(State(services): State<Services>, Validator(caller): Validator, _body: Bytes) -> Result<Response, ApiError> {
-    match services.claim_work(&caller).await.map_err(service::ServiceError::from)? {
+    // A claim spends a refresh token and mints keys: it must never stop half-way because the
+    // validator hung up or the request timed out, so it runs in its own task.
+    let claim = tokio::spawn(async move { services.claim_work(&caller).await });
+    let outcome = claim.await.map_err(|e| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, format!("claim task failed: {e}")))?;
+    match outcome.map_err(service::ServiceError::from)? {
         Some(answer) => Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -443,3 +443,35 @@ async fn preflight_outcomes(backend: Backend) {
 }
 
 both_engines!(preflight_outcomes);
+
+/// Review findings, pinned: a long non-ASCII failure report does not panic the request, and
+/// replacing the management key disables the old key's live run keys.
+async fn review_regressions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let old_key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &old_key).await.status(), 200);
+    for i in 0..2 {
+        assert_eq!(submit(&app, &miner, &format!("a{i}"), "a.py", AGENT.as_bytes()).await.status(), 200);
+    }
+    let (_, first) = claim(&app).await;
+    let report = format!("Traceback: {}", "déjà vu ’ ".repeat(60));
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/complete", first["eval_run_id"].as_str().unwrap()))
+        .json(&serde_json::json!({"terminal_status": "FAILED", "failure_reason": report}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let r = runs_of(&app, &miner).await.into_iter().find(|r| r["eval_run_id"] == first["eval_run_id"]).unwrap();
+    assert!(r["failure_reason"].as_str().unwrap().ends_with("..."), "{r}");
+
+    let (_, second) = claim(&app).await;
+    let new_key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &new_key).await.status(), 200);
+    let old_keys = app.sim.list_openrouter_keys(&old_key);
+    let live = old_keys.iter().find(|k| k.name.contains(second["eval_run_id"].as_str().unwrap())).unwrap();
+    assert!(live.disabled && !live.deleted, "the replaced key's run key is disabled, not deleted");
+}
+
+both_engines!(review_regressions);

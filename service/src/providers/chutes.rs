@@ -212,11 +212,10 @@ pub fn token_error(status: u16, body: &str) -> ProviderError {
     let code = parsed.as_ref().and_then(|v| v.get("error")).and_then(Value::as_str).unwrap_or("");
     match (status, code) {
         (_, "invalid_grant") => ProviderError::InvalidGrant { provider: NAME },
-        (401, _) | (_, "invalid_client") => ProviderError::Refused {
-            provider: NAME,
-            status,
-            detail: "the service's Chutes client id or secret was refused (operator: check ORO_CHUTES_CLIENT_ID/SECRET)".into(),
-        },
+        (401, _) | (_, "invalid_client") => {
+            tracing::error!("Chutes refused this service's client credentials: check ORO_CHUTES_CLIENT_ID and ORO_CHUTES_CLIENT_SECRET");
+            ProviderError::Refused { provider: NAME, status: 502, detail: "Chutes refused this service's client credentials; the operator must fix the configuration".into() }
+        }
         (429, _) => ProviderError::RateLimited { provider: NAME },
         (500..=599, _) => ProviderError::Unavailable { provider: NAME, status },
         _ => ProviderError::Refused { provider: NAME, status, detail: if code.is_empty() { format!("HTTP {status}") } else { scrub(code) } },

@@ -67,7 +67,9 @@ pub fn scrub(message: &str) -> String {
             || (word.len() >= 32 && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         out.push_str(if looks_secret { "[redacted]" } else { word });
         if out.len() > 240 {
-            out.truncate(240);
+            // Cut on a character boundary: the text may be anyone's (a validator's report).
+            let cut = (0..=240).rev().find(|&i| out.is_char_boundary(i)).unwrap_or(0);
+            out.truncate(cut);
             out.push_str("...");
             break;
         }
@@ -88,6 +90,18 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scrub_cuts_long_text_on_a_character_boundary() {
+        let text = "é".repeat(300);
+        let cut = super::scrub(&text);
+        assert!(cut.ends_with("...") && cut.len() <= 243);
+        // Words of 5 bytes, 3 of them one character: some cut lands inside a character.
+        for offset in 0..5 {
+            let mixed = format!("{}{}", "x".repeat(offset), " ab’".repeat(100));
+            assert!(super::scrub(&mixed).ends_with("..."));
+        }
+    }
+
     #[test]
     fn scrub_blanks_credentials() {
         let text = super::scrub("bad key sk-or-v1-0123456789abcdef0123456789abcdef0123 and cak_abc");
