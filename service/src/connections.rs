@@ -165,6 +165,28 @@ async fn set_default_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, pro
     Ok(())
 }
 
+/// Keeps a forgotten credential sealed until its revocation at the provider succeeds
+/// (`retry_pending_revocations` tries again with backoff).
+async fn queue_revocation<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    hotkey: &Hotkey,
+    provider: Provider,
+    ciphertext: &[u8],
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(hotkey.as_str())
+        .bind(provider.as_str())
+        .bind(ciphertext)
+        .bind(reason)
+        .bind(clock::now() + 60)
+        .bind(clock::now())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 impl Services {
     /// Every provider, connected or not, and the default.
     pub async fn inference_auth_status(&self, hotkey: &Hotkey) -> Result<InferenceAuthList, ConnectionError> {
@@ -284,16 +306,7 @@ impl Services {
             if key_fingerprint(&old_key) != key_fingerprint(key.secret())
                 && let Err(e) = self.revoke_at_provider(hotkey, Provider::OpenRouter, &old_key).await
             {
-                sqlx::query("INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)")
-                    .bind(uuid::Uuid::new_v4().to_string())
-                    .bind(hotkey.as_str())
-                    .bind(Provider::OpenRouter.as_str())
-                    .bind(&old)
-                    .bind(e.to_string())
-                    .bind(clock::now() + 60)
-                    .bind(clock::now())
-                    .execute(self.db.pool())
-                    .await?;
+                queue_revocation(self.db.pool(), hotkey, Provider::OpenRouter, &old, &e.to_string()).await?;
             }
         }
         Ok(ConnectionChanged { ok: true, provider: Provider::OpenRouter, default_provider: default, message: format!("Connected OpenRouter ({label}).") })
@@ -476,18 +489,7 @@ impl Services {
         let detail = match &revocation {
             Ok(what) => format!("{} disconnected; {what}", provider.display_name()),
             Err(e) => {
-                sqlx::query(
-                    "INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
-                )
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(hotkey.as_str())
-                .bind(provider.as_str())
-                .bind(&ciphertext)
-                .bind(e.to_string())
-                .bind(clock::now() + 60)
-                .bind(clock::now())
-                .execute(&mut *tx)
-                .await?;
+                queue_revocation(&mut *tx, hotkey, provider, &ciphertext, &e.to_string()).await?;
                 format!("{} disconnected; revocation at the provider failed ({e}) and will be retried", provider.display_name())
             }
         };
