@@ -451,6 +451,20 @@ impl Services {
             .bind(now)
             .execute(self.db.pool())
             .await?;
+        // A disconnect (or key replacement) that listed this miner's run keys before the insert
+        // above would miss this one: check the credential is still the one that minted it.
+        let still: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2 AND state = $3")
+            .bind(miner.as_str())
+            .bind(Provider::OpenRouter.as_str())
+            .bind(STATE_CONNECTED)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if still.map(|(c,)| c) != Some(ciphertext.clone()) {
+            if self.openrouter.disable_key(&management_key, &minted.hash).await.is_ok() {
+                sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2").bind(clock::now()).bind(&minted.hash).execute(self.db.pool()).await?;
+            }
+            return Ok(Err(MintFailure::Retry("the OpenRouter connection changed during the claim".into())));
+        }
         sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
             .bind(&minted.hash)
             .bind(cap)

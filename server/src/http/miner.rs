@@ -1,6 +1,6 @@
 //! `/v1/miner/*`: what `oro inference ...` calls.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use secrecy::SecretString;
@@ -13,7 +13,7 @@ use wire::api::{
 };
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Miner};
+use super::extract::{ApiJson, ApiQuery, Miner};
 use crate::startup::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -92,18 +92,20 @@ async fn submit(State(services): State<Services>, Miner(caller): Miner, mut form
     let bad = |loc: &str, msg: &str| ApiError::Validation { loc: vec!["body".into(), loc.into()], msg: msg.into(), kind: "missing" };
     let mut agent_name = None;
     let mut file = None;
-    while let Some(field) = form.next_field().await.map_err(|e| bad("file", &e.body_text()))? {
+    let too_large = || ApiError::Service(service::ServiceError::Run(service::runs::RunError::FileTooLarge));
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad("file", &e.body_text()) })?
+    {
         match field.name() {
             Some("agent_name") => agent_name = Some(field.text().await.map_err(|e| bad("agent_name", &e.body_text()))?),
             Some("file") => {
                 let name = field.file_name().unwrap_or("agent.py").to_owned();
-                let bytes = field.bytes().await.map_err(|e| {
-                    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::Service(service::ServiceError::Run(service::runs::RunError::FileTooLarge))
-                    } else {
-                        bad("file", &e.body_text())
-                    }
-                })?;
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad("file", &e.body_text()) })?;
                 file = Some((name, bytes));
             }
             _ => {}
@@ -120,7 +122,7 @@ struct RunsQuery {
     limit: Option<i64>,
 }
 
-async fn runs(State(services): State<Services>, Miner(caller): Miner, Query(q): Query<RunsQuery>) -> Result<Json<RunList>, ApiError> {
+async fn runs(State(services): State<Services>, Miner(caller): Miner, ApiQuery(q): ApiQuery<RunsQuery>) -> Result<Json<RunList>, ApiError> {
     Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await.map_err(service::ServiceError::from)?))
 }
 
@@ -137,6 +139,6 @@ struct EventsQuery {
     limit: Option<i64>,
 }
 
-async fn events(State(services): State<Services>, Miner(caller): Miner, Query(q): Query<EventsQuery>) -> Result<Json<AuditEvents>, ApiError> {
+async fn events(State(services): State<Services>, Miner(caller): Miner, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Json<AuditEvents>, ApiError> {
     Ok(Json(services.audit_events(&caller.hotkey, q.limit.unwrap_or(100)).await.map_err(service::ServiceError::from)?))
 }

@@ -475,3 +475,22 @@ async fn review_regressions(backend: Backend) {
 }
 
 both_engines!(review_regressions);
+
+async fn request_shapes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let bad = app.get_signed(&miner, "/v1/miner/runs?limit=abc").await;
+    assert_eq!(bad.status(), 422);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"][0], "query");
+    let key = app.sim.create_openrouter_account(1.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    // Over the request body limit (2 MiB), not only over the 1 MiB agent limit.
+    let huge = vec![b'#'; 3 * 1024 * 1024];
+    let response = submit(&app, &miner, "agent", "agent.py", &huge).await;
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "FILE_TOO_LARGE");
+}
+
+both_engines!(request_shapes);
