@@ -106,19 +106,24 @@ impl ChutesClient {
         url.into()
     }
 
-    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenSet, ProviderError> {
-        let mut full: Vec<(&str, &str)> = form.to_vec();
-        full.push(("client_id", &self.client_id));
-        full.push(("client_secret", self.client_secret.expose_secret()));
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(full).finish();
-        let response = self
-            .http
-            .post(format!("{}/idp/token", self.api_base))
+    /// POSTs a form to the IdP with this service's client credentials (a confidential client).
+    async fn post_client_form(&self, path: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, ProviderError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter().copied())
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose_secret())
+            .finish();
+        self.http
+            .post(format!("{}{path}", self.api_base))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send()
             .await
-            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenSet, ProviderError> {
+        let response = self.post_client_form("/idp/token", form).await?;
         let status = response.status().as_u16();
         if !response.status().is_success() {
             return Err(token_error(status, &response.text().await.unwrap_or_default()));
@@ -148,19 +153,7 @@ impl ChutesClient {
     }
 
     pub async fn revoke(&self, token: &SecretString) -> Result<(), ProviderError> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("token", token.expose_secret())
-            .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose_secret())
-            .finish();
-        let response = self
-            .http
-            .post(format!("{}/idp/token/revoke", self.api_base))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+        let response = self.post_client_form("/idp/token/revoke", &[("token", token.expose_secret())]).await?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(());
