@@ -78,6 +78,11 @@ export default defineConfig({
       ORO_SIMULATE_PROVIDERS: '1',
       ORO_SIMULATOR_BIND: '127.0.0.1:3101',
       LEPTOS_SITE_ROOT: siteRoot,
+      // Every spec signs in from 127.0.0.1 against this one server, within a minute or two:
+      // the per-address limits are raised (the Rust suite tests the limits themselves).
+      ORO_RATE_LIMIT_SIGN_IN_PER_IP: '1000/min',
+      ORO_RATE_LIMIT_CONNECT_PER_IP: '1000/min',
+      ORO_RATE_LIMIT_SUBMIT_PER_IP: '1000/min',
     },
   },
 });

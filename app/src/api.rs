@@ -64,6 +64,8 @@ pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
 pub async fn finish_sign_in(message: String, signature: String) -> Result<String, AppError> {
     let services = server::services()?;
     let hotkey = service::auth::web_sign_in::finish(&services.db, &services.settings.public_url, &message, &signature).await?;
+    // Counted once the signature has proved the hotkey (per-IP limits apply before).
+    services.limit_hotkey(service::rate_limit::Action::SignIn, &hotkey).await?;
     let caller = service::auth::roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
     service::auth::roles::require_miner(&services.db, &caller).await?;
     let session = server::session().await?;
@@ -87,6 +89,7 @@ pub async fn load_provider_status() -> Result<InferenceAuthList, AppError> {
 #[server(endpoint = "connect_openrouter")]
 pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged, AppError> {
     let (services, hotkey) = server::miner().await?;
+    services.limit_hotkey(service::rate_limit::Action::Connect, &hotkey).await?;
     let credential = secrecy::SecretString::from(credential);
     Ok(services.connect_openrouter(&hotkey, &credential).await?)
 }
@@ -95,6 +98,7 @@ pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged,
 #[server(endpoint = "begin_chutes_connect")]
 pub async fn begin_chutes_connect() -> Result<String, AppError> {
     let (services, hotkey) = server::miner().await?;
+    services.limit_hotkey(service::rate_limit::Action::Connect, &hotkey).await?;
     let (url, _state) = services.begin_chutes_authorization(&hotkey).await?;
     Ok(url)
 }

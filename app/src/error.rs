@@ -49,3 +49,10 @@ impl From<service::connections::ConnectionError> for AppError {
         service::ServiceError::from(e).into()
     }
 }
+
+#[cfg(feature = "ssr")]
+impl From<service::rate_limit::RateLimitError> for AppError {
+    fn from(e: service::rate_limit::RateLimitError) -> Self {
+        service::ServiceError::from(e).into()
+    }
+}

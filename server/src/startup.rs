@@ -58,6 +58,8 @@ impl Application {
             None
         };
 
+        // Installed before anything records.
+        http::metrics::handle();
         let db = Db::connect(&settings.database_url).await?;
         let services = Services::build(settings, db).await?;
         let leptos_options = leptos_options(&listener)?;
@@ -138,8 +140,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::refuse_cross_site));
 
-    let router = Router::new().merge(http::api_router()).merge(pages).layer(session_layer);
-    http::guards::apply_common_layers(router).with_state(state)
+    let router = Router::new()
+        .merge(http::api_router())
+        .merge(pages)
+        .layer(session_layer)
+        .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip))
+        // Outermost of the per-route layers: it sees every answer, refusals included.
+        .layer(axum::middleware::from_fn(http::metrics::track_requests));
+    http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }
 
 /// Periodic clean-up of what expires: nonces, challenges, sessions.

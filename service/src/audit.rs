@@ -1,4 +1,5 @@
-//! The per-miner audit log: every change to a miner's connections, in order.
+//! The per-miner audit log: every change to a miner's connections and every use of a stored
+//! credential (a run key minted or disabled, a refresh token rotated), in order.
 
 use sqlx::{Any, Transaction};
 use wire::Provider;
@@ -23,6 +24,14 @@ pub async fn record(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, provide
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Records an event on its own, for uses of a credential that change no other state
+/// (a run key minted or disabled).
+pub async fn record_now(db: &crate::db::Db, hotkey: &Hotkey, provider: Option<Provider>, kind: &str, detail: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    record(&mut tx, hotkey, provider, kind, detail).await?;
+    tx.commit().await
 }
 
 impl Services {

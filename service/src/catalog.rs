@@ -1,11 +1,25 @@
 //! The allowlisted models: one canonical set, each under its Chutes and its OpenRouter name,
 //! seeded from ORO's own proxy table and editable by an operator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wire::Provider;
 use wire::api::{CatalogEntry, ModelList};
+
+/// How stale a replica's copy of the public list may be.
+pub const CATALOG_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The serialized list for one (provider, ranked) and its ETag.
+#[derive(Debug)]
+pub struct CatalogBody {
+    pub json: String,
+    pub etag: String,
+}
+
+pub type CatalogCache = Mutex<HashMap<(Provider, bool), (Instant, Arc<CatalogBody>)>>;
 
 use crate::clock;
 use crate::db::Db;
@@ -75,6 +89,27 @@ impl Services {
 
     /// The public list as the SDK reads it: names for one provider plus the alias table, or
     /// the ranked form.
+    /// The public list, served from a copy at most `CATALOG_CACHE_TTL` old: every miner and
+    /// validator polls it, and it changes only when an operator edits the table (from any
+    /// process, so this replica notices within the TTL). The body comes with its ETag.
+    pub async fn catalog_json_cached(&self, provider: Provider, ranked: bool) -> Result<Arc<CatalogBody>, CatalogError> {
+        let key = (provider, ranked);
+        if let Some((at, body)) = self.catalog_cache.lock().expect("catalog cache lock").get(&key)
+            && at.elapsed() < CATALOG_CACHE_TTL
+        {
+            return Ok(body.clone());
+        }
+        let json = self.catalog_json(provider, ranked).await?;
+        let etag = format!("\"{}\"", crate::auth::sessions::digest(&json).get(..32).unwrap_or_default());
+        let body = Arc::new(CatalogBody { json, etag });
+        self.catalog_cache.lock().expect("catalog cache lock").insert(key, (Instant::now(), body.clone()));
+        Ok(body)
+    }
+
+    fn forget_cached_catalog(&self) {
+        self.catalog_cache.lock().expect("catalog cache lock").clear();
+    }
+
     pub async fn catalog_json(&self, provider: Provider, ranked: bool) -> Result<String, CatalogError> {
         let rows: Vec<(String, String, Option<f64>, i64, i64)> = sqlx::query_as(
             "SELECT chutes_name, openrouter_name, rank_metric, healthy, updated_at FROM catalog_models ORDER BY position, chutes_name",
@@ -136,6 +171,7 @@ impl Services {
         if inserted.rows_affected() == 0 {
             return Err(CatalogError::Duplicate(chutes_name.to_owned()));
         }
+        self.forget_cached_catalog();
         Ok(())
     }
 
@@ -144,6 +180,7 @@ impl Services {
         if done.rows_affected() == 0 {
             return Err(CatalogError::Unknown(chutes_name.to_owned()));
         }
+        self.forget_cached_catalog();
         Ok(())
     }
 
@@ -159,6 +196,7 @@ impl Services {
         }
         sqlx::query("UPDATE catalog_models SET is_default = 0 WHERE chutes_name <> $1").bind(chutes_name).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.forget_cached_catalog();
         Ok(())
     }
 }

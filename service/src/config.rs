@@ -55,6 +55,13 @@ pub struct Settings {
     /// Hotkeys that may act as validators (comma-separated SS58), in addition to the
     /// `validators` table an operator manages with `server validators add`.
     pub validator_hotkeys: Vec<String>,
+    /// Per-IP and per-hotkey limits on sign-in, connect and submit.
+    pub rate_limits: crate::rate_limit::RateLimits,
+    /// Take the client address from the last `X-Forwarded-For` entry (the one our own load
+    /// balancer appended) instead of the TCP peer. Only behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// One bad variable: start-up prints this single line and stops.
@@ -183,6 +190,26 @@ impl Settings {
             wire::ss58::decode(hotkey).map_err(|e| bad("ORO_VALIDATOR_HOTKEYS", format!("{hotkey:.12}...: {e}")))?;
         }
 
+        let mut rate_limits = crate::rate_limit::RateLimits::default();
+        for (name, slot) in [
+            ("ORO_RATE_LIMIT_SIGN_IN_PER_IP", &mut rate_limits.sign_in_per_ip),
+            ("ORO_RATE_LIMIT_SIGN_IN_PER_HOTKEY", &mut rate_limits.sign_in_per_hotkey),
+            ("ORO_RATE_LIMIT_CONNECT_PER_IP", &mut rate_limits.connect_per_ip),
+            ("ORO_RATE_LIMIT_CONNECT_PER_HOTKEY", &mut rate_limits.connect_per_hotkey),
+            ("ORO_RATE_LIMIT_SUBMIT_PER_IP", &mut rate_limits.submit_per_ip),
+            ("ORO_RATE_LIMIT_SUBMIT_PER_HOTKEY", &mut rate_limits.submit_per_hotkey),
+        ] {
+            if let Some(value) = get(name) {
+                *slot = crate::rate_limit::Limit::parse(&value).map_err(|problem| bad(name, problem))?;
+            }
+        }
+        let trust_forwarded_for = match get("ORO_TRUST_FORWARDED_FOR").as_deref() {
+            None | Some("0") | Some("false") | Some("no") => false,
+            Some("1") | Some("true") | Some("yes") => true,
+            Some(_) => return Err(bad("ORO_TRUST_FORWARDED_FOR", "expected 1 or 0")),
+        };
+        let metrics_token = get("ORO_METRICS_TOKEN").map(SecretString::from);
+
         Ok(Settings {
             environment,
             bind,
@@ -206,6 +233,9 @@ impl Settings {
             submit_cooldown_secs: seconds("ORO_SUBMIT_COOLDOWN_SECS", 60, 0, 7 * 24 * 3600)?,
             run_lease_secs: seconds("ORO_RUN_LEASE_SECS", 1800, 30, 24 * 3600)?,
             validator_hotkeys,
+            rate_limits,
+            trust_forwarded_for,
+            metrics_token,
         })
     }
 
@@ -269,6 +299,20 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"));
         let err = Settings::from_vars(&vars(&[("ORO_RUN_KEY_CAP_USD", "-1")])).unwrap_err();
         assert_eq!(err.variable, "ORO_RUN_KEY_CAP_USD");
+        let err = Settings::from_vars(&vars(&[("ORO_RATE_LIMIT_CONNECT_PER_IP", "lots")])).unwrap_err();
+        assert_eq!(err.variable, "ORO_RATE_LIMIT_CONNECT_PER_IP");
+        let err = Settings::from_vars(&vars(&[("ORO_METRICS_TOKEN", "t0ken"), ("ORO_BIND", "x")])).unwrap_err();
+        assert!(!err.to_string().contains("t0ken"));
+    }
+
+    #[test]
+    fn rate_limits_are_on_by_default_and_each_can_be_set_or_switched_off() {
+        use crate::rate_limit::Limit;
+        let s = Settings::from_vars(&HashMap::new()).unwrap();
+        assert!(s.rate_limits.sign_in_per_ip.is_some() && s.rate_limits.submit_per_hotkey.is_some());
+        let s = Settings::from_vars(&vars(&[("ORO_RATE_LIMIT_SUBMIT_PER_IP", "5/h"), ("ORO_RATE_LIMIT_SIGN_IN_PER_HOTKEY", "off")])).unwrap();
+        assert_eq!(s.rate_limits.submit_per_ip, Some(Limit::new(5, 3600)));
+        assert_eq!(s.rate_limits.sign_in_per_hotkey, None);
     }
 
     #[test]

@@ -627,6 +627,32 @@ impl Services {
         }
     }
 
+    /// Replaces the spent refresh token (`spent`, as read) with its successor (`rotated`), and
+    /// releases the refresh lease. Compare-and-swap: if the miner reconnected or disconnected
+    /// meanwhile, the stored grant is not ours to overwrite (answers false). Safe to repeat: a
+    /// retry after a commit whose answer was lost finds its own token stored.
+    async fn store_rotated_token(&self, hotkey: &Hotkey, spent: &[u8], rotated: &[u8]) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.pool().begin().await?;
+        let stored = sqlx::query(
+            "UPDATE connections SET ciphertext = $1, state = $2, updated_at = $3, refresh_lock_until = 0
+             WHERE hotkey = $4 AND provider = $5 AND (ciphertext = $6 OR ciphertext = $1)",
+        )
+        .bind(rotated)
+        .bind(STATE_CONNECTED)
+        .bind(clock::now())
+        .bind(hotkey.as_str())
+        .bind(Provider::Chutes.as_str())
+        .bind(spent)
+        .execute(&mut *tx)
+        .await?;
+        if stored.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::record(&mut tx, hotkey, Some(Provider::Chutes), "rotated", "refresh token used and rotated for a run").await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn refresh_under_lease(&self, hotkey: &Hotkey) -> Result<TokenSet, ConnectionError> {
         let (ciphertext,): (Vec<u8>,) = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(hotkey.as_str())
@@ -639,27 +665,32 @@ impl Services {
         match self.chutes.refresh(&refresh_token).await {
             Ok(tokens) => {
                 let sealed = self.vault.seal(&context, &tokens.refresh_token);
-                let mut tx = self.db.pool().begin().await?;
-                // Compare-and-swap on what we read: if the miner reconnected meanwhile, the
-                // stored grant is newer than ours and must not be overwritten.
-                let stored = sqlx::query(
-                    "UPDATE connections SET ciphertext = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4 AND ciphertext = $5",
-                )
-                .bind(sealed)
-                .bind(clock::now())
-                .bind(hotkey.as_str())
-                .bind(Provider::Chutes.as_str())
-                .bind(&ciphertext)
-                .execute(&mut *tx)
-                .await?;
-                if stored.rows_affected() == 0 {
-                    drop(tx);
+                // Chutes has killed the token we spent: the one in its answer is now the miner's
+                // only grant, and a database blip must not lose it. Storing it is retried for
+                // as long as our refresh lease keeps any other refresh from starting.
+                let lease = Duration::from_secs(refresh_lease_secs(self.settings.provider_timeout_secs) as u64);
+                let patience = lease.saturating_sub(Duration::from_secs(self.settings.provider_timeout_secs + 15));
+                let started = Instant::now();
+                let mut pause = Duration::from_millis(200);
+                let stored = loop {
+                    match self.store_rotated_token(hotkey, &ciphertext, &sealed).await {
+                        Ok(stored) => break stored,
+                        Err(e) if started.elapsed() + pause < patience => {
+                            tracing::warn!(hotkey = %hotkey.short(), error = %e, "cannot store the rotated Chutes refresh token yet; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(2));
+                        }
+                        Err(e) => {
+                            tracing::error!(hotkey = %hotkey.short(), error = %e, "could not store the rotated Chutes refresh token; the connection will need re-consent");
+                            return Err(e.into());
+                        }
+                    }
+                };
+                if !stored {
                     // Our grant was replaced: give its fresh token back rather than use it.
                     let _ = self.chutes.revoke(&tokens.refresh_token).await;
                     return Err(ConnectionError::Conflict);
                 }
-                audit::record(&mut tx, hotkey, Some(Provider::Chutes), "rotated", "refresh token used and rotated for a run").await?;
-                tx.commit().await?;
                 Ok(tokens)
             }
             Err(ProviderError::InvalidGrant { .. }) => {

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod db;
 pub mod domain;
 pub mod providers;
+pub mod rate_limit;
 pub mod runs;
 pub mod services;
 pub mod session_store;

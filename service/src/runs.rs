@@ -101,6 +101,10 @@ impl RunError {
     }
 }
 
+/// How long a claim that failed on our side keeps trying to put its run back (past this, the
+/// reaper does when the reservation's lease ends).
+const RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How long a fresh OpenRouter key may answer 401 before we stop waiting for it.
 pub const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -157,6 +161,32 @@ pub fn normalize_failure_reason(reason: Option<&str>) -> Option<String> {
     Some(crate::providers::scrub(reason))
 }
 
+/// A bounded label for a failure reason (`oro_run_failures_total{reason}`): the reasons
+/// themselves carry amounts and names.
+pub fn failure_label(reason: &str) -> &'static str {
+    if reason.starts_with("no credits") {
+        "no_credits"
+    } else if reason == REASON_NO_PROVIDER {
+        "no_provider"
+    } else if reason == REASON_REVOKED {
+        "credential_invalid"
+    } else if reason.starts_with("monthly budget") {
+        "budget"
+    } else if reason.contains("re-consent") {
+        "needs_reconsent"
+    } else if reason.starts_with("abandoned") {
+        "abandoned"
+    } else if reason.starts_with("the provider refused") {
+        "provider_refused"
+    } else {
+        "other"
+    }
+}
+
+fn count_failure(reason: &str, stage: &'static str) {
+    metrics::counter!("oro_run_failures_total", "reason" => failure_label(reason), "stage" => stage).increment(1);
+}
+
 fn valid_agent_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
@@ -177,6 +207,10 @@ impl Services {
         }
         if !file_name.ends_with(".py") {
             return Err(RunError::InvalidFile("the agent must be a Python source file (.py)".into()));
+        }
+        // The name goes back out in a Content-Disposition header and onto pages.
+        if file_name.chars().count() > 255 || file_name.chars().any(|c| c.is_control() || matches!(c, '"' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+            return Err(RunError::InvalidFile("the file name must be at most 255 characters, without control characters or quotes".into()));
         }
         let text = std::str::from_utf8(code).map_err(|_| RunError::InvalidFile("the agent file is not UTF-8 text".into()))?;
         if text.trim().is_empty() || text.contains('\0') {
@@ -258,6 +292,20 @@ impl Services {
 
     /// `POST /v1/validator/work/claim`: `None` when there is no work.
     pub async fn claim_work(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
+        let started = std::time::Instant::now();
+        let result = self.claim_next(validator).await;
+        let outcome = match &result {
+            Ok(Some(_)) => "claimed",
+            Ok(None) => "no_work",
+            Err(RunError::AtCapacity) => "at_capacity",
+            Err(_) => "error",
+        };
+        metrics::counter!("oro_claims_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("oro_claim_duration_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn claim_next(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
         let (holding,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM eval_runs WHERE validator_hotkey = $1 AND status = $2")
             .bind(validator.hotkey.as_str())
             .bind(STATUS_RUNNING)
@@ -284,14 +332,18 @@ impl Services {
                 Ok(issued) => issued,
                 Err(e) => {
                     // Our fault, not the miner's: put the run back before answering 500.
-                    let _ = self.finish_unclaimable(&run_id, MintFailure::Retry(e.to_string())).await;
+                    self.release_reserved_run(&run_id, &validator.hotkey, &e);
                     return Err(e);
                 }
             };
             match issued {
                 Ok((token, model)) => {
                     let lease_expires_at = clock::now() + self.settings.run_lease_secs;
-                    sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2").bind(lease_expires_at).bind(&run_id).execute(self.db.pool()).await?;
+                    if let Err(e) = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2").bind(lease_expires_at).bind(&run_id).execute(self.db.pool()).await {
+                        let e = RunError::from(e);
+                        self.release_reserved_run(&run_id, &validator.hotkey, &e);
+                        return Err(e);
+                    }
                     let sandbox_env = SandboxEnv {
                         INFERENCE_PROVIDER: token.provider,
                         INFERENCE_ACCESS_TOKEN: token.access_token.clone(),
@@ -299,6 +351,20 @@ impl Services {
                         SANDBOX_MODEL: model,
                     };
                     tracing::info!(run = %run_id, provider = %token.provider, validator = %validator.hotkey.short(), "run claimed");
+                    metrics::counter!("oro_run_credentials_issued_total", "provider" => token.provider.as_str()).increment(1);
+                    let used = match token.provider {
+                        Provider::OpenRouter => format!(
+                            "the OpenRouter management key minted run key oro-run-{run_id} (cap ${:.2}, expires {}), handed to validator {}",
+                            self.settings.run_key_cap_usd,
+                            token.expires_at,
+                            validator.hotkey.short()
+                        ),
+                        Provider::Chutes => format!("a Chutes access token (expires {}) was issued for run {run_id} to validator {}", token.expires_at, validator.hotkey.short()),
+                    };
+                    // The run is handed out either way: a lost audit line must not strand a minted key.
+                    if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(token.provider), "credential_used", &used).await {
+                        tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
+                    }
                     return Ok(Some(ClaimAnswer {
                         code_download_url: format!("{}/v1/validator/agent-versions/{agent_version_id}/code", self.settings.public_url.as_str().trim_end_matches('/')),
                         eval_run_id: run_id,
@@ -310,10 +376,61 @@ impl Services {
                         sandbox_env: Some(sandbox_env),
                     }));
                 }
-                Err(failure) => self.finish_unclaimable(&run_id, failure).await?,
+                Err(failure) => {
+                    if let Err(e) = self.finish_unclaimable(&run_id, failure).await {
+                        self.release_reserved_run(&run_id, &validator.hotkey, &e);
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(None)
+    }
+
+    /// Puts back a run this claim reserved but could not hand out because of our own trouble:
+    /// not counted as provider trouble, and after a database error claimable again within
+    /// seconds (other errors wait a minute, so one run that keeps failing cannot hold the head
+    /// of the queue). The database may be what failed, so this keeps trying in the background
+    /// until it answers; otherwise the run would sit `running` under a validator that never got
+    /// it until its lease ran out, and then count as abandoned. A key already minted for it is
+    /// disabled by the reaper's sweep (the run no longer names it).
+    fn release_reserved_run(&self, run_id: &str, validator: &Hotkey, error: &RunError) {
+        let (services, run_id, validator) = (self.clone(), run_id.to_owned(), validator.as_str().to_owned());
+        let delay = if matches!(error, RunError::Storage(_)) { 5 } else { 60 };
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut pause = std::time::Duration::from_millis(200);
+            loop {
+                let now = clock::now();
+                let released = sqlx::query(
+                    "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, not_before = $2, updated_at = $6
+                     WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
+                )
+                .bind(STATUS_QUEUED)
+                .bind(now + delay)
+                .bind(&run_id)
+                .bind(STATUS_RUNNING)
+                .bind(&validator)
+                .bind(now)
+                .execute(services.db.pool())
+                .await;
+                match released {
+                    Ok(_) => {
+                        tracing::warn!(run = %run_id, "claim failed on our side; run put back in the queue");
+                        return;
+                    }
+                    Err(e) if started.elapsed() < RELEASE_PATIENCE => {
+                        tracing::warn!(run = %run_id, error = %e, "cannot put the run back yet; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        tracing::error!(run = %run_id, error = %e, "gave up putting the run back; the reaper will when its lease ends");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Takes the oldest queued run for this validator in one statement: two validators never
@@ -348,6 +465,7 @@ impl Services {
         match failure {
             MintFailure::Fail(reason) => {
                 tracing::info!(run = %run_id, %reason, "run failed at claim");
+                count_failure(&reason, "claim");
                 sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, cap_usd = NULL, updated_at = $3 WHERE id = $4")
                     .bind(STATUS_FAILED)
                     .bind(reason)
@@ -360,6 +478,7 @@ impl Services {
                 let (retries,): (i64,) = sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
                 let backoff = (30_i64 << retries.clamp(0, 5)).min(900) + (rand::random::<u8>() % 15) as i64;
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
+                metrics::counter!("oro_claim_requeues_total").increment(1);
                 sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")
                     .bind(STATUS_QUEUED)
                     .bind(now + backoff)
@@ -441,7 +560,7 @@ impl Services {
             Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
         };
         let now = clock::now();
-        sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        let recorded = sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&minted.hash)
             .bind(miner.as_str())
             .bind(run_id)
@@ -450,7 +569,14 @@ impl Services {
             .bind(expires_at)
             .bind(now)
             .execute(self.db.pool())
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            // Unrecorded, nothing would ever disable it: disable it now (no database needed).
+            if let Err(disable) = self.openrouter.disable_key(&management_key, &minted.hash).await {
+                tracing::error!(run = %run_id, error = %disable, "a minted run key could be neither recorded nor disabled; it lives until it expires");
+            }
+            return Err(e.into());
+        }
         // A disconnect (or key replacement) that listed this miner's run keys before the insert
         // above would miss this one: check the credential is still the one that minted it.
         let still: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2 AND state = $3")
@@ -590,7 +716,7 @@ impl Services {
         let now = clock::now();
         let completed = sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND status = $6 AND validator_hotkey = $7")
             .bind(status)
-            .bind(reason)
+            .bind(reason.clone())
             .bind(body.validator_score.filter(|s| s.is_finite()))
             .bind(now)
             .bind(run_id)
@@ -600,6 +726,10 @@ impl Services {
             .await?;
         if completed.rows_affected() == 0 {
             return Err(RunError::NotYours);
+        }
+        metrics::counter!("oro_runs_completed_total", "status" => status).increment(1);
+        if let Some(reason) = &reason {
+            count_failure(reason, "evaluation");
         }
         if let Some(hash) = key_hash {
             // Best effort now; the reaper retries what fails.
@@ -612,11 +742,11 @@ impl Services {
 
     /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
     async fn retire_run_key(&self, hash: &str) -> Result<(), ServiceRetireError> {
-        let row: Option<(String, String, Option<i64>)> = sqlx::query_as("SELECT hotkey, minted_by, disabled_at FROM run_keys WHERE key_hash = $1")
+        let row: Option<(String, String, Option<i64>, String)> = sqlx::query_as("SELECT hotkey, minted_by, disabled_at, eval_run_id FROM run_keys WHERE key_hash = $1")
             .bind(hash)
             .fetch_optional(self.db.pool())
             .await?;
-        let Some((hotkey, minted_by, disabled_at)) = row else { return Ok(()) };
+        let Some((hotkey, minted_by, disabled_at, run_id)) = row else { return Ok(()) };
         let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(&hotkey)
             .bind(Provider::OpenRouter.as_str())
@@ -636,6 +766,15 @@ impl Services {
             self.openrouter.disable_key(&management_key, hash).await?;
         }
         let usage = self.openrouter.get_key(&management_key, hash).await.ok().map(|k| k.usage);
+        if disabled_at.is_none()
+            && let Ok(miner) = Hotkey::parse(&hotkey)
+        {
+            let spent = usage.map(|u| format!(" (it spent ${u:.4})")).unwrap_or_default();
+            let detail = format!("the OpenRouter management key disabled run key oro-run-{run_id}{spent}");
+            if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await {
+                tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
+            }
+        }
         sqlx::query("UPDATE run_keys SET disabled_at = COALESCE(disabled_at, $1), usage_usd = COALESCE($2, usage_usd) WHERE key_hash = $3")
             .bind(clock::now())
             .bind(usage)
@@ -691,6 +830,10 @@ impl Services {
             };
             if done.rows_affected() == 1 {
                 reaped += 1;
+                metrics::counter!("oro_runs_reaped_total", "outcome" => if abandoned_now >= MAX_ATTEMPTS { "failed" } else { "requeued" }).increment(1);
+                if abandoned_now >= MAX_ATTEMPTS {
+                    count_failure("abandoned", "reaper");
+                }
                 tracing::warn!(run = %id, abandoned = abandoned_now, "validator lease expired; run reaped");
             }
         }

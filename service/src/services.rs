@@ -21,6 +21,7 @@ pub struct Services {
     pub vault: Vault,
     pub openrouter: OpenRouterClient,
     pub chutes: ChutesClient,
+    pub(crate) catalog_cache: Arc<crate::catalog::CatalogCache>,
 }
 
 /// Every error the service layer answers, mapped once to HTTP by the server and once to a
@@ -37,6 +38,8 @@ pub enum ServiceError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Budget(#[from] crate::budget::BudgetError),
+    #[error(transparent)]
+    RateLimited(#[from] crate::rate_limit::RateLimitError),
     #[error("the vault could not be opened: {0}")]
     Vault(#[from] VaultError),
     #[error("storage error")]
@@ -51,6 +54,7 @@ impl ServiceError {
             ServiceError::Run(e) => e.status(),
             ServiceError::Auth(e) => e.status(),
             ServiceError::Budget(e) => e.status(),
+            ServiceError::RateLimited(e) => e.status(),
             ServiceError::Vault(_) | ServiceError::Storage(_) => 500,
         }
     }
@@ -59,6 +63,15 @@ impl ServiceError {
     pub fn is_upstream(&self) -> bool {
         matches!(self, ServiceError::Connection(ConnectionError::Provider(_)))
             || matches!(self, ServiceError::Connection(ConnectionError::Busy))
+    }
+
+    /// Seconds a refused caller should wait (`Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<i64> {
+        match self {
+            ServiceError::RateLimited(e) => e.retry_after_secs(),
+            ServiceError::Run(crate::runs::RunError::Cooldown { remaining_seconds, .. }) => Some((*remaining_seconds).max(1)),
+            _ => None,
+        }
     }
 
     pub fn provider_error(&self) -> Option<&ProviderError> {
@@ -89,7 +102,7 @@ impl Services {
             timeout,
         );
         crate::catalog::seed_if_empty(&db).await?;
-        Ok(Services { settings: Arc::new(settings), db, vault, openrouter, chutes })
+        Ok(Services { settings: Arc::new(settings), db, vault, openrouter, chutes, catalog_cache: Arc::default() })
     }
 
     /// One pass of background upkeep: forget what expired, retry failed revocations, reap
@@ -105,6 +118,7 @@ impl Services {
             }
         };
         note(signed_request::forget_expired_nonces(&self.db, now).await.map(|_| ()).map_err(Into::into), "nonces");
+        note(crate::rate_limit::forget_expired(&self.db, now).await.map(|_| ()).map_err(Into::into), "rate limits");
         note(sessions::forget_expired(&self.db, now).await.map_err(Into::into), "sessions");
         note(DbSessionStore::new(self.db.clone()).delete_expired(now).await.map(|_| ()).map_err(Into::into), "web sessions");
         note(

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use service::Services;
+use service::rate_limit::Action;
 use service::auth::{AuthError, roles, sessions};
 use service::domain::Hotkey;
 use wire::api::{ChallengeAnswer, ChallengeRequest, LogoutAnswer, SessionAnswer, SessionRequest};
@@ -31,6 +32,12 @@ async fn session(State(services): State<Services>, ApiJson(body): ApiJson<Sessio
     let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
     let role = if caller.is_validator { "validator" } else { "miner" };
     let opened = sessions::open_session(&services.db, &hotkey, &body.challenge, &body.signature, role, services.settings.api_session_ttl_secs).await?;
+    // Counted once the signature has proved the hotkey: naming someone's hotkey in bad
+    // requests must not lock them out.
+    if let Err(refused) = services.limit_hotkey(Action::SignIn, &hotkey).await {
+        sessions::close(&services.db, &opened.token).await?;
+        return Err(refused.into());
+    }
     Ok(Json(SessionAnswer { session_token: opened.token, expires_at: opened.expires_at, role: role.to_owned() }))
 }
 

@@ -21,6 +21,12 @@ pub enum ApiError {
     Status(StatusCode, String),
 }
 
+impl From<service::rate_limit::RateLimitError> for ApiError {
+    fn from(e: service::rate_limit::RateLimitError) -> Self {
+        ApiError::Service(e.into())
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -55,6 +61,14 @@ impl IntoResponse for ApiError {
         {
             map.extend(extra.clone());
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        // A refused-for-now answer says when to come back (rate limits, submit cooldown).
+        if let ApiError::Service(e) = &self
+            && let Some(seconds) = e.retry_after_secs()
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }

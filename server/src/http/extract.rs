@@ -23,6 +23,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::Status(rejection.status(), "request body too large".into()))
+            }
             Err(rejection) => {
                 use axum::extract::rejection::JsonRejection::*;
                 let (kind, msg) = match &rejection {

@@ -1,12 +1,15 @@
 //! Cross-cutting protections: body size and time limits, security headers, and the
 //! cross-site check on browser requests that change state.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, header};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use service::Services;
 use service::auth::AuthError;
+use service::rate_limit::Action;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -17,20 +20,110 @@ use super::error::ApiError;
 /// Largest request body: an agent upload (1 MiB) with multipart overhead.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// What a browser may load for anything that is not a page (JSON, files, errors): nothing.
+/// Pages carry their own policy with the per-response script nonce (`app::content_security_policy`).
+pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// HSTS for two years, sent only when the public URL is https (a browser ignores it over http,
+/// and sending it from a development host would pin a name that may serve plain http).
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+
 /// Tracing, limits and security headers around every route.
-pub fn apply_common_layers<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::Router<S> {
-    router.layer(
+pub fn apply_common_layers<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, https: bool) -> axum::Router<S> {
+    let router = router.layer(
         ServiceBuilder::new()
             .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // Paths only: query strings can carry OAuth codes.
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
             }))
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, std::time::Duration::from_secs(60)))
+            .layer(axum::middleware::from_fn(refuse_oversized))
+            .layer(axum::middleware::from_fn(refuse_nul_characters))
+            // The backstop for bodies without a Content-Length (chunked), for every reader:
+            // extractors and the server functions alike.
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
             .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-            .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"))),
-    )
+            .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+            .layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static("cross-origin-opener-policy"),
+                HeaderValue::from_static("same-origin"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static("permissions-policy"),
+                HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DEFAULT_CSP))),
+    );
+    if https {
+        router.layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS)))
+    } else {
+        router
+    }
+}
+
+/// A declared body over the limit is refused without keeping any of it. A modest overshoot
+/// (an agent file a little too big) is read and dropped first, so the client, which is still
+/// sending, gets the 413 instead of a broken pipe; anything larger is refused at once.
+async fn refuse_oversized(req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let Some(length) = declared.filter(|length| *length > MAX_BODY_BYTES as u64) else {
+        return next.run(req).await;
+    };
+    let refusal = if req.uri().path() == "/v1/miner/submit" {
+        // The SDK reads `error_code` on an upload refusal.
+        ApiError::Service(service::runs::RunError::FileTooLarge.into())
+    } else {
+        ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large: at most {} MiB", MAX_BODY_BYTES / (1024 * 1024)))
+    };
+    if length <= 4 * MAX_BODY_BYTES as u64 {
+        use http_body_util::BodyExt;
+        let mut body = req.into_body();
+        let drain = async {
+            while let Some(Ok(_)) = body.frame().await {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    }
+    let mut response = refusal.into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// No text this service takes may hold a NUL character: PostgreSQL cannot store one, and
+/// no credential, id or name legitimately has one. Refused as a 422 at the door, in the path
+/// or query (`%00`), in JSON (`\u0000`) and in the pages' form posts, so no later layer (or
+/// engine) ever sees one. Multipart bodies (agent uploads) are checked where they are read.
+pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
+    let refuse = |place: &str| {
+        ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" }.into_response()
+    };
+    let contains_nul_escape = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    if contains_nul_escape(req.uri().path().as_bytes(), b"%00") {
+        return refuse("path");
+    }
+    if req.uri().query().is_some_and(|q| contains_nul_escape(q.as_bytes(), b"%00")) {
+        return refuse("query");
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let needle: &[u8] = if content_type.starts_with("application/json") {
+        b"\\u0000"
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        b"%00"
+    } else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()).into_response();
+        }
+    };
+    if contains_nul_escape(&bytes, needle) {
+        return refuse("body");
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Leptos does no CSRF checks, so a state-changing browser request (server functions are
@@ -51,6 +144,51 @@ pub async fn refuse_cross_site(State(services): State<Services>, req: Request, n
         (None, None) => true,
     };
     if allowed { next.run(req).await } else { ApiError::Auth(AuthError::CrossSite).into_response() }
+}
+
+/// Which rate-limited action a request is, by route. Server functions are the pages' way to
+/// the same actions, so they count in the same buckets.
+pub fn limited_action(method: &Method, path: &str) -> Option<Action> {
+    if method != Method::POST {
+        return None;
+    }
+    match path {
+        "/v1/auth/challenge" | "/v1/auth/session" | "/api/begin_sign_in" | "/api/finish_sign_in" => Some(Action::SignIn),
+        "/v1/miner/chutes/exchange-code" | "/v1/miner/chutes-auth" | "/api/connect_openrouter" | "/api/begin_chutes_connect" | "/api/finish_chutes_connect" => {
+            Some(Action::Connect)
+        }
+        "/v1/miner/submit" => Some(Action::Submit),
+        p if p.strip_prefix("/v1/miner/inference-auth/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) => Some(Action::Connect),
+        _ => None,
+    }
+}
+
+/// The client's address: the TCP peer, or behind our own load balancer (when configured)
+/// the last `X-Forwarded-For` entry, the one the balancer appended. Earlier entries are
+/// whatever the client claimed and are never trusted.
+pub fn client_ip(services: &Services, req: &Request) -> Option<IpAddr> {
+    if services.settings.trust_forwarded_for
+        && let Some(forwarded) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(last) = forwarded.rsplit(',').next()
+        && let Ok(ip) = last.trim().parse::<IpAddr>()
+    {
+        return Some(ip);
+    }
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Per-IP rate limits, counted before authentication or any other work.
+pub async fn limit_by_client_ip(State(services): State<Services>, req: Request, next: Next) -> Response {
+    if let Some(action) = limited_action(req.method(), req.uri().path())
+        && let Some(ip) = client_ip(&services, &req)
+        && let Err(refused) = services.limit_ip(action, ip).await
+    {
+        if refused.retry_after_secs().is_some() {
+            tracing::info!(action = action.as_str(), client = %service::rate_limit::client_key(ip), "rate limit reached");
+        }
+        return ApiError::from(refused).into_response();
+    }
+    next.run(req).await
 }
 
 /// The page was served from this very host (e.g. 127.0.0.1 vs localhost in development).

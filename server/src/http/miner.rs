@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::Deserialize;
 use service::Services;
+use service::rate_limit::Action;
 use wire::Provider;
 use wire::api::{
     AuditEvents, Budget, SetBudget, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
@@ -53,6 +54,7 @@ async fn connect(
     Path(provider): Path<String>,
     ApiJson(body): ApiJson<ConnectCredential>,
 ) -> Result<Json<ConnectionChanged>, ApiError> {
+    services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let credential = SecretString::from(body.credential);
     let changed = match provider_from_path(&provider)? {
         Provider::OpenRouter => services.connect_openrouter(&caller.hotkey, &credential).await,
@@ -72,12 +74,14 @@ async fn set_default(State(services): State<Services>, Miner(caller): Miner, Api
 }
 
 async fn exchange_code(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<ExchangeCode>) -> Result<Json<ExchangeCodeAnswer>, ApiError> {
+    services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let verifier = SecretString::from(body.code_verifier);
     let answer = services.connect_chutes_with_code(&caller.hotkey, &body.code, &verifier, &body.redirect_uri).await;
     Ok(Json(answer.map_err(service::ServiceError::from)?))
 }
 
 async fn legacy_chutes_auth(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<LegacyChutesAuth>) -> Result<Json<ConnectionChanged>, ApiError> {
+    services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let token = SecretString::from(body.refresh_token);
     Ok(Json(services.connect_chutes_with_refresh_token(&caller.hotkey, &token).await.map_err(service::ServiceError::from)?))
 }
@@ -89,6 +93,7 @@ async fn legacy_chutes_status(State(services): State<Services>, Miner(caller): M
 
 /// `oro submit`: multipart `agent_name` and `file`.
 async fn submit(State(services): State<Services>, Miner(caller): Miner, mut form: axum::extract::Multipart) -> Result<Json<SubmitAnswer>, ApiError> {
+    services.limit_hotkey(Action::Submit, &caller.hotkey).await?;
     let bad = |loc: &str, msg: &str| ApiError::Validation { loc: vec!["body".into(), loc.into()], msg: msg.into(), kind: "missing" };
     let mut agent_name = None;
     let mut file = None;

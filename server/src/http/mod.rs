@@ -5,6 +5,7 @@ mod auth_routes;
 pub mod error;
 pub mod extract;
 pub mod guards;
+pub mod metrics;
 mod miner;
 mod public;
 mod validator;
@@ -14,5 +15,7 @@ use axum::Router;
 use crate::startup::AppState;
 
 pub fn api_router() -> Router<AppState> {
-    Router::new().merge(public::routes()).merge(auth_routes::routes()).merge(miner::routes()).merge(validator::routes())
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .merge(public::routes()).merge(auth_routes::routes()).merge(miner::routes()).merge(validator::routes())
 }

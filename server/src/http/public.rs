@@ -24,15 +24,17 @@ async fn health() -> Json<wire::api::Health> {
     Json(wire::api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers, within 2 s: a load balancer's probe must hear "no"
+/// before its own timeout, not wait out the pool's.
 async fn ready(State(services): State<Services>) -> Response {
-    match services.db.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"detail": "database unreachable"}))).into_response()
-        }
-    }
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(2), services.db.ping()).await;
+    let problem = match answered {
+        Ok(Ok(())) => return (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 2 s".to_owned(),
+    };
+    tracing::warn!(error = %problem, "readiness: database unreachable");
+    (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"detail": "database unreachable"}))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -61,13 +63,13 @@ async fn models(State(services): State<Services>, Query(q): Query<ModelsQuery>, 
             });
         }
     };
-    let body = services.catalog_json(provider, ranked).await.map_err(service::ServiceError::from)?;
+    let body = services.catalog_json_cached(provider, ranked).await.map_err(service::ServiceError::from)?;
     // The list changes only when an operator edits it: an ETag over the body lets clients
     // and caches revalidate for free.
-    let etag = format!("\"{}\"", service::auth::sessions::digest(&body).get(..32).unwrap_or_default());
+    let etag = body.etag.clone();
     let cache = [(header::CACHE_CONTROL, "public, max-age=60, stale-while-revalidate=300")];
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return Ok((StatusCode::NOT_MODIFIED, cache, [(header::ETAG, etag)]).into_response());
     }
-    Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body).into_response())
+    Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body.json.clone()).into_response())
 }

@@ -6,6 +6,8 @@ mod helpers;
 
 mod auth;
 mod connections;
+mod faults;
 mod foundation;
+mod hardening;
 mod python_sdk;
 mod runs;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wire::Provider;
 
+use super::observe;
 use super::{ProviderError, scrub};
 
 const NAME: &str = "Chutes";
@@ -138,64 +139,79 @@ impl ChutesClient {
     }
 
     pub async fn exchange_code(&self, code: &str, code_verifier: &SecretString, redirect_uri: &str) -> Result<TokenSet, ProviderError> {
-        self.token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", code_verifier.expose_secret()),
-        ])
+        observe(Provider::Chutes, "exchange_code", async {
+            self.token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", code_verifier.expose_secret()),
+            ])
+            .await
+        })
         .await
     }
 
     /// Spends `refresh_token` and answers its successor: store the new one before anything else.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, ProviderError> {
-        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())]).await
+        observe(Provider::Chutes, "refresh", async {
+            self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())]).await
+        })
+        .await
     }
 
     pub async fn revoke(&self, token: &SecretString) -> Result<(), ProviderError> {
-        let response = self.post_client_form("/idp/token/revoke", &[("token", token.expose_secret())]).await?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            return Ok(());
-        }
-        match token_error(status, &response.text().await.unwrap_or_default()) {
-            // Already dead: revoking it again is done.
-            ProviderError::InvalidGrant { .. } => Ok(()),
-            e => Err(e),
-        }
+        observe(Provider::Chutes, "revoke", async {
+            let response = self.post_client_form("/idp/token/revoke", &[("token", token.expose_secret())]).await?;
+            let status = response.status().as_u16();
+            if response.status().is_success() {
+                return Ok(());
+            }
+            match token_error(status, &response.text().await.unwrap_or_default()) {
+                // Already dead: revoking it again is done.
+                ProviderError::InvalidGrant { .. } => Ok(()),
+                e => Err(e),
+            }
+        })
+        .await
     }
 
     /// The cheapest proof that an access token can spend: a one-token completion.
     pub async fn preflight(&self, access_token: &SecretString, model: &str) -> Result<(), ProviderError> {
-        let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
-        let response = self
-            .http
-            .post(format!("{}/chat/completions", self.llm_base))
-            .bearer_auth(access_token.expose_secret())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            return Ok(());
-        }
-        Err(inference_error(status, &response.text().await.unwrap_or_default()))
+        observe(Provider::Chutes, "preflight", async {
+            let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
+            let response = self
+                .http
+                .post(format!("{}/chat/completions", self.llm_base))
+                .bearer_auth(access_token.expose_secret())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+            let status = response.status().as_u16();
+            if response.status().is_success() {
+                return Ok(());
+            }
+            Err(inference_error(status, &response.text().await.unwrap_or_default()))
+        })
+        .await
     }
 
     pub async fn userinfo(&self, access_token: &SecretString) -> Result<UserInfo, ProviderError> {
-        let response = self
-            .http
-            .get(format!("{}/idp/userinfo", self.api_base))
-            .bearer_auth(access_token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
-        let status = response.status().as_u16();
-        if !response.status().is_success() {
-            return Err(inference_error(status, &response.text().await.unwrap_or_default()));
-        }
-        response.json().await.map_err(|_| ProviderError::Malformed { provider: NAME })
+        observe(Provider::Chutes, "userinfo", async {
+            let response = self
+                .http
+                .get(format!("{}/idp/userinfo", self.api_base))
+                .bearer_auth(access_token.expose_secret())
+                .send()
+                .await
+                .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
+            let status = response.status().as_u16();
+            if !response.status().is_success() {
+                return Err(inference_error(status, &response.text().await.unwrap_or_default()));
+            }
+            response.json().await.map_err(|_| ProviderError::Malformed { provider: NAME })
+        })
+        .await
     }
 }
 

@@ -43,6 +43,21 @@ impl ProviderError {
         )
     }
 
+    /// A short label for metrics: what kind of answer the provider gave.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ProviderError::Unauthorized { .. } => "unauthorized",
+            ProviderError::NoCredits { .. } => "no_credits",
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Unavailable { .. } => "unavailable",
+            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::Unreachable { .. } => "unreachable",
+            ProviderError::InvalidGrant { .. } => "invalid_grant",
+            ProviderError::Refused { .. } => "refused",
+            ProviderError::Malformed { .. } => "malformed",
+        }
+    }
+
     pub(crate) fn from_reqwest(provider: Provider, timeout: Duration, e: reqwest::Error) -> Self {
         let provider = provider.display_name();
         if e.is_timeout() {
@@ -55,11 +70,29 @@ impl ProviderError {
     }
 }
 
+/// Times one call to a provider and counts it by outcome
+/// (`oro_provider_calls_total{provider, operation, outcome}`,
+/// `oro_provider_call_duration_seconds{provider, operation}`).
+pub(crate) async fn observe<T>(provider: Provider, operation: &'static str, call: impl Future<Output = Result<T, ProviderError>>) -> Result<T, ProviderError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    };
+    metrics::histogram!("oro_provider_call_duration_seconds", "provider" => provider.as_str(), "operation" => operation).record(started.elapsed().as_secs_f64());
+    metrics::counter!("oro_provider_calls_total", "provider" => provider.as_str(), "operation" => operation, "outcome" => outcome).increment(1);
+    result
+}
+
 /// Provider messages are echoed to miners: cut them short and blank anything shaped like a
 /// credential, in case a provider ever quotes one back.
 pub fn scrub(message: &str) -> String {
+    // Control characters and bidirectional overrides never reach a page or a terminal: a
+    // reason could otherwise rewrite how the rest of a line reads.
+    let visible: String = message.chars().map(|c| if c.is_control() || is_bidi_control(c) { ' ' } else { c }).collect();
     let mut out = String::new();
-    for (i, word) in message.split_whitespace().enumerate() {
+    for (i, word) in visible.split_whitespace().enumerate() {
         if i > 0 {
             out.push(' ');
         }
@@ -75,6 +108,10 @@ pub fn scrub(message: &str) -> String {
         }
     }
     out
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 pub fn http_client(timeout: Duration) -> reqwest::Client {
@@ -100,6 +137,13 @@ mod tests {
             let mixed = format!("{}{}", "x".repeat(offset), " ab’".repeat(100));
             assert!(super::scrub(&mixed).ends_with("..."));
         }
+    }
+
+    #[test]
+    fn scrub_drops_control_and_bidi_characters() {
+        let text = super::scrub("out\u{0}of\u{1b}[31m credits\u{202E}evil\u{2066}x\r\nnext");
+        assert!(!text.chars().any(|c| c.is_control() || super::is_bidi_control(c)), "{text:?}");
+        assert_eq!(text, "out of [31m credits evil x next");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wire::Provider;
 
+use super::observe;
 use super::{ProviderError, scrub};
 
 const NAME: &str = "OpenRouter";
@@ -122,37 +123,52 @@ impl OpenRouterClient {
 
     /// What kind of key this is, and whether it is alive.
     pub async fn key_info(&self, key: &SecretString) -> Result<KeyInfo, ProviderError> {
-        let response = self.send(self.http.get(format!("{}/key", self.base)), key).await?;
-        Ok(self.json::<Data<KeyInfo>>(response).await?.data)
+        observe(Provider::OpenRouter, "key_info", async {
+            let response = self.send(self.http.get(format!("{}/key", self.base)), key).await?;
+            Ok(self.json::<Data<KeyInfo>>(response).await?.data)
+        })
+        .await
     }
 
     /// Mints a per-run key: `limit` USD, expiring at `expires_at` (RFC 3339, UTC).
     pub async fn create_key(&self, management_key: &SecretString, name: &str, limit_usd: f64, expires_at_utc: &str) -> Result<MintedKey, ProviderError> {
-        let body = CreateKey { name, limit: limit_usd, limit_reset: None, include_byok_in_limit: true, expires_at: expires_at_utc };
-        let response = self.send(self.http.post(format!("{}/keys", self.base)).json(&body), management_key).await?;
-        let created: Created = self.json(response).await?;
-        Ok(MintedKey { hash: created.data.hash, key: SecretString::from(created.key) })
+        observe(Provider::OpenRouter, "create_key", async {
+            let body = CreateKey { name, limit: limit_usd, limit_reset: None, include_byok_in_limit: true, expires_at: expires_at_utc };
+            let response = self.send(self.http.post(format!("{}/keys", self.base)).json(&body), management_key).await?;
+            let created: Created = self.json(response).await?;
+            Ok(MintedKey { hash: created.data.hash, key: SecretString::from(created.key) })
+        })
+        .await
     }
 
     pub async fn get_key(&self, management_key: &SecretString, hash: &str) -> Result<KeyObject, ProviderError> {
-        let response = self.send(self.http.get(format!("{}/keys/{}", self.base, urlencode(hash))), management_key).await?;
-        Ok(self.json::<Data<KeyObject>>(response).await?.data)
+        observe(Provider::OpenRouter, "get_key", async {
+            let response = self.send(self.http.get(format!("{}/keys/{}", self.base, urlencode(hash))), management_key).await?;
+            Ok(self.json::<Data<KeyObject>>(response).await?.data)
+        })
+        .await
     }
 
     /// Disables (never deletes) a minted key: the miner keeps seeing its spend.
     pub async fn disable_key(&self, management_key: &SecretString, hash: &str) -> Result<(), ProviderError> {
-        let body = serde_json::json!({"disabled": true});
-        match self.send(self.http.patch(format!("{}/keys/{}", self.base, urlencode(hash))).json(&body), management_key).await {
-            Ok(_) => Ok(()),
-            // Already gone at OpenRouter: nothing left to disable.
-            Err(ProviderError::Refused { status: 404, .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        observe(Provider::OpenRouter, "disable_key", async {
+            let body = serde_json::json!({"disabled": true});
+            match self.send(self.http.patch(format!("{}/keys/{}", self.base, urlencode(hash))).json(&body), management_key).await {
+                Ok(_) => Ok(()),
+                // Already gone at OpenRouter: nothing left to disable.
+                Err(ProviderError::Refused { status: 404, .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     pub async fn credits(&self, management_key: &SecretString) -> Result<Credits, ProviderError> {
-        let response = self.send(self.http.get(format!("{}/credits", self.base)), management_key).await?;
-        Ok(self.json::<Data<Credits>>(response).await?.data)
+        observe(Provider::OpenRouter, "credits", async {
+            let response = self.send(self.http.get(format!("{}/credits", self.base)), management_key).await?;
+            Ok(self.json::<Data<Credits>>(response).await?.data)
+        })
+        .await
     }
 }
 
