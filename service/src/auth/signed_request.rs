@@ -22,9 +22,39 @@ impl SignedHeaders<'_> {
     }
 }
 
+/// A header set whose signature and clock check out; its nonce is not spent yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedHeaders<'a> {
+    pub hotkey: Hotkey,
+    /// Unix seconds, as parsed from `X-Timestamp`.
+    pub timestamp: i64,
+    pub nonce: &'a str,
+}
+
 /// Checks the signature and the clock, then spends the nonce. Cheap checks come first, the
 /// database last, so that garbage never costs a write.
 pub async fn verify(db: &Db, skew_secs: i64, headers: &SignedHeaders<'_>, now: i64) -> Result<Hotkey, AuthError> {
+    let VerifiedHeaders { hotkey, timestamp, nonce } = check(skew_secs, headers, now)?;
+
+    // Remember the nonce until the timestamp can no longer pass the skew check.
+    let spent = sqlx::query(
+        "INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING",
+    )
+    .bind(hotkey.as_str())
+    .bind(nonce)
+    .bind(timestamp + skew_secs + 1)
+    .execute(db.pool())
+    .await?;
+    if spent.rows_affected() == 0 {
+        return Err(AuthError::ReplayedNonce);
+    }
+    Ok(hotkey)
+}
+
+/// Everything [`verify`] checks before it touches the database: the headers are present and
+/// well formed, the timestamp is within `skew_secs` of `now`, and the signature verifies.
+/// Pure, so that it can be fuzzed and property-tested without a database.
+pub fn check<'a>(skew_secs: i64, headers: &SignedHeaders<'a>, now: i64) -> Result<VerifiedHeaders<'a>, AuthError> {
     let hotkey_text = headers.hotkey.ok_or(AuthError::MissingHeader("X-Hotkey"))?;
     let timestamp_text = headers.timestamp.ok_or(AuthError::MissingHeader("X-Timestamp"))?;
     let nonce = headers.nonce.ok_or(AuthError::MissingHeader("X-Nonce"))?;
@@ -46,20 +76,7 @@ pub async fn verify(db: &Db, skew_secs: i64, headers: &SignedHeaders<'_>, now: i
     if !signature::verify(hotkey.public_key(), message.as_bytes(), &signature) {
         return Err(AuthError::BadSignature);
     }
-
-    // Remember the nonce until the timestamp can no longer pass the skew check.
-    let spent = sqlx::query(
-        "INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING",
-    )
-    .bind(hotkey.as_str())
-    .bind(nonce)
-    .bind(timestamp + skew_secs + 1)
-    .execute(db.pool())
-    .await?;
-    if spent.rows_affected() == 0 {
-        return Err(AuthError::ReplayedNonce);
-    }
-    Ok(hotkey)
+    Ok(VerifiedHeaders { hotkey, timestamp, nonce })
 }
 
 /// Unix seconds; a float with a fractional part is accepted (some clients send one).
