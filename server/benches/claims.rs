@@ -1,60 +1,43 @@
 //! `cargo bench -p server --bench claims`: claims per second and p50/p99 latency of
 //! `POST /v1/validator/work/claim` with OpenRouter key minting against the in-process
-//! simulator (which answers instantly), on SQLite and on PostgreSQL, next to a baseline: a
-//! bare reserve-one-row UPDATE ... RETURNING on the same database, the floor under a claim.
-//! Writes a Markdown table to `target/bench/claims.md` (and prints it).
+//! simulator (which answers instantly), on SQLite and on PostgreSQL, next to a baseline run
+//! with the same concurrency on the same database: one bare transaction per claim that
+//! selects a queued run and writes the rows a claim writes (the spent nonce, the `run_keys`
+//! row, the run's new state). Also samples this process's resident memory around each load
+//! (the server runs in-process here). Writes `target/bench/claims.md`.
+
+mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use schnorrkel::{ExpansionMode, MiniSecretKey};
+use common::{Figures, Memory, Wallet, figures, memory, mib, ms, reset_peak, write_fragment};
 use server::startup::Application;
-use service::db::testing::TestDatabase;
 use service::db::Backend;
+use service::db::testing::TestDatabase;
 
-const RUNS: usize = 400;
+const RUNS: usize = 1000;
+/// Claims in flight at once.
 const CONCURRENCY: usize = 16;
+/// The workers take validators in turn from one list, long enough that nobody reaches the
+/// per-validator cap before the queue is empty (the last claims, answered 204, included), so
+/// the loop measures claims only, with no `complete` calls in between.
+const VALIDATORS: usize = (RUNS + CONCURRENCY).div_ceil(service::runs::MAX_RUNS_PER_VALIDATOR as usize - 1);
+const MINERS: usize = 20;
 
-struct Wallet {
-    pair: schnorrkel::Keypair,
-    hotkey: String,
+struct Outcome {
+    claims: Figures,
+    baseline: Figures,
+    seeded: Memory,
+    after_claims: Memory,
+    after_baseline: Memory,
+    peaks_reset: bool,
 }
 
-impl Wallet {
-    fn new(seed: u8) -> Self {
-        let pair = MiniSecretKey::from_bytes(&[seed; 32]).unwrap().expand_to_keypair(ExpansionMode::Ed25519);
-        let hotkey = wire::ss58::encode(&pair.public.to_bytes());
-        Wallet { pair, hotkey }
-    }
-
-    fn sign(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let ts = service::clock::now().to_string();
-        let nonce = uuid::Uuid::new_v4().to_string();
-        let message = wire::signing::request_message(&self.hotkey, &ts, &nonce);
-        let signature = format!("0x{}", hex::encode(self.pair.sign_simple(b"substrate", message.as_bytes()).to_bytes()));
-        request.header("X-Hotkey", &self.hotkey).header("X-Timestamp", ts).header("X-Nonce", nonce).header("X-Signature", signature)
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-struct Figures {
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn figures(mut latencies: Vec<Duration>, wall: Duration) -> Figures {
-    latencies.sort();
-    Figures { per_second: latencies.len() as f64 / wall.as_secs_f64(), p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99) }
-}
-
-async fn bench(backend: Backend) -> (Figures, Figures) {
+async fn bench(backend: Backend) -> Outcome {
     let db = TestDatabase::create(backend).await;
     let dir = std::env::temp_dir().join(format!("oro-bench-{}", uuid::Uuid::new_v4().simple()));
-    let validators: Vec<Wallet> = (0..CONCURRENCY as u8).map(|i| Wallet::new(100 + i)).collect();
+    let validators: Vec<Wallet> = (0..VALIDATORS).map(|i| Wallet::new(100 + i as u8)).collect();
     let vars: HashMap<String, String> = HashMap::from([
         ("ORO_BIND".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
@@ -71,7 +54,7 @@ async fn bench(backend: Backend) -> (Figures, Figures) {
     let client = reqwest::Client::new();
 
     // Miners with OpenRouter connected, and RUNS queued runs.
-    let miners: Vec<Wallet> = (0..20).map(|i| Wallet::new(i + 1)).collect();
+    let miners: Vec<Wallet> = (0..MINERS).map(|i| Wallet::new(i as u8 + 1)).collect();
     for m in &miners {
         let key = sim.create_openrouter_account(1_000.0);
         let hotkey = service::domain::Hotkey::parse(&m.hotkey).unwrap();
@@ -83,32 +66,32 @@ async fn bench(backend: Backend) -> (Figures, Figures) {
         services.submit_agent(&hotkey, &format!("agent{i}"), "agent.py", b"def run(t):\n    return 1\n").await.unwrap();
     }
 
-    // Claims: each validator claims, completes, claims again (a validator holds at most 8).
+    // Claims until the queue is empty (204), CONCURRENCY at a time.
+    let seeded = memory("self");
+    let peaks_reset = reset_peak("self");
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for v in validators {
+    let validators = std::sync::Arc::new(validators);
+    let turn = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..CONCURRENCY {
+        let (validators, turn) = (validators.clone(), turn.clone());
         let client = client.clone();
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
+                let v = &validators[turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % validators.len()];
                 let t = Instant::now();
                 let response = v.sign(client.post(format!("{base}/v1/validator/work/claim"))).send().await.unwrap();
                 let status = response.status().as_u16();
                 if status == 204 {
                     break;
                 }
-                assert_eq!(status, 200);
+                let body = response.text().await.unwrap();
+                assert_eq!(status, 200, "{body}");
                 latencies.push(t.elapsed());
-                let body: serde_json::Value = response.json().await.unwrap();
-                let id = body["eval_run_id"].as_str().unwrap();
-                let done = v
-                    .sign(client.post(format!("{base}/v1/validator/evaluation-runs/{id}/complete")))
-                    .json(&serde_json::json!({"terminal_status": "SUCCESS", "validator_score": 1.0}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(done.status(), 200);
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert!(body["inference_token"]["access_token"].is_string(), "{body}");
             }
             latencies
         }));
@@ -117,37 +100,70 @@ async fn bench(backend: Backend) -> (Figures, Figures) {
     for t in tasks {
         latencies.extend(t.await.unwrap());
     }
-    let claim_wall = started.elapsed();
-    assert_eq!(latencies.len(), RUNS);
-    let claims = figures(latencies, claim_wall);
+    let claims = figures(latencies, started.elapsed());
+    assert_eq!(claims.count, RUNS);
+    let after_claims = memory("self");
 
-    // Baseline: the same reservation as a bare statement (no HTTP, auth, minting or vault).
+    // Baseline: per claim, one transaction with the same reads and writes and nothing else
+    // (no HTTP, signature, vault, provider calls or key preflight).
     for i in 0..RUNS {
-        sqlx::query("INSERT INTO eval_runs (id, seq, agent_version_id, hotkey, suite_id, status, attempts, not_before, created_at, updated_at) VALUES ($1, $2, 'v', 'h', 1, 'queued', 0, 0, 0, 0)")
+        sqlx::query("INSERT INTO eval_runs (id, seq, agent_version_id, hotkey, suite_id, status, attempts, not_before, created_at, updated_at) VALUES ($1, $2, 'v', $3, 1, 'queued', 0, 0, 0, 0)")
             .bind(format!("bench-{i}"))
             .bind(i as i64)
+            .bind(&miners[i % miners.len()].hotkey)
             .execute(services.db.pool())
             .await
             .unwrap();
     }
     let pick = match backend {
-        Backend::Postgres => "SELECT id FROM eval_runs WHERE status = 'queued' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "SELECT id FROM eval_runs WHERE status = 'queued' ORDER BY seq LIMIT 1",
+        Backend::Postgres => "SELECT id, hotkey FROM eval_runs WHERE status = 'queued' AND not_before <= $1 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "SELECT id, hotkey FROM eval_runs WHERE status = 'queued' AND not_before <= $1 ORDER BY seq LIMIT 1",
     };
-    let sql = format!("UPDATE eval_runs SET status = 'running', validator_hotkey = $1 WHERE id = ({pick}) RETURNING id, hotkey, agent_version_id, suite_id");
+    reset_peak("self");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CONCURRENCY {
         let pool = services.db.pool().clone();
-        let sql = sql.clone();
         tasks.push(tokio::spawn(async move {
+            let validator = format!("validator-{c}");
             let mut latencies = Vec::new();
             loop {
                 let t = Instant::now();
-                let row: Option<(String, String, String, i64)> = sqlx::query_as(&sql).bind(format!("v{c}")).fetch_optional(&pool).await.unwrap();
-                if row.is_none() {
-                    break;
-                }
+                let now = service::clock::now();
+                let mut tx = pool.begin().await.unwrap();
+                let row: Option<(String, String)> = sqlx::query_as(pick).bind(now).fetch_optional(&mut *tx).await.unwrap();
+                let Some((run_id, miner)) = row else { break };
+                let key_hash = uuid::Uuid::new_v4().simple().to_string();
+                sqlx::query("INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING")
+                    .bind(&validator)
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(now + 301)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&key_hash)
+                    .bind(&miner)
+                    .bind(&run_id)
+                    .bind("000000000000000000000000")
+                    .bind(1.0_f64)
+                    .bind(now + 3600)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "UPDATE eval_runs SET status = 'running', validator_hotkey = $1, claimed_at = $2, lease_expires_at = $2 + 300, provider = 'openrouter',
+                        cap_usd = 1.0, key_hash = $3, token_expires_at = $2 + 3600, updated_at = $2 WHERE id = $4 AND status = 'queued'",
+                )
+                .bind(&validator)
+                .bind(now)
+                .bind(&key_hash)
+                .bind(&run_id)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
                 latencies.push(t.elapsed());
             }
             latencies
@@ -158,36 +174,64 @@ async fn bench(backend: Backend) -> (Figures, Figures) {
         latencies.extend(t.await.unwrap());
     }
     let baseline = figures(latencies, started.elapsed());
+    assert_eq!(baseline.count, RUNS);
+    let after_baseline = memory("self");
     let _ = std::fs::remove_dir_all(dir);
-    (claims, baseline)
+    Outcome { claims, baseline, seeded, after_claims, after_baseline, peaks_reset }
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut out = format!(
-        "# claim_work benchmark\n\n{RUNS} runs, {CONCURRENCY} validators claiming concurrently (claim, then complete, until 204), OpenRouter key minted per claim against the in-process simulator; {cores} cores; debug={}.\n\n| database | claims/s | p50 | p99 | baseline reserve/s | baseline p50 | baseline p99 | claim/baseline throughput |\n|---|---|---|---|---|---|---|---|\n",
-        cfg!(debug_assertions)
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut speed = String::from(
+        "| database | claims/s | p50 | p99 | baseline tx/s | baseline p50 | baseline p99 | throughput claim/baseline | p99 claim/baseline |\n|---|---|---|---|---|---|---|---|---|\n",
     );
+    let mut rss = String::from(
+        "| database | RSS before claims | RSS after claims | peak during claims | RSS after baseline | peak during baseline |\n|---|---|---|---|---|---|\n",
+    );
+    let mut peaks_reset = true;
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let (claims, base) = bench(backend).await;
-        out.push_str(&format!(
-            "| {backend:?} | {:.0} | {} | {} | {:.0} | {} | {} | {:.3} |\n",
-            claims.per_second,
-            ms(claims.p50),
-            ms(claims.p99),
-            base.per_second,
-            ms(base.p50),
-            ms(base.p99),
-            claims.per_second / base.per_second
+        let o = runtime.block_on(bench(backend));
+        peaks_reset &= o.peaks_reset;
+        let (c, b) = (&o.claims, &o.baseline);
+        speed.push_str(&format!(
+            "| {backend:?} | {:.0} | {} | {} | {:.0} | {} | {} | {:.3} | {:.1}x |\n",
+            c.per_second,
+            ms(c.p50),
+            ms(c.p99),
+            b.per_second,
+            ms(b.p50),
+            ms(b.p99),
+            c.per_second / b.per_second,
+            c.p99.as_secs_f64() / b.p99.as_secs_f64(),
+        ));
+        rss.push_str(&format!(
+            "| {backend:?} | {} | {} | {} | {} | {} |\n",
+            mib(o.seeded.rss_kib),
+            mib(o.after_claims.rss_kib),
+            mib(o.after_claims.hwm_kib),
+            mib(o.after_baseline.rss_kib),
+            mib(o.after_baseline.hwm_kib),
         ));
     }
-    println!("{out}");
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join("claims.md"), &out).unwrap();
+    let peak_note = if peaks_reset {
+        "the peak is `VmHWM`, reset through `/proc/self/clear_refs` just before each load"
+    } else {
+        "the kernel refused to reset `VmHWM`, so each peak is the process's peak since it started"
+    };
+    let out = format!(
+        "## claim_work with key minting\n\n\
+         `cargo bench -p server --bench claims`. {RUNS} queued runs from {MINERS} miners with OpenRouter connected; {CONCURRENCY} claims in flight \
+         ({CONCURRENCY} workers taking {VALIDATORS} validators in turn, so that none reaches the cap of {cap} runs) until the queue is empty. \
+         Each claim is the real `POST /v1/validator/work/claim` over loopback HTTP (reqwest client in the same process): signature check and nonce \
+         write, reservation, vault, budget lock, and three calls to the in-process OpenRouter simulator (credits, create key, key preflight), which \
+         answers at once. Latency runs from sending the request to the end of the response body. Server runtime: {workers} tokio workers.\n\n\
+         Baseline, with the same concurrency on the same database: one transaction per claim that selects the oldest queued run \
+         (`FOR UPDATE SKIP LOCKED` on PostgreSQL), inserts the `used_nonces` row and the `run_keys` row, and updates the run with every column \
+         the claim sets; SQLite runs it on the service's own pool (one connection, so transactions queue in-process, as claims do).\n\n\
+         {speed}\n\
+         Resident memory of the bench process, which holds the server, the simulator and the client ({peak_note}):\n\n{rss}",
+        cap = service::runs::MAX_RUNS_PER_VALIDATOR,
+    );
+    write_fragment("claims", &out);
 }

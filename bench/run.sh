@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Runs the benchmarks in release and writes docs/benchmarks.md: each figure next to a baseline
+# measured in the same run, with the machine it ran on.
+#
+#   ./bench/run.sh              server benches: http (model list, signatures, memory), claims
+#   ./bench/run.sh --frontend   also ./bench/frontend.sh (cargo leptos release build, Chromium)
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (or ORO_TEST_POSTGRES_URL) for the PostgreSQL rows.
+# The bench binaries write Markdown fragments under target/bench/; this script puts them
+# together. On a shared machine, hold the build lock for the whole run so that nobody's build
+# competes with the measurements: `flock /tmp/oro-build.lock ./bench/run.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+FRONTEND=0
+for arg in "$@"; do
+  case "$arg" in
+    --frontend) FRONTEND=1 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+FRAGMENTS="${CARGO_TARGET_DIR:-target}/bench"
+mkdir -p "$FRAGMENTS"
+rm -f "$FRAGMENTS/http.md" "$FRAGMENTS/claims.md"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+elapsed() { echo $(( $(date +%s) - $1 )); }
+
+t=$(date +%s)
+cargo bench -p server --benches --no-run
+BUILD_SECS=$(elapsed "$t")
+
+# How much CPU other processes took while the benches ran: the machine's busy time (from
+# /proc/stat) minus the CPU time of this script's children (cargo and the bench binaries).
+HZ=$(getconf CLK_TCK)
+machine_busy() { awk -v hz="$HZ" '/^cpu / {printf "%.1f", ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat; }
+TIMES=$(mktemp); trap 'rm -f "$TIMES"' EXIT
+# Sets CHILDREN_CPU. `times` in a pipe or $(...) would run in a subshell, which has no
+# children: it writes to a file from this shell.
+children_cpu() { times > "$TIMES"; CHILDREN_CPU=$(tail -1 "$TIMES" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] } printf "%.1f", s }'); }
+children_cpu; BUSY0=$(machine_busy); OURS0=$CHILDREN_CPU; WALL0=$(date +%s)
+
+t=$(date +%s)
+cargo bench -p server --bench http
+HTTP_SECS=$(elapsed "$t")
+
+t=$(date +%s)
+cargo bench -p server --bench claims
+CLAIMS_SECS=$(elapsed "$t")
+
+children_cpu
+OTHERS=$(awk -v b0="$BUSY0" -v b1="$(machine_busy)" -v o0="$OURS0" -v o1="$CHILDREN_CPU" -v w="$(elapsed "$WALL0")" -v n="$(nproc)" \
+  'BEGIN { x = (b1 - b0) - (o1 - o0); if (x < 0) x = 0; printf "%.0f s of CPU out of %d s available (%.0f%%)", x, w * n, 100 * x / (w * n) }')
+
+FRONTEND_SECS=
+if [ "$FRONTEND" = 1 ]; then
+  t=$(date +%s)
+  ./bench/frontend.sh
+  FRONTEND_SECS=$(elapsed "$t")
+fi
+
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT plus uncommitted changes"; fi
+CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`./bench/run.sh\`$([ "$FRONTEND" = 1 ] && echo ' --frontend'). Every figure stands next to a baseline measured in the same run on the same machine, and the ratio between them; the ratios travel between machines better than the absolute figures."
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| date | $(date -u '+%Y-%m-%d %H:%M UTC') |"
+  echo "| cores (\`nproc\`) | $(nproc) |"
+  echo "| CPU | ${CPU:-unknown} |"
+  echo "| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |"
+  echo "| kernel | $(uname -r) |"
+  echo "| rustc | $(rustc --version) |"
+  echo "| build | \`cargo bench\` (release profile) at $COMMIT |"
+  echo "| load average before the run | $LOAD_BEFORE |"
+  echo "| other processes while the server benches ran | $OTHERS |"
+  echo "| times | build ${BUILD_SECS} s, http bench ${HTTP_SECS} s, claims bench ${CLAIMS_SECS} s$([ -n "$FRONTEND_SECS" ] && echo ", frontend ${FRONTEND_SECS} s") |"
+  echo
+  cat "$FRAGMENTS/http.md"
+  echo
+  cat "$FRAGMENTS/claims.md"
+  echo
+  if [ "$FRONTEND" = 1 ]; then
+    # frontend.sh writes its own page; nest it under this one.
+    sed -e '1s/^# .*/## Frontend/' docs/bench-frontend.md
+  else
+    echo "## Frontend"
+    echo
+    echo "Not measured in this run (\`./bench/run.sh --frontend\` does); the last figures are in [bench-frontend.md](bench-frontend.md)."
+  fi
+} > docs/benchmarks.md
+echo "wrote docs/benchmarks.md"

@@ -1,0 +1,101 @@
+//! What the benchmarks share: test wallets, latency figures, resident-memory samples and the
+//! place their Markdown fragments go (`target/bench/`, assembled by `bench/run.sh`).
+
+#![allow(dead_code)] // each bench uses its own part
+
+use std::time::Duration;
+
+use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey};
+
+/// A deterministic sr25519 wallet, signing the way Substrate wallets do.
+pub struct Wallet {
+    pub pair: Keypair,
+    pub hotkey: String,
+}
+
+/// The four signed-request header values.
+pub struct Signed {
+    pub hotkey: String,
+    pub timestamp: String,
+    pub nonce: String,
+    pub signature: String,
+}
+
+impl Wallet {
+    pub fn new(seed: u8) -> Self {
+        let pair = MiniSecretKey::from_bytes(&[seed; 32]).unwrap().expand_to_keypair(ExpansionMode::Ed25519);
+        let hotkey = wire::ss58::encode(&pair.public.to_bytes());
+        Wallet { pair, hotkey }
+    }
+
+    pub fn signed(&self, timestamp: i64) -> Signed {
+        let timestamp = timestamp.to_string();
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let message = wire::signing::request_message(&self.hotkey, &timestamp, &nonce);
+        let signature = format!("0x{}", hex::encode(self.pair.sign_simple(b"substrate", message.as_bytes()).to_bytes()));
+        Signed { hotkey: self.hotkey.clone(), timestamp, nonce, signature }
+    }
+
+    pub fn sign(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let s = self.signed(service::clock::now());
+        request.header("X-Hotkey", s.hotkey).header("X-Timestamp", s.timestamp).header("X-Nonce", s.nonce).header("X-Signature", s.signature)
+    }
+}
+
+pub struct Figures {
+    pub count: usize,
+    pub per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Throughput over `wall` and the latency percentiles of `latencies` (nearest rank).
+pub fn figures(mut latencies: Vec<Duration>, wall: Duration) -> Figures {
+    latencies.sort();
+    let at = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
+    Figures { count: latencies.len(), per_second: latencies.len() as f64 / wall.as_secs_f64(), p50: at(0.5), p99: at(0.99) }
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB, from `/proc/<pid>/status`.
+#[derive(Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+pub fn memory(pid: &str) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Memory { rss_kib: field("VmRSS:"), hwm_kib: field("VmHWM:") }
+}
+
+/// Resets the peak (`VmHWM`) to the current RSS, so that the next sample's peak belongs to
+/// the load in between (Linux 4.0+). False when the kernel refuses.
+pub fn reset_peak(pid: &str) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Prints the fragment and writes it to `target/bench/<name>.md`.
+pub fn write_fragment(name: &str, markdown: &str) {
+    println!("{markdown}");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("bench");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join(format!("{name}.md")), markdown).unwrap();
+}
