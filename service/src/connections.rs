@@ -187,6 +187,9 @@ async fn queue_revocation<'e>(
     Ok(())
 }
 
+/// Extra attempts at OpenRouter's `GET /key` while a miner connects.
+pub const CONNECT_RETRIES: u32 = 2;
+
 impl Services {
     /// Every provider, connected or not, and the default.
     pub async fn inference_auth_status(&self, hotkey: &Hotkey) -> Result<InferenceAuthList, ConnectionError> {
@@ -277,7 +280,7 @@ impl Services {
     /// OpenRouter whether it is a live management key; stores it only then.
     pub async fn connect_openrouter(&self, hotkey: &Hotkey, credential: &SecretString) -> Result<ConnectionChanged, ConnectionError> {
         let key = OpenRouterKey::parse(credential)?;
-        let info = match self.openrouter.key_info(key.secret()).await {
+        let info = match self.key_info_with_retries(key.secret()).await {
             Ok(info) => info,
             Err(ProviderError::Unauthorized { .. }) => {
                 return Err(ConnectionError::CredentialRefused(
@@ -310,6 +313,24 @@ impl Services {
             }
         }
         Ok(ConnectionChanged { ok: true, provider: Provider::OpenRouter, default_provider: default, message: format!("Connected OpenRouter ({label}).") })
+    }
+
+    /// `GET /key`, retried on a 429, a 5xx or a dropped connection (it only reads, so a retry
+    /// is safe) up to twice with full-jitter backoff, while the miner waits. A timeout is not
+    /// retried: the miner has already waited the provider timeout once.
+    async fn key_info_with_retries(&self, key: &SecretString) -> Result<crate::providers::openrouter::KeyInfo, ProviderError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.openrouter.key_info(key).await {
+                Err(e) if attempt < CONNECT_RETRIES && e.is_transient() && !matches!(e, ProviderError::Timeout { .. }) => {
+                    let ceiling_ms = 250u64 << attempt;
+                    tokio::time::sleep(std::time::Duration::from_millis(rand::random::<u64>() % (ceiling_ms + 1))).await;
+                    attempt += 1;
+                    tracing::info!(attempt, error = %e, "OpenRouter answered a temporary error at connect; retrying");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Exchanges an authorization code (from the CLI's loopback or our landing page) and keeps

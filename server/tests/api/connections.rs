@@ -45,7 +45,9 @@ async fn openrouter_connect_paths(backend: Backend) {
     // OpenRouter down, rate limiting, slow: said so, nothing stored.
     let key = app.sim.create_openrouter_account(50.0);
     for (kind, expect) in [(FaultKind::Status(500), 503), (FaultKind::Status(429), 503), (FaultKind::Delay(Duration::from_secs(4)), 504)] {
-        app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKey, kind, remaining: Some(1) });
+        // Lasting past the connect's retries (a slow answer is not retried).
+        let remaining = if matches!(kind, FaultKind::Delay(_)) { 1 } else { 1 + service::connections::CONNECT_RETRIES };
+        app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKey, kind, remaining: Some(remaining) });
         let (status, text) = detail(app.connect_openrouter(&miner, &key).await).await;
         assert_eq!(status, expect, "{text}");
         assert!(text.contains("OpenRouter"), "{text}");
