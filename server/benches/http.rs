@@ -80,10 +80,7 @@ async fn drive(addr: SocketAddr, expect: Bytes) -> Figures {
     let warm_end = Instant::now() + WARM_UP;
     let end = warm_end + MEASURE;
     let tasks: Vec<_> = (0..CONNECTIONS).map(|_| tokio::spawn(connection(addr, expect.clone(), warm_end, end))).collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
+    let latencies = common::gather(tasks).await;
     figures(latencies, MEASURE)
 }
 
@@ -227,10 +224,7 @@ async fn verify_on(backend: Backend, callers: usize, wallet: &Wallet) -> Figures
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
+    let latencies = common::gather(tasks).await;
     let result = figures(latencies, started.elapsed());
     db.close().await;
     result
@@ -332,10 +326,7 @@ async fn catalog_only(services: service::Services) -> Figures {
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
+    let latencies = common::gather(tasks).await;
     figures(latencies, CPU_LOOP)
 }
 

@@ -144,9 +144,7 @@ pub fn router(state: AppState) -> Router {
         .merge(http::api_router())
         .merge(pages)
         .layer(session_layer)
-        .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip))
-        // Outermost of the per-route layers: it sees every answer, refusals included.
-        .layer(axum::middleware::from_fn(http::metrics::track_requests));
+        .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip));
     http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }
 

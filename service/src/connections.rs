@@ -694,7 +694,14 @@ impl Services {
                 let started = Instant::now();
                 let mut pause = Duration::from_millis(200);
                 let stored = loop {
-                    match self.store_rotated_token(hotkey, &ciphertext, &sealed).await {
+                    // Each attempt, too, ends before the patience does (a pool wait alone can
+                    // outlast it): a store that lands after the lease is gone could race the
+                    // next refresh.
+                    let remaining = patience.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+                    let attempt = tokio::time::timeout(remaining, self.store_rotated_token(hotkey, &ciphertext, &sealed))
+                        .await
+                        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+                    match attempt {
                         Ok(stored) => break stored,
                         Err(e) if started.elapsed() + pause < patience => {
                             tracing::warn!(hotkey = %hotkey.short(), error = %e, "cannot store the rotated Chutes refresh token yet; retrying");

@@ -94,7 +94,7 @@ impl Limit {
             "d" | "day" => 86_400,
             _ => return Err("the period must end in s, min, h or day".into()),
         };
-        let window_secs = count * unit_secs;
+        let window_secs = count.checked_mul(unit_secs).unwrap_or(i64::MAX);
         if !(1..=7 * 86_400).contains(&window_secs) {
             return Err("the period must be from 1 s to 7 days".into());
         }
@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(Limit::parse("100/30s").unwrap(), Some(Limit::new(100, 30)));
         assert_eq!(Limit::parse(" 5 / day ").unwrap(), Some(Limit::new(5, 86_400)));
         assert_eq!(Limit::parse("off").unwrap(), None);
-        for bad in ["", "30", "x/min", "0/min", "-1/min", "30/fortnight", "30/0s", "30/8day"] {
+        for bad in ["", "30", "x/min", "0/min", "-1/min", "30/fortnight", "30/0s", "30/8day", "1/9223372036854775807day"] {
             assert!(Limit::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -105,6 +105,9 @@ impl RunError {
 /// reaper does when the reservation's lease ends).
 const RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Claims that failed on our side (not the database, not the provider) before a run fails.
+const OUR_FAULT_RETRIES: i64 = 5;
+
 /// How long a fresh OpenRouter key may answer 401 before we stop waiting for it.
 pub const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -396,27 +399,18 @@ impl Services {
     /// disabled by the reaper's sweep (the run no longer names it).
     fn release_reserved_run(&self, run_id: &str, validator: &Hotkey, error: &RunError) {
         let (services, run_id, validator) = (self.clone(), run_id.to_owned(), validator.as_str().to_owned());
-        let delay = if matches!(error, RunError::Storage(_)) { 5 } else { 60 };
+        // A database blip is nobody's fault and passes: the run is claimable again in 5 s.
+        // Anything else (a credential that no longer opens) backs off, and after
+        // OUR_FAULT_RETRIES tries the run fails with a reason instead of bouncing forever.
+        let storage = matches!(error, RunError::Storage(_));
+        let reason = error.to_string();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut pause = std::time::Duration::from_millis(200);
             loop {
-                let now = clock::now();
-                let released = sqlx::query(
-                    "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, not_before = $2, updated_at = $6
-                     WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
-                )
-                .bind(STATUS_QUEUED)
-                .bind(now + delay)
-                .bind(&run_id)
-                .bind(STATUS_RUNNING)
-                .bind(&validator)
-                .bind(now)
-                .execute(services.db.pool())
-                .await;
-                match released {
-                    Ok(_) => {
-                        tracing::warn!(run = %run_id, "claim failed on our side; run put back in the queue");
+                match services.put_back(&run_id, &validator, storage, &reason).await {
+                    Ok(outcome) => {
+                        tracing::warn!(run = %run_id, outcome, "claim failed on our side");
                         return;
                     }
                     Err(e) if started.elapsed() < RELEASE_PATIENCE => {
@@ -431,6 +425,47 @@ impl Services {
                 }
             }
         });
+    }
+
+    /// One attempt of `release_reserved_run`; says what became of the run.
+    async fn put_back(&self, run_id: &str, validator: &str, storage: bool, reason: &str) -> Result<&'static str, sqlx::Error> {
+        let now = clock::now();
+        let retries: Option<(i64,)> = sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1 AND status = $2 AND validator_hotkey = $3")
+            .bind(run_id)
+            .bind(STATUS_RUNNING)
+            .bind(validator)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some((retries,)) = retries else { return Ok("the run had already moved on") };
+        if !storage && retries >= OUR_FAULT_RETRIES {
+            let failure = format!("the service could not issue this run's credential ({}); reconnect the provider and submit again", crate::providers::scrub(reason));
+            count_failure(&failure, "claim");
+            sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
+                .bind(STATUS_FAILED)
+                .bind(failure)
+                .bind(now)
+                .bind(run_id)
+                .bind(STATUS_RUNNING)
+                .bind(validator)
+                .execute(self.db.pool())
+                .await?;
+            return Ok("run failed after repeated errors on our side");
+        }
+        let (delay, bump) = if storage { (5, 0) } else { ((60_i64 << retries.clamp(0, 4)).min(900), 1) };
+        sqlx::query(
+            "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, not_before = $2, claim_retries = claim_retries + $7, updated_at = $6
+             WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
+        )
+        .bind(STATUS_QUEUED)
+        .bind(now + delay)
+        .bind(run_id)
+        .bind(STATUS_RUNNING)
+        .bind(validator)
+        .bind(now)
+        .bind(bump)
+        .execute(self.db.pool())
+        .await?;
+        Ok("run put back in the queue")
     }
 
     /// Takes the oldest queued run for this validator in one statement: two validators never
@@ -766,21 +801,23 @@ impl Services {
             self.openrouter.disable_key(&management_key, hash).await?;
         }
         let usage = self.openrouter.get_key(&management_key, hash).await.ok().map(|k| k.usage);
-        if disabled_at.is_none()
-            && let Ok(miner) = Hotkey::parse(&hotkey)
-        {
+        let first_disable = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2 AND disabled_at IS NULL")
+            .bind(clock::now())
+            .bind(hash)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected()
+            == 1;
+        sqlx::query("UPDATE run_keys SET usage_usd = COALESCE($1, usage_usd) WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
+        // Once per key, by whichever retirement recorded the disable (a retry, or `complete`
+        // racing the sweep, finds it done).
+        if first_disable && let Ok(miner) = Hotkey::parse(&hotkey) {
             let spent = usage.map(|u| format!(" (it spent ${u:.4})")).unwrap_or_default();
             let detail = format!("the OpenRouter management key disabled run key oro-run-{run_id}{spent}");
             if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await {
                 tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
             }
         }
-        sqlx::query("UPDATE run_keys SET disabled_at = COALESCE(disabled_at, $1), usage_usd = COALESCE($2, usage_usd) WHERE key_hash = $3")
-            .bind(clock::now())
-            .bind(usage)
-            .bind(hash)
-            .execute(self.db.pool())
-            .await?;
         if let Some(usage) = usage {
             sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
         }

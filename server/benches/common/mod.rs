@@ -50,6 +50,15 @@ pub struct Figures {
 }
 
 /// Throughput over `wall` and the latency percentiles of `latencies` (nearest rank).
+/// Every task's latencies, in one list.
+pub async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("a load task panicked"));
+    }
+    latencies
+}
+
 pub fn figures(mut latencies: Vec<Duration>, wall: Duration) -> Figures {
     latencies.sort();
     let at = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();

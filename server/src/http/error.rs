@@ -28,6 +28,13 @@ impl From<service::rate_limit::RateLimitError> for ApiError {
 }
 
 impl ApiError {
+    pub fn retry_after_secs(&self) -> Option<i64> {
+        match self {
+            ApiError::Service(e) => e.retry_after_secs(),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Auth(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
@@ -60,6 +67,12 @@ impl IntoResponse for ApiError {
             && let Some(extra) = extra.as_object()
         {
             map.extend(extra.clone());
+        }
+        if let ApiError::Service(service::ServiceError::RateLimited(e)) = &self
+            && let (Some(seconds), Some(map)) = (e.retry_after_secs(), body.as_object_mut())
+        {
+            map.insert("error_code".into(), json!("RATE_LIMITED"));
+            map.insert("retry_after_seconds".into(), json!(seconds));
         }
         let mut response = (status, Json(body)).into_response();
         // A refused-for-now answer says when to come back (rate limits, submit cooldown).

@@ -32,6 +32,8 @@ const HSTS: &str = "max-age=63072000; includeSubDomains";
 pub fn apply_common_layers<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, https: bool) -> axum::Router<S> {
     let router = router.layer(
         ServiceBuilder::new()
+            // Outermost: it counts every answer, the refusals of the layers below included.
+            .layer(axum::middleware::from_fn(super::metrics::track_requests))
             .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // Paths only: query strings can carry OAuth codes.
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
@@ -71,7 +73,8 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
     let Some(length) = declared.filter(|length| *length > MAX_BODY_BYTES as u64) else {
         return next.run(req).await;
     };
-    let refusal = if req.uri().path() == "/v1/miner/submit" {
+    let path = req.uri().path().to_owned();
+    let refused = if path == "/v1/miner/submit" {
         // The SDK reads `error_code` on an upload refusal.
         ApiError::Service(service::runs::RunError::FileTooLarge.into())
     } else {
@@ -85,45 +88,66 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
     }
-    let mut response = refusal.into_response();
+    let mut response = self::refusal(&path, refused);
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
 /// No text this service takes may hold a NUL character: PostgreSQL cannot store one, and
 /// no credential, id or name legitimately has one. Refused as a 422 at the door, in the path
-/// or query (`%00`), in JSON (`\u0000`) and in the pages' form posts, so no later layer (or
-/// engine) ever sees one. Multipart bodies (agent uploads) are checked where they are read.
+/// or query (`%00`) and in any body that is not an upload (`\u0000` in JSON, whatever its
+/// media type; `%00` in form posts, which server functions decode whatever the header says).
+/// Validators are exempt: what they send (progress, failure reports) is free text from a
+/// sandbox, stored re-encoded or scrubbed, and refusing it would leave runs to the reaper.
 pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
+    let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    let path = req.uri().path().to_owned();
     let refuse = |place: &str| {
-        ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" }.into_response()
+        refusal(&path, ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" })
     };
-    let contains_nul_escape = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
-    if contains_nul_escape(req.uri().path().as_bytes(), b"%00") {
+    if has(path.as_bytes(), b"%00") {
         return refuse("path");
     }
-    if req.uri().query().is_some_and(|q| contains_nul_escape(q.as_bytes(), b"%00")) {
+    if req.uri().query().is_some_and(|q| has(q.as_bytes(), b"%00")) {
         return refuse("query");
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    let needle: &[u8] = if content_type.starts_with("application/json") {
-        b"\\u0000"
-    } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        b"%00"
-    } else {
+    let no_body = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE);
+    if no_body || content_type.starts_with("multipart/") || path.starts_with("/v1/validator/") {
         return next.run(req).await;
-    };
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()).into_response();
-        }
+        Err(_) => return refusal(&path, ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into())),
     };
-    if contains_nul_escape(&bytes, needle) {
+    let form_decoded = path.starts_with("/api/") || content_type.starts_with("application/x-www-form-urlencoded");
+    if bytes.contains(&0) || has(&bytes, b"\\u0000") || (form_decoded && has(&bytes, b"%00")) {
         return refuse("body");
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// A refusal in the caller's language: the API's `{"detail": ...}`, or for the pages' server
+/// functions (`/api/...`) the error they decode, so the page shows the sentence.
+pub fn refusal(path: &str, error: ApiError) -> Response {
+    if !path.starts_with("/api/") {
+        return error.into_response();
+    }
+    let status = error.status();
+    let retry_after = error.retry_after_secs();
+    let sentence = match &error {
+        ApiError::Validation { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    };
+    let body = serde_json::to_string(&app::error::AppError::Refused(sentence)).unwrap_or_default();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(seconds) = retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Leptos does no CSRF checks, so a state-changing browser request (server functions are
@@ -167,12 +191,16 @@ pub fn limited_action(method: &Method, path: &str) -> Option<Action> {
 /// the last `X-Forwarded-For` entry, the one the balancer appended. Earlier entries are
 /// whatever the client claimed and are never trusted.
 pub fn client_ip(services: &Services, req: &Request) -> Option<IpAddr> {
+    // The last line and its last entry: proxies that add a line of their own leave the
+    // client's (forgeable) line first. `ip:port` entries are accepted.
     if services.settings.trust_forwarded_for
-        && let Some(forwarded) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(last) = forwarded.rsplit(',').next()
-        && let Ok(ip) = last.trim().parse::<IpAddr>()
+        && let Some(forwarded) = req.headers().get_all("x-forwarded-for").iter().next_back().and_then(|v| v.to_str().ok())
+        && let Some(last) = forwarded.rsplit(',').next().map(str::trim)
     {
-        return Some(ip);
+        match last.parse::<IpAddr>().or_else(|_| last.parse::<SocketAddr>().map(|a| a.ip())) {
+            Ok(ip) => return Some(ip),
+            Err(_) => tracing::warn!(entry = %last.chars().take(64).collect::<String>(), "X-Forwarded-For does not end in an address; using the peer"),
+        }
     }
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
@@ -186,7 +214,7 @@ pub async fn limit_by_client_ip(State(services): State<Services>, req: Request, 
         if refused.retry_after_secs().is_some() {
             tracing::info!(action = action.as_str(), client = %service::rate_limit::client_key(ip), "rate limit reached");
         }
-        return ApiError::from(refused).into_response();
+        return refusal(req.uri().path(), ApiError::from(refused));
     }
     next.run(req).await
 }

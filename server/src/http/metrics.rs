@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -69,11 +69,21 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
         // Static files and unknown paths share one label each.
         if req.uri().path().starts_with("/pkg/") { "/pkg/*".into() } else { "unmatched".into() }
     });
-    let method = req.method().as_str().to_owned();
+    // Clients may send any method name: only the standard ones become labels.
+    let method: &'static str = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("oro_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("oro_http_request_duration_seconds", "method" => method, "route" => route.clone()).record(started.elapsed().as_secs_f64());
     metrics::counter!("oro_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
     response
 }

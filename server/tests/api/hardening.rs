@@ -77,7 +77,10 @@ async fn rate_limits_per_ip_and_per_hotkey(backend: Backend) {
     let refused = submit(&app, &alice, "a3").await;
     assert_eq!(refused.status(), 429);
     assert!(retry_after(&refused).unwrap() <= 3600);
-    assert!(detail(refused).await.1.starts_with("too many submissions for this hotkey: at most 2 per hour"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().starts_with("too many submissions for this hotkey: at most 2 per hour"), "{body}");
+    assert_eq!(body["error_code"], "RATE_LIMITED");
+    assert!(body["retry_after_seconds"].as_i64().unwrap() > 0);
 
     // Sign-in by address: the API challenge and the dashboard's server functions share it.
     for _ in 0..3 {
@@ -89,6 +92,8 @@ async fn rate_limits_per_ip_and_per_hotkey(backend: Backend) {
     let refused = app.client.post(app.url("/api/begin_sign_in")).header("sec-fetch-site", "same-origin").form(&[("address", alice.hotkey.as_str())]).send().await.unwrap();
     assert_eq!(refused.status(), 429);
     assert!(retry_after(&refused).is_some());
+    let said: serde_json::Value = refused.json().await.unwrap();
+    assert!(said["Refused"].as_str().unwrap().starts_with("too many sign-in attempts from this address"), "the page's own error shape: {said}");
 
     // Reading is never limited.
     assert_eq!(app.get_signed(&alice, "/v1/miner/inference-auth").await.status(), 200);
@@ -123,6 +128,20 @@ async fn forwarded_for_is_trusted_only_when_configured(backend: Backend) {
     ])
     .await;
     assert_eq!(statuses, vec![200, 200, 429, 200]);
+    // A proxy that adds a header line of its own: the client's line comes first and is not
+    // believed; an `ip:port` entry counts for its address.
+    let two_lines = app
+        .client
+        .post(app.url("/v1/auth/challenge"))
+        .header("x-forwarded-for", "198.18.0.1")
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&serde_json::json!({"hotkey": TestWallet::new().hotkey}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two_lines.status(), 429, "the last line names the (full) 203.0.113.9");
+    assert_eq!(challenge(&app, "203.0.113.10:5555").await.unwrap().status(), 200);
+    assert_eq!(challenge(&app, "203.0.113.10:6666").await.unwrap().status(), 429);
 }
 
 /// Sends one after the other (order matters for counters).
@@ -188,11 +207,11 @@ async fn owasp_csrf_fixation_and_open_redirect(backend: Backend) {
         let request = reqwest::Client::new().post(app.url("/api/current_miner")).header("sec-fetch-site", "same-origin").header("cookie", cookie);
         async move { request.send().await.unwrap().json::<Option<String>>().await.unwrap() }
     };
-    browser_sign_in(&app, &browser, &attacker).await;
+    app.sign_in_browser_with(&browser, &attacker).await;
     let before = session_cookie();
     assert!(before.contains("oro_session="), "{before}");
     assert_eq!(whoami(before.clone()).await.as_deref(), Some(attacker.hotkey.as_str()));
-    browser_sign_in(&app, &browser, &miner).await;
+    app.sign_in_browser_with(&browser, &miner).await;
     let after = session_cookie();
     assert_ne!(before, after, "signing in issues a new session id");
     assert_eq!(whoami(after).await.as_deref(), Some(miner.hotkey.as_str()));
@@ -243,23 +262,6 @@ async fn owasp_csrf_fixation_and_open_redirect(backend: Backend) {
     let redirect = authorize.query_pairs().find(|(k, _)| k == "redirect_uri").unwrap().1.into_owned();
     assert_eq!(redirect, app.services.settings.chutes_redirect_uri);
 }
-
-async fn browser_sign_in(app: &TestApp, browser: &reqwest::Client, wallet: &TestWallet) {
-    let message: String = browser
-        .post(app.url("/api/begin_sign_in"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("address", wallet.hotkey.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let signature = wallet.sign(&wire::signing::wrap_bytes(message.as_bytes()));
-    let done = browser.post(app.url("/api/finish_sign_in")).header("sec-fetch-site", "same-origin").form(&[("message", message), ("signature", signature)]).send().await.unwrap();
-    assert_eq!(done.status(), 200);
-}
-
 
 /// Strings that have broken services before: NUL and other controls, bidi overrides,
 /// combining marks, emoji, surrogate-adjacent code points, header injection, SQL, and length.
@@ -376,15 +378,16 @@ async fn hostile_input_in_every_field(backend: Backend) {
         assert_eq!(response.status(), 401, "{name}: {:?}", String::from_utf8_lossy(&value[..value.len().min(20)]));
     }
 
-    // A validator's hostile failure report reaches the miner without controls or overrides.
-    let complete = |reason: &str| {
-        app.signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{run_id}/complete"))
-            .json(&serde_json::json!({"terminal_status": "FAILED", "failure_reason": reason}))
-            .send()
-    };
-    let (status, said) = detail(complete("boom\u{0}").await.unwrap()).await;
-    assert_eq!((status, said.contains("NUL")), (422, true), "{said}");
-    let reason = "boom\u{7}\u{1b}[2J\u{202E}txt.exe\r\nSet-Cookie: x=1";
+    // A validator's reports are a sandbox's free text: taken even with NUL (progress stored
+    // re-encoded, reasons scrubbed), and the miner reads no controls or overrides.
+    let progress = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{run_id}/progress"))
+        .json(&serde_json::json!({"log": "out\u{0}put"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(progress.status(), 200, "a NUL in progress must not cost the validator its lease");
+    let reason = "boom\u{0}\u{7}\u{1b}[2J\u{202E}txt.exe\r\nSet-Cookie: x=1";
     let done = app
         .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{run_id}/complete"))
         .json(&serde_json::json!({"terminal_status": "FAILED", "failure_reason": reason}))
@@ -396,6 +399,22 @@ async fn hostile_input_in_every_field(backend: Backend) {
     let shown = runs["runs"][0]["failure_reason"].as_str().unwrap();
     assert!(shown.starts_with("boom"), "{shown}");
     assert!(!shown.chars().any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c)), "{shown:?}");
+
+    // NUL behind another JSON media type, or in a server function's form: refused, not a 500.
+    let sneaky = app
+        .client
+        .post(app.url("/v1/auth/session"))
+        .header("content-type", "application/vnd.oro+json")
+        .body(format!("{{\"hotkey\": \"{}\", \"challenge\": \"a\\u0000\", \"signature\": \"0x00\"}}", miner.hotkey))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sneaky.status(), 422);
+    let form = app.client.post(app.url("/api/begin_sign_in")).header("sec-fetch-site", "same-origin").header("content-type", "text/plain").body("address=5%00").send().await.unwrap();
+    assert_eq!(form.status(), 422);
+    // ...in the server functions' own error shape, so the page shows the sentence.
+    let said: serde_json::Value = form.json().await.unwrap();
+    assert_eq!(said["Refused"], "text must not contain NUL characters");
 
     // Still standing.
     assert_eq!(app.client.get(app.url("/health/ready")).send().await.unwrap().status(), 200);
@@ -550,6 +569,10 @@ async fn metrics_for_operators(backend: Backend) {
     assert!(grew("oro_run_failures_total", &["reason=\"no_credits\"", "stage=\"claim\""]) >= 1.0);
     assert!(after.contains("# HELP oro_provider_calls_total"));
     assert!(!after.contains(&key) && !after.contains("sk-or-"), "no credential in metrics");
+    let odd = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
+    let _ = app.client.request(odd, app.url("/health")).send().await.unwrap();
+    let after = scrape(&app).await;
+    assert!(!after.contains("FROBNICATE") && after.contains("method=\"other\""), "any method name must not become a label");
     // Concrete paths never become labels (they would carry run ids and grow without bound).
     assert!(!after.contains(&format!("route=\"/v1/miner/inference-auth/openrouter\"")));
 

@@ -206,8 +206,12 @@ impl TestApp {
     /// Signs `wallet` in the way the dashboard does (server functions, `<Bytes>`-wrapped
     /// signature); the client's cookie jar then holds the session.
     pub async fn sign_in_browser(&self, wallet: &TestWallet) {
-        let message: String = self
-            .client
+        self.sign_in_browser_with(&self.client, wallet).await
+    }
+
+    /// The same, through a given client (its own cookie jar).
+    pub async fn sign_in_browser_with(&self, browser: &reqwest::Client, wallet: &TestWallet) {
+        let message: String = browser
             .post(self.url("/api/begin_sign_in"))
             .header("sec-fetch-site", "same-origin")
             .form(&[("address", wallet.hotkey.as_str())])
@@ -218,8 +222,7 @@ impl TestApp {
             .await
             .unwrap();
         let signature = wallet.sign(&wire::signing::wrap_bytes(message.as_bytes()));
-        let done = self
-            .client
+        let done = browser
             .post(self.url("/api/finish_sign_in"))
             .header("sec-fetch-site", "same-origin")
             .form(&[("message", message), ("signature", signature)])
