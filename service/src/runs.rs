@@ -592,7 +592,14 @@ impl Services {
         let expires_at = clock::now() + self.settings.run_key_ttl_secs;
         let minted = match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
             Ok(m) => m,
-            Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
+            Err(e) => {
+                // The request may have reached OpenRouter and only its answer got lost: such
+                // a key would be live and recorded nowhere.
+                if matches!(e, ProviderError::Timeout { .. } | ProviderError::Unreachable { .. }) {
+                    self.sweep_unrecorded_run_keys(run_id, miner, management_key.clone());
+                }
+                return Ok(Err(mint_failure(Provider::OpenRouter, &e)));
+            }
         };
         let now = clock::now();
         let recorded = sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -650,6 +657,38 @@ impl Services {
             base_url: self.openrouter.base_url().to_owned(),
             expires_at: clock::rfc3339(expires_at),
         }))
+    }
+
+    /// Looks a few times, over about a minute, for live keys named after this run that no
+    /// claim recorded (minted by a `POST /keys` whose answer never came back), and disables
+    /// them; never while a claim holds the run (its own key may not be recorded yet).
+    fn sweep_unrecorded_run_keys(&self, run_id: &str, miner: &Hotkey, management_key: SecretString) {
+        let (services, run_id, miner) = (self.clone(), run_id.to_owned(), miner.clone());
+        tokio::spawn(async move {
+            let name = format!("oro-run-{run_id}");
+            for pause in [1, 5, 20, 40] {
+                tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
+                // While the run is held by a claim, a key of its name may be that claim's,
+                // minted but not yet recorded: look again later.
+                let status: Result<Option<(String,)>, _> = sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(&run_id).fetch_optional(services.db.pool()).await;
+                if !matches!(&status, Ok(Some((s,))) if s != STATUS_RUNNING) {
+                    continue;
+                }
+                let Ok(keys) = services.openrouter.list_keys(&management_key).await else { continue };
+                for key in keys.into_iter().filter(|k| !k.disabled && k.name.as_deref() == Some(name.as_str())) {
+                    let recorded: Result<Option<(String,)>, _> =
+                        sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1").bind(&key.hash).fetch_optional(services.db.pool()).await;
+                    if !matches!(recorded, Ok(None)) {
+                        continue;
+                    }
+                    if services.openrouter.disable_key(&management_key, &key.hash).await.is_ok() {
+                        tracing::warn!(run = %run_id, "disabled a run key OpenRouter minted after our request had given up");
+                        let detail = format!("the OpenRouter management key disabled run key {name}, minted after the claim had given up waiting for it");
+                        let _ = crate::audit::record_now(&services.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await;
+                    }
+                }
+            }
+        });
     }
 
     /// `GET /key` with the new key, retrying 401 (propagation) with full-jitter exponential

@@ -67,17 +67,21 @@ pub enum FaultKind {
     Status(u16),
     /// Answer normally, but only after this delay.
     Delay(Duration),
+    /// Do the work at once, but answer only after this delay: a client that gives up first
+    /// never learns what was done (a key minted, a token rotated).
+    DelayAnswer(Duration),
     /// Close the connection without answering (a 502 when the router is served without the
     /// simulator's own connection loop).
     Reset,
 }
 
-/// JSON: `{"status": 429}`, `{"delay_ms": 1500}` or `"reset"`.
+/// JSON: `{"status": 429}`, `{"delay_ms": 1500}`, `{"delay_answer_ms": 1500}` or `"reset"`.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum FaultKindWire {
     Status(u16),
     DelayMs(u64),
+    DelayAnswerMs(u64),
     Reset,
 }
 
@@ -86,6 +90,7 @@ impl From<FaultKindWire> for FaultKind {
         match w {
             FaultKindWire::Status(s) => FaultKind::Status(s),
             FaultKindWire::DelayMs(ms) => FaultKind::Delay(Duration::from_millis(ms)),
+            FaultKindWire::DelayAnswerMs(ms) => FaultKind::DelayAnswer(Duration::from_millis(ms)),
             FaultKindWire::Reset => FaultKind::Reset,
         }
     }
@@ -96,6 +101,7 @@ impl From<FaultKind> for FaultKindWire {
         match k {
             FaultKind::Status(s) => FaultKindWire::Status(s),
             FaultKind::Delay(d) => FaultKindWire::DelayMs(d.as_millis().min(u128::from(u64::MAX)) as u64),
+            FaultKind::DelayAnswer(d) => FaultKindWire::DelayAnswerMs(d.as_millis().min(u128::from(u64::MAX)) as u64),
             FaultKind::Reset => FaultKindWire::Reset,
         }
     }
@@ -207,6 +213,12 @@ pub(crate) async fn log_and_fault(State(control): State<Control>, req: Request, 
         Some(FaultKind::Delay(d)) => {
             tokio::time::sleep(d).await;
             next.run(req).await
+        }
+        Some(FaultKind::DelayAnswer(d)) => {
+            // The handler runs to completion on its own task, whatever the client does.
+            let response = tokio::spawn(next.run(req)).await;
+            tokio::time::sleep(d).await;
+            response.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
         Some(FaultKind::Status(code)) => status_response(family, target, code),
         Some(FaultKind::Reset) => match req.extensions().get::<ConnKill>() {

@@ -285,7 +285,31 @@ async fn disconnect_faults_revoke_later(backend: Backend) {
     assert!(pending(&app, &chutes_miner).await.is_empty());
 }
 
-both_engines!(connect_faults_store_nothing, openrouter_mint_faults_requeue, chutes_refresh_faults_requeue, disconnect_faults_revoke_later);
+/// OpenRouter mints the key but its answer comes after the claim gave up (the provider
+/// timeout is 2 s here): the run is requeued, and the key nobody recorded is found by its name
+/// and disabled.
+async fn key_minted_after_the_claim_gave_up_is_disabled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    app.services.submit_agent(&hotkey(&miner), "late", "late.py", AGENT).await.unwrap();
+    app.sim.set_fault(Fault::new(FaultTarget::OpenRouterKeysCreate, FaultKind::DelayAnswer(Duration::from_secs(3)), Some(1)));
+    assert_eq!(claim(&app).await.0, 204, "no credential came back: nothing handed out");
+    let minted: Vec<_> = app.sim.list_openrouter_keys(&key).into_iter().filter(|k| k.name.starts_with("oro-run-")).collect();
+    assert_eq!(minted.len(), 1, "OpenRouter did mint it");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !live_keys(&app, &key).is_empty() {
+        assert!(Instant::now() < deadline, "the stray key is still live");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stray = app.sim.list_openrouter_keys(&key).into_iter().find(|k| k.hash == minted[0].hash).unwrap();
+    assert!(stray.disabled && !stray.deleted, "disabled, not deleted");
+    let events: serde_json::Value = app.get_signed(&miner, "/v1/miner/inference-auth/events").await.json().await.unwrap();
+    assert!(events.to_string().contains("minted after the claim had given up"), "{events}");
+}
+
+both_engines!(connect_faults_store_nothing, openrouter_mint_faults_requeue, chutes_refresh_faults_requeue, disconnect_faults_revoke_later, key_minted_after_the_claim_gave_up_is_disabled);
 
 // ---------------------------------------------------------------- PostgreSQL restarted under load
 

@@ -163,6 +163,16 @@ impl OpenRouterClient {
         .await
     }
 
+    /// The live keys this management key minted (the first page, oldest first: enough to find
+    /// a run's key moments after it was minted).
+    pub async fn list_keys(&self, management_key: &SecretString) -> Result<Vec<KeyObject>, ProviderError> {
+        observe(Provider::OpenRouter, "list_keys", async {
+            let response = self.send(self.http.get(format!("{}/keys", self.base)), management_key).await?;
+            Ok(self.json::<Data<Vec<KeyObject>>>(response).await?.data)
+        })
+        .await
+    }
+
     pub async fn credits(&self, management_key: &SecretString) -> Result<Credits, ProviderError> {
         observe(Provider::OpenRouter, "credits", async {
             let response = self.send(self.http.get(format!("{}/credits", self.base)), management_key).await?;
