@@ -323,8 +323,7 @@ impl Services {
         loop {
             match self.openrouter.key_info(key).await {
                 Err(e) if attempt < CONNECT_RETRIES && e.is_transient() && !matches!(e, ProviderError::Timeout { .. }) => {
-                    let ceiling_ms = 250u64 << attempt;
-                    tokio::time::sleep(std::time::Duration::from_millis(rand::random::<u64>() % (ceiling_ms + 1))).await;
+                    tokio::time::sleep(crate::runs::propagation_backoff(attempt)).await;
                     attempt += 1;
                     tracing::info!(attempt, error = %e, "OpenRouter answered a temporary error at connect; retrying");
                 }

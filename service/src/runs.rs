@@ -111,7 +111,14 @@ const OUR_FAULT_RETRIES: i64 = 5;
 /// How long a fresh OpenRouter key may answer 401 before we stop waiting for it.
 pub const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Full jitter: a random pause in [0, min(2 s, 100 ms * 2^attempt)].
+/// Seconds before a run put back after its `retries`-th failed claim may be claimed again:
+/// 30 s doubling to 15 min, plus up to 15 s so requeued runs do not come back in lock-step.
+fn requeue_backoff(retries: i64) -> i64 {
+    (30_i64 << retries.clamp(0, 5)).min(900) + i64::from(rand::random::<u8>() % 15)
+}
+
+/// Full jitter: a random pause in [0, min(2 s, 100 ms * 2^attempt)]. Used for a fresh key's
+/// propagation and for retrying a connect's read.
 pub fn propagation_backoff(attempt: u32) -> std::time::Duration {
     let ceiling = (100u64 << attempt.min(5)).min(2_000);
     std::time::Duration::from_millis(rand::random::<u64>() % (ceiling + 1))
@@ -451,7 +458,7 @@ impl Services {
                 .await?;
             return Ok("run failed after repeated errors on our side");
         }
-        let (delay, bump) = if storage { (5, 0) } else { ((60_i64 << retries.clamp(0, 4)).min(900), 1) };
+        let (delay, bump) = if storage { (5, 0) } else { (requeue_backoff(retries), 1) };
         sqlx::query(
             "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, not_before = $2, claim_retries = claim_retries + $7, updated_at = $6
              WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
@@ -511,7 +518,7 @@ impl Services {
             }
             MintFailure::Retry(reason) => {
                 let (retries,): (i64,) = sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
-                let backoff = (30_i64 << retries.clamp(0, 5)).min(900) + (rand::random::<u8>() % 15) as i64;
+                let backoff = requeue_backoff(retries);
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
                 metrics::counter!("oro_claim_requeues_total").increment(1);
                 sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")

@@ -76,8 +76,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(body)).into_response();
         // A refused-for-now answer says when to come back (rate limits, submit cooldown).
-        if let ApiError::Service(e) = &self
-            && let Some(seconds) = e.retry_after_secs()
+        if let Some(seconds) = self.retry_after_secs()
             && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
