@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use wire::Provider;
-use wire::api::{AuditEvents, Budget, RunList, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
+use wire::api::{AuditEvents, Budget, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList, RunList};
 
 use crate::error::AppError;
 
@@ -148,7 +148,10 @@ pub async fn save_budget(monthly_usd: String) -> Result<Budget, AppError> {
     let value = if text.is_empty() {
         None
     } else {
-        Some(text.parse::<f64>().map_err(|_| AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into()))?)
+        Some(
+            text.parse::<f64>()
+                .map_err(|_| AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into()))?,
+        )
     };
     services.set_budget(&hotkey, value).await.map_err(|e| service::ServiceError::from(e).into())
 }

@@ -35,10 +35,7 @@ impl Pkce {
         let verifier = SecretString::from(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
         debug_assert!(is_valid_verifier(verifier.expose_secret()));
         let challenge = challenge_for(&verifier);
-        Pkce {
-            verifier,
-            challenge,
-        }
+        Pkce { verifier, challenge }
     }
 }
 
@@ -49,10 +46,7 @@ pub fn challenge_for(verifier: &SecretString) -> String {
 
 /// RFC 7636: 43 to 128 characters of `[A-Za-z0-9-._~]`.
 pub fn is_valid_verifier(verifier: &str) -> bool {
-    (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// 32 random bytes as base64url (43 characters).
@@ -73,21 +67,14 @@ pub fn authorize_url(idp_base: &str, client_id: &str, state: &str, challenge: &s
         .append_pair("state", state)
         .append_pair("scope", SCOPE)
         .finish();
-    format!(
-        "{}/idp/authorize?{query}",
-        idp_base.trim().trim_end_matches('/')
-    )
+    format!("{}/idp/authorize?{query}", idp_base.trim().trim_end_matches('/'))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChutesFlowError {
-    #[error(
-        "cannot listen on {addr} for the Chutes callback: {reason} (is another `oro inference connect chutes` running?)"
-    )]
+    #[error("cannot listen on {addr} for the Chutes callback: {reason} (is another `oro inference connect chutes` running?)")]
     Listen { addr: SocketAddr, reason: String },
-    #[error(
-        "Authentication failed: you denied access on Chutes. Run `oro inference connect chutes` again and choose Allow to connect."
-    )]
+    #[error("Authentication failed: you denied access on Chutes. Run `oro inference connect chutes` again and choose Allow to connect.")]
     AccessDenied,
     #[error("Authentication failed: {description} ({error})")]
     Refused { error: String, description: String },
@@ -125,14 +112,10 @@ pub fn classify_callback(query: &str, expected_state: &str) -> CallbackOutcome {
             _ => {}
         }
     }
-    let state_is_ours = state
-        .as_deref()
-        .is_some_and(|s| constant_time_eq(s.as_bytes(), expected_state.as_bytes()));
+    let state_is_ours = state.as_deref().is_some_and(|s| constant_time_eq(s.as_bytes(), expected_state.as_bytes()));
     match (code, error) {
         (None, None) if state.is_none() => CallbackOutcome::Ignored,
-        (_, Some(error)) if state.is_none() || state_is_ours => {
-            CallbackOutcome::Error { error, description }
-        }
+        (_, Some(error)) if state.is_none() || state_is_ours => CallbackOutcome::Error { error, description },
         (Some(code), None) if state_is_ours && !code.is_empty() => CallbackOutcome::Code(code),
         _ => CallbackOutcome::StateMismatch,
     }
@@ -150,26 +133,14 @@ pub struct LoopbackListener {
 impl LoopbackListener {
     pub fn bind() -> Result<Self, ChutesFlowError> {
         let addr = SocketAddr::from(LOOPBACK_ADDR);
-        let listener = TcpListener::bind(addr).map_err(|e| ChutesFlowError::Listen {
-            addr,
-            reason: e.kind().to_string(),
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| ChutesFlowError::Listen {
-                addr,
-                reason: e.to_string(),
-            })?;
+        let listener = TcpListener::bind(addr).map_err(|e| ChutesFlowError::Listen { addr, reason: e.kind().to_string() })?;
+        listener.set_nonblocking(true).map_err(|e| ChutesFlowError::Listen { addr, reason: e.to_string() })?;
         Ok(LoopbackListener { listener })
     }
 
     /// Serves callbacks until one brings our code or an error, or `timeout` passes. A spinner
     /// turns on stderr while it waits when stderr is a terminal.
-    pub fn wait_for_code(
-        &self,
-        expected_state: &str,
-        timeout: Duration,
-    ) -> Result<SecretString, ChutesFlowError> {
+    pub fn wait_for_code(&self, expected_state: &str, timeout: Duration) -> Result<SecretString, ChutesFlowError> {
         let deadline = Instant::now() + timeout;
         let mut spinner = Spinner::on_stderr();
         loop {
@@ -196,22 +167,12 @@ impl LoopbackListener {
 }
 
 /// Answers one HTTP request; `Some` when the flow is over.
-fn handle_connection(
-    mut stream: TcpStream,
-    expected_state: &str,
-) -> Option<Result<SecretString, ChutesFlowError>> {
+fn handle_connection(mut stream: TcpStream, expected_state: &str) -> Option<Result<SecretString, ChutesFlowError>> {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let Some(target) = read_request_target(&mut stream) else {
-        respond(
-            &mut stream,
-            "400 Bad Request",
-            Some(page(
-                "Bad request",
-                "This address only takes the Chutes callback.",
-            )),
-        );
+        respond(&mut stream, "400 Bad Request", Some(page("Bad request", "This address only takes the Chutes callback.")));
         return None;
     };
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
@@ -224,10 +185,7 @@ fn handle_connection(
             respond(
                 &mut stream,
                 "400 Bad Request",
-                Some(page(
-                    "State mismatch",
-                    "This callback does not belong to the running `oro` command; it was ignored.",
-                )),
+                Some(page("State mismatch", "This callback does not belong to the running `oro` command; it was ignored.")),
             );
             None
         }
@@ -251,11 +209,7 @@ fn handle_connection(
                     error: crate::client::printable(&error),
                 }
             };
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                Some(page("Authorization failed", &failure.to_string())),
-            );
+            respond(&mut stream, "400 Bad Request", Some(page("Authorization failed", &failure.to_string())));
             Some(Err(failure))
         }
     }
@@ -334,11 +288,7 @@ pub fn open_browser(url: &str) -> bool {
             candidates.push(words);
         }
     }
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
     candidates.push(vec![opener.to_owned(), url.to_owned()]);
     candidates.into_iter().any(|words| run_opener(&words))
 }
@@ -348,12 +298,7 @@ fn run_opener(words: &[String]) -> bool {
     let Some((program, args)) = words.split_first() else {
         return false;
     };
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    let child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
     let Ok(mut child) = child else { return false };
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
@@ -380,13 +325,7 @@ impl Spinner {
 
     fn on_stderr() -> Self {
         let now = Instant::now();
-        Spinner {
-            enabled: std::io::stderr().is_terminal(),
-            started: now,
-            last: now,
-            frame: 0,
-            shown: false,
-        }
+        Spinner { enabled: std::io::stderr().is_terminal(), started: now, last: now, frame: 0, shown: false }
     }
 
     fn tick(&mut self) {
@@ -433,17 +372,11 @@ mod tests {
         assert_eq!(verifier.len(), 86);
         assert!(is_valid_verifier(verifier));
         assert_eq!(pkce.challenge.len(), 43);
-        assert_eq!(
-            pkce.challenge,
-            URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-        );
+        assert_eq!(pkce.challenge, URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())));
         assert_ne!(Pkce::generate().verifier.expose_secret(), verifier);
         // RFC 7636 appendix B.
         let rfc = SecretString::from("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
-        assert_eq!(
-            challenge_for(&rfc),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
+        assert_eq!(challenge_for(&rfc), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         assert!(!is_valid_verifier("short"));
         assert!(!is_valid_verifier(&"a".repeat(129)));
         assert!(!is_valid_verifier(&format!("{}+", "a".repeat(50))));
@@ -464,46 +397,19 @@ mod tests {
     #[test]
     fn callbacks_are_classified_by_code_error_and_state() {
         assert_eq!(classify_callback("", "s1"), CallbackOutcome::Ignored);
+        assert_eq!(classify_callback("code=abc&state=s1", "s1"), CallbackOutcome::Code("abc".into()));
+        assert_eq!(classify_callback("code=abc&state=s2", "s1"), CallbackOutcome::StateMismatch);
+        assert_eq!(classify_callback("code=abc", "s1"), CallbackOutcome::StateMismatch);
+        assert_eq!(classify_callback("state=s1", "s1"), CallbackOutcome::StateMismatch);
         assert_eq!(
-            classify_callback("code=abc&state=s1", "s1"),
-            CallbackOutcome::Code("abc".into())
-        );
-        assert_eq!(
-            classify_callback("code=abc&state=s2", "s1"),
-            CallbackOutcome::StateMismatch
-        );
-        assert_eq!(
-            classify_callback("code=abc", "s1"),
-            CallbackOutcome::StateMismatch
-        );
-        assert_eq!(
-            classify_callback("state=s1", "s1"),
-            CallbackOutcome::StateMismatch
-        );
-        assert_eq!(
-            classify_callback(
-                "error=access_denied&error_description=The+user+denied+access&state=s1",
-                "s1"
-            ),
-            CallbackOutcome::Error {
-                error: "access_denied".into(),
-                description: Some("The user denied access".into())
-            }
+            classify_callback("error=access_denied&error_description=The+user+denied+access&state=s1", "s1"),
+            CallbackOutcome::Error { error: "access_denied".into(), description: Some("The user denied access".into()) }
         );
         assert_eq!(
             classify_callback("error=server_error", "s1"),
-            CallbackOutcome::Error {
-                error: "server_error".into(),
-                description: None
-            }
+            CallbackOutcome::Error { error: "server_error".into(), description: None }
         );
-        assert_eq!(
-            classify_callback("error=access_denied&state=other", "s1"),
-            CallbackOutcome::StateMismatch
-        );
-        assert_eq!(
-            html_escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+        assert_eq!(classify_callback("error=access_denied&state=other", "s1"), CallbackOutcome::StateMismatch);
+        assert_eq!(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 }

@@ -25,12 +25,7 @@ pub fn signed_headers(hotkey: &Hotkey, timestamp: u64, nonce: &str) -> [(&'stati
     let timestamp = timestamp.to_string();
     let message = wire::signing::request_message(hotkey.ss58(), &timestamp, nonce);
     let signature = format!("0x{}", hex::encode(hotkey.sign(message.as_bytes())));
-    [
-        ("X-Hotkey", hotkey.ss58().to_owned()),
-        ("X-Timestamp", timestamp),
-        ("X-Nonce", nonce.to_owned()),
-        ("X-Signature", signature),
-    ]
+    [("X-Hotkey", hotkey.ss58().to_owned()), ("X-Timestamp", timestamp), ("X-Nonce", nonce.to_owned()), ("X-Signature", signature)]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +34,9 @@ pub enum ClientError {
     Unreachable { base_url: String, reason: String },
     /// The server answered with a status the command does not accept.
     #[error("Error (HTTP {status}): {detail}")]
-    Refused {
-        status: u16,
-        detail: String,
-        body: Option<Value>,
-    },
+    Refused { status: u16, detail: String, body: Option<Value> },
     #[error("unexpected answer from {base_url} (HTTP {status}): {reason}")]
-    BadAnswer {
-        base_url: String,
-        status: u16,
-        reason: String,
-    },
+    BadAnswer { base_url: String, status: u16, reason: String },
     #[error("cannot start the HTTP client: {0}")]
     Setup(String),
 }
@@ -86,28 +73,17 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base_url: &str, hotkey: Hotkey) -> Result<Self, ClientError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| ClientError::Setup(e.to_string()))?;
         let mut default_headers = HeaderMap::new();
         default_headers.insert("X-Oro-Client-Name", HeaderValue::from_static(CLIENT_NAME));
-        default_headers.insert(
-            "X-Oro-Client-Version",
-            HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-        );
+        default_headers.insert("X-Oro-Client-Version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("oro-cli/", env!("CARGO_PKG_VERSION")))
             .default_headers(default_headers)
             .build()
             .map_err(|e| ClientError::Setup(e.to_string()))?;
-        Ok(ApiClient {
-            runtime,
-            http,
-            base_url: normalize_base_url(base_url),
-            hotkey,
-        })
+        Ok(ApiClient { runtime, http, base_url: normalize_base_url(base_url), hotkey })
     }
 
     pub fn base_url(&self) -> &str {
@@ -126,43 +102,21 @@ impl ApiClient {
         self.send(Method::DELETE, path, RequestBody::Empty)
     }
 
-    pub fn post_json(
-        &self,
-        path: &str,
-        body: &impl serde::Serialize,
-    ) -> Result<ApiResponse, ClientError> {
+    pub fn post_json(&self, path: &str, body: &impl serde::Serialize) -> Result<ApiResponse, ClientError> {
         self.send(Method::POST, path, json_body(body))
     }
 
-    pub fn patch_json(
-        &self,
-        path: &str,
-        body: &impl serde::Serialize,
-    ) -> Result<ApiResponse, ClientError> {
+    pub fn patch_json(&self, path: &str, body: &impl serde::Serialize) -> Result<ApiResponse, ClientError> {
         self.send(Method::PATCH, path, json_body(body))
     }
 
-    pub fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: RequestBody,
-    ) -> Result<ApiResponse, ClientError> {
-        self.runtime
-            .block_on(self.send_with_retries(method, path, body))
+    pub fn send(&self, method: Method, path: &str, body: RequestBody) -> Result<ApiResponse, ClientError> {
+        self.runtime.block_on(self.send_with_retries(method, path, body))
     }
 
-    async fn send_with_retries(
-        &self,
-        method: Method,
-        path: &str,
-        body: RequestBody,
-    ) -> Result<ApiResponse, ClientError> {
+    async fn send_with_retries(&self, method: Method, path: &str, body: RequestBody) -> Result<ApiResponse, ClientError> {
         let url = format!("{}{}", self.base_url, path);
-        let idempotent = matches!(
-            method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        );
+        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
         let mut attempt = 0;
         loop {
             let mut request = self.http.request(method.clone(), &url);
@@ -172,26 +126,20 @@ impl ApiClient {
             }
             request = match &body {
                 RequestBody::Empty => request,
-                RequestBody::Json(bytes) => request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(bytes.to_vec()),
+                RequestBody::Json(bytes) => request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.to_vec()),
                 RequestBody::Multipart(form) => request.multipart(form()),
             };
             match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if idempotent && RETRYABLE_STATUSES.contains(&status) && attempt < MAX_RETRIES {
-                        let wait =
-                            retry_after(response.headers()).unwrap_or_else(|| backoff(attempt));
+                        let wait = retry_after(response.headers()).unwrap_or_else(|| backoff(attempt));
                         tokio::time::sleep(wait).await;
                         attempt += 1;
                         continue;
                     }
                     let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
-                    return Ok(ApiResponse {
-                        status,
-                        body: body.to_vec(),
-                    });
+                    return Ok(ApiResponse { status, body: body.to_vec() });
                 }
                 // Like oro-sdk: a request that never reached the server is tried again
                 // whatever its method.
@@ -205,36 +153,17 @@ impl ApiClient {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> ClientError {
-        let reason = if error.is_timeout() {
-            format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
-        } else {
-            root_cause(error)
-        };
-        ClientError::Unreachable {
-            base_url: self.base_url.clone(),
-            reason,
-        }
+        let reason = if error.is_timeout() { format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()) } else { root_cause(error) };
+        ClientError::Unreachable { base_url: self.base_url.clone(), reason }
     }
 
     /// `Ok` when the status is one of `ok_statuses`, otherwise the server's refusal.
-    pub fn expect(
-        &self,
-        response: ApiResponse,
-        ok_statuses: &[u16],
-    ) -> Result<ApiResponse, ClientError> {
-        if ok_statuses.contains(&response.status) {
-            Ok(response)
-        } else {
-            Err(refusal(&response))
-        }
+    pub fn expect(&self, response: ApiResponse, ok_statuses: &[u16]) -> Result<ApiResponse, ClientError> {
+        if ok_statuses.contains(&response.status) { Ok(response) } else { Err(refusal(&response)) }
     }
 
     /// The body of an accepted answer as `T`.
-    pub fn parse<T: serde::de::DeserializeOwned>(
-        &self,
-        response: &ApiResponse,
-        what: &str,
-    ) -> Result<T, ClientError> {
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, response: &ApiResponse, what: &str) -> Result<T, ClientError> {
         serde_json::from_slice(&response.body).map_err(|_| ClientError::BadAnswer {
             base_url: self.base_url.clone(),
             status: response.status,
@@ -249,16 +178,11 @@ pub fn json_request(body: &impl serde::Serialize) -> RequestBody {
 }
 
 fn json_body(body: &impl serde::Serialize) -> RequestBody {
-    RequestBody::Json(Zeroizing::new(
-        serde_json::to_vec(body).expect("request bodies serialize"),
-    ))
+    RequestBody::Json(Zeroizing::new(serde_json::to_vec(body).expect("request bodies serialize")))
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// `https://host/` and `https://host` are the same base.
@@ -273,15 +197,8 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0)
-        .then(|| Duration::from_secs_f64(seconds).min(MAX_BACKOFF))
+    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds).min(MAX_BACKOFF))
 }
 
 /// The innermost cause of a transport error ("Connection refused (os error 111)").
@@ -299,78 +216,53 @@ pub fn refusal(response: &ApiResponse) -> ClientError {
     let detail = body.as_ref().and_then(detail_of).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(&response.body).trim().to_owned();
         if text.is_empty() {
-            reqwest::StatusCode::from_u16(response.status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("")
-                .to_owned()
+            reqwest::StatusCode::from_u16(response.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").to_owned()
         } else {
             text
         }
     });
-    ClientError::Refused {
-        status: response.status,
-        detail: printable(&detail),
-        body,
-    }
+    ClientError::Refused { status: response.status, detail: printable(&detail), body }
 }
 
 /// `detail`, then `reason`, then `message` (the first present and not empty). A FastAPI 422
 /// list becomes its `msg`s; an object its `message`.
 pub fn detail_of(body: &Value) -> Option<String> {
     let object = body.as_object()?;
-    ["detail", "reason", "message"]
-        .iter()
-        .find_map(|key| match object.get(*key)? {
-            Value::Null => None,
-            Value::String(s) if s.is_empty() => None,
-            Value::String(s) => Some(s.clone()),
-            Value::Array(items) if items.is_empty() => None,
-            Value::Array(items) => Some(
-                items
-                    .iter()
-                    .map(|item| match item.get("msg").and_then(Value::as_str) {
-                        Some(msg) => match item.get("loc").and_then(Value::as_array) {
-                            Some(loc) if !loc.is_empty() => {
-                                let loc: Vec<String> = loc
-                                    .iter()
-                                    .map(|p| {
-                                        p.as_str()
-                                            .map(str::to_owned)
-                                            .unwrap_or_else(|| p.to_string())
-                                    })
-                                    .collect();
-                                format!("{} ({})", msg, loc.join("."))
-                            }
-                            _ => msg.to_owned(),
-                        },
-                        None => item.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            Value::Object(inner) => Some(match inner.get("message").and_then(Value::as_str) {
-                Some(message) => message.to_owned(),
-                None => Value::Object(inner.clone()).to_string(),
-            }),
-            other => Some(other.to_string()),
-        })
+    ["detail", "reason", "message"].iter().find_map(|key| match object.get(*key)? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|item| match item.get("msg").and_then(Value::as_str) {
+                    Some(msg) => match item.get("loc").and_then(Value::as_array) {
+                        Some(loc) if !loc.is_empty() => {
+                            let loc: Vec<String> =
+                                loc.iter().map(|p| p.as_str().map(str::to_owned).unwrap_or_else(|| p.to_string())).collect();
+                            format!("{} ({})", msg, loc.join("."))
+                        }
+                        _ => msg.to_owned(),
+                    },
+                    None => item.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Value::Object(inner) => Some(match inner.get("message").and_then(Value::as_str) {
+            Some(message) => message.to_owned(),
+            None => Value::Object(inner.clone()).to_string(),
+        }),
+        other => Some(other.to_string()),
+    })
 }
 
 /// Text from the network, made safe for a terminal: no control characters, bounded length.
 pub fn printable(text: &str) -> String {
     const MAX_CHARS: usize = 2000;
-    let mut out: String = text
-        .chars()
-        .take(MAX_CHARS)
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let mut out: String =
+        text.chars().take(MAX_CHARS).map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect();
     if text.chars().count() > MAX_CHARS {
         out.push('…');
     }
@@ -397,66 +289,34 @@ mod tests {
         let signature = &headers[3].1;
         assert_eq!(headers[3].0, "X-Signature");
         assert!(signature.starts_with("0x") && signature.len() == 130);
-        assert!(
-            signature[2..]
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(signature[2..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
 
-        let public =
-            schnorrkel::PublicKey::from_bytes(&wire::ss58::decode(&headers[0].1).unwrap()).unwrap();
-        let signature =
-            schnorrkel::Signature::from_bytes(&hex::decode(&signature[2..]).unwrap()).unwrap();
+        let public = schnorrkel::PublicKey::from_bytes(&wire::ss58::decode(&headers[0].1).unwrap()).unwrap();
+        let signature = schnorrkel::Signature::from_bytes(&hex::decode(&signature[2..]).unwrap()).unwrap();
         let message = format!("{}:1795548269:{nonce}", hotkey.ss58());
-        assert!(
-            public
-                .verify_simple(b"substrate", message.as_bytes(), &signature)
-                .is_ok()
-        );
+        assert!(public.verify_simple(b"substrate", message.as_bytes(), &signature).is_ok());
         // The bare message is what is signed, not the `<Bytes>` wrapped form.
         let wrapped = wire::signing::wrap_bytes(message.as_bytes());
-        assert!(
-            public
-                .verify_simple(b"substrate", &wrapped, &signature)
-                .is_err()
-        );
+        assert!(public.verify_simple(b"substrate", &wrapped, &signature).is_err());
     }
 
     #[test]
     fn details_are_read_like_oro_sdk() {
-        assert_eq!(
-            detail_of(&json!({"detail": "Provider chutes is not connected"})).unwrap(),
-            "Provider chutes is not connected"
-        );
-        assert_eq!(
-            detail_of(&json!({"reason": "r", "message": "m"})).unwrap(),
-            "r"
-        );
-        assert_eq!(
-            detail_of(&json!({"detail": null, "message": "m"})).unwrap(),
-            "m"
-        );
+        assert_eq!(detail_of(&json!({"detail": "Provider chutes is not connected"})).unwrap(), "Provider chutes is not connected");
+        assert_eq!(detail_of(&json!({"reason": "r", "message": "m"})).unwrap(), "r");
+        assert_eq!(detail_of(&json!({"detail": null, "message": "m"})).unwrap(), "m");
         assert_eq!(
             detail_of(&json!({"detail": [{"loc": ["body", "credential"], "msg": "Field required", "type": "missing"}]})).unwrap(),
             "Field required (body.credential)"
         );
         assert_eq!(
-            detail_of(
-                &json!({"detail": {"code": "INVALID_SIGNATURE", "message": "Invalid signature"}})
-            )
-            .unwrap(),
+            detail_of(&json!({"detail": {"code": "INVALID_SIGNATURE", "message": "Invalid signature"}})).unwrap(),
             "Invalid signature"
         );
         assert_eq!(detail_of(&json!(["x"])), None);
-        let raw = refusal(&ApiResponse {
-            status: 500,
-            body: b"Internal Server Error".to_vec(),
-        });
+        let raw = refusal(&ApiResponse { status: 500, body: b"Internal Server Error".to_vec() });
         assert_eq!(raw.to_string(), "Error (HTTP 500): Internal Server Error");
-        let empty = refusal(&ApiResponse {
-            status: 503,
-            body: Vec::new(),
-        });
+        let empty = refusal(&ApiResponse { status: 503, body: Vec::new() });
         assert_eq!(empty.to_string(), "Error (HTTP 503): Service Unavailable");
         assert_eq!(printable("a\u{1b}[31mb"), "a\u{fffd}[31mb");
     }

@@ -25,10 +25,7 @@ pub enum CliError {
     Refused(String),
     /// `oro submit` refused with a known reason: `Error: {detail}` and the violations.
     #[error("{detail}")]
-    SubmitRefused {
-        detail: String,
-        violations: Vec<String>,
-    },
+    SubmitRefused { detail: String, violations: Vec<String> },
 }
 
 impl CliError {

@@ -30,11 +30,7 @@ use crate::wallet::{PasswordSource, WalletLocation};
 const PASSWORD_ENV: &str = "ORO_WALLET_PASSWORD";
 
 #[derive(Parser)]
-#[command(
-    name = "oro",
-    version,
-    about = "Connect inference providers to your ORO miner hotkey and submit agents."
-)]
+#[command(name = "oro", version, about = "Connect inference providers to your ORO miner hotkey and submit agents.")]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -52,20 +48,10 @@ struct GlobalArgs {
     #[arg(long, global = true, default_value = "default")]
     wallet_hotkey: String,
     /// Where wallets live.
-    #[arg(
-        long,
-        global = true,
-        env = "BT_WALLET_PATH",
-        default_value = "~/.bittensor/wallets"
-    )]
+    #[arg(long, global = true, env = "BT_WALLET_PATH", default_value = "~/.bittensor/wallets")]
     wallet_path: String,
     /// The ORO API.
-    #[arg(
-        long,
-        global = true,
-        env = "ORO_API_URL",
-        default_value = "https://api.oroagents.com"
-    )]
+    #[arg(long, global = true, env = "ORO_API_URL", default_value = "https://api.oroagents.com")]
     base_url: String,
     /// Print the server's JSON answer on stdout (messages go to stderr).
     #[arg(long, global = true)]
@@ -206,9 +192,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         TopCommand::Inference { command } => match command {
-            InferenceCommand::Status => {
-                inference::status(&connect(&global)?, &global.wallet_name, out)
-            }
+            InferenceCommand::Status => inference::status(&connect(&global)?, &global.wallet_name, out),
             InferenceCommand::Connect(args) => match args.provider {
                 ProviderArg::Openrouter => {
                     let Some(argument) = args.api_key.as_deref() else {
@@ -219,12 +203,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         ));
                     };
                     let key = inference::read_api_key(argument, &mut std::io::stdin().lock())?;
-                    inference::connect_openrouter(
-                        &connect(&global)?,
-                        &global.wallet_name,
-                        &key,
-                        out,
-                    )
+                    inference::connect_openrouter(&connect(&global)?, &global.wallet_name, &key, out)
                 }
                 ProviderArg::Chutes => {
                     if args.api_key.is_some() {
@@ -238,26 +217,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         open_browser: !args.no_browser,
                         timeout: Duration::from_secs(args.timeout),
                     };
-                    inference::connect_chutes(
-                        &connect(&global)?,
-                        &global.wallet_name,
-                        &options,
-                        out,
-                    )
+                    inference::connect_chutes(&connect(&global)?, &global.wallet_name, &options, out)
                 }
             },
-            InferenceCommand::SetDefault { provider } => inference::set_default(
-                &connect(&global)?,
-                &global.wallet_name,
-                provider.into(),
-                out,
-            ),
-            InferenceCommand::Disconnect { provider } => inference::disconnect(
-                &connect(&global)?,
-                &global.wallet_name,
-                provider.into(),
-                out,
-            ),
+            InferenceCommand::SetDefault { provider } => {
+                inference::set_default(&connect(&global)?, &global.wallet_name, provider.into(), out)
+            }
+            InferenceCommand::Disconnect { provider } => {
+                inference::disconnect(&connect(&global)?, &global.wallet_name, provider.into(), out)
+            }
         },
         TopCommand::Budget { command } => match command {
             BudgetCommand::Show => commands::budget::show(&connect(&global)?, out),
@@ -265,29 +233,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
             BudgetCommand::Clear => commands::budget::set(&connect(&global)?, None, out),
         },
         TopCommand::Submit(args) => {
-            let path = args
-                .file
-                .or(args.agent_file)
-                .expect("clap requires one of FILE and --agent-file");
+            let path = args.file.or(args.agent_file).expect("clap requires one of FILE and --agent-file");
             let agent = commands::submit::read_agent_file(&path)?;
-            commands::submit::submit(
-                &connect(&global)?,
-                &global.wallet_name,
-                &args.agent_name,
-                agent,
-                out,
-            )
+            commands::submit::submit(&connect(&global)?, &global.wallet_name, &args.agent_name, agent, out)
         }
     }
 }
 
 /// Loads the hotkey and opens the API client.
 fn connect(global: &GlobalArgs) -> Result<ApiClient, CliError> {
-    let location = WalletLocation::new(
-        &global.wallet_path,
-        &global.wallet_name,
-        &global.wallet_hotkey,
-    );
+    let location = WalletLocation::new(&global.wallet_path, &global.wallet_name, &global.wallet_hotkey);
     let passwords = match std::env::var(PASSWORD_ENV) {
         Ok(password) => PasswordSource::Given(SecretString::from(password)),
         Err(_) => PasswordSource::Prompt,
@@ -303,24 +258,11 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-        let cli =
-            Cli::try_parse_from(["oro", "inference", "status", "--json", "--wallet-name", "w"])
-                .unwrap();
+        let cli = Cli::try_parse_from(["oro", "inference", "status", "--json", "--wallet-name", "w"]).unwrap();
         assert!(cli.global.json);
         assert_eq!(cli.global.wallet_name, "w");
         assert!(Cli::try_parse_from(["oro", "inference", "set-default", "anthropic"]).is_err());
         assert!(Cli::try_parse_from(["oro", "submit", "--agent-name", "a"]).is_err());
-        assert!(
-            Cli::try_parse_from([
-                "oro",
-                "submit",
-                "--agent-name",
-                "a",
-                "x.py",
-                "--agent-file",
-                "y.py"
-            ])
-            .is_err()
-        );
+        assert!(Cli::try_parse_from(["oro", "submit", "--agent-name", "a", "x.py", "--agent-file", "y.py"]).is_err());
     }
 }

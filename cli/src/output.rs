@@ -30,21 +30,12 @@ impl Output {
     /// The machine answer: a JSON document on stdout (`--json` mode only).
     pub fn json_value(&self, value: &Value) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-            );
+            println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
         }
     }
 
     /// oro-sdk's `_print_inference_header`.
-    pub fn inference_header(
-        &self,
-        wallet_name: &str,
-        ss58: &str,
-        provider: Option<&str>,
-        base_url: &str,
-    ) {
+    pub fn inference_header(&self, wallet_name: &str, ss58: &str, provider: Option<&str>, base_url: &str) {
         self.line(&format!("Wallet:   {wallet_name} ({ss58})"));
         if let Some(provider) = provider {
             self.line(&format!("Provider: {provider}"));
@@ -59,8 +50,7 @@ pub fn body_json(body: &[u8]) -> Value {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Value::Object(Default::default());
     }
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 /// Python's `datetime.isoformat()` of an RFC 3339 time (`2025-01-02T03:04:05+00:00`);
@@ -73,11 +63,7 @@ pub fn python_datetime(text: &str, sep: char) -> String {
     let (h, m, _) = offset.as_hms();
     let sign = if offset.is_negative() { '-' } else { '+' };
     let micros = t.microsecond();
-    let fraction = if micros == 0 {
-        String::new()
-    } else {
-        format!(".{micros:06}")
-    };
+    let fraction = if micros == 0 { String::new() } else { format!(".{micros:06}") };
     format!(
         "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}{fraction}{sign}{:02}:{:02}",
         t.year(),
@@ -97,23 +83,11 @@ mod tests {
 
     #[test]
     fn times_print_like_python() {
-        assert_eq!(
-            python_datetime("2025-01-02T03:04:05Z", 'T'),
-            "2025-01-02T03:04:05+00:00"
-        );
-        assert_eq!(
-            python_datetime("2025-01-02T03:04:05+00:00", ' '),
-            "2025-01-02 03:04:05+00:00"
-        );
-        assert_eq!(
-            python_datetime("2025-01-02T03:04:05.5-05:30", 'T'),
-            "2025-01-02T03:04:05.500000-05:30"
-        );
+        assert_eq!(python_datetime("2025-01-02T03:04:05Z", 'T'), "2025-01-02T03:04:05+00:00");
+        assert_eq!(python_datetime("2025-01-02T03:04:05+00:00", ' '), "2025-01-02 03:04:05+00:00");
+        assert_eq!(python_datetime("2025-01-02T03:04:05.5-05:30", 'T'), "2025-01-02T03:04:05.500000-05:30");
         assert_eq!(python_datetime("yesterday", 'T'), "yesterday");
         assert_eq!(body_json(b""), serde_json::json!({}));
-        assert_eq!(
-            body_json(br#"{"ok":true}"#),
-            serde_json::json!({"ok": true})
-        );
+        assert_eq!(body_json(br#"{"ok":true}"#), serde_json::json!({"ok": true}));
     }
 }

@@ -45,18 +45,11 @@ pub struct WalletLocation {
 impl WalletLocation {
     /// `~` at the start of `wallets_dir` means `$HOME`, as in bittensor.
     pub fn new(wallets_dir: &str, name: &str, hotkey: &str) -> Self {
-        WalletLocation {
-            wallets_dir: expand_home(wallets_dir),
-            name: name.to_owned(),
-            hotkey: hotkey.to_owned(),
-        }
+        WalletLocation { wallets_dir: expand_home(wallets_dir), name: name.to_owned(), hotkey: hotkey.to_owned() }
     }
 
     pub fn hotkey_file(&self) -> PathBuf {
-        self.wallets_dir
-            .join(&self.name)
-            .join("hotkeys")
-            .join(&self.hotkey)
+        self.wallets_dir.join(&self.name).join("hotkeys").join(&self.hotkey)
     }
 }
 
@@ -83,23 +76,12 @@ pub enum PasswordSource {
 }
 
 impl PasswordSource {
-    fn password(
-        &self,
-        location: &WalletLocation,
-        path: &Path,
-    ) -> Result<SecretString, WalletError> {
+    fn password(&self, location: &WalletLocation, path: &Path) -> Result<SecretString, WalletError> {
         match self {
             PasswordSource::Given(password) => Ok(password.clone()),
             PasswordSource::Prompt => {
-                let prompt = format!(
-                    "Enter the password of hotkey {}/{}: ",
-                    location.name, location.hotkey
-                );
-                rpassword::prompt_password(prompt)
-                    .map(SecretString::from)
-                    .map_err(|_| WalletError::NoPassword {
-                        path: path.to_owned(),
-                    })
+                let prompt = format!("Enter the password of hotkey {}/{}: ", location.name, location.hotkey);
+                rpassword::prompt_password(prompt).map(SecretString::from).map_err(|_| WalletError::NoPassword { path: path.to_owned() })
             }
         }
     }
@@ -114,21 +96,14 @@ pub enum WalletError {
     NotFound { path: PathBuf },
     #[error("cannot read the hotkey file {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error(
-        "the hotkey file {path} is encrypted and no password was given: set ORO_WALLET_PASSWORD or run in a terminal"
-    )]
+    #[error("the hotkey file {path} is encrypted and no password was given: set ORO_WALLET_PASSWORD or run in a terminal")]
     NoPassword { path: PathBuf },
     #[error("wrong password for the encrypted hotkey file {path}")]
     WrongPassword { path: PathBuf },
-    #[error(
-        "the hotkey file {path} uses an encryption this CLI does not read ({scheme}); re-encrypt it with a current btcli"
-    )]
+    #[error("the hotkey file {path} uses an encryption this CLI does not read ({scheme}); re-encrypt it with a current btcli")]
     UnsupportedEncryption { path: PathBuf, scheme: &'static str },
     #[error("the hotkey file {path} is malformed: {problem}")]
-    Malformed {
-        path: PathBuf,
-        problem: KeyfileProblem,
-    },
+    Malformed { path: PathBuf, problem: KeyfileProblem },
 }
 
 /// What is wrong inside a hotkey file. Never quotes the file's content.
@@ -146,9 +121,7 @@ pub enum KeyfileProblem {
     Ed25519,
     #[error("unknown cryptoType {0}")]
     UnknownCryptoType(u64),
-    #[error(
-        "it holds no secret key (secretSeed, privateKey or secretPhrase): is it a public key file?"
-    )]
+    #[error("it holds no secret key (secretSeed, privateKey or secretPhrase): is it a public key file?")]
     NoSecret,
     #[error("its secret key does not match its {field}")]
     Mismatch { field: &'static str },
@@ -164,18 +137,13 @@ pub struct Hotkey {
 
 impl std::fmt::Debug for Hotkey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hotkey")
-            .field("ss58", &self.ss58)
-            .finish_non_exhaustive()
+        f.debug_struct("Hotkey").field("ss58", &self.ss58).finish_non_exhaustive()
     }
 }
 
 impl Hotkey {
     pub fn from_keypair(keypair: Keypair) -> Self {
-        Hotkey {
-            ss58: wire::ss58::encode(&keypair.public.to_bytes()),
-            keypair,
-        }
+        Hotkey { ss58: wire::ss58::encode(&keypair.public.to_bytes()), keypair }
     }
 
     pub fn ss58(&self) -> &str {
@@ -189,17 +157,12 @@ impl Hotkey {
 
     /// An sr25519 signature (context `substrate`) over `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.keypair
-            .sign_simple(SIGNING_CONTEXT, message)
-            .to_bytes()
+        self.keypair.sign_simple(SIGNING_CONTEXT, message).to_bytes()
     }
 }
 
 /// Reads, decrypts if needed, and checks the hotkey at `location`.
-pub fn load_hotkey(
-    location: &WalletLocation,
-    passwords: &PasswordSource,
-) -> Result<Hotkey, WalletError> {
+pub fn load_hotkey(location: &WalletLocation, passwords: &PasswordSource) -> Result<Hotkey, WalletError> {
     let path = location.hotkey_file();
     let data = match std::fs::read(&path) {
         Ok(data) => Zeroizing::new(data),
@@ -207,16 +170,10 @@ pub fn load_hotkey(
             return Err(WalletError::NotFound { path });
         }
         Err(e) => {
-            return Err(WalletError::Unreadable {
-                path,
-                reason: e.kind().to_string(),
-            });
+            return Err(WalletError::Unreadable { path, reason: e.kind().to_string() });
         }
     };
-    let malformed = |problem| WalletError::Malformed {
-        path: path.clone(),
-        problem,
-    };
+    let malformed = |problem| WalletError::Malformed { path: path.clone(), problem };
     let plain = if data.starts_with(NACL_PREFIX) {
         let password = passwords.password(location, &path)?;
         match decrypt_nacl(&data, &password) {
@@ -225,15 +182,9 @@ pub fn load_hotkey(
             Err(NaclError::WrongPassword) => return Err(WalletError::WrongPassword { path }),
         }
     } else if data.starts_with(b"$ANSIBLE_VAULT") {
-        return Err(WalletError::UnsupportedEncryption {
-            path,
-            scheme: "ansible vault",
-        });
+        return Err(WalletError::UnsupportedEncryption { path, scheme: "ansible vault" });
     } else if data.starts_with(b"gAAAAA") {
-        return Err(WalletError::UnsupportedEncryption {
-            path,
-            scheme: "legacy fernet",
-        });
+        return Err(WalletError::UnsupportedEncryption { path, scheme: "legacy fernet" });
     } else {
         data
     };
@@ -250,13 +201,8 @@ pub enum NaclError {
 
 /// The secretbox key bittensor derives from a password (argon2i, v1.3, 8 passes, 512 MiB).
 pub fn nacl_key(password: &SecretString) -> Zeroizing<[u8; 32]> {
-    let params = Params::new(
-        ARGON2I_MEMLIMIT_SENSITIVE_KIB,
-        ARGON2I_OPSLIMIT_SENSITIVE,
-        1,
-        Some(32),
-    )
-    .expect("libsodium's argon2i parameters are valid");
+    let params = Params::new(ARGON2I_MEMLIMIT_SENSITIVE_KIB, ARGON2I_OPSLIMIT_SENSITIVE, 1, Some(32))
+        .expect("libsodium's argon2i parameters are valid");
     let argon2 = Argon2::new(Algorithm::Argon2i, Version::V0x13, params);
     let mut key = Zeroizing::new([0u8; 32]);
     argon2
@@ -274,10 +220,7 @@ pub fn decrypt_nacl(data: &[u8], password: &SecretString) -> Result<Zeroizing<Ve
     let (nonce, sealed) = body.split_at(NACL_NONCE_LEN);
     let key = nacl_key(password);
     let cipher = XSalsa20Poly1305::new(key.as_ref().into());
-    cipher
-        .decrypt(nonce.into(), sealed)
-        .map(Zeroizing::new)
-        .map_err(|_| NaclError::WrongPassword)
+    cipher.decrypt(nonce.into(), sealed).map(Zeroizing::new).map_err(|_| NaclError::WrongPassword)
 }
 
 /// Seals `plain` as a `$NACL` keyfile, as bittensor writes it.
@@ -285,9 +228,7 @@ pub fn decrypt_nacl(data: &[u8], password: &SecretString) -> Result<Zeroizing<Ve
 pub fn encrypt_nacl(plain: &[u8], password: &SecretString, nonce: [u8; NACL_NONCE_LEN]) -> Vec<u8> {
     let key = nacl_key(password);
     let cipher = XSalsa20Poly1305::new(key.as_ref().into());
-    let sealed = cipher
-        .encrypt(&nonce.into(), plain)
-        .expect("secretbox sealing does not fail");
+    let sealed = cipher.encrypt(&nonce.into(), plain).expect("secretbox sealing does not fail");
     let mut out = NACL_PREFIX.to_vec();
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
@@ -311,18 +252,11 @@ struct KeyfileJson {
     ss58_address: Option<String>,
 }
 
-fn decode_hex<const N: usize>(
-    text: &str,
-    field: &'static str,
-) -> Result<SecretBox<[u8; N]>, KeyfileProblem> {
+fn decode_hex<const N: usize>(text: &str, field: &'static str) -> Result<SecretBox<[u8; N]>, KeyfileProblem> {
     let text = text.trim();
-    let text = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
+    let text = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
     let mut out = SecretBox::new(Box::new([0u8; N]));
-    hex::decode_to_slice(text, secrecy::ExposeSecretMut::expose_secret_mut(&mut out))
-        .map_err(|_| KeyfileProblem::BadHex { field })?;
+    hex::decode_to_slice(text, secrecy::ExposeSecretMut::expose_secret_mut(&mut out)).map_err(|_| KeyfileProblem::BadHex { field })?;
     Ok(out)
 }
 
@@ -340,9 +274,7 @@ pub fn keypair_from_keyfile_json(data: &[u8]) -> Result<Keypair, KeyfileProblem>
         None => None,
     };
     let stated_address = match &file.ss58_address {
-        Some(address) => {
-            Some(wire::ss58::decode(address.trim()).map_err(|_| KeyfileProblem::BadAddress)?)
-        }
+        Some(address) => Some(wire::ss58::decode(address.trim()).map_err(|_| KeyfileProblem::BadAddress)?),
         None => None,
     };
     let matches = |pair: &Keypair| {
@@ -355,9 +287,7 @@ pub fn keypair_from_keyfile_json(data: &[u8]) -> Result<Keypair, KeyfileProblem>
             return Err(KeyfileProblem::Mismatch { field: "publicKey" });
         }
         if stated_address.is_some_and(|a| a != public) {
-            return Err(KeyfileProblem::Mismatch {
-                field: "ss58Address",
-            });
+            return Err(KeyfileProblem::Mismatch { field: "ss58Address" });
         }
         Ok(pair)
     };
@@ -371,29 +301,16 @@ pub fn keypair_from_keyfile_json(data: &[u8]) -> Result<Keypair, KeyfileProblem>
         // bittensor writes schnorrkel's own `SecretKey::to_bytes` (sp-core `to_raw_vec`); keys
         // exported from other tools are often in the ed25519-compatible form. Take the form
         // whose public key the file states; with nothing to compare, bittensor's.
-        let native = SecretKey::from_bytes(bytes.expose_secret())
-            .ok()
-            .map(|s| s.to_keypair());
-        let ed25519_form = SecretKey::from_ed25519_bytes(bytes.expose_secret())
-            .ok()
-            .map(|s| s.to_keypair());
+        let native = SecretKey::from_bytes(bytes.expose_secret()).ok().map(|s| s.to_keypair());
+        let ed25519_form = SecretKey::from_ed25519_bytes(bytes.expose_secret()).ok().map(|s| s.to_keypair());
         let has_statement = stated_public.is_some() || stated_address.is_some();
-        let chosen = [native, ed25519_form]
-            .into_iter()
-            .flatten()
-            .find(|pair| !has_statement || matches(pair));
+        let chosen = [native, ed25519_form].into_iter().flatten().find(|pair| !has_statement || matches(pair));
         return match chosen {
             Some(pair) => Ok(pair),
-            None if has_statement => Err(KeyfileProblem::Mismatch {
-                field: if stated_public.is_some() {
-                    "publicKey"
-                } else {
-                    "ss58Address"
-                },
-            }),
-            None => Err(KeyfileProblem::BadHex {
-                field: "privateKey",
-            }),
+            None if has_statement => {
+                Err(KeyfileProblem::Mismatch { field: if stated_public.is_some() { "publicKey" } else { "ss58Address" } })
+            }
+            None => Err(KeyfileProblem::BadHex { field: "privateKey" }),
         };
     }
     if let Some(phrase) = &file.secret_phrase {
@@ -405,23 +322,16 @@ pub fn keypair_from_keyfile_json(data: &[u8]) -> Result<Keypair, KeyfileProblem>
 
 /// A 32-byte mini secret expanded the way Substrate (and so Bittensor) does it.
 pub fn keypair_from_mini_secret(seed: &[u8; 32]) -> Result<Keypair, KeyfileProblem> {
-    let mini = MiniSecretKey::from_bytes(seed).map_err(|_| KeyfileProblem::BadHex {
-        field: "secretSeed",
-    })?;
+    let mini = MiniSecretKey::from_bytes(seed).map_err(|_| KeyfileProblem::BadHex { field: "secretSeed" })?;
     Ok(mini.expand_to_keypair(ExpansionMode::Ed25519))
 }
 
 /// substrate-bip39 `mini_secret_from_entropy(entropy, "")`: PBKDF2-HMAC-SHA512 over the
 /// mnemonic's entropy with the salt `"mnemonic"`, 2048 rounds, first 32 bytes.
 fn mini_secret_from_phrase(phrase: &SecretString) -> Result<SecretBox<[u8; 32]>, KeyfileProblem> {
-    let words = phrase
-        .expose_secret()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let words = phrase.expose_secret().split_whitespace().collect::<Vec<_>>().join(" ");
     let words = Zeroizing::new(words);
-    let mnemonic = bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &words)
-        .map_err(|_| KeyfileProblem::BadMnemonic)?;
+    let mnemonic = bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &words).map_err(|_| KeyfileProblem::BadMnemonic)?;
     let (entropy, len) = mnemonic.to_entropy_array();
     let entropy = Zeroizing::new(entropy);
     let mut seed = Zeroizing::new([0u8; 64]);
@@ -440,8 +350,7 @@ mod tests {
     const PY_PUBLIC: &str = "0xe0403edd25a483ee5146e26c61cb0cbf752a32b0e53cccc678afacdec1648c4a";
     const PY_PRIVATE: &str = "0x2b54497f8677c5a1e0a2092b4c8bed3a40f4ec4c9656252e055783272585fe0eb8c5baa95e12636921b0963cbc8435dc19664146079ccceb372f1b7259b63db9";
     const PY_SEED: &str = "0xf6b2e47de7b54d96111d8080fc6ce218be5a15866cdd976a8d967e67fc128643";
-    const PY_PHRASE: &str =
-        "senior urge water gospel clever bunker observe sting vocal guess panic maple";
+    const PY_PHRASE: &str = "senior urge water gospel clever bunker observe sting vocal guess panic maple";
     const PY_SS58: &str = "5H8jfiFk3n4LS9acnt7oG7Xa3BXFC4gf3Zj9tVxaeoAeQrcT";
 
     fn full_file() -> String {
@@ -459,25 +368,10 @@ mod tests {
     #[test]
     fn a_bittensor_keyfile_loads_from_each_secret_alone() {
         assert_eq!(ss58_of(&full_file()).unwrap(), PY_SS58);
-        assert_eq!(
-            ss58_of(&serde_json::json!({"secretSeed": PY_SEED}).to_string()).unwrap(),
-            PY_SS58
-        );
-        assert_eq!(
-            ss58_of(&serde_json::json!({"secretPhrase": PY_PHRASE}).to_string()).unwrap(),
-            PY_SS58
-        );
-        assert_eq!(
-            ss58_of(&serde_json::json!({"privateKey": PY_PRIVATE}).to_string()).unwrap(),
-            PY_SS58
-        );
-        assert_eq!(
-            ss58_of(
-                &serde_json::json!({"privateKey": PY_PRIVATE, "publicKey": PY_PUBLIC}).to_string()
-            )
-            .unwrap(),
-            PY_SS58
-        );
+        assert_eq!(ss58_of(&serde_json::json!({"secretSeed": PY_SEED}).to_string()).unwrap(), PY_SS58);
+        assert_eq!(ss58_of(&serde_json::json!({"secretPhrase": PY_PHRASE}).to_string()).unwrap(), PY_SS58);
+        assert_eq!(ss58_of(&serde_json::json!({"privateKey": PY_PRIVATE}).to_string()).unwrap(), PY_SS58);
+        assert_eq!(ss58_of(&serde_json::json!({"privateKey": PY_PRIVATE, "publicKey": PY_PUBLIC}).to_string()).unwrap(), PY_SS58);
     }
 
     #[test]
@@ -485,15 +379,8 @@ mod tests {
         let seed = decode_hex::<32>(PY_SEED, "s").unwrap();
         let pair = keypair_from_mini_secret(seed.expose_secret()).unwrap();
         let private = decode_hex::<64>(PY_PRIVATE, "p").unwrap();
-        assert_eq!(
-            &pair.secret.to_bytes(),
-            private.expose_secret(),
-            "bittensor stores SecretKey::to_bytes"
-        );
-        assert_eq!(
-            format!("0x{}", hex::encode(pair.public.to_bytes())),
-            PY_PUBLIC
-        );
+        assert_eq!(&pair.secret.to_bytes(), private.expose_secret(), "bittensor stores SecretKey::to_bytes");
+        assert_eq!(format!("0x{}", hex::encode(pair.public.to_bytes())), PY_PUBLIC);
     }
 
     #[test]
@@ -501,71 +388,37 @@ mod tests {
         let seed = decode_hex::<32>(PY_SEED, "s").unwrap();
         let pair = keypair_from_mini_secret(seed.expose_secret()).unwrap();
         let ed = format!("0x{}", hex::encode(pair.secret.to_ed25519_bytes()));
-        assert_eq!(
-            ss58_of(&serde_json::json!({"privateKey": ed, "ss58Address": PY_SS58}).to_string())
-                .unwrap(),
-            PY_SS58
-        );
+        assert_eq!(ss58_of(&serde_json::json!({"privateKey": ed, "ss58Address": PY_SS58}).to_string()).unwrap(), PY_SS58);
     }
 
     #[test]
     fn malformed_keyfiles_are_refused_without_quoting_them() {
         assert_eq!(ss58_of("not json"), Err(KeyfileProblem::NotJson));
         assert_eq!(
-            ss58_of(
-                &serde_json::json!({"publicKey": PY_PUBLIC, "ss58Address": PY_SS58}).to_string()
-            ),
+            ss58_of(&serde_json::json!({"publicKey": PY_PUBLIC, "ss58Address": PY_SS58}).to_string()),
             Err(KeyfileProblem::NoSecret)
         );
-        assert_eq!(
-            ss58_of(&serde_json::json!({"secretSeed": "0x1234"}).to_string()),
-            Err(KeyfileProblem::BadHex {
-                field: "secretSeed"
-            })
-        );
+        assert_eq!(ss58_of(&serde_json::json!({"secretSeed": "0x1234"}).to_string()), Err(KeyfileProblem::BadHex { field: "secretSeed" }));
         let other_public = format!("0x{}", "11".repeat(32));
         assert_eq!(
-            ss58_of(
-                &serde_json::json!({"secretSeed": PY_SEED, "publicKey": other_public}).to_string()
-            ),
+            ss58_of(&serde_json::json!({"secretSeed": PY_SEED, "publicKey": other_public}).to_string()),
             Err(KeyfileProblem::Mismatch { field: "publicKey" })
         );
-        assert_eq!(
-            ss58_of(&serde_json::json!({"secretSeed": PY_SEED, "cryptoType": 0}).to_string()),
-            Err(KeyfileProblem::Ed25519)
-        );
-        assert_eq!(
-            ss58_of(&serde_json::json!({"secretPhrase": "not a mnemonic at all"}).to_string()),
-            Err(KeyfileProblem::BadMnemonic)
-        );
-        let message = WalletError::Malformed {
-            path: "/w/h".into(),
-            problem: KeyfileProblem::BadHex {
-                field: "secretSeed",
-            },
-        }
-        .to_string();
+        assert_eq!(ss58_of(&serde_json::json!({"secretSeed": PY_SEED, "cryptoType": 0}).to_string()), Err(KeyfileProblem::Ed25519));
+        assert_eq!(ss58_of(&serde_json::json!({"secretPhrase": "not a mnemonic at all"}).to_string()), Err(KeyfileProblem::BadMnemonic));
+        let message = WalletError::Malformed { path: "/w/h".into(), problem: KeyfileProblem::BadHex { field: "secretSeed" } }.to_string();
         assert!(!message.contains(&PY_SEED[2..10]));
     }
 
     #[test]
     fn signatures_verify_against_the_public_key() {
-        let hotkey =
-            Hotkey::from_keypair(keypair_from_keyfile_json(full_file().as_bytes()).unwrap());
+        let hotkey = Hotkey::from_keypair(keypair_from_keyfile_json(full_file().as_bytes()).unwrap());
         assert_eq!(hotkey.ss58(), PY_SS58);
         let signature = hotkey.sign(b"hello");
         let public = schnorrkel::PublicKey::from_bytes(&hotkey.public_key()).unwrap();
         let signature = schnorrkel::Signature::from_bytes(&signature).unwrap();
-        assert!(
-            public
-                .verify_simple(SIGNING_CONTEXT, b"hello", &signature)
-                .is_ok()
-        );
-        assert!(
-            public
-                .verify_simple(SIGNING_CONTEXT, b"hellO", &signature)
-                .is_err()
-        );
+        assert!(public.verify_simple(SIGNING_CONTEXT, b"hello", &signature).is_ok());
+        assert!(public.verify_simple(SIGNING_CONTEXT, b"hellO", &signature).is_err());
     }
 
     #[test]
@@ -574,10 +427,7 @@ mod tests {
         assert_eq!(location.hotkey_file(), PathBuf::from("/w/miner/hotkeys/hk"));
         if let Some(home) = std::env::var_os("HOME") {
             let location = WalletLocation::new("~/.bittensor/wallets", "default", "default");
-            assert_eq!(
-                location.hotkey_file(),
-                PathBuf::from(home).join(".bittensor/wallets/default/hotkeys/default")
-            );
+            assert_eq!(location.hotkey_file(), PathBuf::from(home).join(".bittensor/wallets/default/hotkeys/default"));
         }
     }
 
@@ -589,23 +439,14 @@ mod tests {
         assert!(sealed.starts_with(b"$NACL"));
         let key = nacl_key(&password);
         let cipher = XSalsa20Poly1305::new(key.as_ref().into());
-        let opened = cipher
-            .decrypt((&[7u8; 24]).into(), &sealed[5 + 24..])
-            .unwrap();
+        let opened = cipher.decrypt((&[7u8; 24]).into(), &sealed[5 + 24..]).unwrap();
         assert_eq!(opened, full_file().as_bytes());
         // A flipped byte of ciphertext is "wrong password" (the box does not open).
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         let key_for_tampered = XSalsa20Poly1305::new(key.as_ref().into());
-        assert!(
-            key_for_tampered
-                .decrypt((&[7u8; 24]).into(), &tampered[5 + 24..])
-                .is_err()
-        );
-        assert_eq!(
-            decrypt_nacl(b"$NACLshort", &password),
-            Err(NaclError::Truncated)
-        );
+        assert!(key_for_tampered.decrypt((&[7u8; 24]).into(), &tampered[5 + 24..]).is_err());
+        assert_eq!(decrypt_nacl(b"$NACLshort", &password), Err(NaclError::Truncated));
     }
 }

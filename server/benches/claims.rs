@@ -116,7 +116,9 @@ async fn bench(backend: Backend) -> Outcome {
             .unwrap();
     }
     let pick = match backend {
-        Backend::Postgres => "SELECT id, hotkey FROM eval_runs WHERE status = 'queued' AND not_before <= $1 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Backend::Postgres => {
+            "SELECT id, hotkey FROM eval_runs WHERE status = 'queued' AND not_before <= $1 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+        }
         Backend::Sqlite => "SELECT id, hotkey FROM eval_runs WHERE status = 'queued' AND not_before <= $1 ORDER BY seq LIMIT 1",
     };
     reset_peak("self");

@@ -257,17 +257,27 @@ fn signatures(server_rt: &tokio::runtime::Runtime) -> String {
     });
 
     let mut rows = vec![
-        ("raw `schnorrkel` `PublicKey::verify_simple(b\"substrate\", ...)`, key and signature parsed beforehand (baseline)".to_owned(), raw, None),
+        (
+            "raw `schnorrkel` `PublicKey::verify_simple(b\"substrate\", ...)`, key and signature parsed beforehand (baseline)".to_owned(),
+            raw,
+            None,
+        ),
         ("`service::auth::signature::verify` (parses key and signature, then verifies)".to_owned(), service_verify, None),
         ("`signed_request::check` (headers, ss58 hotkey, clock, hex signature, message, verify; no database)".to_owned(), check, None),
     ];
     for backend in [Backend::Sqlite, Backend::Postgres] {
         for callers in [1, 16] {
             let f = server_rt.block_on(verify_on(backend, callers, &wallet));
-            rows.push((format!("`signed_request::verify` with the nonce insert, {backend:?}, {callers} concurrent caller(s)"), f.per_second, Some(f)));
+            rows.push((
+                format!("`signed_request::verify` with the nonce insert, {backend:?}, {callers} concurrent caller(s)"),
+                f.per_second,
+                Some(f),
+            ));
         }
     }
-    let mut out = String::from("| path | verifications/s | µs per verification (1 / rate) | p50 | p99 | rate ratio to raw schnorrkel |\n|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| path | verifications/s | µs per verification (1 / rate) | p50 | p99 | rate ratio to raw schnorrkel |\n|---|---|---|---|---|---|\n",
+    );
     for (name, per_second, latency) in rows {
         let (p50, p99) = latency.map(|f| (ms(f.p50), ms(f.p99))).unwrap_or(("".into(), "".into()));
         out.push_str(&format!("| {name} | {per_second:.0} | {:.1} | {p50} | {p99} | {:.3} |\n", 1e6 / per_second, per_second / raw));
@@ -400,7 +410,9 @@ fn main() {
         ms(catalog.p99),
         catalog.per_second / base.per_second,
     ));
-    let mut rss = String::from("| process, load | RSS before the first round | RSS after the last round | highest peak of a round |\n|---|---|---|---|\n");
+    let mut rss = String::from(
+        "| process, load | RSS before the first round | RSS after the last round | highest peak of a round |\n|---|---|---|---|\n",
+    );
     for (name, series) in [
         ("bench process (in-process servers + load generator), bare rounds", &bare),
         ("bench process (same), real `Application` rounds", &real),

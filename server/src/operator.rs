@@ -70,10 +70,17 @@ pub enum MinerAction {
 #[derive(Debug, Subcommand)]
 pub enum CatalogAction {
     List,
-    Add { chutes_name: String, openrouter_name: String },
-    Remove { chutes_name: String },
+    Add {
+        chutes_name: String,
+        openrouter_name: String,
+    },
+    Remove {
+        chutes_name: String,
+    },
     /// The model a run's sandbox gets by default.
-    SetDefault { chutes_name: String },
+    SetDefault {
+        chutes_name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +175,11 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     if report.added_key { " added" } else { " (continuing an unfinished rotation)" },
                     report.rewrapped,
                     report.remaining,
-                    if report.remaining == 0 { "; restart the service, then `vault retire-master-keys` removes the old key" } else { "; run again to finish" }
+                    if report.remaining == 0 {
+                        "; restart the service, then `vault retire-master-keys` removes the old key"
+                    } else {
+                        "; run again to finish"
+                    }
                 );
             }
             VaultAction::RetireMasterKeys => {

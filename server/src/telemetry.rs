@@ -4,8 +4,7 @@ use service::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn,hyper=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn,hyper=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     // A second call (tests start many apps in one process) is harmless: keep the first.
     let _ = match format {

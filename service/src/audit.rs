@@ -10,7 +10,13 @@ use crate::domain::Hotkey;
 use crate::services::Services;
 
 /// Records an event inside the transaction that made the change, so log and state agree.
-pub async fn record(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, provider: Option<Provider>, kind: &str, detail: &str) -> Result<(), sqlx::Error> {
+pub async fn record(
+    tx: &mut Transaction<'static, Any>,
+    hotkey: &Hotkey,
+    provider: Option<Provider>,
+    kind: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     let now = time::OffsetDateTime::now_utc();
     let seq = (now.unix_timestamp_nanos() / 1_000) as i64;
     sqlx::query("INSERT INTO audit_events (id, seq, hotkey, provider, kind, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -28,7 +34,13 @@ pub async fn record(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, provide
 
 /// Records an event on its own, for uses of a credential that change no other state
 /// (a run key minted or disabled).
-pub async fn record_now(db: &crate::db::Db, hotkey: &Hotkey, provider: Option<Provider>, kind: &str, detail: &str) -> Result<(), sqlx::Error> {
+pub async fn record_now(
+    db: &crate::db::Db,
+    hotkey: &Hotkey,
+    provider: Option<Provider>,
+    kind: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     record(&mut tx, hotkey, provider, kind, detail).await?;
     tx.commit().await
@@ -37,13 +49,12 @@ pub async fn record_now(db: &crate::db::Db, hotkey: &Hotkey, provider: Option<Pr
 impl Services {
     /// The newest `limit` events, oldest first.
     pub async fn audit_events(&self, hotkey: &Hotkey, limit: i64) -> Result<AuditEvents, sqlx::Error> {
-        let rows: Vec<(i64, Option<String>, String, String)> = sqlx::query_as(
-            "SELECT at, provider, kind, detail FROM audit_events WHERE hotkey = $1 ORDER BY seq DESC, id DESC LIMIT $2",
-        )
-        .bind(hotkey.as_str())
-        .bind(limit.clamp(1, 500))
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows: Vec<(i64, Option<String>, String, String)> =
+            sqlx::query_as("SELECT at, provider, kind, detail FROM audit_events WHERE hotkey = $1 ORDER BY seq DESC, id DESC LIMIT $2")
+                .bind(hotkey.as_str())
+                .bind(limit.clamp(1, 500))
+                .fetch_all(self.db.pool())
+                .await?;
         let events = rows
             .into_iter()
             .rev()

@@ -122,10 +122,7 @@ impl Services {
         };
         let body = if ranked {
             let as_of = rows.iter().map(|r| r.4).max().unwrap_or_else(clock::now);
-            let models: Vec<_> = rows
-                .iter()
-                .map(|r| json!({"id": name(r), "rank_metric": r.2, "healthy": r.3 != 0}))
-                .collect();
+            let models: Vec<_> = rows.iter().map(|r| json!({"id": name(r), "rank_metric": r.2, "healthy": r.3 != 0})).collect();
             json!({"models": models, "ranked_by": "catalog_order", "as_of": clock::rfc3339(as_of)}).to_string()
         } else {
             let models: Vec<String> = rows.iter().map(name).collect();
@@ -141,11 +138,10 @@ impl Services {
 
     /// The model a run's sandbox gets, under the run provider's name.
     pub async fn default_model(&self, provider: Provider) -> Result<String, CatalogError> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT chutes_name, openrouter_name FROM catalog_models ORDER BY is_default DESC, position LIMIT 1",
-        )
-        .fetch_optional(self.db.pool())
-        .await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT chutes_name, openrouter_name FROM catalog_models ORDER BY is_default DESC, position LIMIT 1")
+                .fetch_optional(self.db.pool())
+                .await?;
         let (chutes, openrouter) = row.ok_or_else(|| CatalogError::Unknown("any model".into()))?;
         Ok(match provider {
             Provider::Chutes => chutes,
@@ -157,7 +153,8 @@ impl Services {
         if !valid_name(chutes_name) || !valid_name(openrouter_name) {
             return Err(CatalogError::BadName);
         }
-        let (next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), -1) + 1 FROM catalog_models").fetch_one(self.db.pool()).await?;
+        let (next,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(position), -1) + 1 FROM catalog_models").fetch_one(self.db.pool()).await?;
         let inserted = sqlx::query(
             "INSERT INTO catalog_models (chutes_name, openrouter_name, position, is_default, healthy, updated_at)
              VALUES ($1, $2, $3, 0, 1, $4) ON CONFLICT DO NOTHING",

@@ -13,18 +13,12 @@ pub fn now() -> i64 {
 /// `datetime.fromisoformat`, which refuses a `Z` suffix before Python 3.11.
 pub fn rfc3339(unix_seconds: i64) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
-    OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| unix_seconds.to_string())
+    OffsetDateTime::from_unix_timestamp(unix_seconds).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| unix_seconds.to_string())
 }
 
 /// RFC 3339 with `Z`: OpenRouter's `expires_at` takes UTC only.
 pub fn rfc3339_utc_z(unix_seconds: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix_seconds.to_string())
+    OffsetDateTime::from_unix_timestamp(unix_seconds).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| unix_seconds.to_string())
 }
 
 pub fn parse_rfc3339(text: &str) -> Option<i64> {

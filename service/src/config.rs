@@ -124,8 +124,8 @@ impl Settings {
             let host = if bind.ip().is_unspecified() { "127.0.0.1".to_string() } else { bind.ip().to_string() };
             format!("http://{host}:{}", bind.port())
         });
-        let public_url = url::Url::parse(&public_url)
-            .map_err(|_| bad("ORO_PUBLIC_URL", "not a URL (expected e.g. https://inference.oro.example)"))?;
+        let public_url =
+            url::Url::parse(&public_url).map_err(|_| bad("ORO_PUBLIC_URL", "not a URL (expected e.g. https://inference.oro.example)"))?;
 
         let simulate_providers = match get("ORO_SIMULATE_PROVIDERS").as_deref() {
             None => !production,
@@ -310,7 +310,8 @@ mod tests {
         use crate::rate_limit::Limit;
         let s = Settings::from_vars(&HashMap::new()).unwrap();
         assert!(s.rate_limits.sign_in_per_ip.is_some() && s.rate_limits.submit_per_hotkey.is_some());
-        let s = Settings::from_vars(&vars(&[("ORO_RATE_LIMIT_SUBMIT_PER_IP", "5/h"), ("ORO_RATE_LIMIT_SIGN_IN_PER_HOTKEY", "off")])).unwrap();
+        let s =
+            Settings::from_vars(&vars(&[("ORO_RATE_LIMIT_SUBMIT_PER_IP", "5/h"), ("ORO_RATE_LIMIT_SIGN_IN_PER_HOTKEY", "off")])).unwrap();
         assert_eq!(s.rate_limits.submit_per_ip, Some(Limit::new(5, 3600)));
         assert_eq!(s.rate_limits.sign_in_per_hotkey, None);
     }

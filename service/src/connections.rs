@@ -104,9 +104,7 @@ impl OpenRouterKey {
     pub fn parse(text: &SecretString) -> Result<Self, ConnectionError> {
         let key = text.expose_secret().trim();
         let Some(rest) = key.strip_prefix("sk-or-v1-") else {
-            return Err(ConnectionError::BadCredentialShape(
-                "that is not an OpenRouter key: OpenRouter keys start with sk-or-v1-".into(),
-            ));
+            return Err(ConnectionError::BadCredentialShape("that is not an OpenRouter key: OpenRouter keys start with sk-or-v1-".into()));
         };
         if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(ConnectionError::BadCredentialShape(
@@ -140,7 +138,11 @@ pub fn key_fingerprint(key: &SecretString) -> String {
 }
 
 /// Takes the miner's row lock for the rest of the transaction (creating the row if needed).
-pub(crate) async fn lock_miner(tx: &mut Transaction<'static, Any>, backend: Backend, hotkey: &Hotkey) -> Result<Option<Provider>, sqlx::Error> {
+pub(crate) async fn lock_miner(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    hotkey: &Hotkey,
+) -> Result<Option<Provider>, sqlx::Error> {
     sqlx::query("INSERT INTO miners (hotkey, default_provider, updated_at) VALUES ($1, NULL, $2) ON CONFLICT (hotkey) DO NOTHING")
         .bind(hotkey.as_str())
         .bind(clock::now())
@@ -234,7 +236,13 @@ impl Services {
 
     /// Stores a sealed credential, replacing any previous one in the same statement, and makes
     /// the provider the default when the miner has none.
-    async fn store_connection(&self, hotkey: &Hotkey, provider: Provider, label: &str, credential: &SecretString) -> Result<Option<Provider>, ConnectionError> {
+    async fn store_connection(
+        &self,
+        hotkey: &Hotkey,
+        provider: Provider,
+        label: &str,
+        credential: &SecretString,
+    ) -> Result<Option<Provider>, ConnectionError> {
         let ciphertext = self.vault.seal(&Vault::credential_context(hotkey.as_str(), provider), credential);
         let now = clock::now();
         let mut tx = self.db.pool().begin().await?;
@@ -263,7 +271,14 @@ impl Services {
             Some(d) => Some(d),
             None => {
                 set_default_in(&mut tx, hotkey, Some(provider)).await?;
-                audit::record(&mut tx, hotkey, Some(provider), "default_changed", &format!("{} is now the default provider (first connected)", provider.display_name())).await?;
+                audit::record(
+                    &mut tx,
+                    hotkey,
+                    Some(provider),
+                    "default_changed",
+                    &format!("{} is now the default provider (first connected)", provider.display_name()),
+                )
+                .await?;
                 Some(provider)
             }
         };
@@ -312,7 +327,12 @@ impl Services {
                 queue_revocation(self.db.pool(), hotkey, Provider::OpenRouter, &old, &e.to_string()).await?;
             }
         }
-        Ok(ConnectionChanged { ok: true, provider: Provider::OpenRouter, default_provider: default, message: format!("Connected OpenRouter ({label}).") })
+        Ok(ConnectionChanged {
+            ok: true,
+            provider: Provider::OpenRouter,
+            default_provider: default,
+            message: format!("Connected OpenRouter ({label})."),
+        })
     }
 
     /// `GET /key`, retried on a 429, a 5xx or a dropped connection (it only reads, so a retry
@@ -334,7 +354,13 @@ impl Services {
 
     /// Exchanges an authorization code (from the CLI's loopback or our landing page) and keeps
     /// the refresh token.
-    pub async fn connect_chutes_with_code(&self, hotkey: &Hotkey, code: &str, code_verifier: &SecretString, redirect_uri: &str) -> Result<ExchangeCodeAnswer, ConnectionError> {
+    pub async fn connect_chutes_with_code(
+        &self,
+        hotkey: &Hotkey,
+        code: &str,
+        code_verifier: &SecretString,
+        redirect_uri: &str,
+    ) -> Result<ExchangeCodeAnswer, ConnectionError> {
         if !self.settings.allowed_chutes_redirect_uris().iter().any(|u| u == redirect_uri) {
             return Err(ConnectionError::RedirectUriNotAllowed);
         }
@@ -373,7 +399,11 @@ impl Services {
 
     /// Legacy `POST /v1/miner/chutes-auth {refresh_token}`: proves the token by spending it
     /// once and keeps its successor.
-    pub async fn connect_chutes_with_refresh_token(&self, hotkey: &Hotkey, refresh_token: &SecretString) -> Result<ConnectionChanged, ConnectionError> {
+    pub async fn connect_chutes_with_refresh_token(
+        &self,
+        hotkey: &Hotkey,
+        refresh_token: &SecretString,
+    ) -> Result<ConnectionChanged, ConnectionError> {
         let token = refresh_token.expose_secret().trim();
         if token.is_empty() || token.len() > 4096 {
             return Err(ConnectionError::BadCredentialShape("refresh_token is empty or too long".into()));
@@ -381,7 +411,9 @@ impl Services {
         let tokens = match self.chutes.refresh(&SecretString::from(token.to_owned())).await {
             Ok(t) => t,
             Err(ProviderError::InvalidGrant { .. }) => {
-                return Err(ConnectionError::CredentialRefused("Chutes does not accept this refresh token: it expired, was revoked or already used".into()));
+                return Err(ConnectionError::CredentialRefused(
+                    "Chutes does not accept this refresh token: it expired, was revoked or already used".into(),
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -410,7 +442,13 @@ impl Services {
 
     /// The landing page: spends the state (only this miner's, only once, only in time), then
     /// exchanges the code.
-    pub async fn finish_chutes_authorization(&self, hotkey: &Hotkey, state: &str, code: Option<&str>, error: Option<&str>) -> Result<ExchangeCodeAnswer, ConnectionError> {
+    pub async fn finish_chutes_authorization(
+        &self,
+        hotkey: &Hotkey,
+        state: &str,
+        code: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<ExchangeCodeAnswer, ConnectionError> {
         let state_hash = crate::auth::sessions::digest(state);
         let row: Option<(Vec<u8>, String)> = sqlx::query_as(
             "DELETE FROM oauth_states WHERE state_hash = $1 AND hotkey = $2 AND expires_at >= $3 RETURNING sealed_verifier, redirect_uri",
@@ -449,7 +487,14 @@ impl Services {
         }
         if previous != Some(provider) {
             set_default_in(&mut tx, hotkey, Some(provider)).await?;
-            audit::record(&mut tx, hotkey, Some(provider), "default_changed", &format!("{} is now the default provider (from the next claimed run)", provider.display_name())).await?;
+            audit::record(
+                &mut tx,
+                hotkey,
+                Some(provider),
+                "default_changed",
+                &format!("{} is now the default provider (from the next claimed run)", provider.display_name()),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(ConnectionChanged {
@@ -493,11 +538,12 @@ impl Services {
         }
         let mut new_default = default;
         if default == Some(provider) {
-            let other: Option<(String,)> = sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 ORDER BY provider LIMIT 1")
-                .bind(hotkey.as_str())
-                .bind(STATE_CONNECTED)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let other: Option<(String,)> =
+                sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 ORDER BY provider LIMIT 1")
+                    .bind(hotkey.as_str())
+                    .bind(STATE_CONNECTED)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             new_default = other.and_then(|(p,)| p.parse().ok());
             set_default_in(&mut tx, hotkey, new_default).await?;
             let detail = match new_default {
@@ -528,12 +574,13 @@ impl Services {
             }
             Provider::OpenRouter => {
                 let fingerprint = key_fingerprint(credential);
-                let keys: Vec<(String,)> = sqlx::query_as("SELECT key_hash FROM run_keys WHERE hotkey = $1 AND minted_by = $2 AND disabled_at IS NULL")
-                    .bind(hotkey.as_str())
-                    .bind(&fingerprint)
-                    .fetch_all(self.db.pool())
-                    .await
-                    .map_err(|_| ProviderError::Unreachable { provider: "the database" })?;
+                let keys: Vec<(String,)> =
+                    sqlx::query_as("SELECT key_hash FROM run_keys WHERE hotkey = $1 AND minted_by = $2 AND disabled_at IS NULL")
+                        .bind(hotkey.as_str())
+                        .bind(&fingerprint)
+                        .fetch_all(self.db.pool())
+                        .await
+                        .map_err(|_| ProviderError::Unreachable { provider: "the database" })?;
                 for (hash,) in &keys {
                     self.openrouter.disable_key(credential, hash).await?;
                     let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2 AND disabled_at IS NULL")
@@ -563,7 +610,11 @@ impl Services {
                 Err(e) => {
                     // One bad row must not stop the others (nor the rest of housekeeping).
                     tracing::error!(id = %id, error = %e, "a pending revocation's credential does not open; skipping it");
-                    sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2").bind(clock::now() + 86_400).bind(&id).execute(self.db.pool()).await?;
+                    sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2")
+                        .bind(clock::now() + 86_400)
+                        .bind(&id)
+                        .execute(self.db.pool())
+                        .await?;
                     continue;
                 }
             };
@@ -579,7 +630,14 @@ impl Services {
                     // The provider no longer honours the credential at all: nothing left to revoke with it.
                     let mut tx = self.db.pool().begin().await?;
                     sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-                    audit::record(&mut tx, &hotkey, Some(provider), "revoked", "delayed revocation: the provider no longer accepts the credential").await?;
+                    audit::record(
+                        &mut tx,
+                        &hotkey,
+                        Some(provider),
+                        "revoked",
+                        "delayed revocation: the provider no longer accepts the credential",
+                    )
+                    .await?;
                     tx.commit().await?;
                     done += 1;
                 }
@@ -736,7 +794,14 @@ impl Services {
                 if marked.rows_affected() == 0 {
                     return Err(ConnectionError::Conflict);
                 }
-                audit::record(&mut tx, hotkey, Some(Provider::Chutes), "needs_reconsent", "Chutes refused the stored refresh token (invalid_grant): connect Chutes again").await?;
+                audit::record(
+                    &mut tx,
+                    hotkey,
+                    Some(Provider::Chutes),
+                    "needs_reconsent",
+                    "Chutes refused the stored refresh token (invalid_grant): connect Chutes again",
+                )
+                .await?;
                 tx.commit().await?;
                 Err(ConnectionError::NeedsReconsent(Provider::Chutes))
             }

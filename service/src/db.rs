@@ -170,11 +170,7 @@ pub mod testing {
                     pool.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
                     pool.close().await;
                     let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
-                    TestDatabase {
-                        url: format!("{base}/{name}").into(),
-                        backend,
-                        cleanup: Some(Cleanup::PostgresDatabase(name)),
-                    }
+                    TestDatabase { url: format!("{base}/{name}").into(), backend, cleanup: Some(Cleanup::PostgresDatabase(name)) }
                 }
             }
         }
@@ -237,11 +233,8 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM used_nonces WHERE hotkey = $1")
-            .bind("5Abc")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM used_nonces WHERE hotkey = $1").bind("5Abc").fetch_one(db.pool()).await.unwrap();
         assert_eq!(count, 1);
         db.close().await;
     }

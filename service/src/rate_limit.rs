@@ -313,7 +313,8 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..40 {
             let db = db.clone();
-            tasks.push(tokio::spawn(async move { hit(&db, Action::SignIn, Scope::Ip, "198.51.100.1", limit, 1_700_000_000).await.is_ok() }));
+            tasks
+                .push(tokio::spawn(async move { hit(&db, Action::SignIn, Scope::Ip, "198.51.100.1", limit, 1_700_000_000).await.is_ok() }));
         }
         let mut allowed = 0;
         for t in tasks {

@@ -44,7 +44,9 @@ pub const REASON_REVOKED: &str = "provider credential invalid or revoked: reconn
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("No inference provider connected. Connect one first: `oro inference connect chutes` or `oro inference connect openrouter --api-key <management key>`.")]
+    #[error(
+        "No inference provider connected. Connect one first: `oro inference connect chutes` or `oro inference connect openrouter --api-key <management key>`."
+    )]
     NoProviderConnected,
     #[error("agent_name must be 1 to 64 characters of letters, digits, '-', '_' or '.'")]
     InvalidAgentName,
@@ -219,7 +221,9 @@ impl Services {
             return Err(RunError::InvalidFile("the agent must be a Python source file (.py)".into()));
         }
         // The name goes back out in a Content-Disposition header and onto pages.
-        if file_name.chars().count() > 255 || file_name.chars().any(|c| c.is_control() || matches!(c, '"' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+        if file_name.chars().count() > 255
+            || file_name.chars().any(|c| c.is_control() || matches!(c, '"' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        {
             return Err(RunError::InvalidFile("the file name must be at most 255 characters, without control characters or quotes".into()));
         }
         let text = std::str::from_utf8(code).map_err(|_| RunError::InvalidFile("the agent file is not UTF-8 text".into()))?;
@@ -250,13 +254,15 @@ impl Services {
             return Err(RunError::Cooldown { remaining_seconds: last + cooldown - now, next_allowed_at: last + cooldown });
         }
         let agent_id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO agents (id, hotkey, agent_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hotkey, agent_name) DO NOTHING")
-            .bind(&agent_id)
-            .bind(hotkey.as_str())
-            .bind(agent_name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO agents (id, hotkey, agent_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hotkey, agent_name) DO NOTHING",
+        )
+        .bind(&agent_id)
+        .bind(hotkey.as_str())
+        .bind(agent_name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let (agent_id,): (String,) = sqlx::query_as("SELECT id FROM agents WHERE hotkey = $1 AND agent_name = $2")
             .bind(hotkey.as_str())
             .bind(agent_name)
@@ -349,7 +355,12 @@ impl Services {
             match issued {
                 Ok((token, model)) => {
                     let lease_expires_at = clock::now() + self.settings.run_lease_secs;
-                    if let Err(e) = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2").bind(lease_expires_at).bind(&run_id).execute(self.db.pool()).await {
+                    if let Err(e) = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2")
+                        .bind(lease_expires_at)
+                        .bind(&run_id)
+                        .execute(self.db.pool())
+                        .await
+                    {
                         let e = RunError::from(e);
                         self.release_reserved_run(&run_id, &validator.hotkey, &e);
                         return Err(e);
@@ -369,14 +380,21 @@ impl Services {
                             token.expires_at,
                             validator.hotkey.short()
                         ),
-                        Provider::Chutes => format!("a Chutes access token (expires {}) was issued for run {run_id} to validator {}", token.expires_at, validator.hotkey.short()),
+                        Provider::Chutes => format!(
+                            "a Chutes access token (expires {}) was issued for run {run_id} to validator {}",
+                            token.expires_at,
+                            validator.hotkey.short()
+                        ),
                     };
                     // The run is handed out either way: a lost audit line must not strand a minted key.
                     if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(token.provider), "credential_used", &used).await {
                         tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
                     }
                     return Ok(Some(ClaimAnswer {
-                        code_download_url: format!("{}/v1/validator/agent-versions/{agent_version_id}/code", self.settings.public_url.as_str().trim_end_matches('/')),
+                        code_download_url: format!(
+                            "{}/v1/validator/agent-versions/{agent_version_id}/code",
+                            self.settings.public_url.as_str().trim_end_matches('/')
+                        ),
                         eval_run_id: run_id,
                         agent_version_id,
                         suite_id,
@@ -437,15 +455,19 @@ impl Services {
     /// One attempt of `release_reserved_run`; says what became of the run.
     async fn put_back(&self, run_id: &str, validator: &str, storage: bool, reason: &str) -> Result<&'static str, sqlx::Error> {
         let now = clock::now();
-        let retries: Option<(i64,)> = sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1 AND status = $2 AND validator_hotkey = $3")
-            .bind(run_id)
-            .bind(STATUS_RUNNING)
-            .bind(validator)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let retries: Option<(i64,)> =
+            sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1 AND status = $2 AND validator_hotkey = $3")
+                .bind(run_id)
+                .bind(STATUS_RUNNING)
+                .bind(validator)
+                .fetch_optional(self.db.pool())
+                .await?;
         let Some((retries,)) = retries else { return Ok("the run had already moved on") };
         if !storage && retries >= OUR_FAULT_RETRIES {
-            let failure = format!("the service could not issue this run's credential ({}); reconnect the provider and submit again", crate::providers::scrub(reason));
+            let failure = format!(
+                "the service could not issue this run's credential ({}); reconnect the provider and submit again",
+                crate::providers::scrub(reason)
+            );
             count_failure(&failure, "claim");
             sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
                 .bind(STATUS_FAILED)
@@ -481,7 +503,9 @@ impl Services {
     async fn reserve_next_run(&self, validator: &Hotkey) -> Result<Option<(String, String, String, i64)>, RunError> {
         let now = clock::now();
         let pick = match self.db.backend() {
-            Backend::Postgres => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => {
+                "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+            }
             Backend::Sqlite => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1",
         };
         // The capacity check rides in the same statement, so parallel claims from one
@@ -517,7 +541,8 @@ impl Services {
                     .await?;
             }
             MintFailure::Retry(reason) => {
-                let (retries,): (i64,) = sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
+                let (retries,): (i64,) =
+                    sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
                 let backoff = requeue_backoff(retries);
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
                 metrics::counter!("oro_claim_requeues_total").increment(1);
@@ -543,7 +568,11 @@ impl Services {
         let Some(provider) = default.and_then(|(d,)| d).and_then(|d| d.parse::<Provider>().ok()) else {
             return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
         };
-        sqlx::query("UPDATE eval_runs SET provider = $1 WHERE id = $2").bind(provider.as_str()).bind(run_id).execute(self.db.pool()).await?;
+        sqlx::query("UPDATE eval_runs SET provider = $1 WHERE id = $2")
+            .bind(provider.as_str())
+            .bind(run_id)
+            .execute(self.db.pool())
+            .await?;
         let model = match self.default_model(provider).await {
             Ok(m) => m,
             Err(_) => return Ok(Err(MintFailure::Retry("the model catalog is empty".into()))),
@@ -556,11 +585,12 @@ impl Services {
     }
 
     async fn mint_openrouter_key(&self, run_id: &str, miner: &Hotkey) -> Result<Result<InferenceToken, MintFailure>, RunError> {
-        let row: Option<(String, Vec<u8>)> = sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(miner.as_str())
-            .bind(Provider::OpenRouter.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+                .bind(miner.as_str())
+                .bind(Provider::OpenRouter.as_str())
+                .fetch_optional(self.db.pool())
+                .await?;
         let Some((state, ciphertext)) = row else { return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into()))) };
         if state != STATE_CONNECTED {
             return Ok(Err(MintFailure::Fail(REASON_REVOKED.into())));
@@ -580,10 +610,8 @@ impl Services {
         {
             let mut tx = self.db.pool().begin().await?;
             crate::connections::lock_miner(&mut tx, self.db.backend(), miner).await?;
-            let (budget,): (Option<f64>,) = sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1")
-                .bind(miner.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            let (budget,): (Option<f64>,) =
+                sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1").bind(miner.as_str()).fetch_one(&mut *tx).await?;
             if let Some(budget) = budget {
                 let (since, month) = crate::budget::month_start(clock::now());
                 let committed = crate::budget::committed_in(&mut tx, miner, since).await?;
@@ -597,17 +625,18 @@ impl Services {
             tx.commit().await?;
         }
         let expires_at = clock::now() + self.settings.run_key_ttl_secs;
-        let minted = match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
-            Ok(m) => m,
-            Err(e) => {
-                // The request may have reached OpenRouter and only its answer got lost: such
-                // a key would be live and recorded nowhere.
-                if matches!(e, ProviderError::Timeout { .. } | ProviderError::Unreachable { .. }) {
-                    self.sweep_unrecorded_run_keys(run_id, miner, management_key.clone());
+        let minted =
+            match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
+                Ok(m) => m,
+                Err(e) => {
+                    // The request may have reached OpenRouter and only its answer got lost: such
+                    // a key would be live and recorded nowhere.
+                    if matches!(e, ProviderError::Timeout { .. } | ProviderError::Unreachable { .. }) {
+                        self.sweep_unrecorded_run_keys(run_id, miner, management_key.clone());
+                    }
+                    return Ok(Err(mint_failure(Provider::OpenRouter, &e)));
                 }
-                return Ok(Err(mint_failure(Provider::OpenRouter, &e)));
-            }
-        };
+            };
         let now = clock::now();
         let recorded = sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&minted.hash)
@@ -628,15 +657,20 @@ impl Services {
         }
         // A disconnect (or key replacement) that listed this miner's run keys before the insert
         // above would miss this one: check the credential is still the one that minted it.
-        let still: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2 AND state = $3")
-            .bind(miner.as_str())
-            .bind(Provider::OpenRouter.as_str())
-            .bind(STATE_CONNECTED)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let still: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2 AND state = $3")
+                .bind(miner.as_str())
+                .bind(Provider::OpenRouter.as_str())
+                .bind(STATE_CONNECTED)
+                .fetch_optional(self.db.pool())
+                .await?;
         if still.map(|(c,)| c) != Some(ciphertext.clone()) {
             if self.openrouter.disable_key(&management_key, &minted.hash).await.is_ok() {
-                sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2").bind(clock::now()).bind(&minted.hash).execute(self.db.pool()).await?;
+                sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2")
+                    .bind(clock::now())
+                    .bind(&minted.hash)
+                    .execute(self.db.pool())
+                    .await?;
             }
             return Ok(Err(MintFailure::Retry("the OpenRouter connection changed during the claim".into())));
         }
@@ -654,7 +688,11 @@ impl Services {
                 tracing::warn!(error = %e, "could not disable a key that failed its preflight; the reaper will");
             } else {
                 // Never handed out: it spent nothing, and commits nothing to the budget.
-                let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2").bind(clock::now()).bind(&minted.hash).execute(self.db.pool()).await;
+                let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2")
+                    .bind(clock::now())
+                    .bind(&minted.hash)
+                    .execute(self.db.pool())
+                    .await;
             }
             return Ok(Err(failure));
         }
@@ -677,21 +715,27 @@ impl Services {
                 tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
                 // While the run is held by a claim, a key of its name may be that claim's,
                 // minted but not yet recorded: look again later.
-                let status: Result<Option<(String,)>, _> = sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(&run_id).fetch_optional(services.db.pool()).await;
+                let status: Result<Option<(String,)>, _> =
+                    sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(&run_id).fetch_optional(services.db.pool()).await;
                 if !matches!(&status, Ok(Some((s,))) if s != STATUS_RUNNING) {
                     continue;
                 }
                 let Ok(keys) = services.openrouter.list_keys(&management_key).await else { continue };
                 for key in keys.into_iter().filter(|k| !k.disabled && k.name.as_deref() == Some(name.as_str())) {
-                    let recorded: Result<Option<(String,)>, _> =
-                        sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1").bind(&key.hash).fetch_optional(services.db.pool()).await;
+                    let recorded: Result<Option<(String,)>, _> = sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1")
+                        .bind(&key.hash)
+                        .fetch_optional(services.db.pool())
+                        .await;
                     if !matches!(recorded, Ok(None)) {
                         continue;
                     }
                     if services.openrouter.disable_key(&management_key, &key.hash).await.is_ok() {
                         tracing::warn!(run = %run_id, "disabled a run key OpenRouter minted after our request had given up");
-                        let detail = format!("the OpenRouter management key disabled run key {name}, minted after the claim had given up waiting for it");
-                        let _ = crate::audit::record_now(&services.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await;
+                        let detail = format!(
+                            "the OpenRouter management key disabled run key {name}, minted after the claim had given up waiting for it"
+                        );
+                        let _ =
+                            crate::audit::record_now(&services.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await;
                     }
                 }
             }
@@ -712,7 +756,10 @@ impl Services {
                     attempt += 1;
                 }
                 Err(ProviderError::Unauthorized { .. }) => {
-                    return Err(MintFailure::Retry(format!("the freshly minted OpenRouter key was still refused after {} s", PROPAGATION_WAIT.as_secs())));
+                    return Err(MintFailure::Retry(format!(
+                        "the freshly minted OpenRouter key was still refused after {} s",
+                        PROPAGATION_WAIT.as_secs()
+                    )));
                 }
                 Err(e) => return Err(mint_failure(Provider::OpenRouter, &e)),
             }
@@ -748,7 +795,10 @@ impl Services {
 
     async fn leased_run(&self, validator: &Caller, run_id: &str) -> Result<(String, Option<String>), RunError> {
         let row: Option<(String, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(self.db.pool()).await?;
+            sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(self.db.pool())
+                .await?;
         let (status, holder, key_hash) = row.ok_or(RunError::NotFound)?;
         if holder.as_deref() != Some(validator.hotkey.as_str()) {
             return Err(if status == STATUS_RUNNING { RunError::NotYours } else { RunError::NotRunning(status) });
@@ -790,7 +840,8 @@ impl Services {
         };
         let (_, key_hash) = self.leased_run(validator, run_id).await?;
         let reason = if status == STATUS_FAILED {
-            normalize_failure_reason(body.failure_reason.as_deref()).or_else(|| Some(format!("the validator reported {}", body.terminal_status.to_ascii_uppercase())))
+            normalize_failure_reason(body.failure_reason.as_deref())
+                .or_else(|| Some(format!("the validator reported {}", body.terminal_status.to_ascii_uppercase())))
         } else {
             None
         };
@@ -823,10 +874,11 @@ impl Services {
 
     /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
     async fn retire_run_key(&self, hash: &str) -> Result<(), ServiceRetireError> {
-        let row: Option<(String, String, Option<i64>, String)> = sqlx::query_as("SELECT hotkey, minted_by, disabled_at, eval_run_id FROM run_keys WHERE key_hash = $1")
-            .bind(hash)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row: Option<(String, String, Option<i64>, String)> =
+            sqlx::query_as("SELECT hotkey, minted_by, disabled_at, eval_run_id FROM run_keys WHERE key_hash = $1")
+                .bind(hash)
+                .fetch_optional(self.db.pool())
+                .await?;
         let Some((hotkey, minted_by, disabled_at, run_id)) = row else { return Ok(()) };
         let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(&hotkey)
@@ -840,7 +892,11 @@ impl Services {
         // Disconnected (or replaced) since: that credential's disconnect or replacement
         // disables its run keys (now or through a pending revocation); the sweep skips it.
         let Some(management_key) = management_key.filter(|k| key_fingerprint(k) == minted_by) else {
-            sqlx::query("UPDATE run_keys SET orphaned_at = $1 WHERE key_hash = $2 AND orphaned_at IS NULL").bind(clock::now()).bind(hash).execute(self.db.pool()).await?;
+            sqlx::query("UPDATE run_keys SET orphaned_at = $1 WHERE key_hash = $2 AND orphaned_at IS NULL")
+                .bind(clock::now())
+                .bind(hash)
+                .execute(self.db.pool())
+                .await?;
             return Ok(());
         };
         if disabled_at.is_none() {
@@ -854,7 +910,11 @@ impl Services {
             .await?
             .rows_affected()
             == 1;
-        sqlx::query("UPDATE run_keys SET usage_usd = COALESCE($1, usage_usd) WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
+        sqlx::query("UPDATE run_keys SET usage_usd = COALESCE($1, usage_usd) WHERE key_hash = $2")
+            .bind(usage)
+            .bind(hash)
+            .execute(self.db.pool())
+            .await?;
         // Once per key, by whichever retirement recorded the disable (a retry, or `complete`
         // racing the sweep, finds it done).
         if first_disable && let Ok(miner) = Hotkey::parse(&hotkey) {
@@ -913,7 +973,8 @@ impl Services {
             };
             if done.rows_affected() == 1 {
                 reaped += 1;
-                metrics::counter!("oro_runs_reaped_total", "outcome" => if abandoned_now >= MAX_ATTEMPTS { "failed" } else { "requeued" }).increment(1);
+                metrics::counter!("oro_runs_reaped_total", "outcome" => if abandoned_now >= MAX_ATTEMPTS { "failed" } else { "requeued" })
+                    .increment(1);
                 if abandoned_now >= MAX_ATTEMPTS {
                     count_failure("abandoned", "reaper");
                 }
@@ -940,12 +1001,13 @@ impl Services {
 
     /// The agent code a validator downloads (only for a run it holds).
     pub async fn agent_code(&self, validator: &Caller, agent_version_id: &str) -> Result<(String, Vec<u8>), RunError> {
-        let held: Option<(String,)> = sqlx::query_as("SELECT id FROM eval_runs WHERE agent_version_id = $1 AND validator_hotkey = $2 AND status = $3 LIMIT 1")
-            .bind(agent_version_id)
-            .bind(validator.hotkey.as_str())
-            .bind(STATUS_RUNNING)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let held: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM eval_runs WHERE agent_version_id = $1 AND validator_hotkey = $2 AND status = $3 LIMIT 1")
+                .bind(agent_version_id)
+                .bind(validator.hotkey.as_str())
+                .bind(STATUS_RUNNING)
+                .fetch_optional(self.db.pool())
+                .await?;
         if held.is_none() {
             return Err(RunError::NotFound);
         }

@@ -122,7 +122,12 @@ impl Services {
         note(sessions::forget_expired(&self.db, now).await.map_err(Into::into), "sessions");
         note(DbSessionStore::new(self.db.clone()).delete_expired(now).await.map(|_| ()).map_err(Into::into), "web sessions");
         note(
-            sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1").bind(now).execute(self.db.pool()).await.map(|_| ()).map_err(Into::into),
+            sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
+                .bind(now)
+                .execute(self.db.pool())
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
             "oauth states",
         );
         note(self.retry_pending_revocations().await.map(|_| ()).map_err(Into::into), "revocations");

@@ -34,15 +34,13 @@ fn encode(record: &Record) -> Result<Vec<u8>, session_store::Error> {
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
-            let inserted = sqlx::query(
-                "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(record.id.to_string())
-            .bind(encode(record)?)
-            .bind(record.expiry_date.unix_timestamp())
-            .execute(self.db.pool())
-            .await
-            .map_err(backend)?;
+            let inserted = sqlx::query("INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                .bind(record.id.to_string())
+                .bind(encode(record)?)
+                .bind(record.expiry_date.unix_timestamp())
+                .execute(self.db.pool())
+                .await
+                .map_err(backend)?;
             if inserted.rows_affected() == 1 {
                 return Ok(());
             }
@@ -66,17 +64,15 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row: Option<(Vec<u8>, i64)> =
-            sqlx::query_as("SELECT data, expires_at FROM web_sessions WHERE id = $1 AND expires_at > $2")
-                .bind(id.to_string())
-                .bind(crate::clock::now())
-                .fetch_optional(self.db.pool())
-                .await
-                .map_err(backend)?;
+        let row: Option<(Vec<u8>, i64)> = sqlx::query_as("SELECT data, expires_at FROM web_sessions WHERE id = $1 AND expires_at > $2")
+            .bind(id.to_string())
+            .bind(crate::clock::now())
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(backend)?;
         let Some((data, expires_at)) = row else { return Ok(None) };
         let data = serde_json::from_slice(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         Ok(Some(Record { id: *id, data, expiry_date }))
     }
 

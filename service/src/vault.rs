@@ -88,7 +88,8 @@ impl MasterKeys {
             }
             let (id, hex_key) = line.split_once(' ').ok_or_else(|| problem(format!("line {}: expected `<id> <64 hex digits>`", n + 1)))?;
             let mut key = Box::new([0u8; 32]);
-            hex::decode_to_slice(hex_key.trim(), key.as_mut()).map_err(|_| problem(format!("line {}: the key is not 64 hex digits", n + 1)))?;
+            hex::decode_to_slice(hex_key.trim(), key.as_mut())
+                .map_err(|_| problem(format!("line {}: the key is not 64 hex digits", n + 1)))?;
             keys.push((id.to_owned(), SecretBox::new(key)));
         }
         text.zeroize();
@@ -173,8 +174,8 @@ fn wrap(master: &Key32, data_key: &[u8; 32], data_key_id: &str) -> Vec<u8> {
 }
 
 fn unwrap(master: &Key32, wrapped: &[u8], data_key_id: &str) -> Result<Key32, VaultError> {
-    let mut plain = open_raw(master.expose_secret(), format!("data-key|{data_key_id}").as_bytes(), wrapped)
-        .map_err(|_| VaultError::DataKeyCorrupt)?;
+    let mut plain =
+        open_raw(master.expose_secret(), format!("data-key|{data_key_id}").as_bytes(), wrapped).map_err(|_| VaultError::DataKeyCorrupt)?;
     if plain.len() != 32 {
         plain.zeroize();
         return Err(VaultError::DataKeyCorrupt);
@@ -362,10 +363,8 @@ pub async fn rotate_master_key(db: &Db, key_file: &Path, stop_after: Option<usiz
             .await?;
         rewrapped += 1;
     }
-    let (remaining,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id <> $1")
-        .bind(&current_id)
-        .fetch_one(db.pool())
-        .await?;
+    let (remaining,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id <> $1").bind(&current_id).fetch_one(db.pool()).await?;
     Ok(RotationReport { new_master_key_id: current_id, added_key, rewrapped, remaining: remaining as usize })
 }
 

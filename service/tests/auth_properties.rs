@@ -72,7 +72,10 @@ enum Change {
     /// Another hotkey (a different seed).
     Hotkey([u8; 32]),
     /// Another timestamp inside the window, or the same second written differently.
-    Timestamp { offset: i64, fraction: Option<u16> },
+    Timestamp {
+        offset: i64,
+        fraction: Option<u16>,
+    },
     Nonce(String),
     /// One bit of the 64 signature bytes.
     SignatureBit(usize, u8),

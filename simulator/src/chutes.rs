@@ -18,8 +18,7 @@ use crate::control::Control;
 use crate::models::{MODELS, chutes_model};
 use crate::state::{AccessToken, AuthCode, RefreshState, RefreshToken, Sim, TokenFamily};
 use crate::util::{
-    bearer, completion_response, html_escape, json_response, parse_chat, parse_form, random_alnum, rfc3339, unix_secs,
-    with_query,
+    bearer, completion_response, html_escape, json_response, parse_chat, parse_form, random_alnum, rfc3339, unix_secs, with_query,
 };
 
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -27,7 +26,8 @@ pub const CODE_TTL: Duration = Duration::from_secs(600);
 pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// What one chat completion costs against the user's balance.
 pub const CHAT_COST_USD: f64 = 0.001;
-pub const QUOTA_MESSAGE: &str = "Quota exceeded and account balance is $0.0, please pay with fiat or send tao to 5SimuLatorPaymentAddressDoNotSendTaoHere0000000000";
+pub const QUOTA_MESSAGE: &str =
+    "Quota exceeded and account balance is $0.0, please pay with fiat or send tao to 5SimuLatorPaymentAddressDoNotSendTaoHere0000000000";
 
 pub(crate) fn routes() -> Router<Control> {
     Router::new()
@@ -64,8 +64,7 @@ fn redirect(location: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -83,17 +82,11 @@ fn check_authorize(sim: &Sim, p: &HashMap<String, String>) -> Result<AuthRequest
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let client_id = get("client_id");
     if client_id.is_empty() || client_id != sim.config.chutes_client_id {
-        return Err(Reject::Page(
-            "Unknown application",
-            "The client_id is missing or not registered.",
-        ));
+        return Err(Reject::Page("Unknown application", "The client_id is missing or not registered."));
     }
     let redirect_uri = get("redirect_uri");
     if redirect_uri.is_empty() || !sim.config.chutes_redirect_uris.iter().any(|u| u == redirect_uri) {
-        return Err(Reject::Page(
-            "Invalid redirect URI",
-            "The redirect_uri is missing or not registered for this application.",
-        ));
+        return Err(Reject::Page("Invalid redirect URI", "The redirect_uri is missing or not registered for this application."));
     }
     let state = p.get("state").filter(|s| !s.is_empty()).cloned();
     let fail = |error: &str, description: &str| {
@@ -154,13 +147,8 @@ fn scope_description(scope: &str) -> &'static str {
 }
 
 fn consent_page(req: &AuthRequest, username: &str, error: Option<&str>) -> Response {
-    let hidden = |name: &str, value: &str| {
-        format!(
-            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
-            html_escape(name),
-            html_escape(value)
-        )
-    };
+    let hidden =
+        |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">\n", html_escape(name), html_escape(value));
     let mut fields = String::new();
     fields.push_str(&hidden("response_type", "code"));
     fields.push_str(&hidden("client_id", &req.client_id));
@@ -171,14 +159,9 @@ fn consent_page(req: &AuthRequest, username: &str, error: Option<&str>) -> Respo
     }
     fields.push_str(&hidden("code_challenge", &req.code_challenge));
     fields.push_str(&hidden("code_challenge_method", "S256"));
-    let scopes: String = req
-        .scope
-        .split_whitespace()
-        .map(|s| format!("<li><code>{}</code>: {}</li>\n", html_escape(s), scope_description(s)))
-        .collect();
-    let error = error
-        .map(|e| format!("<p role=\"alert\" id=\"error\">{}</p>\n", html_escape(e)))
-        .unwrap_or_default();
+    let scopes: String =
+        req.scope.split_whitespace().map(|s| format!("<li><code>{}</code>: {}</li>\n", html_escape(s), scope_description(s))).collect();
+    let error = error.map(|e| format!("<p role=\"alert\" id=\"error\">{}</p>\n", html_escape(e))).unwrap_or_default();
     let body = format!(
         r#"<!doctype html>
 <html lang="en">
@@ -224,11 +207,7 @@ button {{ font-size: 1rem; padding: .5rem 1.5rem; cursor: pointer; }}
         redirect = html_escape(&req.redirect_uri),
         balance = crate::state::DEMO_CHUTES_BALANCE,
     );
-    let status = if error.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
 }
 
@@ -242,9 +221,7 @@ async fn authorize_page(State(control): State<Control>, RawQuery(query): RawQuer
 }
 
 fn valid_username(u: &str) -> bool {
-    (1..=64).contains(&u.len())
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    (1..=64).contains(&u.len()) && u.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 async fn authorize_decision(State(control): State<Control>, body: Bytes) -> Response {
@@ -255,52 +232,26 @@ async fn authorize_decision(State(control): State<Control>, body: Bytes) -> Resp
         Err(reject) => return reject.into_response(),
     };
     match params.get("decision").map(String::as_str) {
-        Some("deny") => redirect_error(
-            &req.redirect_uri,
-            "access_denied",
-            "The user denied access",
-            req.state.as_deref(),
-        ),
+        Some("deny") => redirect_error(&req.redirect_uri, "access_denied", "The user denied access", req.state.as_deref()),
         Some("allow") => {
             let username = params.get("username").map(|u| u.trim()).unwrap_or("");
             if !valid_username(username) {
-                return consent_page(
-                    &req,
-                    username,
-                    Some("Enter a username: letters, digits, '-', '_' or '.', at most 64."),
-                );
+                return consent_page(&req, username, Some("Enter a username: letters, digits, '-', '_' or '.', at most 64."));
             }
             sim.ensure_chutes_user(username);
-            let code = sim.issue_code(
-                username,
-                &req.client_id,
-                &req.redirect_uri,
-                &req.code_challenge,
-                &req.scope,
-            );
+            let code = sim.issue_code(username, &req.client_id, &req.redirect_uri, &req.code_challenge, &req.scope);
             let mut q = vec![("code", code.as_str())];
             if let Some(s) = req.state.as_deref() {
                 q.push(("state", s));
             }
             redirect(&with_query(&req.redirect_uri, &q))
         }
-        _ => consent_page(
-            &req,
-            params.get("username").map(String::as_str).unwrap_or(""),
-            Some("Choose Allow or Deny."),
-        ),
+        _ => consent_page(&req, params.get("username").map(String::as_str).unwrap_or(""), Some("Choose Allow or Deny.")),
     }
 }
 
 impl Sim {
-    pub(crate) fn issue_code(
-        &mut self,
-        username: &str,
-        client_id: &str,
-        redirect_uri: &str,
-        challenge: &str,
-        scope: &str,
-    ) -> String {
+    pub(crate) fn issue_code(&mut self, username: &str, client_id: &str, redirect_uri: &str, challenge: &str, scope: &str) -> String {
         let code = random_alnum(43);
         self.codes.insert(
             code.clone(),
@@ -322,12 +273,7 @@ impl Sim {
         let id = self.next_seq();
         self.families.insert(
             id,
-            TokenFamily {
-                username: username.to_owned(),
-                client_id: client_id.to_owned(),
-                scope: scope.to_owned(),
-                revoked: false,
-            },
+            TokenFamily { username: username.to_owned(), client_id: client_id.to_owned(), scope: scope.to_owned(), revoked: false },
         );
         id
     }
@@ -337,22 +283,8 @@ impl Sim {
         let now = SystemTime::now();
         let access = format!("cak_{}", random_alnum(48));
         let refresh = format!("crt_{}", random_alnum(48));
-        self.access_tokens.insert(
-            access.clone(),
-            AccessToken {
-                family,
-                expires: now + ACCESS_TOKEN_TTL,
-                revoked: false,
-            },
-        );
-        self.refresh_tokens.insert(
-            refresh.clone(),
-            RefreshToken {
-                family,
-                state: RefreshState::Live,
-                expires: now + REFRESH_TOKEN_TTL,
-            },
-        );
+        self.access_tokens.insert(access.clone(), AccessToken { family, expires: now + ACCESS_TOKEN_TTL, revoked: false });
+        self.refresh_tokens.insert(refresh.clone(), RefreshToken { family, state: RefreshState::Live, expires: now + REFRESH_TOKEN_TTL });
         let scope = self.families.get(&family).map(|f| f.scope.clone()).unwrap_or_default();
         json!({
             "access_token": access,
@@ -382,28 +314,18 @@ struct OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut resp = json_response(
-            self.status,
-            json!({"error": self.error, "error_description": self.description}),
-        );
+        let mut resp = json_response(self.status, json!({"error": self.error, "error_description": self.description}));
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"chutes\""),
-            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"chutes\""));
         }
         resp
     }
 }
 
 fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> OAuthError {
-    OAuthError {
-        status,
-        error,
-        description: description.to_owned(),
-    }
+    OAuthError { status, error, description: description.to_owned() }
 }
 
 fn invalid_request(description: &str) -> OAuthError {
@@ -419,10 +341,7 @@ fn invalid_client(description: &str) -> OAuthError {
 }
 
 fn percent_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 /// Client authentication by HTTP Basic or by `client_id` + `client_secret` in the body.
@@ -441,24 +360,17 @@ fn authenticate_client(sim: &Sim, headers: &HeaderMap, form: &HashMap<String, St
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok())
                 .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
-            let (id, secret) = decoded
-                .split_once(':')
-                .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
+            let (id, secret) = decoded.split_once(':').ok_or_else(|| invalid_client("malformed Basic credentials"))?;
             let (id, secret) = (percent_decode(id), percent_decode(secret));
             if form.get("client_id").is_some_and(|body_id| *body_id != id) {
-                return Err(invalid_request(
-                    "client_id in the body does not match the Basic credentials",
-                ));
+                return Err(invalid_request("client_id in the body does not match the Basic credentials"));
             }
             if form.contains_key("client_secret") {
                 return Err(invalid_request("use only one client authentication method"));
             }
             (id, secret)
         }
-        None => (
-            form.get("client_id").cloned().unwrap_or_default(),
-            form.get("client_secret").cloned().unwrap_or_default(),
-        ),
+        None => (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default()),
     };
     if id.is_empty() || secret.is_empty() {
         return Err(invalid_client("client authentication required"));
@@ -473,11 +385,7 @@ fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
 }
 
 fn s256(verifier: &str) -> String {
@@ -489,10 +397,8 @@ async fn token(State(control): State<Control>, headers: HeaderMap, body: Bytes) 
         Ok(tokens) => json_response(StatusCode::OK, tokens),
         Err(e) => e.into_response(),
     };
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -510,9 +416,7 @@ fn token_grant(control: &Control, headers: &HeaderMap, body: &[u8]) -> Result<Va
     match get("grant_type") {
         None => Err(invalid_request("grant_type is required")),
         Some("authorization_code") => {
-            let (Some(code), Some(redirect_uri), Some(verifier)) =
-                (get("code"), get("redirect_uri"), get("code_verifier"))
-            else {
+            let (Some(code), Some(redirect_uri), Some(verifier)) = (get("code"), get("redirect_uri"), get("code_verifier")) else {
                 return Err(invalid_request("code, redirect_uri and code_verifier are required"));
             };
             exchange_code(&mut sim, &client_id, code, redirect_uri, verifier)
@@ -521,21 +425,13 @@ fn token_grant(control: &Control, headers: &HeaderMap, body: &[u8]) -> Result<Va
             let refresh = get("refresh_token").ok_or_else(|| invalid_request("refresh_token is required"))?;
             refresh_grant(&mut sim, &client_id, refresh, get("scope"))
         }
-        Some(_) => Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be authorization_code or refresh_token",
-        )),
+        Some(_) => {
+            Err(oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token"))
+        }
     }
 }
 
-fn exchange_code(
-    sim: &mut Sim,
-    client_id: &str,
-    code: &str,
-    redirect_uri: &str,
-    verifier: &str,
-) -> Result<Value, OAuthError> {
+fn exchange_code(sim: &mut Sim, client_id: &str, code: &str, redirect_uri: &str, verifier: &str) -> Result<Value, OAuthError> {
     let Some(c) = sim.codes.get_mut(code) else {
         return Err(invalid_grant("unknown authorization code"));
     };
@@ -556,10 +452,7 @@ fn exchange_code(
     if c.redirect_uri != redirect_uri {
         return Err(invalid_grant("redirect_uri does not match the authorization request"));
     }
-    if !(43..=128).contains(&verifier.len())
-        || !verifier.bytes().all(is_unreserved)
-        || s256(verifier) != c.code_challenge
-    {
+    if !(43..=128).contains(&verifier.len()) || !verifier.bytes().all(is_unreserved) || s256(verifier) != c.code_challenge {
         return Err(invalid_grant("PKCE verification failed"));
     }
     let (username, scope) = (c.username.clone(), c.scope.clone());
@@ -598,11 +491,7 @@ fn refresh_grant(sim: &mut Sim, client_id: &str, refresh: &str, scope: Option<&s
     if let Some(requested) = scope {
         let granted: Vec<&str> = family.scope.split_whitespace().collect();
         if !requested.split_whitespace().all(|s| granted.contains(&s)) {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-                "scope exceeds the original grant",
-            ));
+            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope exceeds the original grant"));
         }
     }
     if let Some(rt) = sim.refresh_tokens.get_mut(refresh) {
@@ -618,10 +507,7 @@ async fn revoke(State(control): State<Control>, headers: HeaderMap, body: Bytes)
     let (form, _) = parse_form(&body);
     let mut sim = control.lock();
     let client_id = authenticate_client(&sim, &headers, &form)?;
-    let token = form
-        .get("token")
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| invalid_request("token is required"))?;
+    let token = form.get("token").filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("token is required"))?;
     let own = |family: u64, sim: &Sim| sim.families.get(&family).is_some_and(|f| f.client_id == client_id);
     if let Some(rt) = sim.refresh_tokens.get(token) {
         let family = rt.family;
@@ -642,25 +528,16 @@ async fn revoke(State(control): State<Control>, headers: HeaderMap, body: Bytes)
 
 fn invalid_token() -> Response {
     let mut resp = json_response(StatusCode::UNAUTHORIZED, json!({"detail": "Invalid token."}));
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
     resp
 }
 
 async fn userinfo(State(control): State<Control>, headers: HeaderMap) -> Response {
     let sim = control.lock();
-    let Some(user) = bearer(&headers)
-        .and_then(|t| sim.access_token_user(&t))
-        .and_then(|u| sim.chutes_users.get(u))
-    else {
+    let Some(user) = bearer(&headers).and_then(|t| sim.access_token_user(&t)).and_then(|u| sim.chutes_users.get(u)) else {
         return invalid_token();
     };
-    json_response(
-        StatusCode::OK,
-        json!({"sub": user.sub, "username": user.username, "created_at": rfc3339(user.created_at)}),
-    )
+    json_response(StatusCode::OK, json!({"sub": user.sub, "username": user.username, "created_at": rfc3339(user.created_at)}))
 }
 
 // ---------------------------------------------------------------- inference
@@ -687,10 +564,7 @@ async fn chat(State(control): State<Control>, headers: HeaderMap, body: Bytes) -
     };
     if user.balance <= 1e-9 {
         if !user.quota_left {
-            return json_response(
-                StatusCode::PAYMENT_REQUIRED,
-                json!({"detail": {"message": QUOTA_MESSAGE}}),
-            );
+            return json_response(StatusCode::PAYMENT_REQUIRED, json!({"detail": {"message": QUOTA_MESSAGE}}));
         }
         // Free daily quota: nothing is charged.
     } else {

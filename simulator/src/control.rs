@@ -18,8 +18,7 @@ use crate::SimulatorConfig;
 use crate::fault::{Fault, FaultKind, FaultTarget, take_fault};
 use crate::openrouter::{label, money, new_secret};
 use crate::state::{
-    DEMO_CHUTES_BALANCE, DEMO_CHUTES_USERNAME, DEMO_OPENROUTER_CREDITS, DEMO_OPENROUTER_MANAGEMENT_KEY, RefreshState,
-    Sim, key_hash,
+    DEMO_CHUTES_BALANCE, DEMO_CHUTES_USERNAME, DEMO_OPENROUTER_CREDITS, DEMO_OPENROUTER_MANAGEMENT_KEY, RefreshState, Sim, key_hash,
 };
 use crate::util::{html_escape, json_response, rfc3339};
 
@@ -90,9 +89,7 @@ pub struct Control {
 impl Control {
     /// A fresh world (demo accounts seeded). Use with [`crate::router`] to mount it yourself.
     pub fn new(config: SimulatorConfig) -> Control {
-        Control {
-            inner: Arc::new(Mutex::new(Sim::new(config))),
-        }
+        Control { inner: Arc::new(Mutex::new(Sim::new(config))) }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Sim> {
@@ -114,16 +111,14 @@ impl Control {
     /// (`sk-or-v1-` + 64 lowercase hex).
     pub fn create_openrouter_account(&self, credits_usd: f64) -> String {
         let secret = new_secret();
-        self.lock()
-            .insert_account(secret.clone(), credits_usd, true, "Management key");
+        self.lock().insert_account(secret.clone(), credits_usd, true, "Management key");
         secret
     }
 
     /// A new account whose only key is a plain inference key (not a management key).
     pub fn create_openrouter_inference_key(&self, credits_usd: f64) -> String {
         let secret = new_secret();
-        self.lock()
-            .insert_account(secret.clone(), credits_usd, false, "Inference key");
+        self.lock().insert_account(secret.clone(), credits_usd, false, "Inference key");
         secret
     }
 
@@ -154,11 +149,7 @@ impl Control {
         let mgmt = key_hash(management_key);
         let hashes: Vec<String> = {
             let sim = self.lock();
-            let mut keys: Vec<_> = sim
-                .or_keys
-                .values()
-                .filter(|k| k.minted_by.as_deref() == Some(mgmt.as_str()))
-                .collect();
+            let mut keys: Vec<_> = sim.or_keys.values().filter(|k| k.minted_by.as_deref() == Some(mgmt.as_str())).collect();
             keys.sort_by_key(|k| k.seq);
             keys.into_iter().map(|k| k.hash.clone()).collect()
         };
@@ -168,9 +159,7 @@ impl Control {
     /// Sets a key's usage (USD) to simulate spend; the account's usage moves by the same amount.
     pub fn set_openrouter_key_usage(&self, hash_or_key: &str, usd: f64) -> Result<(), ControlError> {
         let mut sim = self.lock();
-        let k = sim
-            .find_key_mut(hash_or_key)
-            .ok_or(ControlError::UnknownOpenRouterKey)?;
+        let k = sim.find_key_mut(hash_or_key).ok_or(ControlError::UnknownOpenRouterKey)?;
         let delta = usd - k.usage;
         k.usage = usd;
         let account = k.account;
@@ -183,9 +172,7 @@ impl Control {
     /// Makes a key expired now (the API refuses past `expires_at` at creation).
     pub fn expire_openrouter_key(&self, hash_or_key: &str) -> Result<(), ControlError> {
         let mut sim = self.lock();
-        let k = sim
-            .find_key_mut(hash_or_key)
-            .ok_or(ControlError::UnknownOpenRouterKey)?;
+        let k = sim.find_key_mut(hash_or_key).ok_or(ControlError::UnknownOpenRouterKey)?;
         k.expires_at = Some(SystemTime::now() - Duration::from_secs(1));
         Ok(())
     }
@@ -193,10 +180,7 @@ impl Control {
     /// Sets the total credits of the account that `hash_or_key` (usually the management key) belongs to.
     pub fn set_openrouter_credits(&self, hash_or_key: &str, total_credits: f64) -> Result<(), ControlError> {
         let mut sim = self.lock();
-        let account = sim
-            .find_key(hash_or_key)
-            .ok_or(ControlError::UnknownOpenRouterKey)?
-            .account;
+        let account = sim.find_key(hash_or_key).ok_or(ControlError::UnknownOpenRouterKey)?.account;
         if let Some(a) = sim.or_accounts.get_mut(&account) {
             a.total_credits = total_credits;
         }
@@ -207,10 +191,7 @@ impl Control {
     pub fn openrouter_account(&self, hash_or_key: &str) -> Option<OpenRouterAccountInfo> {
         let sim = self.lock();
         let a = sim.or_accounts.get(&sim.find_key(hash_or_key)?.account)?;
-        Some(OpenRouterAccountInfo {
-            total_credits: money(a.total_credits),
-            total_usage: money(a.total_usage),
-        })
+        Some(OpenRouterAccountInfo { total_credits: money(a.total_credits), total_usage: money(a.total_usage) })
     }
 
     // ------------------------------------------------------------ Chutes
@@ -222,10 +203,7 @@ impl Control {
 
     pub fn set_chutes_balance(&self, username: &str, usd: f64, quota_left: bool) -> Result<(), ControlError> {
         let mut sim = self.lock();
-        let u = sim
-            .chutes_users
-            .get_mut(username)
-            .ok_or(ControlError::UnknownChutesUser)?;
+        let u = sim.chutes_users.get_mut(username).ok_or(ControlError::UnknownChutesUser)?;
         u.balance = usd;
         u.quota_left = quota_left;
         Ok(())
@@ -240,9 +218,7 @@ impl Control {
             balance_usd: money(u.balance),
             quota_left: u.quota_left,
             created_at: rfc3339(u.created_at),
-            refresh_tokens_alive: count_refresh(&sim, username, |rt| {
-                rt.state == RefreshState::Live && SystemTime::now() < rt.expires
-            }),
+            refresh_tokens_alive: count_refresh(&sim, username, |rt| rt.state == RefreshState::Live && SystemTime::now() < rt.expires),
             revoked_tokens: count_refresh(&sim, username, |rt| rt.state == RefreshState::Revoked),
         })
     }
@@ -250,9 +226,7 @@ impl Control {
     /// Refresh tokens of this user that would be accepted now.
     pub fn chutes_refresh_tokens_alive(&self, username: &str) -> usize {
         let sim = self.lock();
-        count_refresh(&sim, username, |rt| {
-            rt.state == RefreshState::Live && SystemTime::now() < rt.expires
-        })
+        count_refresh(&sim, username, |rt| rt.state == RefreshState::Live && SystemTime::now() < rt.expires)
     }
 
     /// Refresh tokens of this user killed by revocation (the revoke endpoint, or a replay that
@@ -267,18 +241,9 @@ impl Control {
     pub fn expire_chutes_access_tokens(&self, username: &str) -> usize {
         let mut sim = self.lock();
         let now = SystemTime::now();
-        let families: Vec<u64> = sim
-            .families
-            .iter()
-            .filter(|(_, f)| f.username == username)
-            .map(|(id, _)| *id)
-            .collect();
+        let families: Vec<u64> = sim.families.iter().filter(|(_, f)| f.username == username).map(|(id, _)| *id).collect();
         let mut n = 0;
-        for at in sim
-            .access_tokens
-            .values_mut()
-            .filter(|at| families.contains(&at.family))
-        {
+        for at in sim.access_tokens.values_mut().filter(|at| families.contains(&at.family)) {
             if at.expires > now {
                 n += 1;
             }
@@ -289,14 +254,7 @@ impl Control {
 
     /// An authorization code as if `username` had clicked Allow (the user is created with the
     /// default balance if unknown). Nothing is validated here; the token endpoint checks it.
-    pub fn issue_chutes_code(
-        &self,
-        username: &str,
-        client_id: &str,
-        redirect_uri: &str,
-        code_challenge: &str,
-        scope: &str,
-    ) -> String {
+    pub fn issue_chutes_code(&self, username: &str, client_id: &str, redirect_uri: &str, code_challenge: &str, scope: &str) -> String {
         let mut sim = self.lock();
         sim.ensure_chutes_user(username);
         sim.issue_code(username, client_id, redirect_uri, code_challenge, scope)
@@ -348,10 +306,7 @@ impl Control {
 }
 
 fn count_refresh(sim: &Sim, username: &str, pred: impl Fn(&crate::state::RefreshToken) -> bool) -> usize {
-    sim.refresh_tokens
-        .values()
-        .filter(|rt| sim.family_user(rt.family) == Some(username) && pred(rt))
-        .count()
+    sim.refresh_tokens.values().filter(|rt| sim.family_user(rt.family) == Some(username) && pred(rt)).count()
 }
 
 // ---------------------------------------------------------------- HTTP mirror
@@ -375,10 +330,7 @@ pub(crate) fn routes() -> Router<Control> {
         .route("/_sim/chutes/users", post(create_user))
         .route("/_sim/chutes/users/{username}", get(get_user))
         .route("/_sim/chutes/users/{username}/balance", post(set_balance))
-        .route(
-            "/_sim/chutes/users/{username}/expire-access-tokens",
-            post(expire_access),
-        )
+        .route("/_sim/chutes/users/{username}/expire-access-tokens", post(expire_access))
         .route("/_sim/chutes/codes", post(issue_code))
 }
 
@@ -401,17 +353,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = Response;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let bytes = if bytes.is_empty() {
-            axum::body::Bytes::from_static(b"{}")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| sim_error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")))
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let bytes = if bytes.is_empty() { axum::body::Bytes::from_static(b"{}") } else { bytes };
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| sim_error(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")))
     }
 }
 
@@ -442,11 +386,7 @@ async fn reset(State(c): State<Control>) -> Response {
 }
 
 async fn requests(State(c): State<Control>) -> Response {
-    let list: Vec<Value> = c
-        .request_log()
-        .into_iter()
-        .map(|(m, p)| json!({"method": m, "path": p}))
-        .collect();
+    let list: Vec<Value> = c.request_log().into_iter().map(|(m, p)| json!({"method": m, "path": p})).collect();
     json_response(StatusCode::OK, json!({"requests": list}))
 }
 
@@ -466,10 +406,7 @@ async fn add_fault(State(c): State<Control>, JsonBody(f): JsonBody<Fault>) -> Re
         return sim_error(StatusCode::BAD_REQUEST, "status must be 400..=599");
     }
     if f.remaining == Some(0) {
-        return sim_error(
-            StatusCode::BAD_REQUEST,
-            "remaining must be at least 1 (or null for until cleared)",
-        );
+        return sim_error(StatusCode::BAD_REQUEST, "remaining must be at least 1 (or null for until cleared)");
     }
     c.set_fault(f);
     json_response(StatusCode::CREATED, json!({"faults": c.faults()}))
@@ -488,10 +425,7 @@ struct CreditsBody {
 
 async fn create_account(State(c): State<Control>, JsonBody(b): JsonBody<CreditsBody>) -> Response {
     let key = c.create_openrouter_account(b.credits.unwrap_or(DEMO_OPENROUTER_CREDITS));
-    json_response(
-        StatusCode::CREATED,
-        json!({"management_key": key, "hash": key_hash(&key)}),
-    )
+    json_response(StatusCode::CREATED, json!({"management_key": key, "hash": key_hash(&key)}))
 }
 
 async fn create_inference_key(State(c): State<Control>, JsonBody(b): JsonBody<CreditsBody>) -> Response {
@@ -505,10 +439,7 @@ struct ManagementKeyQuery {
 }
 
 async fn list_keys(State(c): State<Control>, Query(q): Query<ManagementKeyQuery>) -> Response {
-    json_response(
-        StatusCode::OK,
-        json!({"data": c.list_openrouter_keys(&q.management_key)}),
-    )
+    json_response(StatusCode::OK, json!({"data": c.list_openrouter_keys(&q.management_key)}))
 }
 
 #[derive(Deserialize)]
@@ -603,11 +534,7 @@ struct BalanceBody {
     quota_left: bool,
 }
 
-async fn set_balance(
-    State(c): State<Control>,
-    Path(username): Path<String>,
-    JsonBody(b): JsonBody<BalanceBody>,
-) -> Response {
+async fn set_balance(State(c): State<Control>, Path(username): Path<String>, JsonBody(b): JsonBody<BalanceBody>) -> Response {
     match c.set_chutes_balance(&username, b.balance, b.quota_left) {
         Ok(()) => ok(),
         Err(e) => not_found(e),
@@ -646,26 +573,15 @@ async fn issue_code(State(c): State<Control>, JsonBody(b): JsonBody<CodeBody>) -
 async fn dev_page(State(c): State<Control>) -> Html<String> {
     let config = c.config();
     let e = |s: &str| html_escape(s);
-    let redirect_uris: String = config
-        .chutes_redirect_uris
-        .iter()
-        .map(|u| format!("<li><code>{}</code></li>", e(u)))
-        .collect();
+    let redirect_uris: String = config.chutes_redirect_uris.iter().map(|u| format!("<li><code>{}</code></li>", e(u))).collect();
     let demo = c.chutes_user(DEMO_CHUTES_USERNAME);
-    let balance = demo
-        .as_ref()
-        .map(|u| format!("${:.3}", u.balance_usd))
-        .unwrap_or_else(|| "(not present)".into());
+    let balance = demo.as_ref().map(|u| format!("${:.3}", u.balance_usd)).unwrap_or_else(|| "(not present)".into());
     let credits = c
         .openrouter_account(DEMO_OPENROUTER_MANAGEMENT_KEY)
         .map(|a| format!("${:.3} of ${:.2} used", a.total_usage, a.total_credits))
         .unwrap_or_default();
     let faults = c.faults();
-    let faults = if faults.is_empty() {
-        "none".to_owned()
-    } else {
-        e(&serde_json::to_string(&faults).unwrap_or_default())
-    };
+    let faults = if faults.is_empty() { "none".to_owned() } else { e(&serde_json::to_string(&faults).unwrap_or_default()) };
     Html(format!(
         r#"<!doctype html>
 <html lang="en">

@@ -120,19 +120,13 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(target: FaultTarget, kind: FaultKind, remaining: Option<u32>) -> Self {
-        Fault {
-            target,
-            kind,
-            remaining,
-        }
+        Fault { target, kind, remaining }
     }
 }
 
 /// Consumes one use of the first fault matching `target`.
 pub(crate) fn take_fault(faults: &mut Vec<Fault>, target: FaultTarget) -> Option<FaultKind> {
-    let i = faults
-        .iter()
-        .position(|f| (f.target == target || f.target == FaultTarget::Any) && f.remaining != Some(0))?;
+    let i = faults.iter().position(|f| (f.target == target || f.target == FaultTarget::Any) && f.remaining != Some(0))?;
     let kind = faults[i].kind;
     if let Some(n) = faults[i].remaining.as_mut() {
         *n -= 1;
@@ -194,8 +188,7 @@ fn classify(method: &Method, path: &str) -> Option<(FaultTarget, Family)> {
 }
 
 fn is_key_path(rest: &str) -> bool {
-    rest.strip_prefix("/keys/")
-        .is_some_and(|h| !h.is_empty() && !h.contains('/'))
+    rest.strip_prefix("/keys/").is_some_and(|h| !h.is_empty() && !h.contains('/'))
 }
 
 /// Records the request (method and path only) and applies any matching fault.
@@ -265,14 +258,10 @@ fn status_response(family: Family, target: FaultTarget, code: u16) -> Response {
     };
     let mut resp = json_response(status, body);
     if status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if status == StatusCode::UNAUTHORIZED && family == Family::ChutesIdp && target != FaultTarget::ChutesUserinfo {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"chutes\""),
-        );
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"chutes\""));
     }
     resp.into_response()
 }
@@ -283,17 +272,12 @@ mod tests {
 
     #[test]
     fn wire_shapes() {
-        let f: Fault =
-            serde_json::from_str(r#"{"target":"openrouter_chat","kind":{"status":402},"remaining":2}"#).unwrap();
-        assert_eq!(
-            f,
-            Fault::new(FaultTarget::OpenRouterChat, FaultKind::Status(402), Some(2))
-        );
+        let f: Fault = serde_json::from_str(r#"{"target":"openrouter_chat","kind":{"status":402},"remaining":2}"#).unwrap();
+        assert_eq!(f, Fault::new(FaultTarget::OpenRouterChat, FaultKind::Status(402), Some(2)));
         let f: Fault = serde_json::from_str(r#"{"target":"any","kind":"reset"}"#).unwrap();
         assert_eq!(f.kind, FaultKind::Reset);
         assert_eq!(f.remaining, None);
-        let f: Fault =
-            serde_json::from_str(r#"{"target":"chutes_chat","kind":{"delay_ms":250},"remaining":null}"#).unwrap();
+        let f: Fault = serde_json::from_str(r#"{"target":"chutes_chat","kind":{"delay_ms":250},"remaining":null}"#).unwrap();
         assert_eq!(f.kind, FaultKind::Delay(Duration::from_millis(250)));
         assert_eq!(serde_json::to_value(f).unwrap()["kind"], json!({"delay_ms": 250}));
     }
@@ -301,15 +285,9 @@ mod tests {
     #[test]
     fn remaining_counts_down_then_clears() {
         let mut faults = vec![Fault::new(FaultTarget::Any, FaultKind::Status(500), Some(2))];
-        assert_eq!(
-            take_fault(&mut faults, FaultTarget::ChutesChat),
-            Some(FaultKind::Status(500))
-        );
+        assert_eq!(take_fault(&mut faults, FaultTarget::ChutesChat), Some(FaultKind::Status(500)));
         assert_eq!(faults[0].remaining, Some(1));
-        assert_eq!(
-            take_fault(&mut faults, FaultTarget::OpenRouterKey),
-            Some(FaultKind::Status(500))
-        );
+        assert_eq!(take_fault(&mut faults, FaultTarget::OpenRouterKey), Some(FaultKind::Status(500)));
         assert!(faults.is_empty());
         assert_eq!(take_fault(&mut faults, FaultTarget::OpenRouterKey), None);
     }

@@ -46,11 +46,8 @@ pub use state::{DEMO_CHUTES_BALANCE, DEMO_CHUTES_USERNAME, DEMO_OPENROUTER_CREDI
 
 /// The Chutes OAuth redirect URIs allowed by default: the `oro` CLI's loopback callback and
 /// the service's default web callback.
-pub const DEFAULT_CHUTES_REDIRECT_URIS: [&str; 3] = [
-    "http://localhost:8765/callback",
-    "http://127.0.0.1:3000/oauth/chutes/callback",
-    "http://localhost:3000/oauth/chutes/callback",
-];
+pub const DEFAULT_CHUTES_REDIRECT_URIS: [&str; 3] =
+    ["http://localhost:8765/callback", "http://127.0.0.1:3000/oauth/chutes/callback", "http://localhost:3000/oauth/chutes/callback"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimulatorConfig {
@@ -85,10 +82,7 @@ pub fn router(control: Control) -> Router {
         .merge(chutes::routes())
         .merge(openrouter::routes())
         .merge(control::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            control.clone(),
-            fault::log_and_fault,
-        ))
+        .layer(axum::middleware::from_fn_with_state(control.clone(), fault::log_and_fault))
         .with_state(control)
 }
 
@@ -153,12 +147,7 @@ pub async fn spawn(bind: SocketAddr, config: SimulatorConfig) -> std::io::Result
     let (shutdown, rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, app, rx));
     tracing::info!(%addr, "provider simulator listening");
-    Ok(RunningSimulator {
-        addr,
-        control,
-        shutdown,
-        task: Some(task),
-    })
+    Ok(RunningSimulator { addr, control, shutdown, task: Some(task) })
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
@@ -187,9 +176,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, app: Router, mut shutdo
         req.extensions_mut().insert(conn_kill.clone());
         app.clone().oneshot(req)
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         _ = conn => {}
         _ = kill.0.notified() => {}

@@ -25,19 +25,12 @@ fn parse_args() -> Result<(SocketAddr, SimulatorConfig), String> {
             Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
             None => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| inline.clone().or_else(|| args.next()).ok_or(format!("{name} needs a value"));
         match flag.as_str() {
             "--bind" => bind = value("--bind")?.parse().map_err(|e| format!("--bind: {e}"))?,
             "--redirect-uri" => extra_redirects.push(value("--redirect-uri")?),
             "--propagation-401s" => {
-                config.openrouter_propagation_401s = value("--propagation-401s")?
-                    .parse()
-                    .map_err(|e| format!("--propagation-401s: {e}"))?
+                config.openrouter_propagation_401s = value("--propagation-401s")?.parse().map_err(|e| format!("--propagation-401s: {e}"))?
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -54,8 +47,7 @@ fn parse_args() -> Result<(SocketAddr, SimulatorConfig), String> {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let (bind, config) = match parse_args() {
@@ -77,10 +69,7 @@ async fn main() {
     println!("  ORO_CHUTES_LLM_BASE={}", sim.chutes_llm_base());
     println!("  ORO_OPENROUTER_API_BASE={}", sim.openrouter_api_base());
     println!("  developer page: {}/_sim/", sim.root_url());
-    println!(
-        "  demo OpenRouter management key: {}",
-        simulator::DEMO_OPENROUTER_MANAGEMENT_KEY
-    );
+    println!("  demo OpenRouter management key: {}", simulator::DEMO_OPENROUTER_MANAGEMENT_KEY);
     println!("  demo Chutes user: {}", simulator::DEMO_CHUTES_USERNAME);
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown().await;

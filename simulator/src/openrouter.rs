@@ -14,9 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::control::Control;
 use crate::models::{MODELS, openrouter_model};
 use crate::state::{OrKey, Sim, key_hash};
-use crate::util::{
-    bearer, completion_response, json_response, parse_chat, parse_form, parse_utc, random_hex, rfc3339, unix_secs,
-};
+use crate::util::{bearer, completion_response, json_response, parse_chat, parse_form, parse_utc, random_hex, rfc3339, unix_secs};
 
 /// What one chat completion costs, charged to the key's usage and the account's usage.
 pub const CHAT_COST_USD: f64 = 0.002;
@@ -27,10 +25,7 @@ pub(crate) fn routes() -> Router<Control> {
     Router::new()
         .route("/openrouter/api/v1/key", get(current_key))
         .route("/openrouter/api/v1/keys", get(list_keys).post(create_key))
-        .route(
-            "/openrouter/api/v1/keys/{hash}",
-            get(get_key).patch(patch_key).delete(delete_key),
-        )
+        .route("/openrouter/api/v1/keys/{hash}", get(get_key).patch(patch_key).delete(delete_key))
         .route("/openrouter/api/v1/credits", get(credits))
         .route("/openrouter/api/v1/chat/completions", post(chat))
         .route("/openrouter/api/v1/models", get(models))
@@ -45,10 +40,7 @@ pub(crate) struct OrError {
 
 impl IntoResponse for OrError {
     fn into_response(self) -> Response {
-        json_response(
-            self.status,
-            json!({"error": {"code": self.status.as_u16(), "message": self.message, "metadata": self.metadata}}),
-        )
+        json_response(self.status, json!({"error": {"code": self.status.as_u16(), "message": self.message, "metadata": self.metadata}}))
     }
 }
 
@@ -56,11 +48,7 @@ type OrResult<T = Response> = Result<T, OrError>;
 
 pub(crate) fn error(status: u16, message: &str, metadata: Value) -> OrError {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    OrError {
-        status,
-        message: message.to_owned(),
-        metadata,
-    }
+    OrError { status, message: message.to_owned(), metadata }
 }
 
 fn bad_request(message: &str) -> OrError {
@@ -146,11 +134,7 @@ fn authenticate(sim: &mut Sim, headers: &HeaderMap, propagation: bool) -> OrResu
 fn authenticate_management(sim: &mut Sim, headers: &HeaderMap) -> OrResult<String> {
     let hash = authenticate(sim, headers, false)?;
     if !sim.or_keys[&hash].is_management {
-        return Err(error(
-            403,
-            "Only management keys can perform this operation",
-            Value::Null,
-        ));
+        return Err(error(403, "Only management keys can perform this operation", Value::Null));
     }
     Ok(hash)
 }
@@ -203,9 +187,7 @@ fn parse_limit_reset(v: Option<&Value>) -> OrResult<Option<Option<String>>> {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) if matches!(s.as_str(), "daily" | "weekly" | "monthly") => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(bad_request(
-            "limit_reset must be null, \"daily\", \"weekly\" or \"monthly\"",
-        )),
+        Some(_) => Err(bad_request("limit_reset must be null, \"daily\", \"weekly\" or \"monthly\"")),
     }
 }
 
@@ -302,9 +284,7 @@ async fn list_keys(State(control): State<Control>, headers: HeaderMap, RawQuery(
 
 /// The minted key `hash` if the management key `mgmt` owns it and it is not deleted.
 fn owned_key<'a>(sim: &'a mut Sim, mgmt: &str, hash: &str) -> Option<&'a mut OrKey> {
-    sim.or_keys
-        .get_mut(hash)
-        .filter(|k| k.minted_by.as_deref() == Some(mgmt) && !k.deleted)
+    sim.or_keys.get_mut(hash).filter(|k| k.minted_by.as_deref() == Some(mgmt) && !k.deleted)
 }
 
 async fn get_key(State(control): State<Control>, headers: HeaderMap, Path(hash): Path<String>) -> OrResult {
@@ -316,12 +296,7 @@ async fn get_key(State(control): State<Control>, headers: HeaderMap, Path(hash):
     }
 }
 
-async fn patch_key(
-    State(control): State<Control>,
-    headers: HeaderMap,
-    Path(hash): Path<String>,
-    body: Bytes,
-) -> OrResult {
+async fn patch_key(State(control): State<Control>, headers: HeaderMap, Path(hash): Path<String>, body: Bytes) -> OrResult {
     let mut sim = control.lock();
     let mgmt = authenticate_management(&mut sim, &headers)?;
     if owned_key(&mut sim, &mgmt, &hash).is_none() {
@@ -390,11 +365,7 @@ async fn chat(State(control): State<Control>, headers: HeaderMap, body: Bytes) -
     let mut sim = control.lock();
     let hash = authenticate(&mut sim, &headers, true)?;
     if sim.or_keys[&hash].is_management {
-        return Err(error(
-            403,
-            "Management keys cannot be used for inference; create an API key with POST /keys",
-            Value::Null,
-        ));
+        return Err(error(403, "Management keys cannot be used for inference; create an API key with POST /keys", Value::Null));
     }
     let req = parse_chat(&body).map_err(|msg| bad_request(&msg))?;
     let Some(model) = openrouter_model(&req.model) else {

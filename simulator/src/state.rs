@@ -9,8 +9,7 @@ use crate::SimulatorConfig;
 use crate::fault::Fault;
 
 /// Deterministic management key of the demo OpenRouter account seeded on start.
-pub const DEMO_OPENROUTER_MANAGEMENT_KEY: &str =
-    "sk-or-v1-5555555555555555555555555555555555555555555555555555555555550000";
+pub const DEMO_OPENROUTER_MANAGEMENT_KEY: &str = "sk-or-v1-5555555555555555555555555555555555555555555555555555555555550000";
 /// Credits (USD) of the demo OpenRouter account.
 pub const DEMO_OPENROUTER_CREDITS: f64 = 100.0;
 /// Username of the demo Chutes user seeded on start.
@@ -134,12 +133,7 @@ impl Sim {
 
     fn seed(&mut self) {
         self.upsert_chutes_user(DEMO_CHUTES_USERNAME, DEMO_CHUTES_BALANCE, false);
-        self.insert_account(
-            DEMO_OPENROUTER_MANAGEMENT_KEY.to_owned(),
-            DEMO_OPENROUTER_CREDITS,
-            true,
-            "Demo management key",
-        );
+        self.insert_account(DEMO_OPENROUTER_MANAGEMENT_KEY.to_owned(), DEMO_OPENROUTER_CREDITS, true, "Demo management key");
     }
 
     pub fn next_seq(&mut self) -> u64 {
@@ -149,16 +143,13 @@ impl Sim {
 
     /// Creates the user or updates an existing one; answers the user's `sub`.
     pub fn upsert_chutes_user(&mut self, username: &str, balance: f64, quota_left: bool) -> String {
-        let user = self
-            .chutes_users
-            .entry(username.to_owned())
-            .or_insert_with(|| ChutesUser {
-                sub: uuid::Uuid::new_v4().to_string(),
-                username: username.to_owned(),
-                balance,
-                quota_left,
-                created_at: SystemTime::now(),
-            });
+        let user = self.chutes_users.entry(username.to_owned()).or_insert_with(|| ChutesUser {
+            sub: uuid::Uuid::new_v4().to_string(),
+            username: username.to_owned(),
+            balance,
+            quota_left,
+            created_at: SystemTime::now(),
+        });
         user.balance = balance;
         user.quota_left = quota_left;
         user.sub.clone()
@@ -174,13 +165,7 @@ impl Sim {
     /// A new account holding one key (`is_management` or a plain inference key).
     pub fn insert_account(&mut self, secret: String, credits: f64, is_management: bool, name: &str) -> String {
         let account = self.next_seq();
-        self.or_accounts.insert(
-            account,
-            OrAccount {
-                total_credits: credits,
-                total_usage: 0.0,
-            },
-        );
+        self.or_accounts.insert(account, OrAccount { total_credits: credits, total_usage: 0.0 });
         let seq = self.next_seq();
         let hash = key_hash(&secret);
         self.or_keys.insert(
@@ -210,17 +195,11 @@ impl Sim {
 
     /// The key for a secret or a hash, deleted ones included.
     pub fn find_key(&self, hash_or_key: &str) -> Option<&OrKey> {
-        self.or_keys
-            .get(hash_or_key)
-            .or_else(|| self.or_keys.get(&key_hash(hash_or_key)))
+        self.or_keys.get(hash_or_key).or_else(|| self.or_keys.get(&key_hash(hash_or_key)))
     }
 
     pub fn find_key_mut(&mut self, hash_or_key: &str) -> Option<&mut OrKey> {
-        let hash = if self.or_keys.contains_key(hash_or_key) {
-            hash_or_key.to_owned()
-        } else {
-            key_hash(hash_or_key)
-        };
+        let hash = if self.or_keys.contains_key(hash_or_key) { hash_or_key.to_owned() } else { key_hash(hash_or_key) };
         self.or_keys.get_mut(&hash)
     }
 

@@ -19,11 +19,7 @@ pub fn random_hex(n: usize) -> String {
 
 /// `n` random ASCII letters and digits.
 pub fn random_alnum(n: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(n)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
 }
 
 pub fn unix_secs(t: SystemTime) -> u64 {
@@ -33,10 +29,7 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 /// RFC 3339 in UTC with a `Z`, seconds precision: `2026-11-24T20:00:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = unix_secs(t) as i64;
-    OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH).format(&Rfc3339).unwrap_or_default()
 }
 
 /// Parses an ISO 8601 / RFC 3339 timestamp that must be in UTC (`Z` or `+00:00`).
@@ -123,31 +116,15 @@ pub struct ChatRequest {
 /// Parses an OpenAI chat-completions body. The error is a human-readable reason.
 pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    let model = v
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or("\"model\" is required")?
-        .to_owned();
-    let messages = v
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-        .ok_or("\"messages\" must be a non-empty array")?;
+    let model = v.get("model").and_then(Value::as_str).filter(|m| !m.is_empty()).ok_or("\"model\" is required")?.to_owned();
+    let messages = v.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or("\"messages\" must be a non-empty array")?;
     let mut prompt_chars = 0;
     let mut last_user_text = String::new();
     for m in messages {
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or("every message needs a \"role\"")?;
+        let role = m.get("role").and_then(Value::as_str).ok_or("every message needs a \"role\"")?;
         let text = match m.get("content") {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" "),
+            Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
             _ => String::new(),
         };
         prompt_chars += text.chars().count() + role.len();
@@ -156,29 +133,14 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
         }
     }
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let max_tokens = v
-        .get("max_tokens")
-        .or_else(|| v.get("max_completion_tokens"))
-        .and_then(Value::as_u64);
-    Ok(ChatRequest {
-        model,
-        last_user_text,
-        prompt_chars,
-        stream,
-        max_tokens,
-    })
+    let max_tokens = v.get("max_tokens").or_else(|| v.get("max_completion_tokens")).and_then(Value::as_u64);
+    Ok(ChatRequest { model, last_user_text, prompt_chars, stream, max_tokens })
 }
 
 /// An OpenAI-shaped completion (or an SSE stream of it when `stream: true` was asked).
 /// `extra` fields are merged into the top-level object (e.g. OpenRouter's `provider`),
 /// `usage_extra` into `usage` (e.g. OpenRouter's `cost`).
-pub fn completion_response(
-    req: &ChatRequest,
-    model: &str,
-    id_prefix: &str,
-    extra: Value,
-    usage_extra: Value,
-) -> Response {
+pub fn completion_response(req: &ChatRequest, model: &str, id_prefix: &str, extra: Value, usage_extra: Value) -> Response {
     let snippet: String = req.last_user_text.chars().take(200).collect();
     let mut content = if snippet.is_empty() {
         format!("Hello from the simulated {model}.")
@@ -241,15 +203,7 @@ pub fn completion_response(
     sse.push_str(&chunk(json!({"content": content}), Value::Null, None));
     sse.push_str(&chunk(json!({}), json!(finish_reason), Some(&usage)));
     sse.push_str("data: [DONE]\n\n");
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        sse,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], sse).into_response()
 }
 
 fn merge(target: &mut Value, extra: Value) {
@@ -274,13 +228,7 @@ mod tests {
 
     #[test]
     fn query_appending() {
-        assert_eq!(
-            with_query("http://x/cb", &[("code", "a b"), ("state", "s")]),
-            "http://x/cb?code=a+b&state=s"
-        );
-        assert_eq!(
-            with_query("http://x/cb?x=1", &[("code", "c")]),
-            "http://x/cb?x=1&code=c"
-        );
+        assert_eq!(with_query("http://x/cb", &[("code", "a b"), ("state", "s")]), "http://x/cb?code=a+b&state=s");
+        assert_eq!(with_query("http://x/cb?x=1", &[("code", "c")]), "http://x/cb?x=1&code=c");
     }
 }

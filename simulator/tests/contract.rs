@@ -17,13 +17,8 @@ const CHUTES_MODEL: &str = "deepseek-ai/DeepSeek-V3.2-TEE";
 const OR_MODEL: &str = "deepseek/deepseek-v3.2";
 
 async fn start_with(config: SimulatorConfig) -> (RunningSimulator, reqwest::Client) {
-    let sim = spawn("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .expect("simulator binds");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let sim = spawn("127.0.0.1:0".parse().unwrap(), config).await.expect("simulator binds");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     (sim, http)
 }
 
@@ -38,13 +33,7 @@ fn pkce() -> (String, String) {
 }
 
 fn rand_suffix() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
 async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
@@ -60,10 +49,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 }
 
 fn form_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
+    q.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
 }
 
 fn decode(s: &str) -> String {
@@ -101,12 +87,7 @@ async fn allow(sim: &RunningSimulator, http: &reqwest::Client, username: &str, c
     let mut form = authorize_params(challenge, "st-1");
     form.push(("username", username.into()));
     form.push(("decision", "allow".into()));
-    let resp = http
-        .post(format!("{}/idp/authorize", sim.chutes_api_base()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(format!("{}/idp/authorize", sim.chutes_api_base())).form(&form).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(location.starts_with(&format!("{REDIRECT}?")), "{location}");
@@ -148,21 +129,11 @@ async fn connect_chutes(sim: &RunningSimulator, http: &reqwest::Client, username
     let code = allow(sim, http, username, &challenge).await;
     let (status, body) = exchange(sim, http, &code, &verifier).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    (
-        body["access_token"].as_str().unwrap().to_owned(),
-        body["refresh_token"].as_str().unwrap().to_owned(),
-    )
+    (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
 }
 
 async fn userinfo(sim: &RunningSimulator, http: &reqwest::Client, access: &str) -> (StatusCode, Value) {
-    json_of(
-        http.get(format!("{}/idp/userinfo", sim.chutes_api_base()))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    json_of(http.get(format!("{}/idp/userinfo", sim.chutes_api_base())).bearer_auth(access).send().await.unwrap()).await
 }
 
 fn chat_body(model: &str) -> Value {
@@ -170,56 +141,30 @@ fn chat_body(model: &str) -> Value {
 }
 
 async fn chutes_chat(sim: &RunningSimulator, http: &reqwest::Client, token: &str, model: &str) -> (StatusCode, Value) {
-    let resp = http
-        .post(format!("{}/chat/completions", sim.chutes_llm_base()))
-        .bearer_auth(token)
-        .json(&chat_body(model))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.post(format!("{}/chat/completions", sim.chutes_llm_base())).bearer_auth(token).json(&chat_body(model)).send().await.unwrap();
     json_of(resp).await
 }
 
 async fn or_get(sim: &RunningSimulator, http: &reqwest::Client, key: &str, path: &str) -> (StatusCode, Value) {
-    json_of(
-        http.get(format!("{}{path}", sim.openrouter_api_base()))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    json_of(http.get(format!("{}{path}", sim.openrouter_api_base())).bearer_auth(key).send().await.unwrap()).await
 }
 
 async fn or_chat(sim: &RunningSimulator, http: &reqwest::Client, key: &str, model: &str) -> (StatusCode, Value) {
-    let resp = http
-        .post(format!("{}/chat/completions", sim.openrouter_api_base()))
-        .bearer_auth(key)
-        .json(&chat_body(model))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.post(format!("{}/chat/completions", sim.openrouter_api_base())).bearer_auth(key).json(&chat_body(model)).send().await.unwrap();
     json_of(resp).await
 }
 
 async fn mint(sim: &RunningSimulator, http: &reqwest::Client, mgmt: &str, body: Value) -> (StatusCode, Value) {
-    let resp = http
-        .post(format!("{}/keys", sim.openrouter_api_base()))
-        .bearer_auth(mgmt)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(format!("{}/keys", sim.openrouter_api_base())).bearer_auth(mgmt).json(&body).send().await.unwrap();
     json_of(resp).await
 }
 
 fn assert_or_error(status: StatusCode, body: &Value, code: u16) {
     assert_eq!(status.as_u16(), code, "{body}");
     assert_eq!(body["error"]["code"], json!(code), "{body}");
-    assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert!(body["error"].as_object().unwrap().contains_key("metadata"), "{body}");
 }
 
@@ -230,8 +175,7 @@ fn assert_oauth_error(status: StatusCode, body: &Value, http_status: u16, error:
 }
 
 fn is_hex64_key(k: &str) -> bool {
-    k.strip_prefix("sk-or-v1-")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    k.strip_prefix("sk-or-v1-").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 // ------------------------------------------------------------------ Chutes IdP
@@ -240,19 +184,10 @@ fn is_hex64_key(k: &str) -> bool {
 async fn authorize_page_is_a_consent_form() {
     let (sim, http) = start().await;
     let (_, challenge) = pkce();
-    let resp = http
-        .get(format!("{}/idp/authorize", sim.chutes_api_base()))
-        .query(&authorize_params(&challenge, "xyz"))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.get(format!("{}/idp/authorize", sim.chutes_api_base())).query(&authorize_params(&challenge, "xyz")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = resp.text().await.unwrap();
     for needle in [
         r#"<html lang="en">"#,
@@ -312,12 +247,7 @@ async fn authorize_requires_pkce_s256() {
     let (_, challenge) = pkce();
     let mut params = authorize_params(&challenge, "st");
     params[6].1 = "plain".into();
-    let resp = http
-        .get(format!("{}/idp/authorize", sim.chutes_api_base()))
-        .query(&params)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(format!("{}/idp/authorize", sim.chutes_api_base())).query(&params).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(location.starts_with(REDIRECT));
@@ -326,12 +256,7 @@ async fn authorize_requires_pkce_s256() {
 
     let mut params = authorize_params(&challenge, "st");
     params.remove(5); // no code_challenge
-    let resp = http
-        .get(format!("{}/idp/authorize", sim.chutes_api_base()))
-        .query(&params)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(format!("{}/idp/authorize", sim.chutes_api_base())).query(&params).send().await.unwrap();
     let location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     assert_eq!(query_param(&location, "error").as_deref(), Some("invalid_request"));
 }
@@ -343,12 +268,7 @@ async fn deny_redirects_with_access_denied() {
     let mut form = authorize_params(&challenge, "st-9");
     form.push(("username", "demo-miner".into()));
     form.push(("decision", "deny".into()));
-    let resp = http
-        .post(format!("{}/idp/authorize", sim.chutes_api_base()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(format!("{}/idp/authorize", sim.chutes_api_base())).form(&form).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(location.starts_with(&format!("{REDIRECT}?")));
@@ -433,60 +353,27 @@ async fn code_exchange_checks_verifier_redirect_and_client() {
     assert_oauth_error(status, &body, 401, "invalid_client");
 
     // Wrong secret via Basic.
-    let (status, body) = json_of(
-        http.post(&url)
-            .basic_auth(CLIENT_ID, Some("nope"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(http.post(&url).basic_auth(CLIENT_ID, Some("nope")).form(&form).send().await.unwrap()).await;
     assert_oauth_error(status, &body, 401, "invalid_client");
 
     // Right secret via Basic works (the code was not consumed by failed client auth).
-    let (status, body) = json_of(
-        http.post(&url)
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(&form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(http.post(&url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).form(&form).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["access_token"].as_str().unwrap().starts_with("cak_"));
 
     // Missing parameters, JSON instead of a form, unknown grant.
     let (status, body) = json_of(
-        http.post(&url)
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(&[("grant_type", "authorization_code")])
-            .send()
-            .await
-            .unwrap(),
+        http.post(&url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).form(&[("grant_type", "authorization_code")]).send().await.unwrap(),
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_request");
     let (status, body) = json_of(
-        http.post(&url)
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .json(&json!({"grant_type": "refresh_token"}))
-            .send()
-            .await
-            .unwrap(),
+        http.post(&url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).json(&json!({"grant_type": "refresh_token"})).send().await.unwrap(),
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_request");
-    let (status, body) = json_of(
-        http.post(&url)
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(&[("grant_type", "password")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        json_of(http.post(&url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).form(&[("grant_type", "password")]).send().await.unwrap()).await;
     assert_oauth_error(status, &body, 400, "unsupported_grant_type");
     let (status, body) = exchange(&sim, &http, "no-such-code", &verifier).await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
@@ -528,11 +415,7 @@ async fn refresh_tokens_rotate_and_reuse_kills_the_family() {
     let (_, r) = connect_chutes(&sim, &http, "carol").await;
     let resp = http
         .post(format!("{}/idp/token", sim.chutes_api_base()))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", r.as_str()),
-            ("client_id", CLIENT_ID),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", r.as_str()), ("client_id", CLIENT_ID)])
         .send()
         .await
         .unwrap();
@@ -541,12 +424,7 @@ async fn refresh_tokens_rotate_and_reuse_kills_the_family() {
     // And the secret in the body works as well as Basic.
     let resp = http
         .post(format!("{}/idp/token", sim.chutes_api_base()))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", r.as_str()),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", r.as_str()), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
         .send()
         .await
         .unwrap();
@@ -561,24 +439,12 @@ async fn revoke_kills_the_refresh_token_and_its_access_tokens() {
     let url = format!("{}/idp/token/revoke", sim.chutes_api_base());
 
     // Client authentication is required.
-    let (status, body) = json_of(
-        http.post(&url)
-            .form(&[("token", refresh_token.as_str())])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(http.post(&url).form(&[("token", refresh_token.as_str())]).send().await.unwrap()).await;
     assert_oauth_error(status, &body, 401, "invalid_client");
     assert_eq!(control.chutes_refresh_tokens_alive("dave"), 1);
 
     let (status, body) = json_of(
-        http.post(&url)
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(&[("token", refresh_token.as_str())])
-            .send()
-            .await
-            .unwrap(),
+        http.post(&url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).form(&[("token", refresh_token.as_str())]).send().await.unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -591,10 +457,7 @@ async fn revoke_kills_the_refresh_token_and_its_access_tokens() {
     let (status, body) = userinfo(&sim, &http, &access).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body, json!({"detail": "Invalid token."}));
-    assert_eq!(
-        chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -603,11 +466,7 @@ async fn userinfo_rejects_bad_tokens() {
     let (status, body) = userinfo(&sim, &http, "cak_nope").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["detail"], "Invalid token.");
-    let resp = http
-        .get(format!("{}/idp/userinfo", sim.chutes_api_base()))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(format!("{}/idp/userinfo", sim.chutes_api_base())).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // An expired access token is refused too.
@@ -635,10 +494,7 @@ async fn chutes_chat_answers_and_charges() {
     assert!(!body["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     let u = &body["usage"];
-    assert_eq!(
-        u["total_tokens"].as_u64().unwrap(),
-        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
-    );
+    assert_eq!(u["total_tokens"].as_u64().unwrap(), u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap());
     assert!((control.chutes_user("frank").unwrap().balance_usd - 24.999).abs() < 1e-9);
 
     let (status, body) = chutes_chat(&sim, &http, "cak_forged", CHUTES_MODEL).await;
@@ -656,13 +512,7 @@ async fn chutes_chat_answers_and_charges() {
         assert_eq!(body["model"], chutes);
     }
 
-    let (status, body) = json_of(
-        http.get(format!("{}/models", sim.chutes_llm_base()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(http.get(format!("{}/models", sim.chutes_llm_base())).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"].as_array().unwrap().len(), 13);
@@ -678,13 +528,7 @@ async fn chutes_chat_402_without_balance_or_quota() {
     control.set_chutes_balance("gina", 0.0, false).unwrap();
     let (status, body) = chutes_chat(&sim, &http, &access, CHUTES_MODEL).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
-    assert!(
-        body["detail"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Quota exceeded and account balance is $0.0"),
-        "{body}"
-    );
+    assert!(body["detail"]["message"].as_str().unwrap().starts_with("Quota exceeded and account balance is $0.0"), "{body}");
 
     // Zero balance but daily quota left still answers.
     control.set_chutes_balance("gina", 0.0, true).unwrap();
@@ -697,14 +541,8 @@ async fn chutes_chat_402_without_balance_or_quota() {
     control.set_chutes_balance("gina", 0.0015, false).unwrap();
     assert_eq!(chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0, StatusCode::OK);
     assert_eq!(chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0, StatusCode::OK);
-    assert_eq!(
-        chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0,
-        StatusCode::PAYMENT_REQUIRED
-    );
-    assert_eq!(
-        control.set_chutes_balance("nobody", 1.0, false),
-        Err(simulator::ControlError::UnknownChutesUser)
-    );
+    assert_eq!(chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(control.set_chutes_balance("nobody", 1.0, false), Err(simulator::ControlError::UnknownChutesUser));
 }
 
 #[tokio::test]
@@ -713,20 +551,9 @@ async fn chutes_chat_streams_when_asked() {
     let (access, _) = connect_chutes(&sim, &http, "hal").await;
     let mut body = chat_body(CHUTES_MODEL);
     body["stream"] = json!(true);
-    let resp = http
-        .post(format!("{}/chat/completions", sim.chutes_llm_base()))
-        .bearer_auth(&access)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(format!("{}/chat/completions", sim.chutes_llm_base())).bearer_auth(&access).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let text = resp.text().await.unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"));
     let first: Value = serde_json::from_str(text.lines().next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
@@ -750,20 +577,8 @@ async fn key_endpoint_tells_management_from_inference_keys() {
     let d = &body["data"];
     assert_eq!(d["is_management_key"], true);
     assert_eq!(d["is_provisioning_key"], true);
-    assert_eq!(
-        d["label"],
-        json!(format!("sk-or-v1-{}...{}", &mgmt[9..12], &mgmt[mgmt.len() - 3..]))
-    );
-    for field in [
-        "limit",
-        "limit_remaining",
-        "limit_reset",
-        "usage",
-        "is_free_tier",
-        "include_byok_in_limit",
-        "expires_at",
-        "rate_limit",
-    ] {
+    assert_eq!(d["label"], json!(format!("sk-or-v1-{}...{}", &mgmt[9..12], &mgmt[mgmt.len() - 3..])));
+    for field in ["limit", "limit_remaining", "limit_reset", "usage", "is_free_tier", "include_byok_in_limit", "expires_at", "rate_limit"] {
         assert!(d.as_object().unwrap().contains_key(field), "missing {field}");
     }
     assert_eq!(d["is_free_tier"], false);
@@ -828,16 +643,10 @@ async fn create_key_answers_201_with_the_key_once() {
     assert_eq!(d["disabled"], false);
     assert_eq!(d["include_byok_in_limit"], false);
     assert_eq!(d["expires_at"], "2099-11-24T20:00:00Z");
-    assert_eq!(
-        d["label"],
-        json!(format!("sk-or-v1-{}...{}", &key[9..12], &key[key.len() - 3..]))
-    );
+    assert_eq!(d["label"], json!(format!("sk-or-v1-{}...{}", &key[9..12], &key[key.len() - 3..])));
     let hash = d["hash"].as_str().unwrap();
     assert_eq!(hash.len(), 64);
-    assert!(
-        !d.to_string().contains(key),
-        "the key object must not contain the plaintext"
-    );
+    assert!(!d.to_string().contains(key), "the key object must not contain the plaintext");
 
     let info = control.openrouter_key_info(hash).unwrap();
     assert_eq!(info, control.openrouter_key_info(key).unwrap());
@@ -865,13 +674,7 @@ async fn create_key_answers_201_with_the_key_once() {
     assert_or_error(status, &body, 400);
 
     // Weekly reset, null limit, no expiry.
-    let (status, body) = mint(
-        &sim,
-        &http,
-        &mgmt,
-        json!({"name": "y", "limit": null, "limit_reset": "weekly"}),
-    )
-    .await;
+    let (status, body) = mint(&sim, &http, &mgmt, json!({"name": "y", "limit": null, "limit_reset": "weekly"})).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["data"]["limit"], Value::Null);
     assert_eq!(body["data"]["limit_remaining"], Value::Null);
@@ -904,12 +707,7 @@ async fn list_patch_and_delete_keys() {
 
     let (status, body) = or_get(&sim, &http, &mgmt, "/keys").await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["k0", "k1", "k2"]);
 
     let (status, body) = or_get(&sim, &http, &mgmt, &format!("/keys/{}", hashes[1])).await;
@@ -961,36 +759,17 @@ async fn list_patch_and_delete_keys() {
     assert_or_error(status, &body, 400);
 
     // Delete.
-    let (status, body) = json_of(
-        http.delete(format!("{base}/keys/{}", hashes[0]))
-            .bearer_auth(&mgmt)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(http.delete(format!("{base}/keys/{}", hashes[0])).bearer_auth(&mgmt).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"deleted": true}));
     let (status, body) = or_get(&sim, &http, &mgmt, &format!("/keys/{}", hashes[0])).await;
     assert_or_error(status, &body, 404);
-    let (status, body) = json_of(
-        http.delete(format!("{base}/keys/{}", hashes[0]))
-            .bearer_auth(&mgmt)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(http.delete(format!("{base}/keys/{}", hashes[0])).bearer_auth(&mgmt).send().await.unwrap()).await;
     assert_or_error(status, &body, 404);
     let (_, body) = or_get(&sim, &http, &mgmt, "/keys?include_disabled=true").await;
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
-    let resp = http
-        .patch(format!("{base}/keys/{}", "f".repeat(64)))
-        .bearer_auth(&mgmt)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.patch(format!("{base}/keys/{}", "f".repeat(64))).bearer_auth(&mgmt).json(&json!({"disabled": true})).send().await.unwrap();
     let (status, body) = json_of(resp).await;
     assert_or_error(status, &body, 404);
 
@@ -1041,22 +820,12 @@ async fn minted_keys_run_inference_within_their_limits() {
 
     // Disabled -> 401; enabled again -> works.
     let base = sim.openrouter_api_base();
-    http.patch(format!("{base}/keys/{hash}"))
-        .bearer_auth(&mgmt)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+    http.patch(format!("{base}/keys/{hash}")).bearer_auth(&mgmt).json(&json!({"disabled": true})).send().await.unwrap();
     let (status, body) = or_chat(&sim, &http, &key, OR_MODEL).await;
     assert_or_error(status, &body, 401);
     let (status, body) = or_get(&sim, &http, &key, "/key").await;
     assert_or_error(status, &body, 401);
-    http.patch(format!("{base}/keys/{hash}"))
-        .bearer_auth(&mgmt)
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
+    http.patch(format!("{base}/keys/{hash}")).bearer_auth(&mgmt).json(&json!({"disabled": false})).send().await.unwrap();
     assert_eq!(or_chat(&sim, &http, &key, OR_MODEL).await.0, StatusCode::OK);
 
     // Key limit reached -> 402 openrouter_key_limit.
@@ -1065,12 +834,7 @@ async fn minted_keys_run_inference_within_their_limits() {
     assert_or_error(status, &body, 402);
     assert_eq!(body["error"]["metadata"]["limit_source"], "openrouter_key_limit");
     // Raising the limit lets it run again.
-    http.patch(format!("{base}/keys/{hash}"))
-        .bearer_auth(&mgmt)
-        .json(&json!({"limit": 5}))
-        .send()
-        .await
-        .unwrap();
+    http.patch(format!("{base}/keys/{hash}")).bearer_auth(&mgmt).json(&json!({"limit": 5})).send().await.unwrap();
     assert_eq!(or_chat(&sim, &http, &key, OR_MODEL).await.0, StatusCode::OK);
 
     // Account out of credits -> 402 openrouter_credits.
@@ -1079,12 +843,7 @@ async fn minted_keys_run_inference_within_their_limits() {
     let (status, body) = or_chat(&sim, &http, &key, OR_MODEL).await;
     assert_or_error(status, &body, 402);
     assert_eq!(body["error"]["metadata"]["limit_source"], "openrouter_credits");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Insufficient credits")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("Insufficient credits"));
 
     // Deleted and expired keys -> 401.
     control.set_openrouter_credits(&mgmt, 100.0).unwrap();
@@ -1093,11 +852,7 @@ async fn minted_keys_run_inference_within_their_limits() {
     assert_or_error(status, &body, 401);
     let (_, body) = mint(&sim, &http, &mgmt, json!({"name": "gone"})).await;
     let gone = body["key"].as_str().unwrap().to_owned();
-    http.delete(format!("{base}/keys/{}", body["data"]["hash"].as_str().unwrap()))
-        .bearer_auth(&mgmt)
-        .send()
-        .await
-        .unwrap();
+    http.delete(format!("{base}/keys/{}", body["data"]["hash"].as_str().unwrap())).bearer_auth(&mgmt).send().await.unwrap();
     let (status, body) = or_chat(&sim, &http, &gone, OR_MODEL).await;
     assert_or_error(status, &body, 401);
 
@@ -1108,19 +863,12 @@ async fn minted_keys_run_inference_within_their_limits() {
 
 #[tokio::test]
 async fn freshly_minted_keys_answer_401_while_propagating() {
-    let (sim, http) = start_with(SimulatorConfig {
-        openrouter_propagation_401s: 2,
-        ..Default::default()
-    })
-    .await;
+    let (sim, http) = start_with(SimulatorConfig { openrouter_propagation_401s: 2, ..Default::default() }).await;
     let mgmt = sim.control().create_openrouter_account(10.0);
     let (status, body) = mint(&sim, &http, &mgmt, json!({"name": "fresh"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let key = body["key"].as_str().unwrap().to_owned();
-    assert_eq!(
-        sim.control().openrouter_key_info(&key).unwrap().propagation_401s_left,
-        2
-    );
+    assert_eq!(sim.control().openrouter_key_info(&key).unwrap().propagation_401s_left, 2);
 
     let (status, body) = or_get(&sim, &http, &key, "/key").await;
     assert_or_error(status, &body, 401);
@@ -1143,44 +891,23 @@ async fn status_faults_use_each_providers_error_shape_and_count_down() {
     let (_, body) = mint(&sim, &http, &mgmt, json!({"name": "f"})).await;
     let key = body["key"].as_str().unwrap().to_owned();
 
-    control.set_fault(Fault {
-        target: FaultTarget::OpenRouterChat,
-        kind: FaultKind::Status(429),
-        remaining: Some(2),
-    });
+    control.set_fault(Fault { target: FaultTarget::OpenRouterChat, kind: FaultKind::Status(429), remaining: Some(2) });
     let (status, body) = or_chat(&sim, &http, &key, OR_MODEL).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        body,
-        json!({"error": {"code": 429, "message": "Rate limit exceeded", "metadata": null}})
-    );
+    assert_eq!(body, json!({"error": {"code": 429, "message": "Rate limit exceeded", "metadata": null}}));
     assert_eq!(control.faults()[0].remaining, Some(1));
     // Other targets are untouched.
     assert_eq!(or_get(&sim, &http, &key, "/key").await.0, StatusCode::OK);
-    assert_eq!(
-        or_chat(&sim, &http, &key, OR_MODEL).await.0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(or_chat(&sim, &http, &key, OR_MODEL).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert!(control.faults().is_empty());
     assert_eq!(or_chat(&sim, &http, &key, OR_MODEL).await.0, StatusCode::OK);
 
-    control.set_fault(Fault::new(
-        FaultTarget::OpenRouterKeysCreate,
-        FaultKind::Status(500),
-        Some(1),
-    ));
+    control.set_fault(Fault::new(FaultTarget::OpenRouterKeysCreate, FaultKind::Status(500), Some(1)));
     let (status, body) = mint(&sim, &http, &mgmt, json!({"name": "g"})).await;
     assert_or_error(status, &body, 500);
-    assert_eq!(
-        mint(&sim, &http, &mgmt, json!({"name": "g"})).await.0,
-        StatusCode::CREATED
-    );
+    assert_eq!(mint(&sim, &http, &mgmt, json!({"name": "g"})).await.0, StatusCode::CREATED);
 
-    control.set_fault(Fault::new(
-        FaultTarget::OpenRouterCredits,
-        FaultKind::Status(402),
-        Some(1),
-    ));
+    control.set_fault(Fault::new(FaultTarget::OpenRouterCredits, FaultKind::Status(402), Some(1)));
     let (status, body) = or_get(&sim, &http, &mgmt, "/credits").await;
     assert_or_error(status, &body, 402);
     assert_eq!(body["error"]["metadata"]["limit_source"], "openrouter_credits");
@@ -1206,12 +933,7 @@ async fn status_faults_use_each_providers_error_shape_and_count_down() {
     control.set_fault(Fault::new(FaultTarget::ChutesChat, FaultKind::Status(402), Some(1)));
     let (status, body) = chutes_chat(&sim, &http, &access, CHUTES_MODEL).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
-    assert!(
-        body["detail"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Quota exceeded")
-    );
+    assert!(body["detail"]["message"].as_str().unwrap().starts_with("Quota exceeded"));
 
     // Any hits every provider endpoint.
     control.set_fault(Fault::new(FaultTarget::Any, FaultKind::Status(502), Some(2)));
@@ -1228,32 +950,16 @@ async fn delay_faults_trip_client_timeouts() {
     let (sim, http) = start().await;
     let control = sim.control();
     let key = control.create_openrouter_inference_key(10.0);
-    let quick = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let quick = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
 
-    control.set_fault(Fault::new(
-        FaultTarget::OpenRouterKey,
-        FaultKind::Delay(Duration::from_millis(1500)),
-        Some(1),
-    ));
-    let err = quick
-        .get(format!("{}/key", sim.openrouter_api_base()))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap_err();
+    control.set_fault(Fault::new(FaultTarget::OpenRouterKey, FaultKind::Delay(Duration::from_millis(1500)), Some(1)));
+    let err = quick.get(format!("{}/key", sim.openrouter_api_base())).bearer_auth(&key).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(control.faults().is_empty());
     assert_eq!(or_get(&sim, &http, &key, "/key").await.0, StatusCode::OK);
 
     // A patient client gets the normal answer after the delay.
-    control.set_fault(Fault::new(
-        FaultTarget::ChutesUserinfo,
-        FaultKind::Delay(Duration::from_millis(400)),
-        Some(1),
-    ));
+    control.set_fault(Fault::new(FaultTarget::ChutesUserinfo, FaultKind::Delay(Duration::from_millis(400)), Some(1)));
     let started = std::time::Instant::now();
     let (status, body) = userinfo(&sim, &http, "cak_nope").await;
     assert!(started.elapsed() >= Duration::from_millis(400));
@@ -1268,12 +974,7 @@ async fn reset_faults_drop_the_connection() {
     let mgmt = control.create_openrouter_account(10.0);
 
     control.set_fault(Fault::new(FaultTarget::OpenRouterKeysList, FaultKind::Reset, Some(1)));
-    let err = http
-        .get(format!("{}/keys", sim.openrouter_api_base()))
-        .bearer_auth(&mgmt)
-        .send()
-        .await
-        .unwrap_err();
+    let err = http.get(format!("{}/keys", sim.openrouter_api_base())).bearer_auth(&mgmt).send().await.unwrap_err();
     assert!(!err.is_timeout() && err.status().is_none(), "{err}");
     assert_eq!(or_get(&sim, &http, &mgmt, "/keys").await.0, StatusCode::OK);
 
@@ -1282,10 +983,7 @@ async fn reset_faults_drop_the_connection() {
     let err = http
         .post(format!("{}/idp/token", sim.chutes_api_base()))
         .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.as_str()),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())])
         .send()
         .await
         .unwrap_err();
@@ -1309,59 +1007,32 @@ async fn control_http_api_mirrors_control() {
 
     let (status, demo) = json_of(http.get(format!("{root}/_sim/demo")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        demo["openrouter"]["management_key"],
-        simulator::DEMO_OPENROUTER_MANAGEMENT_KEY
-    );
+    assert_eq!(demo["openrouter"]["management_key"], simulator::DEMO_OPENROUTER_MANAGEMENT_KEY);
     assert_eq!(demo["chutes"]["username"], "demo-miner");
 
     // OpenRouter accounts and keys.
-    let (status, body) = json_of(
-        http.post(format!("{root}/_sim/openrouter/accounts"))
-            .json(&json!({"credits": 3}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        json_of(http.post(format!("{root}/_sim/openrouter/accounts")).json(&json!({"credits": 3})).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::CREATED);
     let mgmt = body["management_key"].as_str().unwrap().to_owned();
     assert!(is_hex64_key(&mgmt));
     let (_, c) = or_get(&sim, &http, &mgmt, "/credits").await;
     assert_eq!(c["data"]["total_credits"], 3.0);
-    let (status, body) = json_of(
-        http.post(format!("{root}/_sim/openrouter/inference-keys"))
-            .json(&json!({"credits": 1}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        json_of(http.post(format!("{root}/_sim/openrouter/inference-keys")).json(&json!({"credits": 1})).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, k) = or_get(&sim, &http, body["key"].as_str().unwrap(), "/key").await;
     assert_eq!(k["data"]["is_management_key"], false);
 
     let (_, minted) = mint(&sim, &http, &mgmt, json!({"name": "via-http", "limit": 1})).await;
     let hash = minted["data"]["hash"].as_str().unwrap().to_owned();
-    let (status, body) = json_of(
-        http.get(format!("{root}/_sim/openrouter/keys"))
-            .query(&[("management_key", mgmt.as_str())])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        json_of(http.get(format!("{root}/_sim/openrouter/keys")).query(&[("management_key", mgmt.as_str())]).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"][0]["name"], "via-http");
     assert_eq!(body["data"][0]["deleted"], false);
-    let (status, _) = json_of(
-        http.post(format!("{root}/_sim/openrouter/keys/{hash}/usage"))
-            .json(&json!({"usd": 1.0}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) =
+        json_of(http.post(format!("{root}/_sim/openrouter/keys/{hash}/usage")).json(&json!({"usd": 1.0})).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = or_chat(&sim, &http, minted["key"].as_str().unwrap(), OR_MODEL).await;
     assert_or_error(status, &body, 402);
@@ -1377,14 +1048,9 @@ async fn control_http_api_mirrors_control() {
     let (_, c) = or_get(&sim, &http, &mgmt, "/credits").await;
     assert_eq!(c["data"]["total_credits"], 50.0);
     assert_eq!(c["data"]["total_usage"], 1.0);
-    let (status, body) = json_of(
-        http.post(format!("{root}/_sim/openrouter/keys/{}/usage", "0".repeat(64)))
-            .json(&json!({"usd": 1}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        json_of(http.post(format!("{root}/_sim/openrouter/keys/{}/usage", "0".repeat(64))).json(&json!({"usd": 1})).send().await.unwrap())
+            .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
 
@@ -1413,16 +1079,9 @@ async fn control_http_api_mirrors_control() {
     assert_eq!(status, StatusCode::OK, "{tokens}");
     assert_eq!(tokens["scope"], "openid chutes:invoke");
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(
-        chutes_chat(&sim, &http, access, CHUTES_MODEL).await.0,
-        StatusCode::PAYMENT_REQUIRED
-    );
+    assert_eq!(chutes_chat(&sim, &http, access, CHUTES_MODEL).await.0, StatusCode::PAYMENT_REQUIRED);
     let (status, _) = json_of(
-        http.post(format!("{root}/_sim/chutes/users/kim/balance"))
-            .json(&json!({"balance": 2, "quota_left": false}))
-            .send()
-            .await
-            .unwrap(),
+        http.post(format!("{root}/_sim/chutes/users/kim/balance")).json(&json!({"balance": 2, "quota_left": false})).send().await.unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -1443,22 +1102,11 @@ async fn control_http_api_mirrors_control() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["faults"][0]["target"], "chutes_chat");
-    assert_eq!(
-        chutes_chat(&sim, &http, access, CHUTES_MODEL).await.0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(chutes_chat(&sim, &http, access, CHUTES_MODEL).await.0, StatusCode::TOO_MANY_REQUESTS);
     let (_, body) = json_of(http.get(format!("{root}/_sim/faults")).send().await.unwrap()).await;
     assert_eq!(body["faults"], json!([]));
-    http.post(format!("{root}/_sim/faults"))
-        .json(&json!({"target": "openrouter_key", "kind": {"delay_ms": 10}}))
-        .send()
-        .await
-        .unwrap();
-    http.post(format!("{root}/_sim/faults"))
-        .json(&json!({"target": "any", "kind": "reset", "remaining": 5}))
-        .send()
-        .await
-        .unwrap();
+    http.post(format!("{root}/_sim/faults")).json(&json!({"target": "openrouter_key", "kind": {"delay_ms": 10}})).send().await.unwrap();
+    http.post(format!("{root}/_sim/faults")).json(&json!({"target": "any", "kind": "reset", "remaining": 5})).send().await.unwrap();
     let (_, body) = json_of(http.get(format!("{root}/_sim/faults")).send().await.unwrap()).await;
     assert_eq!(body["faults"][0]["kind"], json!({"delay_ms": 10}));
     assert_eq!(body["faults"][0]["remaining"], Value::Null);
@@ -1466,43 +1114,23 @@ async fn control_http_api_mirrors_control() {
     let (status, _) = json_of(http.delete(format!("{root}/_sim/faults")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(sim.control().faults().is_empty());
-    let (status, _) = json_of(
-        http.post(format!("{root}/_sim/faults"))
-            .json(&json!({"target": "nowhere", "kind": "reset"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) =
+        json_of(http.post(format!("{root}/_sim/faults")).json(&json!({"target": "nowhere", "kind": "reset"})).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Request log: provider calls only, paths without query strings.
     let (_, log) = json_of(http.get(format!("{root}/_sim/requests")).send().await.unwrap()).await;
     let log = log["requests"].as_array().unwrap();
-    assert!(
-        log.iter()
-            .any(|r| r["method"] == "POST" && r["path"] == "/chutes/idp/token")
-    );
-    assert!(
-        log.iter()
-            .any(|r| r["method"] == "GET" && r["path"] == "/openrouter/api/v1/credits")
-    );
-    assert!(
-        log.iter()
-            .all(|r| !r["path"].as_str().unwrap().starts_with("/_sim") && !r["path"].as_str().unwrap().contains('?'))
-    );
+    assert!(log.iter().any(|r| r["method"] == "POST" && r["path"] == "/chutes/idp/token"));
+    assert!(log.iter().any(|r| r["method"] == "GET" && r["path"] == "/openrouter/api/v1/credits"));
+    assert!(log.iter().all(|r| !r["path"].as_str().unwrap().starts_with("/_sim") && !r["path"].as_str().unwrap().contains('?')));
     assert_eq!(sim.control().request_log().len(), log.len());
 
     // Reset forgets everything but the demo accounts.
     let (status, _) = json_of(http.post(format!("{root}/_sim/reset")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(or_get(&sim, &http, &mgmt, "/key").await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        or_get(&sim, &http, simulator::DEMO_OPENROUTER_MANAGEMENT_KEY, "/key")
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(or_get(&sim, &http, simulator::DEMO_OPENROUTER_MANAGEMENT_KEY, "/key").await.0, StatusCode::OK);
     assert!(sim.control().chutes_user("kim").is_none());
     assert!(sim.control().chutes_user("demo-miner").is_some());
     assert_eq!(sim.control().request_log().len(), 2, "the log restarts at reset");
@@ -1516,10 +1144,7 @@ async fn base_urls_and_shutdown() {
     assert_eq!(sim.chutes_api_base(), format!("{root}/chutes"));
     assert_eq!(sim.chutes_llm_base(), format!("{root}/chutes-llm/v1"));
     assert_eq!(sim.openrouter_api_base(), format!("{root}/openrouter/api/v1"));
-    assert_eq!(
-        http.get(format!("{root}/_sim/")).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(http.get(format!("{root}/_sim/")).send().await.unwrap().status(), StatusCode::OK);
     sim.shutdown().await;
     let fresh = reqwest::Client::new();
     assert!(fresh.get(format!("{root}/_sim/")).send().await.is_err());

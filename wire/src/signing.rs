@@ -75,15 +75,10 @@ impl SignInMessage {
         if lines.len() != 10 {
             return Err(SignInMessageError("wrong number of lines"));
         }
-        let domain = lines[0]
-            .strip_suffix(HEADER_SUFFIX)
-            .ok_or(SignInMessageError("first line"))?;
+        let domain = lines[0].strip_suffix(HEADER_SUFFIX).ok_or(SignInMessageError("first line"))?;
         if lines[2].is_empty() && lines[4].is_empty() {
             let field = |line: &str, name: &'static str| -> Result<String, SignInMessageError> {
-                line.strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix(": "))
-                    .map(str::to_owned)
-                    .ok_or(SignInMessageError(name))
+                line.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")).map(str::to_owned).ok_or(SignInMessageError(name))
             };
             Ok(SignInMessage {
                 domain: domain.to_owned(),

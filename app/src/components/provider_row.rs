@@ -43,8 +43,12 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
     let key = RwSignal::new(String::new());
 
     let state_text = match status.state {
-        Some(ConnectionState::Connected) => format!("Connected since {}", status.updated_at.clone().unwrap_or_default().replace('T', " ").replace("+00:00", " UTC")),
-        Some(ConnectionState::NeedsReconsent) => "Needs re-consent: the provider no longer accepts the stored credential. Connect again.".to_string(),
+        Some(ConnectionState::Connected) => {
+            format!("Connected since {}", status.updated_at.clone().unwrap_or_default().replace('T', " ").replace("+00:00", " UTC"))
+        }
+        Some(ConnectionState::NeedsReconsent) => {
+            "Needs re-consent: the provider no longer accepts the stored credential. Connect again.".to_string()
+        }
         _ => "Not connected".to_string(),
     };
     let needs_reconsent = status.state == Some(ConnectionState::NeedsReconsent);
@@ -104,7 +108,9 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
     };
 
     let disconnect_consequence = match provider {
-        Provider::OpenRouter => "We forget your management key. Per-run keys minted with it are disabled, not deleted, so you still see their spend at OpenRouter.",
+        Provider::OpenRouter => {
+            "We forget your management key. Per-run keys minted with it are disabled, not deleted, so you still see their spend at OpenRouter."
+        }
         Provider::Chutes => "We revoke our access at Chutes and forget the refresh token.",
     };
     let default_reason_id = format!("{id}-default-reason");

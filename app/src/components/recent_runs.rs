@@ -73,10 +73,14 @@ pub fn BudgetPanel() -> impl IntoView {
         spawn_local(async move {
             let result = save_budget(value).await;
             busy.set(false);
-            outcome.set(Some(result.map(|b| match b.monthly_usd {
-                Some(v) => format!("Monthly budget set to ${v:.2}."),
-                None => "No monthly ceiling.".to_string(),
-            }).map_err(|e| e.to_string())));
+            outcome.set(Some(
+                result
+                    .map(|b| match b.monthly_usd {
+                        Some(v) => format!("Monthly budget set to ${v:.2}."),
+                        None => "No monthly ceiling.".to_string(),
+                    })
+                    .map_err(|e| e.to_string()),
+            ));
             version.bump();
         });
     };

@@ -2,11 +2,11 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{current_miner, sign_out};
-use crate::components::recent_runs::{BudgetPanel, RecentRuns};
-use crate::components::{DashboardVersion, RowResults};
 use crate::components::audit_log::AuditLog;
 use crate::components::providers_panel::ProvidersPanel;
+use crate::components::recent_runs::{BudgetPanel, RecentRuns};
 use crate::components::wallet_sign_in::WalletSignIn;
+use crate::components::{DashboardVersion, RowResults};
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {

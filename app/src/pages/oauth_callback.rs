@@ -17,12 +17,16 @@ pub fn OAuthCallbackPage() -> impl IntoView {
         let code = q.get("code");
         let error = q.get("error");
         if state.is_empty() {
-            outcome.set(Some(Err("This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".into())));
+            outcome.set(Some(Err(
+                "This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".into()
+            )));
             return;
         }
         spawn_local(async move {
             let result = finish_chutes_connect(state, code, error).await;
-            outcome.set(Some(result.map(|_| "Chutes is connected. Your runs can now bill your Chutes account.".to_string()).map_err(|e| e.to_string())));
+            outcome.set(Some(
+                result.map(|_| "Chutes is connected. Your runs can now bill your Chutes account.".to_string()).map_err(|e| e.to_string()),
+            ));
         });
     });
     view! {

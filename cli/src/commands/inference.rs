@@ -15,17 +15,13 @@ use crate::output::{Output, body_json, python_datetime};
 const STATUS_PATH: &str = "/v1/miner/inference-auth";
 const EXCHANGE_CODE_PATH: &str = "/v1/miner/chutes/exchange-code";
 
-pub const NO_PROVIDERS: &str =
-    "No providers connected. Run `oro inference connect <provider>` first.";
+pub const NO_PROVIDERS: &str = "No providers connected. Run `oro inference connect <provider>` first.";
 
 /// `oro inference status`.
 pub fn status(client: &ApiClient, wallet_name: &str, out: Output) -> Result<(), CliError> {
     out.inference_header(wallet_name, client.hotkey().ss58(), None, client.base_url());
     let response = client.expect(client.get(STATUS_PATH)?, &[200])?;
-    let list: InferenceAuthList = client.parse(
-        &response,
-        "an inference-auth list ({providers, default_provider})",
-    )?;
+    let list: InferenceAuthList = client.parse(&response, "an inference-auth list ({providers, default_provider})")?;
     if out.json {
         out.json_value(&body_json(&response.body));
         return Ok(());
@@ -43,39 +39,19 @@ pub fn status_table(list: &InferenceAuthList) -> Vec<String> {
         return vec![NO_PROVIDERS.to_owned()];
     }
     let mut lines = vec![
-        format!(
-            "{:<14} {:<10} {:<8} {:<25} {:<15} {}",
-            "Provider", "Connected", "Default", "Updated", "State", "Label"
-        )
-        .trim_end()
-        .to_owned(),
+        format!("{:<14} {:<10} {:<8} {:<25} {:<15} {}", "Provider", "Connected", "Default", "Updated", "State", "Label")
+            .trim_end()
+            .to_owned(),
         "─".repeat(60),
     ];
     for p in &list.providers {
-        let is_default = if list.default_provider == Some(p.provider) || p.is_default {
-            "yes"
-        } else {
-            ""
-        };
-        let updated = p
-            .updated_at
-            .as_deref()
-            .map(|t| python_datetime(t, 'T'))
-            .unwrap_or_default();
+        let is_default = if list.default_provider == Some(p.provider) || p.is_default { "yes" } else { "" };
+        let updated = p.updated_at.as_deref().map(|t| python_datetime(t, 'T')).unwrap_or_default();
         let state = p
             .state
-            .map(|s| {
-                serde_json::to_value(s)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            })
+            .map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
             .unwrap_or_default();
-        let label = p
-            .label
-            .as_deref()
-            .map(crate::client::printable)
-            .unwrap_or_default();
+        let label = p.label.as_deref().map(crate::client::printable).unwrap_or_default();
         let row = format!(
             "{:<14} {:<10} {:<8} {:<25} {:<15} {}",
             p.provider.as_str(),
@@ -104,42 +80,23 @@ pub fn read_api_key(argument: &str, stdin: &mut dyn BufRead) -> Result<SecretStr
         return Ok(SecretString::from(key.to_owned()));
     }
     let mut line = zeroize::Zeroizing::new(String::new());
-    stdin.read_line(&mut line).map_err(|_| {
-        CliError::Usage("--api-key -: cannot read the key from standard input".into())
-    })?;
+    stdin.read_line(&mut line).map_err(|_| CliError::Usage("--api-key -: cannot read the key from standard input".into()))?;
     let key = line.trim();
     if key.is_empty() {
-        return Err(CliError::Usage(
-            "--api-key -: standard input held no key (put it on the first line)".into(),
-        ));
+        return Err(CliError::Usage("--api-key -: standard input held no key (put it on the first line)".into()));
     }
     Ok(SecretString::from(key.to_owned()))
 }
 
 /// `oro inference connect openrouter --api-key KEY`.
-pub fn connect_openrouter(
-    client: &ApiClient,
-    wallet_name: &str,
-    api_key: &SecretString,
-    out: Output,
-) -> Result<(), CliError> {
-    out.inference_header(
-        wallet_name,
-        client.hotkey().ss58(),
-        Some(Provider::OpenRouter.as_str()),
-        client.base_url(),
-    );
+pub fn connect_openrouter(client: &ApiClient, wallet_name: &str, api_key: &SecretString, out: Output) -> Result<(), CliError> {
+    out.inference_header(wallet_name, client.hotkey().ss58(), Some(Provider::OpenRouter.as_str()), client.base_url());
     #[derive(serde::Serialize)]
     struct Credential<'a> {
         credential: &'a str,
     }
     let path = format!("/v1/miner/inference-auth/{}", Provider::OpenRouter.as_str());
-    let response = client.post_json(
-        &path,
-        &Credential {
-            credential: api_key.expose_secret(),
-        },
-    )?;
+    let response = client.post_json(&path, &Credential { credential: api_key.expose_secret() })?;
     let response = client.expect(response, &[200])?;
     out.line(&format!("Connected {}.", Provider::OpenRouter.as_str()));
     out.json_value(&body_json(&response.body));
@@ -155,53 +112,30 @@ pub struct ChutesConnectOptions {
 }
 
 /// `oro inference connect chutes`: PKCE through the browser, then the code exchange.
-pub fn connect_chutes(
-    client: &ApiClient,
-    wallet_name: &str,
-    options: &ChutesConnectOptions,
-    out: Output,
-) -> Result<(), CliError> {
+pub fn connect_chutes(client: &ApiClient, wallet_name: &str, options: &ChutesConnectOptions, out: Output) -> Result<(), CliError> {
     let pkce = Pkce::generate();
     let state = chutes_flow::random_state();
     // Listen before the browser can come back.
     let listener = LoopbackListener::bind()?;
-    let url = chutes_flow::authorize_url(
-        &options.idp_base,
-        &options.client_id,
-        &state,
-        &pkce.challenge,
-    );
+    let url = chutes_flow::authorize_url(&options.idp_base, &options.client_id, &state, &pkce.challenge);
     if options.open_browser {
         out.notice("Opening browser for Chutes authentication...");
         let opened = chutes_flow::open_browser(&url);
         if opened {
             out.notice(&format!("If the browser doesn't open, visit: {url}"));
         } else {
-            out.notice(&format!(
-                "Could not open a browser; open this URL to authorize: {url}"
-            ));
+            out.notice(&format!("Could not open a browser; open this URL to authorize: {url}"));
         }
     } else {
-        out.notice(&format!(
-            "Open this URL in your browser to authorize: {url}"
-        ));
+        out.notice(&format!("Open this URL in your browser to authorize: {url}"));
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!(
-            "Waiting up to {} s for the Chutes callback on {} ...",
-            options.timeout.as_secs(),
-            chutes_flow::REDIRECT_URI
-        );
+        eprintln!("Waiting up to {} s for the Chutes callback on {} ...", options.timeout.as_secs(), chutes_flow::REDIRECT_URI);
     }
     let code = listener.wait_for_code(&state, options.timeout)?;
     drop(listener);
 
-    out.inference_header(
-        wallet_name,
-        client.hotkey().ss58(),
-        Some(Provider::Chutes.as_str()),
-        client.base_url(),
-    );
+    out.inference_header(wallet_name, client.hotkey().ss58(), Some(Provider::Chutes.as_str()), client.base_url());
     let exchange = ExchangeCode {
         code: code.expose_secret().to_owned(),
         code_verifier: pkce.verifier.expose_secret().to_owned(),
@@ -209,15 +143,8 @@ pub fn connect_chutes(
     };
     let response = client.post_json(EXCHANGE_CODE_PATH, &exchange);
     // The body held the code and the verifier: wipe our copy.
-    let ExchangeCode {
-        code,
-        code_verifier,
-        ..
-    } = exchange;
-    drop((
-        zeroize::Zeroizing::new(code),
-        zeroize::Zeroizing::new(code_verifier),
-    ));
+    let ExchangeCode { code, code_verifier, .. } = exchange;
+    drop((zeroize::Zeroizing::new(code), zeroize::Zeroizing::new(code_verifier)));
     let response = client.expect(response?, &[200])?;
     out.line(&format!("Connected {}.", Provider::Chutes.as_str()));
     out.json_value(&body_json(&response.body));
@@ -225,42 +152,18 @@ pub fn connect_chutes(
 }
 
 /// `oro inference set-default P`.
-pub fn set_default(
-    client: &ApiClient,
-    wallet_name: &str,
-    provider: Provider,
-    out: Output,
-) -> Result<(), CliError> {
-    out.inference_header(
-        wallet_name,
-        client.hotkey().ss58(),
-        Some(provider.as_str()),
-        client.base_url(),
-    );
-    let response =
-        client.patch_json("/v1/miner/inference-auth/default", &SetDefault { provider })?;
+pub fn set_default(client: &ApiClient, wallet_name: &str, provider: Provider, out: Output) -> Result<(), CliError> {
+    out.inference_header(wallet_name, client.hotkey().ss58(), Some(provider.as_str()), client.base_url());
+    let response = client.patch_json("/v1/miner/inference-auth/default", &SetDefault { provider })?;
     let response = client.expect(response, &[200, 204])?;
-    out.line(&format!(
-        "Default provider set to {}. Applies to next claimed eval.",
-        provider.as_str()
-    ));
+    out.line(&format!("Default provider set to {}. Applies to next claimed eval.", provider.as_str()));
     out.json_value(&body_json(&response.body));
     Ok(())
 }
 
 /// `oro inference disconnect P`.
-pub fn disconnect(
-    client: &ApiClient,
-    wallet_name: &str,
-    provider: Provider,
-    out: Output,
-) -> Result<(), CliError> {
-    out.inference_header(
-        wallet_name,
-        client.hotkey().ss58(),
-        Some(provider.as_str()),
-        client.base_url(),
-    );
+pub fn disconnect(client: &ApiClient, wallet_name: &str, provider: Provider, out: Output) -> Result<(), CliError> {
+    out.inference_header(wallet_name, client.hotkey().ss58(), Some(provider.as_str()), client.base_url());
     let response = client.delete(&format!("/v1/miner/inference-auth/{}", provider.as_str()))?;
     let response = client.expect(response, &[200, 204])?;
     out.line(&format!("Disconnected {}.", provider.as_str()));
@@ -278,11 +181,7 @@ mod tests {
             provider,
             connected,
             updated_at: connected.then(|| "2025-01-02T03:04:05+00:00".to_owned()),
-            state: Some(if connected {
-                ConnectionState::Connected
-            } else {
-                ConnectionState::NotConnected
-            }),
+            state: Some(if connected { ConnectionState::Connected } else { ConnectionState::NotConnected }),
             label: connected.then(|| "sk-or-v1-...3f2a".to_owned()),
             is_default: false,
         }
@@ -291,65 +190,31 @@ mod tests {
     #[test]
     fn the_status_table_starts_with_oro_sdks_columns() {
         let list = InferenceAuthList {
-            providers: vec![
-                row(Provider::OpenRouter, true),
-                row(Provider::Chutes, false),
-            ],
+            providers: vec![row(Provider::OpenRouter, true), row(Provider::Chutes, false)],
             default_provider: Some(Provider::OpenRouter),
         };
         let lines = status_table(&list);
-        assert_eq!(
-            &lines[0][..42],
-            "Provider       Connected  Default  Updated"
-        );
+        assert_eq!(&lines[0][..42], "Provider       Connected  Default  Updated");
         assert_eq!(lines[1], "─".repeat(60));
-        assert!(
-            lines[2].starts_with("openrouter     yes        yes      2025-01-02T03:04:05+00:00"),
-            "{}",
-            lines[2]
-        );
-        assert!(
-            lines[2].ends_with("connected       sk-or-v1-...3f2a"),
-            "{}",
-            lines[2]
-        );
+        assert!(lines[2].starts_with("openrouter     yes        yes      2025-01-02T03:04:05+00:00"), "{}", lines[2]);
+        assert!(lines[2].ends_with("connected       sk-or-v1-...3f2a"), "{}", lines[2]);
         assert!(lines[3].starts_with("chutes         no"), "{}", lines[3]);
         assert_eq!(lines.len(), 4);
 
-        let none = InferenceAuthList {
-            providers: vec![],
-            default_provider: None,
-        };
+        let none = InferenceAuthList { providers: vec![], default_provider: None };
         assert_eq!(status_table(&none), vec![NO_PROVIDERS.to_owned()]);
-        let unconnected = InferenceAuthList {
-            providers: vec![row(Provider::Chutes, false)],
-            default_provider: None,
-        };
+        let unconnected = InferenceAuthList { providers: vec![row(Provider::Chutes, false)], default_provider: None };
         assert_eq!(status_table(&unconnected).last().unwrap(), NO_PROVIDERS);
     }
 
     #[test]
     fn api_keys_come_from_the_argument_or_stdin() {
         let mut empty: &[u8] = b"";
-        assert_eq!(
-            read_api_key("sk-or-v1-abc", &mut empty)
-                .unwrap()
-                .expose_secret(),
-            "sk-or-v1-abc"
-        );
+        assert_eq!(read_api_key("sk-or-v1-abc", &mut empty).unwrap().expose_secret(), "sk-or-v1-abc");
         let mut stdin: &[u8] = b"  sk-or-v1-from-stdin  \nsecond line\n";
-        assert_eq!(
-            read_api_key("-", &mut stdin).unwrap().expose_secret(),
-            "sk-or-v1-from-stdin"
-        );
+        assert_eq!(read_api_key("-", &mut stdin).unwrap().expose_secret(), "sk-or-v1-from-stdin");
         let mut blank: &[u8] = b"\n";
-        assert!(matches!(
-            read_api_key("-", &mut blank),
-            Err(CliError::Usage(_))
-        ));
-        assert!(matches!(
-            read_api_key("  ", &mut empty),
-            Err(CliError::Usage(_))
-        ));
+        assert!(matches!(read_api_key("-", &mut blank), Err(CliError::Usage(_))));
+        assert!(matches!(read_api_key("  ", &mut empty), Err(CliError::Usage(_))));
     }
 }

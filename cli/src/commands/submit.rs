@@ -22,25 +22,11 @@ pub struct AgentFile {
 pub fn read_agent_file(path: &Path) -> Result<AgentFile, CliError> {
     let display_path = path.display().to_string();
     if !path.is_file() {
-        return Err(CliError::Usage(format!(
-            "Agent file not found: {display_path}"
-        )));
+        return Err(CliError::Usage(format!("Agent file not found: {display_path}")));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
-        CliError::Usage(format!(
-            "cannot read the agent file {display_path}: {}",
-            e.kind()
-        ))
-    })?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "agent.py".into());
-    Ok(AgentFile {
-        display_path,
-        file_name,
-        bytes,
-    })
+    let bytes = std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read the agent file {display_path}: {}", e.kind())))?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "agent.py".into());
+    Ok(AgentFile { display_path, file_name, bytes })
 }
 
 /// `1234567` -> `1,234,567` (Python's `{:,}`).
@@ -56,37 +42,16 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-pub fn submit(
-    client: &ApiClient,
-    wallet_name: &str,
-    agent_name: &str,
-    agent: AgentFile,
-    out: Output,
-) -> Result<(), CliError> {
-    out.line(&format!(
-        "Wallet:  {wallet_name} ({})",
-        client.hotkey().ss58()
-    ));
+pub fn submit(client: &ApiClient, wallet_name: &str, agent_name: &str, agent: AgentFile, out: Output) -> Result<(), CliError> {
+    out.line(&format!("Wallet:  {wallet_name} ({})", client.hotkey().ss58()));
     out.line(&format!("Agent:   {agent_name}"));
-    out.line(&format!(
-        "File:    {} ({} bytes)",
-        agent.display_path,
-        thousands(agent.bytes.len())
-    ));
+    out.line(&format!("File:    {} ({} bytes)", agent.display_path, thousands(agent.bytes.len())));
     out.line(&format!("Backend: {}", client.base_url()));
     out.line("");
 
     let status = client.expect(client.get("/v1/miner/inference-auth")?, &[200])?;
-    let list: InferenceAuthList = client.parse(
-        &status,
-        "an inference-auth list ({providers, default_provider})",
-    )?;
-    let mut connected: Vec<&str> = list
-        .providers
-        .iter()
-        .filter(|p| p.connected)
-        .map(|p| p.provider.as_str())
-        .collect();
+    let list: InferenceAuthList = client.parse(&status, "an inference-auth list ({providers, default_provider})")?;
+    let mut connected: Vec<&str> = list.providers.iter().filter(|p| p.connected).map(|p| p.provider.as_str()).collect();
     if connected.is_empty() {
         return Err(CliError::Refused(NO_PROVIDER_CONNECTED.into()));
     }
@@ -99,29 +64,18 @@ pub fn submit(
     out.line("");
 
     let agent_name_owned = agent_name.to_owned();
-    let AgentFile {
-        file_name, bytes, ..
-    } = agent;
+    let AgentFile { file_name, bytes, .. } = agent;
     let form = move || {
         let file = reqwest::multipart::Part::bytes(bytes.clone())
             .file_name(file_name.clone())
             .mime_str("text/x-python")
             .expect("text/x-python is a valid MIME type");
-        reqwest::multipart::Form::new()
-            .text("agent_name", agent_name_owned.clone())
-            .part("file", file)
+        reqwest::multipart::Form::new().text("agent_name", agent_name_owned.clone()).part("file", file)
     };
-    let response = client.send(
-        reqwest::Method::POST,
-        "/v1/miner/submit",
-        RequestBody::Multipart(Box::new(form)),
-    )?;
+    let response = client.send(reqwest::Method::POST, "/v1/miner/submit", RequestBody::Multipart(Box::new(form)))?;
     match response.status {
         200 => {
-            let answer: SubmitAnswer = client.parse(
-                &response,
-                "a submit answer ({admission_status, hotkey, ...})",
-            )?;
+            let answer: SubmitAnswer = client.parse(&response, "a submit answer ({admission_status, hotkey, ...})")?;
             if out.json {
                 out.json_value(&body_json(&response.body));
             } else {
@@ -143,23 +97,11 @@ pub fn submit(
 /// `Next allowed at:` for the fields that are present.
 pub fn answer_lines(answer: &SubmitAnswer) -> Vec<String> {
     let mut lines = vec![format!("Status:  {}", printable(&answer.admission_status))];
-    let next = answer
-        .next_allowed_at
-        .as_deref()
-        .map(|t| python_datetime(t, ' '));
+    let next = answer.next_allowed_at.as_deref().map(|t| python_datetime(t, ' '));
     let fields = [
-        (
-            "Version:",
-            answer.agent_version_id.as_deref().map(printable),
-        ),
-        (
-            "Message:",
-            Some(printable(&answer.message)).filter(|m| !m.is_empty()),
-        ),
-        (
-            "Reason: ",
-            answer.admission_reason.as_deref().map(printable),
-        ),
+        ("Version:", answer.agent_version_id.as_deref().map(printable)),
+        ("Message:", Some(printable(&answer.message)).filter(|m| !m.is_empty())),
+        ("Reason: ", answer.admission_reason.as_deref().map(printable)),
         ("Next allowed at:", next),
     ];
     for (label, value) in fields {
@@ -181,16 +123,8 @@ fn known_refusal(body: &Value) -> Option<CliError> {
             items
                 .iter()
                 .map(|v| {
-                    let message = v
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .map(printable)
-                        .unwrap_or_default();
-                    let rule = v
-                        .get("rule")
-                        .and_then(Value::as_str)
-                        .map(printable)
-                        .unwrap_or_default();
+                    let message = v.get("message").and_then(Value::as_str).map(printable).unwrap_or_default();
+                    let rule = v.get("rule").and_then(Value::as_str).map(printable).unwrap_or_default();
                     match v.get("line").filter(|l| !l.is_null()) {
                         Some(line) => format!("  Line {line}: {message} ({rule})"),
                         None => format!("  {message} ({rule})"),
@@ -199,10 +133,7 @@ fn known_refusal(body: &Value) -> Option<CliError> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(CliError::SubmitRefused {
-        detail: printable(detail),
-        violations,
-    })
+    Some(CliError::SubmitRefused { detail: printable(detail), violations })
 }
 
 #[cfg(test)]
@@ -225,14 +156,7 @@ mod tests {
             "admission_reason": null, "next_allowed_at": null, "message": "Agent submitted successfully"
         }))
         .unwrap();
-        assert_eq!(
-            answer_lines(&accepted),
-            vec![
-                "Status:  ACCEPTED",
-                "Version: 2222",
-                "Message: Agent submitted successfully"
-            ]
-        );
+        assert_eq!(answer_lines(&accepted), vec!["Status:  ACCEPTED", "Version: 2222", "Message: Agent submitted successfully"]);
         let rejected: SubmitAnswer = serde_json::from_value(json!({
             "admission_status": "REJECTED", "hotkey": "5E", "agent_id": null, "agent_version_id": null,
             "admission_reason": "COOLDOWN", "next_allowed_at": "2025-01-02T03:04:05+00:00", "message": "wait"
@@ -240,12 +164,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             answer_lines(&rejected),
-            vec![
-                "Status:  REJECTED",
-                "Message: wait",
-                "Reason:  COOLDOWN",
-                "Next allowed at: 2025-01-02 03:04:05+00:00"
-            ]
+            vec!["Status:  REJECTED", "Message: wait", "Reason:  COOLDOWN", "Next allowed at: 2025-01-02 03:04:05+00:00"]
         );
     }
 
@@ -256,10 +175,7 @@ mod tests {
             "violations": [{"line": 3, "message": "import os not allowed", "rule": "forbidden-import"}, {"message": "m", "rule": "r"}]
         }))
         .unwrap();
-        assert_eq!(
-            refused.report(),
-            "Error: Static analysis failed\n\n  Line 3: import os not allowed (forbidden-import)\n  m (r)"
-        );
+        assert_eq!(refused.report(), "Error: Static analysis failed\n\n  Line 3: import os not allowed (forbidden-import)\n  m (r)");
         assert!(known_refusal(&json!({"detail": [{"msg": "x"}]})).is_none());
     }
 }

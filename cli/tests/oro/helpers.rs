@@ -26,10 +26,8 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("ORO_SDK_PYTHON") {
         return PathBuf::from(p);
     }
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/bin/python"),
-        PathBuf::from("/work/sdk-study/.venv-oro/bin/python"),
-    ];
+    let candidates =
+        [Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/bin/python"), PathBuf::from("/work/sdk-study/.venv-oro/bin/python")];
     candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| {
         panic!(
             "these tests need a Python with bittensor_wallet (oro-sdk[bittensor]==4.0.1): set ORO_SDK_PYTHON, \
@@ -108,24 +106,17 @@ impl Drop for TestApp {
 
 pub async fn spawn_app() -> TestApp {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let key_file = std::env::temp_dir()
-        .join(format!("oro-cli-app-{}", uuid::Uuid::new_v4().simple()))
-        .join("master.key");
+    let key_file = std::env::temp_dir().join(format!("oro-cli-app-{}", uuid::Uuid::new_v4().simple())).join("master.key");
     let vars: HashMap<String, String> = HashMap::from([
         ("ORO_BIND".into(), "127.0.0.1:0".into()),
-        (
-            "DATABASE_URL".into(),
-            secrecy::ExposeSecret::expose_secret(&db.url).to_owned(),
-        ),
+        ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
         ("ORO_MASTER_KEY_FILE".into(), key_file.display().to_string()),
         ("ORO_SIMULATE_PROVIDERS".into(), "1".into()),
         ("ORO_PROVIDER_TIMEOUT_SECS".into(), "2".into()),
         ("ORO_SUBMIT_COOLDOWN_SECS".into(), "0".into()),
     ]);
     let settings = Settings::from_vars(&vars).expect("test settings");
-    let app = Application::build(settings)
-        .await
-        .expect("the application starts");
+    let app = Application::build(settings).await.expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let services = app.services().clone();
     let sim = app.simulator().expect("simulator on").control();
@@ -133,14 +124,7 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    TestApp {
-        address,
-        services,
-        sim,
-        key_file,
-        _db: db,
-        shutdown: Some(tx),
-    }
+    TestApp { address, services, sim, key_file, _db: db, shutdown: Some(tx) }
 }
 
 impl TestApp {
@@ -200,39 +184,20 @@ impl OroCommand {
     /// The process, in an environment cleared of the variables `oro` reads.
     fn command(&self) -> Command {
         let mut command = Command::new(OROBIN);
-        command
-            .args(&self.args)
-            .args(["--base-url", &self.base_url, "--wallet-path"])
-            .arg(&self.wallet_path)
-            .args([
-                "--wallet-name",
-                &self.wallet_name,
-                "--wallet-hotkey",
-                &self.wallet_hotkey,
-            ]);
-        for var in [
-            "ORO_API_URL",
-            "BT_WALLET_PATH",
-            "ORO_WALLET_PASSWORD",
-            "BROWSER",
-            "CHUTES_CLIENT_ID",
-            "ORO_CHUTES_API_BASE",
-        ] {
+        command.args(&self.args).args(["--base-url", &self.base_url, "--wallet-path"]).arg(&self.wallet_path).args([
+            "--wallet-name",
+            &self.wallet_name,
+            "--wallet-hotkey",
+            &self.wallet_hotkey,
+        ]);
+        for var in ["ORO_API_URL", "BT_WALLET_PATH", "ORO_WALLET_PASSWORD", "BROWSER", "CHUTES_CLIENT_ID", "ORO_CHUTES_API_BASE"] {
             command.env_remove(var);
         }
         for (key, value) in &self.envs {
             command.env(key, value);
         }
-        let stdin = if self.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        };
-        command
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let stdin = if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+        command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         command
     }
 
@@ -244,10 +209,8 @@ impl OroCommand {
             stdin.write_all(bytes).await.unwrap();
             drop(stdin);
         }
-        let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-            .await
-            .expect("oro finishes within 120 s")
-            .unwrap();
+        let output =
+            tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("oro finishes within 120 s").unwrap();
         Outcome {
             code: output.status.code().expect("oro exits normally"),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -258,11 +221,7 @@ impl OroCommand {
     pub fn spawn(self) -> RunningOro {
         let mut child = self.command().spawn().expect("start oro");
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        RunningOro {
-            child,
-            stdout,
-            seen: String::new(),
-        }
+        RunningOro { child, stdout, seen: String::new() }
     }
 }
 
@@ -276,27 +235,18 @@ pub struct Outcome {
 impl Outcome {
     #[track_caller]
     pub fn assert_ok(&self) -> &Self {
-        assert_eq!(
-            self.code, 0,
-            "oro failed:\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "oro failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code:\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "unexpected exit code:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
 
     pub fn lines(&self) -> Vec<&str> {
@@ -307,10 +257,7 @@ impl Outcome {
     #[track_caller]
     pub fn assert_clean(&self) -> &Self {
         for text in [&self.stdout, &self.stderr] {
-            assert!(
-                !text.contains("panicked") && !text.contains("RUST_BACKTRACE"),
-                "{text}"
-            );
+            assert!(!text.contains("panicked") && !text.contains("RUST_BACKTRACE"), "{text}");
         }
         self
     }
@@ -330,20 +277,14 @@ impl RunningOro {
             loop {
                 let mut line = String::new();
                 let n = self.stdout.read_line(&mut line).await.unwrap();
-                assert!(
-                    n > 0,
-                    "oro closed stdout before printing {needle:?}; it printed: {}",
-                    self.seen
-                );
+                assert!(n > 0, "oro closed stdout before printing {needle:?}; it printed: {}", self.seen);
                 self.seen.push_str(&line);
                 if line.contains(needle) {
                     return line;
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(60), read)
-            .await
-            .expect("oro prints the line in time")
+        tokio::time::timeout(Duration::from_secs(60), read).await.expect("oro prints the line in time")
     }
 
     pub async fn finish(mut self) -> Outcome {
@@ -357,11 +298,7 @@ impl RunningOro {
         })
         .await
         .expect("oro finishes within 60 s");
-        Outcome {
-            code: waited.code().expect("oro exits normally"),
-            stdout: format!("{}{rest}", self.seen),
-            stderr,
-        }
+        Outcome { code: waited.code().expect("oro exits normally"), stdout: format!("{}{rest}", self.seen), stderr }
     }
 }
 
@@ -370,12 +307,8 @@ pub struct LoopbackLock(#[allow(dead_code)] std::fs::File);
 
 pub async fn lock_loopback_port() -> LoopbackLock {
     tokio::task::spawn_blocking(|| {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOOPBACK_LOCK)
-            .expect("open the loopback lock file");
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOOPBACK_LOCK).expect("open the loopback lock file");
         file.lock().expect("lock the loopback port");
         LoopbackLock(file)
     })
@@ -385,65 +318,37 @@ pub async fn lock_loopback_port() -> LoopbackLock {
 
 /// The URL `oro` printed in a line.
 pub fn url_in(line: &str) -> String {
-    line.split_whitespace()
-        .find(|w| w.starts_with("http"))
-        .expect("a URL in the line")
-        .to_owned()
+    line.split_whitespace().find(|w| w.starts_with("http")).expect("a URL in the line").to_owned()
 }
 
 /// The query parameters of a URL.
 pub fn query_of(url: &str) -> HashMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// What a person does on the (simulated) Chutes consent page: open the authorize URL, then
 /// press Allow or Deny. Returns where the IdP sends the browser (the loopback callback).
-pub async fn consent(
-    chutes_base: &str,
-    authorize_url: &str,
-    username: &str,
-    decision: &str,
-) -> String {
+pub async fn consent(chutes_base: &str, authorize_url: &str, username: &str, decision: &str) -> String {
     let client = http();
     let page = client.get(authorize_url).send().await.unwrap();
     assert_eq!(page.status(), 200, "the IdP accepts the authorize URL");
     let html = page.text().await.unwrap();
-    assert!(
-        html.contains(&format!("name=\"decision\" value=\"{decision}\"")),
-        "{html}"
-    );
+    assert!(html.contains(&format!("name=\"decision\" value=\"{decision}\"")), "{html}");
     let mut form = query_of(authorize_url);
     form.insert("username".into(), username.into());
     form.insert("decision".into(), decision.into());
-    let answer = client
-        .post(format!("{chutes_base}/idp/authorize"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let answer = client.post(format!("{chutes_base}/idp/authorize")).form(&form).send().await.unwrap();
     assert_eq!(answer.status(), 302, "{:?}", answer.text().await);
     answer.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// A GET as the browser makes it, to the loopback listener: status and page.
 pub async fn browser_get(url: &str) -> (u16, String) {
-    let response = http()
-        .get(url)
-        .send()
-        .await
-        .expect("the loopback listener answers");
+    let response = http().get(url).send().await.expect("the loopback listener answers");
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }

@@ -13,11 +13,7 @@ fn header(app: &TestApp, provider: Option<&str>) -> Vec<String> {
 }
 
 fn row<'a>(status: &'a serde_json::Value, provider: &str) -> Option<&'a serde_json::Value> {
-    status["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["provider"] == provider)
+    status["providers"].as_array().unwrap().iter().find(|p| p["provider"] == provider)
 }
 
 fn connected(status: &serde_json::Value, provider: &str) -> bool {
@@ -31,53 +27,28 @@ async fn status_shows_nothing_then_the_connected_provider() {
     let none = app.oro(&["inference", "status"]).run().await;
     none.assert_ok().assert_clean();
     assert_eq!(none.lines()[..3], header(&app, None)[..3]);
-    assert_eq!(
-        none.lines().last().copied(),
-        Some("No providers connected. Run `oro inference connect <provider>` first.")
-    );
+    assert_eq!(none.lines().last().copied(), Some("No providers connected. Run `oro inference connect <provider>` first."));
 
     let key = app.sim.create_openrouter_account(20.0);
-    let connect = app
-        .oro(&["inference", "connect", "openrouter", "--api-key", &key])
-        .run()
-        .await;
+    let connect = app.oro(&["inference", "connect", "openrouter", "--api-key", &key]).run().await;
     connect.assert_ok().assert_clean();
     let mut expected = header(&app, Some("openrouter"));
     expected.push("Connected openrouter.".into());
     assert_eq!(connect.lines(), expected);
-    assert!(
-        !connect.stdout.contains(&key) && !connect.stderr.contains(&key),
-        "the key is never echoed"
-    );
+    assert!(!connect.stdout.contains(&key) && !connect.stderr.contains(&key), "the key is never echoed");
 
     let status = app.oro(&["inference", "status"]).run().await;
     status.assert_ok();
     let lines = status.lines();
-    assert!(
-        lines[3].starts_with("Provider       Connected  Default  Updated"),
-        "{}",
-        status.stdout
-    );
+    assert!(lines[3].starts_with("Provider       Connected  Default  Updated"), "{}", status.stdout);
     assert_eq!(lines[4], "─".repeat(60));
-    let openrouter = lines
-        .iter()
-        .find(|l| l.starts_with("openrouter"))
-        .expect("an openrouter row");
-    assert!(
-        openrouter.starts_with("openrouter     yes        yes      20"),
-        "{openrouter}"
-    );
+    let openrouter = lines.iter().find(|l| l.starts_with("openrouter")).expect("an openrouter row");
+    assert!(openrouter.starts_with("openrouter     yes        yes      20"), "{openrouter}");
     assert!(openrouter.contains("+00:00"), "{openrouter}");
     assert!(openrouter.contains("connected"), "{openrouter}");
-    assert!(
-        openrouter.ends_with(&format!("sk-or-v1-...{}", &key[key.len() - 4..])),
-        "{openrouter}"
-    );
+    assert!(openrouter.ends_with(&format!("sk-or-v1-...{}", &key[key.len() - 4..])), "{openrouter}");
     assert!(!status.stdout.contains("No providers connected"));
-    assert!(
-        !status.stdout.contains(&key[9..]),
-        "only the masked label is shown"
-    );
+    assert!(!status.stdout.contains(&key[9..]), "only the masked label is shown");
 
     let json = app.oro(&["inference", "status", "--json"]).run().await;
     json.assert_ok();
@@ -91,11 +62,7 @@ async fn status_shows_nothing_then_the_connected_provider() {
 async fn connect_openrouter_reads_the_key_from_stdin() {
     let app = spawn_app().await;
     let key = app.sim.create_openrouter_account(20.0);
-    let out = app
-        .oro(&["inference", "connect", "openrouter", "--api-key", "-"])
-        .stdin(format!("{key}\n").as_bytes())
-        .run()
-        .await;
+    let out = app.oro(&["inference", "connect", "openrouter", "--api-key", "-"]).stdin(format!("{key}\n").as_bytes()).run().await;
     out.assert_ok().assert_clean();
     assert_eq!(out.lines().last().copied(), Some("Connected openrouter."));
     assert!(!out.stdout.contains(&key) && !out.stderr.contains(&key));
@@ -103,81 +70,33 @@ async fn connect_openrouter_reads_the_key_from_stdin() {
     assert!(connected(&status.json(), "openrouter"));
 
     // Nothing on stdin: a usage error, nothing sent.
-    let empty = app
-        .oro(&["inference", "connect", "openrouter", "--api-key", "-"])
-        .stdin(b"")
-        .run()
-        .await;
+    let empty = app.oro(&["inference", "connect", "openrouter", "--api-key", "-"]).stdin(b"").run().await;
     empty.assert_code(2).assert_clean();
-    assert!(
-        empty.stderr.starts_with("Error: --api-key -:"),
-        "{}",
-        empty.stderr
-    );
+    assert!(empty.stderr.starts_with("Error: --api-key -:"), "{}", empty.stderr);
     // No key at all: oro-sdk's message, exit 2.
     let missing = app.oro(&["inference", "connect", "openrouter"]).run().await;
     missing.assert_code(2);
-    assert!(
-        missing
-            .stderr
-            .starts_with("Error: --api-key is required for openrouter."),
-        "{}",
-        missing.stderr
-    );
+    assert!(missing.stderr.starts_with("Error: --api-key is required for openrouter."), "{}", missing.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_exits_1_with_the_servers_detail() {
     let app = spawn_app().await;
     let inference_key = app.sim.create_openrouter_inference_key(10.0);
-    let out = app
-        .oro(&[
-            "inference",
-            "connect",
-            "openrouter",
-            "--api-key",
-            &inference_key,
-        ])
-        .run()
-        .await;
+    let out = app.oro(&["inference", "connect", "openrouter", "--api-key", &inference_key]).run().await;
     out.assert_code(1).assert_clean();
-    assert!(
-        out.stderr.starts_with("Error (HTTP 400): "),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("not a management key"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.starts_with("Error (HTTP 400): "), "{}", out.stderr);
+    assert!(out.stderr.contains("not a management key"), "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1);
     assert!(!out.stdout.contains("Connected"));
     assert!(!out.stdout.contains(&inference_key) && !out.stderr.contains(&inference_key));
 
     // A malformed key: FastAPI's 422 list, printed as its messages.
-    let shape = app
-        .oro(&[
-            "inference",
-            "connect",
-            "openrouter",
-            "--api-key",
-            "sk-ant-0123",
-        ])
-        .run()
-        .await;
+    let shape = app.oro(&["inference", "connect", "openrouter", "--api-key", "sk-ant-0123"]).run().await;
     shape.assert_code(1);
-    assert!(
-        shape.stderr.starts_with("Error (HTTP 422): "),
-        "{}",
-        shape.stderr
-    );
+    assert!(shape.stderr.starts_with("Error (HTTP 422): "), "{}", shape.stderr);
     assert!(shape.stderr.contains("sk-or-v1-"), "{}", shape.stderr);
-    assert!(
-        !shape.stderr.contains("\"loc\""),
-        "the list is printed as messages: {}",
-        shape.stderr
-    );
+    assert!(!shape.stderr.contains("\"loc\""), "the list is printed as messages: {}", shape.stderr);
 
     let status = app.oro(&["inference", "status", "--json"]).run().await;
     assert!(!connected(&status.json(), "openrouter"));
@@ -187,15 +106,9 @@ async fn a_refused_key_exits_1_with_the_servers_detail() {
 async fn set_default_and_disconnect() {
     let app = spawn_app().await;
     let key = app.sim.create_openrouter_account(20.0);
-    app.oro(&["inference", "connect", "openrouter", "--api-key", &key])
-        .run()
-        .await
-        .assert_ok();
+    app.oro(&["inference", "connect", "openrouter", "--api-key", &key]).run().await.assert_ok();
 
-    let set = app
-        .oro(&["inference", "set-default", "openrouter"])
-        .run()
-        .await;
+    let set = app.oro(&["inference", "set-default", "openrouter"]).run().await;
     set.assert_ok().assert_clean();
     let mut expected = header(&app, Some("openrouter"));
     expected.push("Default provider set to openrouter. Applies to next claimed eval.".into());
@@ -204,22 +117,12 @@ async fn set_default_and_disconnect() {
     // Chutes is not connected: the server refuses, exit 1.
     let refused = app.oro(&["inference", "set-default", "chutes"]).run().await;
     refused.assert_code(1).assert_clean();
-    assert!(
-        refused.stderr.starts_with("Error (HTTP 4"),
-        "{}",
-        refused.stderr
-    );
+    assert!(refused.stderr.starts_with("Error (HTTP 4"), "{}", refused.stderr);
     assert!(!refused.stdout.contains("Default provider set"));
     // Not a provider at all: bad usage.
-    app.oro(&["inference", "set-default", "anthropic"])
-        .run()
-        .await
-        .assert_code(2);
+    app.oro(&["inference", "set-default", "anthropic"]).run().await.assert_code(2);
 
-    let gone = app
-        .oro(&["inference", "disconnect", "openrouter"])
-        .run()
-        .await;
+    let gone = app.oro(&["inference", "disconnect", "openrouter"]).run().await;
     gone.assert_ok().assert_clean();
     let mut expected = header(&app, Some("openrouter"));
     expected.push("Disconnected openrouter.".into());
@@ -232,26 +135,13 @@ async fn set_default_and_disconnect() {
 async fn json_output_is_the_servers_json() {
     let app = spawn_app().await;
     let key = app.sim.create_openrouter_account(20.0);
-    let connect = app
-        .oro(&[
-            "inference",
-            "connect",
-            "openrouter",
-            "--api-key",
-            &key,
-            "--json",
-        ])
-        .run()
-        .await;
+    let connect = app.oro(&["inference", "connect", "openrouter", "--api-key", &key, "--json"]).run().await;
     connect.assert_ok();
     let body = connect.json();
     assert_eq!(body["ok"], true);
     assert_eq!(body["provider"], "openrouter");
 
-    let set = app
-        .oro(&["--json", "inference", "set-default", "openrouter"])
-        .run()
-        .await;
+    let set = app.oro(&["--json", "inference", "set-default", "openrouter"]).run().await;
     set.assert_ok();
     assert_eq!(set.json()["default_provider"], "openrouter");
 
@@ -261,35 +151,19 @@ async fn json_output_is_the_servers_json() {
     assert!(body["providers"].is_array());
     assert!(!status.stdout.contains("Wallet:"), "no header in JSON mode");
 
-    let gone = app
-        .oro(&["inference", "disconnect", "openrouter", "--json"])
-        .run()
-        .await;
+    let gone = app.oro(&["inference", "disconnect", "openrouter", "--json"]).run().await;
     gone.assert_ok();
     assert_eq!(gone.json()["ok"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_are_printed_for_each_shell() {
-    for (shell, marker) in [
-        ("bash", "_oro()"),
-        ("zsh", "#compdef oro"),
-        ("fish", "complete -c oro"),
-    ] {
-        let out = oro_against("http://127.0.0.1:9", &["completions", shell])
-            .run()
-            .await;
+    for (shell, marker) in [("bash", "_oro()"), ("zsh", "#compdef oro"), ("fish", "complete -c oro")] {
+        let out = oro_against("http://127.0.0.1:9", &["completions", shell]).run().await;
         out.assert_ok();
-        assert!(
-            out.stdout.contains(marker),
-            "{shell}: {}",
-            &out.stdout[..out.stdout.len().min(300)]
-        );
+        assert!(out.stdout.contains(marker), "{shell}: {}", &out.stdout[..out.stdout.len().min(300)]);
     }
-    oro_against("http://127.0.0.1:9", &["completions", "tcsh"])
-        .run()
-        .await
-        .assert_code(2);
+    oro_against("http://127.0.0.1:9", &["completions", "tcsh"]).run().await.assert_code(2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

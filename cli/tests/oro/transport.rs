@@ -12,23 +12,9 @@ async fn an_unreachable_server_exits_1_with_a_clean_message() {
     let base = format!("http://127.0.0.1:{}", closed_port());
     let out = oro_against(&base, &["inference", "status"]).run().await;
     out.assert_code(1).assert_clean();
-    assert!(
-        out.stderr
-            .starts_with(&format!("Error: cannot reach {base}: ")),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.to_lowercase().contains("refused"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        out.stderr.lines().count(),
-        1,
-        "one line, no trace: {}",
-        out.stderr
-    );
+    assert!(out.stderr.starts_with(&format!("Error: cannot reach {base}: ")), "{}", out.stderr);
+    assert!(out.stderr.to_lowercase().contains("refused"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "one line, no trace: {}", out.stderr);
 }
 
 /// A server that answers every request `503 {"detail":"busy"}` and keeps each request head.
@@ -55,9 +41,7 @@ async fn busy_server() -> (String, Arc<Mutex<Vec<String>>>) {
                     }
                     head.extend_from_slice(&buf[..n]);
                 }
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).into_owned());
+                seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
                 let body = r#"{"detail":"busy"}"#;
                 let answer = format!(
                     "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -85,28 +69,17 @@ async fn gets_are_retried_on_503_and_patches_are_not() {
     assert_eq!(out.stderr, "Error (HTTP 503): busy\n");
     let gets = heads.lock().unwrap().clone();
     assert_eq!(gets.len(), 4, "one try and three retries");
-    let nonces: std::collections::HashSet<_> = gets
-        .iter()
-        .map(|h| header(h, "x-nonce").unwrap().to_owned())
-        .collect();
+    let nonces: std::collections::HashSet<_> = gets.iter().map(|h| header(h, "x-nonce").unwrap().to_owned()).collect();
     assert_eq!(nonces.len(), 4, "every try is signed afresh");
     for head in &gets {
-        assert!(
-            head.starts_with("GET /v1/miner/inference-auth HTTP/1.1"),
-            "{head}"
-        );
-        assert_eq!(
-            header(head, "x-hotkey"),
-            Some(wallets().plain_ss58.as_str())
-        );
+        assert!(head.starts_with("GET /v1/miner/inference-auth HTTP/1.1"), "{head}");
+        assert_eq!(header(head, "x-hotkey"), Some(wallets().plain_ss58.as_str()));
         assert_eq!(header(head, "x-signature").unwrap().len(), 130);
         assert!(header(head, "x-timestamp").unwrap().parse::<u64>().is_ok());
     }
 
     heads.lock().unwrap().clear();
-    let out = oro_against(&base, &["inference", "set-default", "chutes"])
-        .run()
-        .await;
+    let out = oro_against(&base, &["inference", "set-default", "chutes"]).run().await;
     out.assert_code(1);
     let patches = heads.lock().unwrap().clone();
     assert_eq!(patches.len(), 1, "PATCH is not retried after an answer");

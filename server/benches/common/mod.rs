@@ -38,7 +38,11 @@ impl Wallet {
 
     pub fn sign(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         let s = self.signed(service::clock::now());
-        request.header("X-Hotkey", s.hotkey).header("X-Timestamp", s.timestamp).header("X-Nonce", s.nonce).header("X-Signature", s.signature)
+        request
+            .header("X-Hotkey", s.hotkey)
+            .header("X-Timestamp", s.timestamp)
+            .header("X-Nonce", s.nonce)
+            .header("X-Signature", s.signature)
     }
 }
 

@@ -1,13 +1,13 @@
 //! `/v1/auth/*`: bittensor-auth's challenge/session flow.
 
-use axum::http::HeaderMap;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use service::Services;
-use service::rate_limit::Action;
 use service::auth::{AuthError, roles, sessions};
 use service::domain::Hotkey;
+use service::rate_limit::Action;
 use wire::api::{ChallengeAnswer, ChallengeRequest, LogoutAnswer, SessionAnswer, SessionRequest};
 
 use super::error::ApiError;
@@ -31,7 +31,9 @@ async fn session(State(services): State<Services>, ApiJson(body): ApiJson<Sessio
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
     let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
     let role = if caller.is_validator { "validator" } else { "miner" };
-    let opened = sessions::open_session(&services.db, &hotkey, &body.challenge, &body.signature, role, services.settings.api_session_ttl_secs).await?;
+    let opened =
+        sessions::open_session(&services.db, &hotkey, &body.challenge, &body.signature, role, services.settings.api_session_ttl_secs)
+            .await?;
     // Counted once the signature has proved the hotkey: naming someone's hotkey in bad
     // requests must not lock them out.
     if let Err(refused) = services.limit_hotkey(Action::SignIn, &hotkey).await {

@@ -31,7 +31,9 @@ where
                 let (kind, msg) = match &rejection {
                     JsonDataError(e) => ("value_error", e.body_text()),
                     JsonSyntaxError(_) => ("json_invalid", "JSON decode error".to_owned()),
-                    MissingJsonContentType(_) => ("model_attributes_type", "Expected a JSON body (Content-Type: application/json)".to_owned()),
+                    MissingJsonContentType(_) => {
+                        ("model_attributes_type", "Expected a JSON body (Content-Type: application/json)".to_owned())
+                    }
                     _ => ("value_error", rejection.body_text()),
                 };
                 Err(ApiError::Validation { loc: vec!["body".into()], msg, kind })

@@ -78,14 +78,15 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
         // The SDK reads `error_code` on an upload refusal.
         ApiError::Service(service::runs::RunError::FileTooLarge.into())
     } else {
-        ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large: at most {} MiB", MAX_BODY_BYTES / (1024 * 1024)))
+        ApiError::Status(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large: at most {} MiB", MAX_BODY_BYTES / (1024 * 1024)),
+        )
     };
     if length <= 4 * MAX_BODY_BYTES as u64 {
         use http_body_util::BodyExt;
         let mut body = req.into_body();
-        let drain = async {
-            while let Some(Ok(_)) = body.frame().await {}
-        };
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
     }
     let mut response = self::refusal(&path, refused);
@@ -103,7 +104,10 @@ pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
     let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
     let path = req.uri().path().to_owned();
     let refuse = |place: &str| {
-        refusal(&path, ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" })
+        refusal(
+            &path,
+            ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" },
+        )
     };
     if has(path.as_bytes(), b"%00") {
         return refuse("path");
@@ -178,11 +182,15 @@ pub fn limited_action(method: &Method, path: &str) -> Option<Action> {
     }
     match path {
         "/v1/auth/challenge" | "/v1/auth/session" | "/api/begin_sign_in" | "/api/finish_sign_in" => Some(Action::SignIn),
-        "/v1/miner/chutes/exchange-code" | "/v1/miner/chutes-auth" | "/api/connect_openrouter" | "/api/begin_chutes_connect" | "/api/finish_chutes_connect" => {
+        "/v1/miner/chutes/exchange-code"
+        | "/v1/miner/chutes-auth"
+        | "/api/connect_openrouter"
+        | "/api/begin_chutes_connect"
+        | "/api/finish_chutes_connect" => Some(Action::Connect),
+        "/v1/miner/submit" => Some(Action::Submit),
+        p if p.strip_prefix("/v1/miner/inference-auth/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) => {
             Some(Action::Connect)
         }
-        "/v1/miner/submit" => Some(Action::Submit),
-        p if p.strip_prefix("/v1/miner/inference-auth/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) => Some(Action::Connect),
         _ => None,
     }
 }
@@ -199,7 +207,9 @@ pub fn client_ip(services: &Services, req: &Request) -> Option<IpAddr> {
     {
         match last.parse::<IpAddr>().or_else(|_| last.parse::<SocketAddr>().map(|a| a.ip())) {
             Ok(ip) => return Some(ip),
-            Err(_) => tracing::warn!(entry = %last.chars().take(64).collect::<String>(), "X-Forwarded-For does not end in an address; using the peer"),
+            Err(_) => {
+                tracing::warn!(entry = %last.chars().take(64).collect::<String>(), "X-Forwarded-For does not end in an address; using the peer")
+            }
         }
     }
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())

@@ -48,7 +48,11 @@ pub fn handle() -> &'static PrometheusHandle {
 fn describe() {
     use metrics::{describe_counter, describe_histogram};
     describe_counter!("oro_http_requests_total", "HTTP requests answered, by method, route and status.");
-    describe_histogram!("oro_http_request_duration_seconds", metrics::Unit::Seconds, "Time to answer an HTTP request, by method and route.");
+    describe_histogram!(
+        "oro_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by method and route."
+    );
     describe_counter!("oro_provider_calls_total", "Calls to Chutes and OpenRouter, by operation and outcome.");
     describe_histogram!("oro_provider_call_duration_seconds", metrics::Unit::Seconds, "Time a provider took to answer, by operation.");
     describe_counter!("oro_claims_total", "claim_work calls, by outcome (claimed, no_work, at_capacity, error).");
@@ -83,7 +87,8 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("oro_http_request_duration_seconds", "method" => method, "route" => route.clone()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("oro_http_request_duration_seconds", "method" => method, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
     metrics::counter!("oro_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
     response
 }
@@ -94,9 +99,11 @@ pub async fn render(State(services): State<Services>, req: Request) -> Response 
         let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let expected = token.expose_secret().as_bytes();
         // Constant time: the comparison must not tell how much of a guess was right.
-        let matches = presented.is_some_and(|p| p.len() == expected.len() && p.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+        let matches =
+            presented.is_some_and(|p| p.len() == expected.len() && p.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
         if !matches {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need the operator's bearer token\n").into_response();
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need the operator's bearer token\n")
+                .into_response();
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle().render()).into_response()

@@ -9,8 +9,8 @@ use service::Services;
 use service::rate_limit::Action;
 use wire::Provider;
 use wire::api::{
-    AuditEvents, Budget, SetBudget, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
-    LegacyChutesStatus, ProviderStatus, RunList, SetDefault, SubmitAnswer,
+    AuditEvents, Budget, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
+    LegacyChutesStatus, ProviderStatus, RunList, SetBudget, SetDefault, SubmitAnswer,
 };
 
 use super::error::ApiError;
@@ -32,7 +32,11 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
-    text.parse::<Provider>().map_err(|e| ApiError::Validation { loc: vec!["path".into(), "provider".into()], msg: e.to_string(), kind: "enum" })
+    text.parse::<Provider>().map_err(|e| ApiError::Validation {
+        loc: vec!["path".into(), "provider".into()],
+        msg: e.to_string(),
+        kind: "enum",
+    })
 }
 
 /// Lists the providers the miner has a stored credential for (connected, or needing
@@ -43,7 +47,11 @@ async fn status(State(services): State<Services>, Miner(caller): Miner) -> Resul
     Ok(Json(list))
 }
 
-async fn one(State(services): State<Services>, Miner(caller): Miner, Path(provider): Path<String>) -> Result<Json<ProviderStatus>, ApiError> {
+async fn one(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    Path(provider): Path<String>,
+) -> Result<Json<ProviderStatus>, ApiError> {
     let provider = provider_from_path(&provider)?;
     Ok(Json(services.provider_status(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
 }
@@ -64,23 +72,39 @@ async fn connect(
     Ok(Json(changed.map_err(service::ServiceError::from)?))
 }
 
-async fn disconnect(State(services): State<Services>, Miner(caller): Miner, Path(provider): Path<String>) -> Result<Json<ConnectionChanged>, ApiError> {
+async fn disconnect(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    Path(provider): Path<String>,
+) -> Result<Json<ConnectionChanged>, ApiError> {
     let provider = provider_from_path(&provider)?;
     Ok(Json(services.disconnect(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
 }
 
-async fn set_default(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<SetDefault>) -> Result<Json<ConnectionChanged>, ApiError> {
+async fn set_default(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    ApiJson(body): ApiJson<SetDefault>,
+) -> Result<Json<ConnectionChanged>, ApiError> {
     Ok(Json(services.set_default_provider(&caller.hotkey, body.provider).await.map_err(service::ServiceError::from)?))
 }
 
-async fn exchange_code(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<ExchangeCode>) -> Result<Json<ExchangeCodeAnswer>, ApiError> {
+async fn exchange_code(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    ApiJson(body): ApiJson<ExchangeCode>,
+) -> Result<Json<ExchangeCodeAnswer>, ApiError> {
     services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let verifier = SecretString::from(body.code_verifier);
     let answer = services.connect_chutes_with_code(&caller.hotkey, &body.code, &verifier, &body.redirect_uri).await;
     Ok(Json(answer.map_err(service::ServiceError::from)?))
 }
 
-async fn legacy_chutes_auth(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<LegacyChutesAuth>) -> Result<Json<ConnectionChanged>, ApiError> {
+async fn legacy_chutes_auth(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    ApiJson(body): ApiJson<LegacyChutesAuth>,
+) -> Result<Json<ConnectionChanged>, ApiError> {
     services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let token = SecretString::from(body.refresh_token);
     Ok(Json(services.connect_chutes_with_refresh_token(&caller.hotkey, &token).await.map_err(service::ServiceError::from)?))
@@ -92,7 +116,11 @@ async fn legacy_chutes_status(State(services): State<Services>, Miner(caller): M
 }
 
 /// `oro submit`: multipart `agent_name` and `file`.
-async fn submit(State(services): State<Services>, Miner(caller): Miner, mut form: axum::extract::Multipart) -> Result<Json<SubmitAnswer>, ApiError> {
+async fn submit(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    mut form: axum::extract::Multipart,
+) -> Result<Json<SubmitAnswer>, ApiError> {
     services.limit_hotkey(Action::Submit, &caller.hotkey).await?;
     let bad = |loc: &str, msg: &str| ApiError::Validation { loc: vec!["body".into(), loc.into()], msg: msg.into(), kind: "missing" };
     let mut agent_name = None;
@@ -107,10 +135,9 @@ async fn submit(State(services): State<Services>, Miner(caller): Miner, mut form
             Some("agent_name") => agent_name = Some(field.text().await.map_err(|e| bad("agent_name", &e.body_text()))?),
             Some("file") => {
                 let name = field.file_name().unwrap_or("agent.py").to_owned();
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad("file", &e.body_text()) })?;
+                let bytes = field.bytes().await.map_err(|e| {
+                    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad("file", &e.body_text()) }
+                })?;
                 file = Some((name, bytes));
             }
             _ => {}
@@ -135,7 +162,11 @@ async fn budget(State(services): State<Services>, Miner(caller): Miner) -> Resul
     Ok(Json(services.budget(&caller.hotkey).await.map_err(service::ServiceError::from)?))
 }
 
-async fn set_budget(State(services): State<Services>, Miner(caller): Miner, ApiJson(body): ApiJson<SetBudget>) -> Result<Json<Budget>, ApiError> {
+async fn set_budget(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    ApiJson(body): ApiJson<SetBudget>,
+) -> Result<Json<Budget>, ApiError> {
     Ok(Json(services.set_budget(&caller.hotkey, body.monthly_usd).await.map_err(service::ServiceError::from)?))
 }
 
@@ -144,6 +175,10 @@ struct EventsQuery {
     limit: Option<i64>,
 }
 
-async fn events(State(services): State<Services>, Miner(caller): Miner, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Json<AuditEvents>, ApiError> {
+async fn events(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<AuditEvents>, ApiError> {
     Ok(Json(services.audit_events(&caller.hotkey, q.limit.unwrap_or(100)).await.map_err(service::ServiceError::from)?))
 }

@@ -17,5 +17,8 @@ use crate::startup::AppState;
 pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/metrics", axum::routing::get(metrics::render))
-        .merge(public::routes()).merge(auth_routes::routes()).merge(miner::routes()).merge(validator::routes())
+        .merge(public::routes())
+        .merge(auth_routes::routes())
+        .merge(miner::routes())
+        .merge(validator::routes())
 }

@@ -14,10 +14,7 @@ use super::error::ApiError;
 use crate::startup::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
-        .route("/v1/public/inference/models", get(models))
+    Router::new().route("/health", get(health)).route("/health/ready", get(ready)).route("/v1/public/inference/models", get(models))
 }
 
 async fn health() -> Json<wire::api::Health> {
@@ -71,5 +68,6 @@ async fn models(State(services): State<Services>, Query(q): Query<ModelsQuery>, 
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return Ok((StatusCode::NOT_MODIFIED, cache, [(header::ETAG, etag)]).into_response());
     }
-    Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body.json.clone()).into_response())
+    Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body.json.clone())
+        .into_response())
 }

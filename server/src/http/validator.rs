@@ -35,7 +35,11 @@ async fn claim(State(services): State<Services>, Validator(caller): Validator, _
     }
 }
 
-async fn heartbeat(State(services): State<Services>, Validator(caller): Validator, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn heartbeat(
+    State(services): State<Services>,
+    Validator(caller): Validator,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let lease = services.heartbeat(&caller, &id, None).await.map_err(service::ServiceError::from)?;
     Ok(Json(serde_json::json!({"ok": true, "lease_expires_at": lease})))
 }
@@ -63,5 +67,6 @@ async fn complete(
 async fn code(State(services): State<Services>, Validator(caller): Validator, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (file_name, code) = services.agent_code(&caller, &id).await.map_err(service::ServiceError::from)?;
     let disposition = format!("attachment; filename=\"{}\"", file_name.replace(['"', '\\', '\r', '\n'], "_"));
-    Ok(([(header::CONTENT_TYPE, "text/x-python; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], code).into_response())
+    Ok(([(header::CONTENT_TYPE, "text/x-python; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], code)
+        .into_response())
 }

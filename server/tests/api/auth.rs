@@ -104,7 +104,15 @@ async fn roles_ban_and_allowlist(backend: Backend) {
 }
 
 async fn new_challenge(app: &TestApp, wallet: &TestWallet) -> serde_json::Value {
-    app.client.post(app.url("/v1/auth/challenge")).json(&serde_json::json!({"hotkey": wallet.hotkey})).send().await.unwrap().json().await.unwrap()
+    app.client
+        .post(app.url("/v1/auth/challenge"))
+        .json(&serde_json::json!({"hotkey": wallet.hotkey}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Trades `challenge` for a session, the challenge signed by `signer`.
@@ -160,11 +168,7 @@ async fn wallet_sign_in_through_server_functions(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
     let call = |name: &str, form: Vec<(&str, String)>| {
-        app.client
-            .post(app.url(&format!("/api/{name}")))
-            .header("sec-fetch-site", "same-origin")
-            .form(&form)
-            .send()
+        app.client.post(app.url(&format!("/api/{name}"))).header("sec-fetch-site", "same-origin").form(&form).send()
     };
     let message: String = call("begin_sign_in", vec![("address", miner.hotkey.clone())]).await.unwrap().json().await.unwrap();
     assert!(message.contains(&miner.hotkey));
@@ -172,7 +176,9 @@ async fn wallet_sign_in_through_server_functions(backend: Backend) {
     let signature = miner.sign(&wire::signing::wrap_bytes(message.as_bytes()));
 
     // A forged signature does not sign in, and does not burn the nonce.
-    let forged = call("finish_sign_in", vec![("message", message.clone()), ("signature", TestWallet::new().sign(message.as_bytes()))]).await.unwrap();
+    let forged = call("finish_sign_in", vec![("message", message.clone()), ("signature", TestWallet::new().sign(message.as_bytes()))])
+        .await
+        .unwrap();
     assert!(!forged.status().is_success());
 
     // Cross-site: refused before it reaches the server function.
@@ -194,7 +200,14 @@ async fn wallet_sign_in_through_server_functions(backend: Backend) {
     assert_eq!(who.as_deref(), Some(miner.hotkey.as_str()));
 
     // The same signed message cannot sign in twice.
-    let replay = app.client.post(app.url("/api/finish_sign_in")).header("sec-fetch-site", "same-origin").form(&[("message", message), ("signature", signature)]).send().await.unwrap();
+    let replay = app
+        .client
+        .post(app.url("/api/finish_sign_in"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("message", message), ("signature", signature)])
+        .send()
+        .await
+        .unwrap();
     assert_ne!(replay.status(), 200);
 
     assert_eq!(call("sign_out", vec![]).await.unwrap().status(), 200);
@@ -209,7 +222,11 @@ both_engines!(signed_requests, roles_ban_and_allowlist, bearer_sessions, wallet_
 async fn replay_refused_across_replicas_on_postgres() {
     let first = spawn_app(Backend::Postgres).await;
     let database = secrecy::ExposeSecret::expose_secret(&first.services.settings.database_url).to_owned();
-    let second = spawn_app_with(Backend::Postgres, AppOptions { database: Some(database), key_file: Some(first.key_file.clone()), ..Default::default() }).await;
+    let second = spawn_app_with(
+        Backend::Postgres,
+        AppOptions { database: Some(database), key_file: Some(first.key_file.clone()), ..Default::default() },
+    )
+    .await;
     let miner = TestWallet::new();
     let headers = miner.headers();
     let mut request = first.client.get(first.url(ROUTE));

@@ -24,13 +24,20 @@ async fn openrouter_connect_paths(backend: Backend) {
 
     // Shape errors: 422, nothing stored, no call to OpenRouter.
     app.sim.clear_request_log();
-    for (bad, says) in [("sk-ant-0123", "start with sk-or-v1-"), ("sk-or-v1-abc", "truncated"), (&*format!("sk-or-v1-{}\"", "a".repeat(63)), "characters")] {
+    for (bad, says) in
+        [("sk-ant-0123", "start with sk-or-v1-"), ("sk-or-v1-abc", "truncated"), (&*format!("sk-or-v1-{}\"", "a".repeat(63)), "characters")]
+    {
         let (status, text) = detail(app.connect_openrouter(&miner, bad).await).await;
         assert_eq!(status, 422, "{bad}");
         assert!(text.contains(says), "{text}");
     }
     assert!(app.sim.request_log().is_empty(), "shape errors never reach OpenRouter");
-    let empty = app.signed(&miner, Method::POST, "/v1/miner/inference-auth/openrouter").json(&serde_json::json!({"wrong": 1})).send().await.unwrap();
+    let empty = app
+        .signed(&miner, Method::POST, "/v1/miner/inference-auth/openrouter")
+        .json(&serde_json::json!({"wrong": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(empty.status(), 422);
 
     // A live key OpenRouter does not know; an inference key.
@@ -174,7 +181,8 @@ async fn dashboard_oauth_flow_binds_state(backend: Backend) {
 async fn default_and_disconnect(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
-    let patch = |p: &str| app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": p})).send();
+    let patch =
+        |p: &str| app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": p})).send();
 
     let (status, text) = detail(patch("chutes").await.unwrap()).await;
     assert_eq!(status, 409);
@@ -192,7 +200,12 @@ async fn default_and_disconnect(backend: Backend) {
 
     // Per-run keys minted with this management key get disabled (not deleted) on disconnect.
     let management = secrecy::SecretString::from(key.clone());
-    let minted = app.services.openrouter.create_key(&management, "run-1", 5.0, &service::clock::rfc3339(service::clock::now() + 3600)).await.unwrap();
+    let minted = app
+        .services
+        .openrouter
+        .create_key(&management, "run-1", 5.0, &service::clock::rfc3339(service::clock::now() + 3600))
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, 'run-1', $3, 5.0, $4, $4)")
         .bind(&minted.hash)
         .bind(&miner.hotkey)
@@ -205,7 +218,8 @@ async fn default_and_disconnect(backend: Backend) {
     // Disconnect the default (chutes): revoked at Chutes, default falls back to OpenRouter.
     let alive_before = app.sim.chutes_refresh_tokens_alive("carol");
     assert_eq!(alive_before, 1);
-    let gone: serde_json::Value = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap().json().await.unwrap();
+    let gone: serde_json::Value =
+        app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap().json().await.unwrap();
     assert_eq!(gone["default_provider"], "openrouter");
     assert_eq!(app.sim.chutes_refresh_tokens_alive("carol"), 0);
     assert!(app.sim.chutes_revoked_tokens("carol") >= 1);
@@ -249,7 +263,8 @@ async fn chutes_down_during_disconnect(backend: Backend) {
     // Still down at the first retry: kept, with a later retry time.
     sqlx::query("UPDATE pending_revocations SET next_try_at = 0").execute(app.services.db.pool()).await.unwrap();
     assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 0);
-    let (attempts, next): (i64, i64) = sqlx::query_as("SELECT attempts, next_try_at FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
+    let (attempts, next): (i64, i64) =
+        sqlx::query_as("SELECT attempts, next_try_at FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
     assert_eq!(attempts, 2);
     assert!(next > service::clock::now() + 60, "backs off");
     app.sim.clear_faults();
@@ -276,7 +291,9 @@ async fn refresh_rotation_is_serialized(backend: Backend) {
     for _ in 0..8 {
         let services = app.services.clone();
         let hotkey = hotkey.clone();
-        tasks.push(tokio::spawn(async move { services.chutes_access_token(&hotkey).await.map(|t| t.access_token.expose_secret().to_owned()) }));
+        tasks.push(tokio::spawn(
+            async move { services.chutes_access_token(&hotkey).await.map(|t| t.access_token.expose_secret().to_owned()) },
+        ));
     }
     let mut tokens = Vec::new();
     for t in tasks {
@@ -295,7 +312,14 @@ async fn refresh_rotation_is_serialized(backend: Backend) {
     let row = provider(&st, "chutes");
     assert_eq!(row["connected"], false);
     assert_eq!(row["state"], "needs_reconsent");
-    let (status, _) = detail(app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "chutes"})).send().await.unwrap()).await;
+    let (status, _) = detail(
+        app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default")
+            .json(&serde_json::json!({"provider": "chutes"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 409);
 }
 
@@ -309,7 +333,9 @@ async fn concurrent_changes_stay_consistent(backend: Backend) {
         for i in 0..6 {
             let request = match (i + round) % 4 {
                 0 => app.signed(&miner, Method::POST, "/v1/miner/inference-auth/openrouter").json(&serde_json::json!({"credential": key})),
-                1 => app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "openrouter"})),
+                1 => app
+                    .signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default")
+                    .json(&serde_json::json!({"provider": "openrouter"})),
                 2 => app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/openrouter"),
                 _ => app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "chutes"})),
             };
@@ -321,7 +347,13 @@ async fn concurrent_changes_stay_consistent(backend: Backend) {
         }
         // Invariant: the default is a connected provider, or none only when nothing is connected.
         let st = app.status(&miner).await;
-        let connected: Vec<&str> = st["providers"].as_array().unwrap().iter().filter(|p| p["connected"] == true).map(|p| p["provider"].as_str().unwrap()).collect();
+        let connected: Vec<&str> = st["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["connected"] == true)
+            .map(|p| p["provider"].as_str().unwrap())
+            .collect();
         match st["default_provider"].as_str() {
             Some(d) => assert!(connected.contains(&d), "default {d} must be connected: {st}"),
             None => assert!(connected.is_empty(), "connected providers but no default: {st}"),
@@ -342,7 +374,13 @@ async fn secrets_never_leak(backend: Backend) {
     let secrets = [key.clone(), key[9..].to_owned(), refresh.clone()];
 
     let mut seen = String::new();
-    for path in ["/v1/miner/inference-auth", "/v1/miner/inference-auth/openrouter", "/v1/miner/inference-auth/chutes", "/v1/miner/inference-auth/events", "/v1/miner/chutes-auth/status"] {
+    for path in [
+        "/v1/miner/inference-auth",
+        "/v1/miner/inference-auth/openrouter",
+        "/v1/miner/inference-auth/chutes",
+        "/v1/miner/inference-auth/events",
+        "/v1/miner/chutes-auth/status",
+    ] {
         seen.push_str(&app.get_signed(&miner, path).await.text().await.unwrap());
     }
     // The signed-in dashboard, rendered on the server.
@@ -368,13 +406,15 @@ async fn secrets_never_leak(backend: Backend) {
         }
         // PostgreSQL: every row of every table, as text.
         Backend::Postgres => {
-            let tables: Vec<(String,)> = sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
-                .fetch_all(app.services.db.pool())
-                .await
-                .unwrap();
+            let tables: Vec<(String,)> =
+                sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+                    .fetch_all(app.services.db.pool())
+                    .await
+                    .unwrap();
             assert!(tables.len() > 5);
             for (table,) in tables {
-                let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT row_to_json(t)::text FROM {table} t")).fetch_all(app.services.db.pool()).await.unwrap();
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&format!("SELECT row_to_json(t)::text FROM {table} t")).fetch_all(app.services.db.pool()).await.unwrap();
                 for (row,) in rows {
                     seen.push_str(&row);
                 }

@@ -38,7 +38,11 @@ async fn claim(app: &TestApp) -> (u16, serde_json::Value) {
 }
 
 async fn count_for(app: &TestApp, table: &str, hotkey: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE hotkey = $1")).bind(hotkey).fetch_one(app.services.db.pool()).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE hotkey = $1"))
+        .bind(hotkey)
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
     n
 }
 
@@ -83,7 +87,9 @@ async fn connect_faults_store_nothing(backend: Backend) {
     assert!(app.sim.faults().is_empty(), "the blip was hit, and retried past");
 
     let chutes_miner = TestWallet::new();
-    for (kind, expect) in [(FaultKind::Status(500), 503), (FaultKind::Status(503), 503), (FaultKind::Status(429), 503), (SLOW, 504), (FaultKind::Reset, 503)] {
+    for (kind, expect) in
+        [(FaultKind::Status(500), 503), (FaultKind::Status(503), 503), (FaultKind::Status(429), 503), (SLOW, 504), (FaultKind::Reset, 503)]
+    {
         app.sim.set_fault(Fault::new(FaultTarget::ChutesToken, kind, Some(1)));
         let started = Instant::now();
         let (status, text) = detail(app.connect_chutes(&chutes_miner, "lena").await).await;
@@ -309,7 +315,13 @@ async fn key_minted_after_the_claim_gave_up_is_disabled(backend: Backend) {
     assert!(events.to_string().contains("minted after the claim had given up"), "{events}");
 }
 
-both_engines!(connect_faults_store_nothing, openrouter_mint_faults_requeue, chutes_refresh_faults_requeue, disconnect_faults_revoke_later, key_minted_after_the_claim_gave_up_is_disabled);
+both_engines!(
+    connect_faults_store_nothing,
+    openrouter_mint_faults_requeue,
+    chutes_refresh_faults_requeue,
+    disconnect_faults_revoke_later,
+    key_minted_after_the_claim_gave_up_is_disabled
+);
 
 // ---------------------------------------------------------------- PostgreSQL restarted under load
 
@@ -337,7 +349,10 @@ impl PrivatePostgres {
             })
             .collect();
         found.sort();
-        found.pop().map(|(_, bin)| bin).expect("this test needs PostgreSQL's initdb and pg_ctl under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+        found
+            .pop()
+            .map(|(_, bin)| bin)
+            .expect("this test needs PostgreSQL's initdb and pg_ctl under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
     }
 
     fn start() -> Self {
@@ -467,7 +482,8 @@ async fn postgres_restart_during_a_claim_load() {
     let deadline = Arc::new(Mutex::new(Instant::now() + Duration::from_secs(120)));
     let mut tasks = Vec::new();
     for (i, v) in validators.into_iter().enumerate() {
-        let (client, url, claimed, answers, deadline) = (client.clone(), claim_url.clone(), claimed.clone(), answers.clone(), deadline.clone());
+        let (client, url, claimed, answers, deadline) =
+            (client.clone(), claim_url.clone(), claimed.clone(), answers.clone(), deadline.clone());
         tasks.push(tokio::spawn(async move {
             // Staggered, so that whenever the database goes away some claims are at each step.
             tokio::time::sleep(Duration::from_millis(45 * i as u64)).await;
@@ -504,7 +520,12 @@ async fn postgres_restart_during_a_claim_load() {
     pg.stop_server();
     let claimed_before = claimed.load(Ordering::SeqCst);
     assert!(claimed_before < TOTAL, "the outage must land in the middle of the load");
-    let probe = client.get(app.url("/health/ready")).timeout(Duration::from_secs(5)).send().await.expect("readiness answers while the database is down");
+    let probe = client
+        .get(app.url("/health/ready"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("readiness answers while the database is down");
     let probe_took = stopped.elapsed();
     assert_eq!(probe.status(), 503, "not ready while the database is down");
     let body: serde_json::Value = probe.json().await.unwrap();
@@ -516,7 +537,13 @@ async fn postgres_restart_during_a_claim_load() {
 
     // Ready again without restarting the application: the pool reconnects by itself.
     loop {
-        let ready = client.get(app.url("/health/ready")).timeout(Duration::from_secs(15)).send().await.map(|r| r.status().as_u16()).map_err(|e| e.to_string());
+        let ready = client
+            .get(app.url("/health/ready"))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string());
         if ready == Ok(200) {
             break;
         }
@@ -619,7 +646,11 @@ async fn postgres_down_while_a_chutes_grant_rotates() {
         body
     };
     assert_eq!(work["inference_token"]["provider"], "chutes");
-    let (state,): (String,) = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1").bind(&miner.hotkey).fetch_one(app.services.db.pool()).await.unwrap();
+    let (state,): (String,) = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1")
+        .bind(&miner.hotkey)
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
     assert_eq!(state, "connected", "the miner is still connected");
     assert_eq!(app.sim.chutes_refresh_tokens_alive("olga"), 1);
     // And the stored grant is the live one: it refreshes.
@@ -653,7 +684,12 @@ async fn seed_vault(db: &service::Db, masters: &MasterKeys, scratch_dir: &Path) 
     for i in 0..ROTATION_KEYS {
         sqlx::query("DELETE FROM vault_data_keys").execute(scratch.pool()).await.unwrap();
         let vault = Vault::open(&scratch, masters).await.unwrap();
-        data_keys.push(sqlx::query_as("SELECT id, master_key_id, wrapped_key, created_at FROM vault_data_keys").fetch_one(scratch.pool()).await.unwrap());
+        data_keys.push(
+            sqlx::query_as("SELECT id, master_key_id, wrapped_key, created_at FROM vault_data_keys")
+                .fetch_one(scratch.pool())
+                .await
+                .unwrap(),
+        );
         let hotkey = format!("5Rotation{i:06}");
         let secret = format!("sk-or-v1-{:064x}", 0xfeed_0000_0000_u128 + i as u128);
         let sealed = vault.seal(&Vault::credential_context(&hotkey, Provider::OpenRouter), &SecretString::from(secret.clone()));
@@ -662,7 +698,8 @@ async fn seed_vault(db: &service::Db, masters: &MasterKeys, scratch_dir: &Path) 
     scratch.close().await;
     let mut tx = db.pool().begin().await.unwrap();
     for chunk in data_keys.chunks(250) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4)).collect();
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4)).collect();
         let sql = format!("INSERT INTO vault_data_keys (id, master_key_id, wrapped_key, created_at) VALUES {}", values.join(", "));
         let mut query = sqlx::query(&sql);
         for (id, master, wrapped, created) in chunk {
@@ -671,7 +708,8 @@ async fn seed_vault(db: &service::Db, masters: &MasterKeys, scratch_dir: &Path) 
         query.execute(&mut *tx).await.unwrap();
     }
     for chunk in seeded.chunks(250) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, 'openrouter', 'connected', 'seeded', ${}, 0, 0, 0)", 2 * i + 1, 2 * i + 2)).collect();
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("(${}, 'openrouter', 'connected', 'seeded', ${}, 0, 0, 0)", 2 * i + 1, 2 * i + 2)).collect();
         let sql = format!(
             "INSERT INTO connections (hotkey, provider, state, label, ciphertext, connected_at, updated_at, refresh_lock_until) VALUES {}",
             values.join(", ")
@@ -691,10 +729,17 @@ async fn assert_every_credential_opens(db: &service::Db, key_file: &Path, seeded
     let masters = MasterKeys::load(key_file, false).unwrap_or_else(|e| panic!("{when}: the key file does not load: {e}"));
     let vault = Vault::open(db, &masters).await.unwrap_or_else(|e| panic!("{when}: a data key does not open with the key file: {e}"));
     let stored: std::collections::HashMap<String, Vec<u8>> =
-        sqlx::query_as::<_, (String, Vec<u8>)>("SELECT hotkey, ciphertext FROM connections").fetch_all(db.pool()).await.unwrap().into_iter().collect();
+        sqlx::query_as::<_, (String, Vec<u8>)>("SELECT hotkey, ciphertext FROM connections")
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     assert_eq!(stored.len(), seeded.len());
     for (hotkey, secret, _) in seeded {
-        let opened = vault.open_sealed(&Vault::credential_context(hotkey, Provider::OpenRouter), &stored[hotkey]).unwrap_or_else(|e| panic!("{when}: {hotkey}: {e}"));
+        let opened = vault
+            .open_sealed(&Vault::credential_context(hotkey, Provider::OpenRouter), &stored[hotkey])
+            .unwrap_or_else(|e| panic!("{when}: {hotkey}: {e}"));
         assert_eq!(opened.expose_secret(), secret, "{when}: {hotkey} carries its own plaintext");
     }
 }
@@ -714,7 +759,11 @@ fn operator_command(database_url: &str, key_file: &Path, args: &[&str]) -> Comma
 }
 
 async fn rewrapped(db: &service::Db, old_master: &str) -> usize {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id <> $1").bind(old_master).fetch_one(db.pool()).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id <> $1")
+        .bind(old_master)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
     n as usize
 }
 
@@ -736,7 +785,8 @@ async fn rotation_killed_half_way_resumes(backend: Backend) {
     assert_every_credential_opens(&db, &key_file, &seeded, "before the rotation").await;
 
     // Kill it once a quarter of the data keys are re-wrapped.
-    let mut child = operator_command(&url, &key_file, &["vault", "rotate-master-key"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        operator_command(&url, &key_file, &["vault", "rotate-master-key"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     loop {
         if rewrapped(&db, &old_master).await >= ROTATION_KEYS / 4 {

@@ -67,7 +67,8 @@ async fn public_model_list_matches_the_contract(backend: Backend) {
         .unwrap();
     assert_eq!(revalidated.status(), 304);
 
-    let ranked: serde_json::Value = app.client.get(app.url("/v1/public/inference/models?provider=chutes&ranked=true")).send().await.unwrap().json().await.unwrap();
+    let ranked: serde_json::Value =
+        app.client.get(app.url("/v1/public/inference/models?provider=chutes&ranked=true")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ranked["models"][0]["id"], "deepseek-ai/DeepSeek-V3.2-TEE");
     assert_eq!(ranked["models"][0]["healthy"], true);
     assert!(ranked["as_of"].as_str().unwrap().ends_with("+00:00"));
@@ -89,10 +90,7 @@ both_engines!(health_and_readiness, pages_render_on_the_server, public_model_lis
 
 #[test]
 fn bad_configuration_stops_with_one_line_naming_the_variable() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .env("ORO_BIND", "not-an-address")
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_server")).env("ORO_BIND", "not-an-address").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

@@ -87,13 +87,30 @@ async fn rate_limits_per_ip_and_per_hotkey(backend: Backend) {
         let ok = app.client.post(app.url("/v1/auth/challenge")).json(&serde_json::json!({"hotkey": alice.hotkey})).send().await.unwrap();
         assert_eq!(ok.status(), 200);
     }
-    let ok = app.client.post(app.url("/api/begin_sign_in")).header("sec-fetch-site", "same-origin").form(&[("address", alice.hotkey.as_str())]).send().await.unwrap();
+    let ok = app
+        .client
+        .post(app.url("/api/begin_sign_in"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("address", alice.hotkey.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
-    let refused = app.client.post(app.url("/api/begin_sign_in")).header("sec-fetch-site", "same-origin").form(&[("address", alice.hotkey.as_str())]).send().await.unwrap();
+    let refused = app
+        .client
+        .post(app.url("/api/begin_sign_in"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("address", alice.hotkey.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 429);
     assert!(retry_after(&refused).is_some());
     let said: serde_json::Value = refused.json().await.unwrap();
-    assert!(said["Refused"].as_str().unwrap().starts_with("too many sign-in attempts from this address"), "the page's own error shape: {said}");
+    assert!(
+        said["Refused"].as_str().unwrap().starts_with("too many sign-in attempts from this address"),
+        "the page's own error shape: {said}"
+    );
 
     // Reading is never limited.
     assert_eq!(app.get_signed(&alice, "/v1/miner/inference-auth").await.status(), 200);
@@ -113,7 +130,8 @@ async fn forwarded_for_is_trusted_only_when_configured(backend: Backend) {
     };
     // Not behind our proxy: a client cannot dodge the limit by inventing addresses.
     let app = spawn_app_with(backend, limits("0")).await;
-    let statuses: Vec<u16> = futures_statuses(vec![challenge(&app, "198.51.100.1"), challenge(&app, "198.51.100.2"), challenge(&app, "198.51.100.3")]).await;
+    let statuses: Vec<u16> =
+        futures_statuses(vec![challenge(&app, "198.51.100.1"), challenge(&app, "198.51.100.2"), challenge(&app, "198.51.100.3")]).await;
     assert_eq!(statuses, vec![200, 200, 429]);
     drop(app);
 
@@ -184,7 +202,11 @@ async fn security_headers(backend: Backend) {
     }
 
     // Served as https: HSTS, and cookies only over TLS.
-    let https = spawn_app_with(backend, AppOptions { extra: vec![("ORO_PUBLIC_URL", "https://inference.oro.example".into())], ..Default::default() }).await;
+    let https = spawn_app_with(
+        backend,
+        AppOptions { extra: vec![("ORO_PUBLIC_URL", "https://inference.oro.example".into())], ..Default::default() },
+    )
+    .await;
     let response = https.client.get(https.url("/health")).send().await.unwrap();
     let hsts = response.headers()["strict-transport-security"].to_str().unwrap();
     assert!(hsts.starts_with("max-age=63072000"), "{hsts}");
@@ -204,7 +226,8 @@ async fn owasp_csrf_fixation_and_open_redirect(backend: Backend) {
         jar.cookies(&base).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
     };
     let whoami = |cookie: String| {
-        let request = reqwest::Client::new().post(app.url("/api/current_miner")).header("sec-fetch-site", "same-origin").header("cookie", cookie);
+        let request =
+            reqwest::Client::new().post(app.url("/api/current_miner")).header("sec-fetch-site", "same-origin").header("cookie", cookie);
         async move { request.send().await.unwrap().json::<Option<String>>().await.unwrap() }
     };
     app.sign_in_browser_with(&browser, &attacker).await;
@@ -229,9 +252,17 @@ async fn owasp_csrf_fixation_and_open_redirect(backend: Backend) {
         ("begin_chutes_connect", vec![]),
         ("sign_out", vec![]),
     ] {
-        let cross = app.client.post(app.url(&format!("/api/{function}"))).header("sec-fetch-site", "cross-site").form(&form).send().await.unwrap();
+        let cross =
+            app.client.post(app.url(&format!("/api/{function}"))).header("sec-fetch-site", "cross-site").form(&form).send().await.unwrap();
         assert_eq!(cross.status(), 403, "{function} from another site");
-        let foreign = app.client.post(app.url(&format!("/api/{function}"))).header("origin", "https://evil.example").form(&form).send().await.unwrap();
+        let foreign = app
+            .client
+            .post(app.url(&format!("/api/{function}")))
+            .header("origin", "https://evil.example")
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(foreign.status(), 403, "{function} from a foreign Origin");
     }
     assert_eq!(app.status(&miner).await["providers"].as_array().unwrap().len(), 0, "nothing was connected by the forged requests");
@@ -328,13 +359,29 @@ async fn hostile_input_in_every_field(backend: Backend) {
         // Query strings and path segments (URLs themselves stop at 64 KiB in the client).
         let segment: String = url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
         if segment.len() < 16 * 1024 {
-            let status = app.client.get(app.url("/v1/public/inference/models")).query(&[("provider", text.as_str())]).send().await.unwrap().status().as_u16();
+            let status = app
+                .client
+                .get(app.url("/v1/public/inference/models"))
+                .query(&[("provider", text.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
             assert!(text.is_empty() && status == 200 || status == 422, "models?provider=: {status}");
         }
         if !segment.is_empty() && segment.len() < 16 * 1024 {
-            let status = app.signed(&miner, Method::DELETE, &format!("/v1/miner/inference-auth/{segment}")).send().await.unwrap().status().as_u16();
+            let status =
+                app.signed(&miner, Method::DELETE, &format!("/v1/miner/inference-auth/{segment}")).send().await.unwrap().status().as_u16();
             assert!((400..500).contains(&status), "DELETE provider {status}");
-            let status = app.signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{segment}/heartbeat")).json(&serde_json::json!({})).send().await.unwrap().status().as_u16();
+            let status = app
+                .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{segment}/heartbeat"))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
             assert!((400..500).contains(&status), "heartbeat of a hostile run id: {status}");
         }
         // Submissions: hostile agent names and file names are refused with a reason.
@@ -410,7 +457,15 @@ async fn hostile_input_in_every_field(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(sneaky.status(), 422);
-    let form = app.client.post(app.url("/api/begin_sign_in")).header("sec-fetch-site", "same-origin").header("content-type", "text/plain").body("address=5%00").send().await.unwrap();
+    let form = app
+        .client
+        .post(app.url("/api/begin_sign_in"))
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "text/plain")
+        .body("address=5%00")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(form.status(), 422);
     // ...in the server functions' own error shape, so the page shows the sentence.
     let said: serde_json::Value = form.json().await.unwrap();
@@ -441,7 +496,13 @@ async fn oversized_bodies(backend: Backend) {
     let miner = TestWallet::new();
     let addr = app.address.trim_start_matches("http://").to_owned();
     // A little too large: read, dropped, and answered cleanly while the client is still sending.
-    let response = app.signed(&miner, Method::PUT, "/v1/miner/budget").header("content-type", "application/json").body(vec![b' '; 3 * 1024 * 1024]).send().await.unwrap();
+    let response = app
+        .signed(&miner, Method::PUT, "/v1/miner/budget")
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
     assert!(detail(response).await.1.starts_with("request body too large"));
     // Declared far too large: the answer comes before the body is sent at all.
@@ -467,13 +528,21 @@ async fn oversized_bodies(backend: Backend) {
     }
     // A large but allowed upload is fine, and the service answers the next request normally.
     let form = Form::new().text("agent_name", "big").part("file", Part::bytes(vec![b'#'; 1024 * 1024]).file_name("a.py"));
-    assert_eq!(app.signed(&miner, Method::POST, "/v1/miner/submit").multipart(form).send().await.unwrap().status(), 400, "no provider yet: refused for that, not for size");
+    assert_eq!(
+        app.signed(&miner, Method::POST, "/v1/miner/submit").multipart(form).send().await.unwrap().status(),
+        400,
+        "no provider yet: refused for that, not for size"
+    );
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
 }
 
 fn raw_head(method: &str, path: &str, host: &str, wallet: &TestWallet, framing: &str) -> String {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{framing}");
-    head.push_str(if path.starts_with("/api/") { "Content-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\n" } else { "Content-Type: application/json\r\n" });
+    head.push_str(if path.starts_with("/api/") {
+        "Content-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\n"
+    } else {
+        "Content-Type: application/json\r\n"
+    });
     for (name, value) in wallet.headers() {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -559,7 +628,10 @@ async fn metrics_for_operators(backend: Backend) {
     let after = scrape(&app).await;
 
     let grew = |name: &str, labels: &[&str]| metric_value(&after, name, labels) - metric_value(&before, name, labels);
-    assert!(grew("oro_http_requests_total", &["route=\"/v1/miner/inference-auth/{provider}\"", "status=\"200\"", "method=\"POST\""]) >= 2.0, "{after}");
+    assert!(
+        grew("oro_http_requests_total", &["route=\"/v1/miner/inference-auth/{provider}\"", "status=\"200\"", "method=\"POST\""]) >= 2.0,
+        "{after}"
+    );
     assert!(grew("oro_http_request_duration_seconds_count", &["route=\"/v1/validator/work/claim\""]) >= 2.0);
     assert!(grew("oro_provider_calls_total", &["provider=\"openrouter\"", "operation=\"create_key\"", "outcome=\"ok\""]) >= 1.0);
     assert!(grew("oro_provider_calls_total", &["provider=\"openrouter\"", "operation=\"key_info\"", "outcome=\"ok\""]) >= 2.0);
@@ -578,12 +650,19 @@ async fn metrics_for_operators(backend: Backend) {
 
     // Every use of the stored credential is in the miner's audit log.
     let events: serde_json::Value = app.get_signed(&miner, "/v1/miner/inference-auth/events").await.json().await.unwrap();
-    let used: Vec<&str> = events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "credential_used").map(|e| e["detail"].as_str().unwrap()).collect();
+    let used: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "credential_used")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
     assert_eq!(used.len(), 1, "{events}");
     assert!(used[0].starts_with("the OpenRouter management key minted run key oro-run-"), "{}", used[0]);
 
     // With a token configured, only the operator reads them.
-    let closed = spawn_app_with(backend, AppOptions { extra: vec![("ORO_METRICS_TOKEN", "scrape-secret".into())], ..Default::default() }).await;
+    let closed =
+        spawn_app_with(backend, AppOptions { extra: vec![("ORO_METRICS_TOKEN", "scrape-secret".into())], ..Default::default() }).await;
     assert_eq!(closed.client.get(closed.url("/metrics")).send().await.unwrap().status(), 401);
     assert_eq!(closed.client.get(closed.url("/metrics")).bearer_auth("wrong-secret!").send().await.unwrap().status(), 401);
     let open = closed.client.get(closed.url("/metrics")).bearer_auth("scrape-secret").send().await.unwrap();
@@ -592,4 +671,9 @@ async fn metrics_for_operators(backend: Backend) {
 }
 
 both_engines!(hostile_input_in_every_field, oversized_bodies, replay_storm, metrics_for_operators);
-both_engines!(rate_limits_per_ip_and_per_hotkey, forwarded_for_is_trusted_only_when_configured, security_headers, owasp_csrf_fixation_and_open_redirect);
+both_engines!(
+    rate_limits_per_ip_and_per_hotkey,
+    forwarded_for_is_trusted_only_when_configured,
+    security_headers,
+    owasp_csrf_fixation_and_open_redirect
+);

@@ -132,9 +132,10 @@ pub fn captured_logs() -> String {
 pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     capture_logs();
     let db = TestDatabase::create(backend).await;
-    let key_file = options.key_file.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("oro-app-{}", uuid::Uuid::new_v4().simple())).join("master.key")
-    });
+    let key_file = options
+        .key_file
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("oro-app-{}", uuid::Uuid::new_v4().simple())).join("master.key"));
     let validator = TestWallet::new();
     let database_url = options.database.clone().unwrap_or_else(|| secrecy::ExposeSecret::expose_secret(&db.url).to_owned());
     let mut vars: HashMap<String, String> = HashMap::from([
@@ -195,7 +196,8 @@ impl TestApp {
         let verifier = secrecy::ExposeSecret::expose_secret(&pkce.verifier).to_owned();
         let redirect = service::config::CLI_LOOPBACK_REDIRECT_URI;
         self.sim.create_chutes_user(username, 25.0, false);
-        let code = self.sim.issue_chutes_code(username, &self.services.settings.chutes_client_id, redirect, &pkce.challenge, "chutes:invoke");
+        let code =
+            self.sim.issue_chutes_code(username, &self.services.settings.chutes_client_id, redirect, &pkce.challenge, "chutes:invoke");
         self.signed(wallet, Method::POST, "/v1/miner/chutes/exchange-code")
             .json(&serde_json::json!({"code": code, "code_verifier": verifier, "redirect_uri": redirect}))
             .send()

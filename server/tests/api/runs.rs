@@ -15,7 +15,8 @@ async fn submit(app: &TestApp, wallet: &TestWallet, name: &str, file_name: &str,
 }
 
 async fn claim_as(app: &TestApp, validator: &TestWallet) -> (u16, serde_json::Value) {
-    let response = app.signed(validator, Method::POST, "/v1/validator/work/claim").json(&serde_json::json!({"cpu_pct": 10.0})).send().await.unwrap();
+    let response =
+        app.signed(validator, Method::POST, "/v1/validator/work/claim").json(&serde_json::json!({"cpu_pct": 10.0})).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(serde_json::Value::Null))
 }
@@ -111,7 +112,11 @@ async fn claim_mints_a_capped_expiring_key(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(chat.status(), 200);
-    let code = app.signed(&app.validator, Method::GET, &format!("/v1/validator/agent-versions/{}/code", work["agent_version_id"].as_str().unwrap())).send().await.unwrap();
+    let code = app
+        .signed(&app.validator, Method::GET, &format!("/v1/validator/agent-versions/{}/code", work["agent_version_id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code.status(), 200);
     assert_eq!(code.text().await.unwrap(), AGENT);
 
@@ -155,7 +160,12 @@ async fn default_switch_applies_to_the_next_claim(backend: Backend) {
 
     let (_, first) = claim(&app).await;
     assert_eq!(first["inference_token"]["provider"], "openrouter");
-    let set = app.signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default").json(&serde_json::json!({"provider": "chutes"})).send().await.unwrap();
+    let set = app
+        .signed(&miner, Method::PATCH, "/v1/miner/inference-auth/default")
+        .json(&serde_json::json!({"provider": "chutes"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(set.status(), 200);
 
     // The running run keeps its provider and its key still works.
@@ -264,12 +274,24 @@ async fn reaper_disables_abandoned_keys(backend: Backend) {
         let (status, work) = claim(&app).await;
         assert_eq!(status, 200, "attempt {attempt}");
         // The validator vanishes: its lease runs out.
-        sqlx::query("UPDATE eval_runs SET lease_expires_at = $1").bind(service::clock::now() - 1).execute(app.services.db.pool()).await.unwrap();
+        sqlx::query("UPDATE eval_runs SET lease_expires_at = $1")
+            .bind(service::clock::now() - 1)
+            .execute(app.services.db.pool())
+            .await
+            .unwrap();
         assert_eq!(app.services.reap_runs().await.unwrap(), 1);
         let keys = app.sim.list_openrouter_keys(&key);
         assert_eq!(keys.len(), attempt);
         assert!(keys.iter().all(|k| k.disabled && !k.deleted), "every abandoned key disabled");
-        let heartbeat = app.signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/heartbeat", work["eval_run_id"].as_str().unwrap())).send().await.unwrap();
+        let heartbeat = app
+            .signed(
+                &app.validator,
+                Method::POST,
+                &format!("/v1/validator/evaluation-runs/{}/heartbeat", work["eval_run_id"].as_str().unwrap()),
+            )
+            .send()
+            .await
+            .unwrap();
         assert_ne!(heartbeat.status(), 200, "a reaped lease cannot be renewed");
     }
     let r = &runs_of(&app, &miner).await[0];
@@ -373,7 +395,8 @@ async fn budget_guard_at_its_boundary(backend: Backend) {
     let miner = TestWallet::new();
     let key = app.sim.create_openrouter_account(100.0);
     assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
-    let put = |v: serde_json::Value| app.signed(&miner, Method::PUT, "/v1/miner/budget").json(&serde_json::json!({"monthly_usd": v})).send();
+    let put =
+        |v: serde_json::Value| app.signed(&miner, Method::PUT, "/v1/miner/budget").json(&serde_json::json!({"monthly_usd": v})).send();
     assert_eq!(put(serde_json::json!(-3)).await.unwrap().status(), 422);
     let set: serde_json::Value = put(serde_json::json!(10.0)).await.unwrap().json().await.unwrap();
     assert_eq!(set["monthly_usd"], 10.0);
@@ -398,7 +421,12 @@ async fn budget_guard_at_its_boundary(backend: Backend) {
     for id in &running {
         let hash = &keys.iter().find(|k| k.name.contains(id.as_str())).unwrap().hash;
         app.sim.set_openrouter_key_usage(hash, 0.5).unwrap();
-        let done = app.signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{id}/complete")).json(&serde_json::json!({"terminal_status": "SUCCESS"})).send().await.unwrap();
+        let done = app
+            .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{id}/complete"))
+            .json(&serde_json::json!({"terminal_status": "SUCCESS"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(done.status(), 200);
     }
     let budget: serde_json::Value = app.get_signed(&miner, "/v1/miner/budget").await.json().await.unwrap();
@@ -425,7 +453,10 @@ async fn preflight_outcomes(backend: Backend) {
     app.sim.set_fault(Fault { target: FaultTarget::OpenRouterCredits, kind: FaultKind::Status(401), remaining: Some(1) });
     assert_eq!(claim(&app).await.0, 204);
     let r = &runs_of(&app, &revoked).await[0];
-    assert_eq!((r["status"].as_str(), r["failure_reason"].as_str()), (Some("failed"), Some("provider credential invalid or revoked: reconnect")));
+    assert_eq!(
+        (r["status"].as_str(), r["failure_reason"].as_str()),
+        (Some("failed"), Some("provider credential invalid or revoked: reconnect"))
+    );
 
     // Chutes overloaded (429) or failing (502) at preflight: not the miner's fault.
     let busy = TestWallet::new();

@@ -14,15 +14,12 @@ const ALLOWLIST_SETTING: &str = "miner_allowlist_enabled";
 /// Looks a hotkey up: refuses a banned one, and says whether it is a validator (by the
 /// `validators` table or the `ORO_VALIDATOR_HOTKEYS` setting).
 pub async fn resolve(db: &Db, configured_validators: &[String], hotkey: Hotkey) -> Result<Caller, AuthError> {
-    let roles: Vec<(String,)> = sqlx::query_as("SELECT role FROM hotkey_roles WHERE hotkey = $1")
-        .bind(hotkey.as_str())
-        .fetch_all(db.pool())
-        .await?;
+    let roles: Vec<(String,)> =
+        sqlx::query_as("SELECT role FROM hotkey_roles WHERE hotkey = $1").bind(hotkey.as_str()).fetch_all(db.pool()).await?;
     if roles.iter().any(|(r,)| r == ROLE_BANNED) {
         return Err(AuthError::Banned);
     }
-    let is_validator =
-        roles.iter().any(|(r,)| r == ROLE_VALIDATOR) || configured_validators.iter().any(|v| v == hotkey.as_str());
+    let is_validator = roles.iter().any(|(r,)| r == ROLE_VALIDATOR) || configured_validators.iter().any(|v| v == hotkey.as_str());
     Ok(Caller { hotkey, is_validator })
 }
 
@@ -44,10 +41,8 @@ pub fn require_validator(caller: &Caller) -> Result<(), AuthError> {
 }
 
 pub async fn allowlist_enabled(db: &Db) -> Result<bool, sqlx::Error> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT value FROM operator_settings WHERE name = $1")
-        .bind(ALLOWLIST_SETTING)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM operator_settings WHERE name = $1").bind(ALLOWLIST_SETTING).fetch_optional(db.pool()).await?;
     Ok(row.is_some_and(|(v,)| v == "1"))
 }
 
@@ -79,18 +74,12 @@ pub async fn grant(db: &Db, hotkey: &Hotkey, role: &str, note: &str) -> Result<(
 }
 
 pub async fn revoke(db: &Db, hotkey: &Hotkey, role: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM hotkey_roles WHERE hotkey = $1 AND role = $2")
-        .bind(hotkey.as_str())
-        .bind(role)
-        .execute(db.pool())
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM hotkey_roles WHERE hotkey = $1 AND role = $2").bind(hotkey.as_str()).bind(role).execute(db.pool()).await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// (hotkey, note) pairs holding a role.
 pub async fn list(db: &Db, role: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT hotkey, note FROM hotkey_roles WHERE role = $1 ORDER BY hotkey")
-        .bind(role)
-        .fetch_all(db.pool())
-        .await
+    sqlx::query_as("SELECT hotkey, note FROM hotkey_roles WHERE role = $1 ORDER BY hotkey").bind(role).fetch_all(db.pool()).await
 }

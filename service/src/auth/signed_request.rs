@@ -37,14 +37,13 @@ pub async fn verify(db: &Db, skew_secs: i64, headers: &SignedHeaders<'_>, now: i
     let VerifiedHeaders { hotkey, timestamp, nonce } = check(skew_secs, headers, now)?;
 
     // Remember the nonce until the timestamp can no longer pass the skew check.
-    let spent = sqlx::query(
-        "INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING",
-    )
-    .bind(hotkey.as_str())
-    .bind(nonce)
-    .bind(timestamp + skew_secs + 1)
-    .execute(db.pool())
-    .await?;
+    let spent =
+        sqlx::query("INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING")
+            .bind(hotkey.as_str())
+            .bind(nonce)
+            .bind(timestamp + skew_secs + 1)
+            .execute(db.pool())
+            .await?;
     if spent.rows_affected() == 0 {
         return Err(AuthError::ReplayedNonce);
     }
@@ -88,11 +87,7 @@ fn parse_timestamp(text: &str) -> Result<i64, AuthError> {
     if let Ok(seconds) = text.parse::<i64>() {
         return Ok(seconds);
     }
-    text.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite() && f.abs() < 1e12)
-        .map(|f| f.floor() as i64)
-        .ok_or(AuthError::MalformedTimestamp)
+    text.parse::<f64>().ok().filter(|f| f.is_finite() && f.abs() < 1e12).map(|f| f.floor() as i64).ok_or(AuthError::MalformedTimestamp)
 }
 
 /// Forgets nonces that can no longer be replayed (their timestamps are stale).

@@ -56,8 +56,8 @@ pub async fn finish(db: &Db, public_url: &url::Url, message_text: &str, signatur
         return Err(AuthError::WrongDomain(message.domain.chars().take(80).collect()));
     }
     let now = clock::now();
-    let expires = clock::parse_rfc3339(&message.expiration_time)
-        .ok_or_else(|| AuthError::MalformedSignInMessage("Expiration Time".into()))?;
+    let expires =
+        clock::parse_rfc3339(&message.expiration_time).ok_or_else(|| AuthError::MalformedSignInMessage("Expiration Time".into()))?;
     if expires < now {
         return Err(AuthError::ExpiredSignIn);
     }

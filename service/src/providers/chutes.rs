@@ -78,7 +78,14 @@ pub fn is_valid_code_verifier(verifier: &str) -> bool {
 }
 
 impl ChutesClient {
-    pub fn new(http: reqwest::Client, api_base: &str, llm_base: &str, client_id: &str, client_secret: SecretString, timeout: Duration) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        api_base: &str,
+        llm_base: &str,
+        client_id: &str,
+        client_secret: SecretString,
+        timeout: Duration,
+    ) -> Self {
         ChutesClient {
             http,
             api_base: api_base.trim_end_matches('/').to_owned(),
@@ -223,11 +230,17 @@ pub fn token_error(status: u16, body: &str) -> ProviderError {
         (_, "invalid_grant") => ProviderError::InvalidGrant { provider: NAME },
         (401, _) | (_, "invalid_client") => {
             tracing::error!("Chutes refused this service's client credentials: check ORO_CHUTES_CLIENT_ID and ORO_CHUTES_CLIENT_SECRET");
-            ProviderError::Refused { provider: NAME, status: 502, detail: "Chutes refused this service's client credentials; the operator must fix the configuration".into() }
+            ProviderError::Refused {
+                provider: NAME,
+                status: 502,
+                detail: "Chutes refused this service's client credentials; the operator must fix the configuration".into(),
+            }
         }
         (429, _) => ProviderError::RateLimited { provider: NAME },
         (500..=599, _) => ProviderError::Unavailable { provider: NAME, status },
-        _ => ProviderError::Refused { provider: NAME, status, detail: if code.is_empty() { format!("HTTP {status}") } else { scrub(code) } },
+        _ => {
+            ProviderError::Refused { provider: NAME, status, detail: if code.is_empty() { format!("HTTP {status}") } else { scrub(code) } }
+        }
     }
 }
 

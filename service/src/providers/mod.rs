@@ -73,15 +73,21 @@ impl ProviderError {
 /// Times one call to a provider and counts it by outcome
 /// (`oro_provider_calls_total{provider, operation, outcome}`,
 /// `oro_provider_call_duration_seconds{provider, operation}`).
-pub(crate) async fn observe<T>(provider: Provider, operation: &'static str, call: impl Future<Output = Result<T, ProviderError>>) -> Result<T, ProviderError> {
+pub(crate) async fn observe<T>(
+    provider: Provider,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
     let started = std::time::Instant::now();
     let result = call.await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.outcome(),
     };
-    metrics::histogram!("oro_provider_call_duration_seconds", "provider" => provider.as_str(), "operation" => operation).record(started.elapsed().as_secs_f64());
-    metrics::counter!("oro_provider_calls_total", "provider" => provider.as_str(), "operation" => operation, "outcome" => outcome).increment(1);
+    metrics::histogram!("oro_provider_call_duration_seconds", "provider" => provider.as_str(), "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("oro_provider_calls_total", "provider" => provider.as_str(), "operation" => operation, "outcome" => outcome)
+        .increment(1);
     result
 }
 

@@ -131,7 +131,13 @@ impl OpenRouterClient {
     }
 
     /// Mints a per-run key: `limit` USD, expiring at `expires_at` (RFC 3339, UTC).
-    pub async fn create_key(&self, management_key: &SecretString, name: &str, limit_usd: f64, expires_at_utc: &str) -> Result<MintedKey, ProviderError> {
+    pub async fn create_key(
+        &self,
+        management_key: &SecretString,
+        name: &str,
+        limit_usd: f64,
+        expires_at_utc: &str,
+    ) -> Result<MintedKey, ProviderError> {
         observe(Provider::OpenRouter, "create_key", async {
             let body = CreateKey { name, limit: limit_usd, limit_reset: None, include_byok_in_limit: true, expires_at: expires_at_utc };
             let response = self.send(self.http.post(format!("{}/keys", self.base)).json(&body), management_key).await?;
@@ -190,19 +196,12 @@ fn urlencode(segment: &str) -> String {
 pub fn error_from(status: u16, body: &str) -> ProviderError {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(scrub)
-        .unwrap_or_else(|| format!("HTTP {status}"));
+    let message = error.and_then(|e| e.get("message")).and_then(Value::as_str).map(scrub).unwrap_or_else(|| format!("HTTP {status}"));
     match status {
         401 | 403 => ProviderError::Unauthorized { provider: NAME },
         402 => {
-            let limit_source = error
-                .and_then(|e| e.get("metadata"))
-                .and_then(|m| m.get("limit_source"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let limit_source =
+                error.and_then(|e| e.get("metadata")).and_then(|m| m.get("limit_source")).and_then(Value::as_str).map(str::to_owned);
             let detail = match limit_source.as_deref() {
                 Some("openrouter_key_limit") => "insufficient balance: the per-run key reached its USD cap".to_owned(),
                 Some("openrouter_in_flight_budget") => "insufficient balance: the in-flight budget is used up".to_owned(),
@@ -232,7 +231,8 @@ mod tests {
 
     #[test]
     fn errors_map_by_status_and_limit_source() {
-        let e = error_from(402, r#"{"error":{"code":402,"message":"Insufficient credits","metadata":{"limit_source":"openrouter_credits"}}}"#);
+        let e =
+            error_from(402, r#"{"error":{"code":402,"message":"Insufficient credits","metadata":{"limit_source":"openrouter_credits"}}}"#);
         match e {
             ProviderError::NoCredits { limit_source, detail, .. } => {
                 assert_eq!(limit_source.as_deref(), Some("openrouter_credits"));
@@ -243,6 +243,9 @@ mod tests {
         assert!(matches!(error_from(401, "{}"), ProviderError::Unauthorized { .. }));
         assert!(matches!(error_from(429, "{}"), ProviderError::RateLimited { .. }));
         assert!(matches!(error_from(503, "<html>"), ProviderError::Unavailable { status: 503, .. }));
-        assert!(matches!(error_from(404, r#"{"error":{"code":404,"message":"Key not found"}}"#), ProviderError::Refused { status: 404, .. }));
+        assert!(matches!(
+            error_from(404, r#"{"error":{"code":404,"message":"Key not found"}}"#),
+            ProviderError::Refused { status: 404, .. }
+        ));
     }
 }
