@@ -76,7 +76,7 @@ impl Services {
         let mut tx = self.db.pool().begin().await?;
         crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
         sqlx::query("UPDATE miners SET monthly_budget_usd = $1, updated_at = $2 WHERE hotkey = $3")
-            .bind(monthly_usd)
+            .bind(crate::db::NullableF64(monthly_usd))
             .bind(clock::now())
             .bind(hotkey.as_str())
             .execute(&mut *tx)

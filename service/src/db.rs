@@ -131,6 +131,36 @@ fn ensure_sqlite_file(url: &str) -> Result<String, DbError> {
 }
 
 /// Fresh databases for tests, on either engine.
+/// A nullable `DOUBLE PRECISION` bind that stays one type on PostgreSQL.
+///
+/// sqlx 0.8.6's `Any` driver hands a NULL `f64` to PostgreSQL as a `float4` NULL (its
+/// `Null(Double)`/`Null(Real)` arms are swapped, `sqlx-core/src/any/arguments.rs`). A
+/// statement first prepared with that NULL is cached with a `float4` parameter, and the same
+/// statement later bound with a value sends eight bytes where four are expected: PostgreSQL
+/// refuses it ("incorrect binary data format"). Found by a validator completing a run without
+/// a score, then one with. A NULL here goes out as the `f32` NULL, which that code maps to
+/// `float8`; a value goes out as `f64`.
+#[derive(Debug, Clone, Copy)]
+pub struct NullableF64(pub Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for NullableF64 {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableF64 {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(value) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&value, buf),
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
+    }
+}
+
 pub mod testing {
     use super::*;
 
