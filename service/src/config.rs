@@ -42,6 +42,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long a provider call may take before the service gives up on it.
     pub provider_timeout_secs: u64,
+    /// A connect answers within this, whatever the provider does: oro-sdk gives up after 15 s
+    /// and never retries a POST, so a slower answer would be lost on the miner's side.
+    pub connect_deadline_secs: u64,
     /// A browser session lives this long without use.
     pub session_ttl_secs: i64,
     /// An API bearer session (`/v1/auth/session`) lives this long.
@@ -227,6 +230,7 @@ impl Settings {
             simulate_providers,
             log_format,
             provider_timeout_secs: seconds("ORO_PROVIDER_TIMEOUT_SECS", 15, 1, 300)? as u64,
+            connect_deadline_secs: seconds("ORO_CONNECT_DEADLINE_SECS", 10, 1, 60)? as u64,
             session_ttl_secs: seconds("ORO_SESSION_TTL_SECS", 7 * 24 * 3600, 60, 90 * 24 * 3600)?,
             api_session_ttl_secs: seconds("ORO_API_SESSION_TTL_SECS", 2 * 3600, 60, 30 * 24 * 3600)?,
             signature_skew_secs: seconds("ORO_SIGNATURE_SKEW_SECS", 60, 5, 600)?,

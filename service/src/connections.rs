@@ -60,6 +60,12 @@ pub enum ConnectionError {
     Conflict,
     #[error("another request is refreshing this Chutes credential; try again in a moment")]
     Busy,
+    #[error("{0} did not confirm the credential within {1} s, so nothing was stored; try again in a moment")]
+    ConnectTimedOut(Provider, u64),
+    #[error(
+        "{0} is answering slowly: the connection did not finish within {1} s and is still being completed; run `oro inference status` in a minute to see whether it connected"
+    )]
+    ConnectStillRunning(Provider, u64),
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error("the stored credential could not be opened")]
@@ -79,6 +85,7 @@ impl ConnectionError {
             ConnectionError::NotConnected(_) => 404,
             ConnectionError::DefaultNotConnected(_) | ConnectionError::NeedsReconsent(_) | ConnectionError::Conflict => 409,
             ConnectionError::Busy => 503,
+            ConnectionError::ConnectTimedOut(..) | ConnectionError::ConnectStillRunning(..) => 504,
             ConnectionError::Provider(e) => provider_status(e),
             ConnectionError::Vault(_) | ConnectionError::Storage(_) => 500,
         }
@@ -295,7 +302,12 @@ impl Services {
     /// OpenRouter whether it is a live management key; stores it only then.
     pub async fn connect_openrouter(&self, hotkey: &Hotkey, credential: &SecretString) -> Result<ConnectionChanged, ConnectionError> {
         let key = OpenRouterKey::parse(credential)?;
-        let info = match self.key_info_with_retries(key.secret()).await {
+        let deadline = Instant::now() + self.connect_deadline();
+        // Only a read happens before the deadline can cut in: giving up on it loses nothing.
+        let checked = tokio::time::timeout_at(deadline.into(), self.key_info_with_retries(key.secret()))
+            .await
+            .map_err(|_| ConnectionError::ConnectTimedOut(Provider::OpenRouter, self.settings.connect_deadline_secs))?;
+        let info = match checked {
             Ok(info) => info,
             Err(ProviderError::Unauthorized { .. }) => {
                 return Err(ConnectionError::CredentialRefused(
@@ -318,13 +330,20 @@ impl Services {
         let default = self.store_connection(hotkey, Provider::OpenRouter, &label, key.secret()).await?;
         tracing::info!(hotkey = %hotkey.short(), provider = "openrouter", "connected");
         // A different management key replaced the old one: the old key's live run keys are
-        // disabled now (or by a pending revocation), as a disconnect would.
+        // disabled now (or by a pending revocation), as a disconnect would. That can take
+        // several calls to OpenRouter; past the deadline it finishes after we answer.
         if let Some((old,)) = previous {
             let old_key = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), Provider::OpenRouter), &old)?;
-            if key_fingerprint(&old_key) != key_fingerprint(key.secret())
-                && let Err(e) = self.revoke_at_provider(hotkey, Provider::OpenRouter, &old_key).await
-            {
-                queue_revocation(self.db.pool(), hotkey, Provider::OpenRouter, &old, &e.to_string()).await?;
+            if key_fingerprint(&old_key) != key_fingerprint(key.secret()) {
+                let (services, hotkey) = (self.clone(), hotkey.clone());
+                let cleanup = tokio::spawn(async move {
+                    if let Err(e) = services.revoke_at_provider(&hotkey, Provider::OpenRouter, &old_key).await
+                        && let Err(e) = queue_revocation(services.db.pool(), &hotkey, Provider::OpenRouter, &old, &e.to_string()).await
+                    {
+                        tracing::error!(hotkey = %hotkey.short(), error = %e, "could not queue the replaced management key's revocation");
+                    }
+                });
+                let _ = tokio::time::timeout_at(deadline.into(), cleanup).await;
             }
         }
         Ok(ConnectionChanged {
@@ -354,7 +373,49 @@ impl Services {
 
     /// Exchanges an authorization code (from the CLI's loopback or our landing page) and keeps
     /// the refresh token.
+    /// How long a connect may take before it answers.
+    fn connect_deadline(&self) -> Duration {
+        Duration::from_secs(self.settings.connect_deadline_secs)
+    }
+
+    /// Runs a Chutes connect in its own task and waits for it until the connect deadline.
+    /// Chutes spends the code (or rotates the refresh token) the moment it answers, so the
+    /// work is never cut off half-way: past the deadline the miner hears that it is still
+    /// running, and it stores the connection (or nothing) when Chutes answers.
+    async fn chutes_connect_within_deadline<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, ConnectionError>> + Send + 'static,
+    ) -> Result<T, ConnectionError> {
+        let task = tokio::spawn(work);
+        match tokio::time::timeout(self.connect_deadline(), task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => {
+                tracing::warn!(
+                    deadline_secs = self.settings.connect_deadline_secs,
+                    "Chutes connect outlasted the deadline; it finishes in the background"
+                );
+                Err(ConnectionError::ConnectStillRunning(Provider::Chutes, self.settings.connect_deadline_secs))
+            }
+        }
+    }
+
     pub async fn connect_chutes_with_code(
+        &self,
+        hotkey: &Hotkey,
+        code: &str,
+        code_verifier: &SecretString,
+        redirect_uri: &str,
+    ) -> Result<ExchangeCodeAnswer, ConnectionError> {
+        let (services, hotkey, code, code_verifier, redirect_uri) =
+            (self.clone(), hotkey.clone(), code.to_owned(), code_verifier.clone(), redirect_uri.to_owned());
+        self.chutes_connect_within_deadline(async move {
+            services.exchange_and_store_chutes_code(&hotkey, &code, &code_verifier, &redirect_uri).await
+        })
+        .await
+    }
+
+    async fn exchange_and_store_chutes_code(
         &self,
         hotkey: &Hotkey,
         code: &str,
@@ -400,6 +461,15 @@ impl Services {
     /// Legacy `POST /v1/miner/chutes-auth {refresh_token}`: proves the token by spending it
     /// once and keeps its successor.
     pub async fn connect_chutes_with_refresh_token(
+        &self,
+        hotkey: &Hotkey,
+        refresh_token: &SecretString,
+    ) -> Result<ConnectionChanged, ConnectionError> {
+        let (services, hotkey, refresh_token) = (self.clone(), hotkey.clone(), refresh_token.clone());
+        self.chutes_connect_within_deadline(async move { services.refresh_and_store_chutes_token(&hotkey, &refresh_token).await }).await
+    }
+
+    async fn refresh_and_store_chutes_token(
         &self,
         hotkey: &Hotkey,
         refresh_token: &SecretString,
@@ -458,7 +528,9 @@ impl Services {
         .bind(clock::now())
         .fetch_optional(self.db.pool())
         .await?;
-        let Some((sealed_verifier, redirect_uri)) = row else { return Err(ConnectionError::OAuthStateInvalid) };
+        let Some((sealed_verifier, redirect_uri)) = row else {
+            return Err(ConnectionError::OAuthStateInvalid);
+        };
         if let Some(error) = error {
             let reason = match error {
                 "access_denied" => "you declined on the Chutes consent page".to_owned(),
@@ -482,7 +554,9 @@ impl Services {
             .await?;
         match connected {
             None => return Err(ConnectionError::DefaultNotConnected(provider)),
-            Some((state,)) if state != STATE_CONNECTED => return Err(ConnectionError::NeedsReconsent(provider)),
+            Some((state,)) if state != STATE_CONNECTED => {
+                return Err(ConnectionError::NeedsReconsent(provider));
+            }
             Some(_) => {}
         }
         if previous != Some(provider) {
@@ -501,7 +575,15 @@ impl Services {
             ok: true,
             provider,
             default_provider: Some(provider),
-            message: format!("Default provider set to {provider}. Applies to next claimed eval."),
+            message: match provider {
+                // ORO's own CLI refuses to submit while Chutes is the default (oro-sdk 5.0.3+).
+                Provider::Chutes => format!(
+                    "Default provider set to {provider}. Applies to next claimed eval. ORO's oro-sdk CLI 5.0.3 and newer refuses to submit while Chutes is the default: submit from the dashboard or with oro-inference's `oro`, or connect OpenRouter and run `oro inference set-default openrouter`."
+                ),
+                Provider::OpenRouter => {
+                    format!("Default provider set to {provider}. Applies to next claimed eval.")
+                }
+            },
         })
     }
 
@@ -515,7 +597,9 @@ impl Services {
             .bind(provider.as_str())
             .fetch_optional(self.db.pool())
             .await?;
-        let Some((ciphertext,)) = row else { return Err(ConnectionError::NotConnected(provider)) };
+        let Some((ciphertext,)) = row else {
+            return Err(ConnectionError::NotConnected(provider));
+        };
         let credential = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
         let revocation = self.revoke_at_provider(hotkey, provider, &credential).await;
 
@@ -604,7 +688,9 @@ impl Services {
         .await?;
         let mut done = 0;
         for (id, hotkey, provider, ciphertext, attempts) in due {
-            let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else { continue };
+            let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else {
+                continue;
+            };
             let credential = match self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext) {
                 Ok(c) => c,
                 Err(e) => {
@@ -695,7 +781,9 @@ impl Services {
                 .await?;
             match row {
                 None => return Err(ConnectionError::NotConnected(Provider::Chutes)),
-                Some((state,)) if state != STATE_CONNECTED => return Err(ConnectionError::NeedsReconsent(Provider::Chutes)),
+                Some((state,)) if state != STATE_CONNECTED => {
+                    return Err(ConnectionError::NeedsReconsent(Provider::Chutes));
+                }
                 Some(_) if started.elapsed() > REFRESH_WAIT => return Err(ConnectionError::Busy),
                 Some(_) => {
                     let jitter = rand::random::<u64>() % 60;

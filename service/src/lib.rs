@@ -2,11 +2,13 @@
 //! the tests all call these functions; none of them talks to the database or a provider
 //! directly.
 
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod catalog;
 pub mod clock;
+pub mod code_url;
 pub mod config;
 pub mod connections;
 pub mod db;

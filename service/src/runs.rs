@@ -13,9 +13,12 @@
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use wire::Provider;
-use wire::api::{ClaimAnswer, CompleteRun, InferenceToken, RunList, RunSummary, SandboxEnv, SubmitAnswer};
+use wire::api::{
+    ClaimAnswer, CompleteRun, CompleteRunAnswer, InferenceToken, RunList, RunSummary, SandboxEnv, SubmitAnswer, WorkItemStatus,
+};
 
 use crate::clock;
+use crate::code_url::CodeGrant;
 use crate::connections::{ConnectionError, STATE_CONNECTED, key_fingerprint};
 use crate::db::Backend;
 use crate::domain::{Caller, Hotkey};
@@ -39,13 +42,15 @@ pub const STATUS_RUNNING: &str = "running";
 pub const STATUS_SUCCEEDED: &str = "succeeded";
 pub const STATUS_FAILED: &str = "failed";
 
-pub const REASON_NO_PROVIDER: &str = "no inference provider connected: connect one with `oro inference connect chutes` or `oro inference connect openrouter --api-key <management key>`";
+/// What works with each client: every `oro` connects OpenRouter; Chutes connects on the
+/// dashboard or with oro-inference's own `oro`, since ORO's `oro` dropped it in 5.0.1.
+pub const REASON_NO_PROVIDER: &str = "no inference provider connected: connect OpenRouter with `oro inference connect openrouter --api-key <management key>` (any oro CLI), or Chutes on the dashboard or with oro-inference's `oro inference connect chutes` (ORO's oro-sdk CLI no longer connects Chutes since 5.0.1)";
 pub const REASON_REVOKED: &str = "provider credential invalid or revoked: reconnect";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "No inference provider connected. Connect one first: `oro inference connect chutes` or `oro inference connect openrouter --api-key <management key>`."
+        "No inference provider connected. Connect one first: OpenRouter with `oro inference connect openrouter --api-key <management key>` (any oro CLI), or Chutes on the dashboard or with oro-inference's `oro inference connect chutes` (ORO's oro-sdk CLI no longer connects Chutes since 5.0.1)."
     )]
     NoProviderConnected,
     #[error("agent_name must be 1 to 64 characters of letters, digits, '-', '_' or '.'")]
@@ -58,12 +63,22 @@ pub enum RunError {
     Cooldown { remaining_seconds: i64, next_allowed_at: i64 },
     #[error("evaluation run not found")]
     NotFound,
-    #[error("this run is leased to another validator")]
+    #[error("agent version not found")]
+    AgentVersionNotFound,
+    #[error("agent not found")]
+    AgentNotFound,
+    #[error("this run is not held by you: it was handed to another validator, or put back in the queue after its lease ran out")]
     NotYours,
-    #[error("this run is not running (it is {0})")]
-    NotRunning(String),
+    #[error("the lease on this run ran out and it went back to the queue: stop working on it")]
+    LeaseExpired,
+    #[error("this run is already complete ({0})")]
+    AlreadyComplete(String),
     #[error("validator at capacity: finish a run before claiming another")]
     AtCapacity,
+    #[error("this download link has expired: fetch the code with a signed GET of /v1/validator/agent-versions/<agent_version_id>/code")]
+    DownloadLinkExpired,
+    #[error("this download link is not valid: it was altered, or the run is no longer held by the validator it was issued to")]
+    DownloadLinkInvalid,
     #[error("terminal_status must be one of SUCCESS, FAILED, ERROR, TIMED_OUT, CANCELLED")]
     BadTerminalStatus,
     #[error("the stored credential could not be opened")]
@@ -78,9 +93,9 @@ impl RunError {
             RunError::NoProviderConnected | RunError::InvalidAgentName | RunError::InvalidFile(_) => 400,
             RunError::FileTooLarge => 413,
             RunError::Cooldown { .. } => 429,
-            RunError::NotFound => 404,
-            RunError::NotYours => 403,
-            RunError::NotRunning(_) | RunError::AtCapacity => 409,
+            RunError::NotFound | RunError::AgentVersionNotFound | RunError::AgentNotFound => 404,
+            RunError::DownloadLinkExpired | RunError::DownloadLinkInvalid => 403,
+            RunError::NotYours | RunError::LeaseExpired | RunError::AlreadyComplete(_) | RunError::AtCapacity => 409,
             RunError::BadTerminalStatus => 422,
             RunError::Vault(_) | RunError::Storage(_) => 500,
         }
@@ -89,7 +104,9 @@ impl RunError {
     /// Extra fields of the SDK's error models (`error_code`, `remaining_seconds`, ...).
     pub fn extra_fields(&self) -> Option<serde_json::Value> {
         Some(match self {
-            RunError::NoProviderConnected => serde_json::json!({"error_code": "NO_INFERENCE_PROVIDER"}),
+            // No code of the SDK's 400 models fits, and any other code crashes its parser: the
+            // sentence alone (it parses as the first 400 model and prints the detail).
+            RunError::NoProviderConnected => return None,
             RunError::InvalidAgentName => serde_json::json!({"error_code": "INVALID_AGENT_NAME"}),
             RunError::InvalidFile(_) => serde_json::json!({"error_code": "INVALID_FILE"}),
             RunError::FileTooLarge => serde_json::json!({"error_code": "FILE_TOO_LARGE"}),
@@ -98,6 +115,17 @@ impl RunError {
                 "remaining_seconds": remaining_seconds,
                 "next_allowed_at": clock::rfc3339(*next_allowed_at),
             }),
+            RunError::NotFound => serde_json::json!({"error_code": "EVAL_RUN_NOT_FOUND"}),
+            RunError::AgentVersionNotFound => {
+                serde_json::json!({"error_code": "AGENT_VERSION_NOT_FOUND"})
+            }
+            RunError::AgentNotFound => serde_json::json!({"error_code": "AGENT_NOT_FOUND"}),
+            RunError::NotYours => serde_json::json!({"error_code": "NOT_RUN_OWNER"}),
+            RunError::LeaseExpired => serde_json::json!({"error_code": "LEASE_EXPIRED"}),
+            RunError::AlreadyComplete(_) => {
+                serde_json::json!({"error_code": "RUN_ALREADY_COMPLETE"})
+            }
+            RunError::AtCapacity => serde_json::json!({"error_code": "AT_CAPACITY"}),
             _ => return None,
         })
     }
@@ -390,16 +418,15 @@ impl Services {
                     if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(token.provider), "credential_used", &used).await {
                         tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
                     }
+                    let code_download_url = self.code_download_url(&run_id, &agent_version_id, &validator.hotkey, lease_expires_at);
                     return Ok(Some(ClaimAnswer {
-                        code_download_url: format!(
-                            "{}/v1/validator/agent-versions/{agent_version_id}/code",
-                            self.settings.public_url.as_str().trim_end_matches('/')
-                        ),
+                        code_download_url,
                         eval_run_id: run_id,
                         agent_version_id,
                         suite_id,
                         lease_expires_at: clock::rfc3339(lease_expires_at),
                         race_id: None,
+                        chutes_access_token: (token.provider == Provider::Chutes).then(|| token.access_token.clone()),
                         inference_token: Some(token),
                         sandbox_env: Some(sandbox_env),
                     }));
@@ -462,7 +489,9 @@ impl Services {
                 .bind(validator)
                 .fetch_optional(self.db.pool())
                 .await?;
-        let Some((retries,)) = retries else { return Ok("the run had already moved on") };
+        let Some((retries,)) = retries else {
+            return Ok("the run had already moved on");
+        };
         if !storage && retries >= OUR_FAULT_RETRIES {
             let failure = format!(
                 "the service could not issue this run's credential ({}); reconnect the provider and submit again",
@@ -591,7 +620,9 @@ impl Services {
                 .bind(Provider::OpenRouter.as_str())
                 .fetch_optional(self.db.pool())
                 .await?;
-        let Some((state, ciphertext)) = row else { return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into()))) };
+        let Some((state, ciphertext)) = row else {
+            return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
+        };
         if state != STATE_CONNECTED {
             return Ok(Err(MintFailure::Fail(REASON_REVOKED.into())));
         }
@@ -720,7 +751,9 @@ impl Services {
                 if !matches!(&status, Ok(Some((s,))) if s != STATUS_RUNNING) {
                     continue;
                 }
-                let Ok(keys) = services.openrouter.list_keys(&management_key).await else { continue };
+                let Ok(keys) = services.openrouter.list_keys(&management_key).await else {
+                    continue;
+                };
                 for key in keys.into_iter().filter(|k| !k.disabled && k.name.as_deref() == Some(name.as_str())) {
                     let recorded: Result<Option<(String,)>, _> = sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1")
                         .bind(&key.hash)
@@ -769,13 +802,21 @@ impl Services {
     async fn chutes_run_token(&self, miner: &Hotkey, model: &str) -> Result<Result<InferenceToken, MintFailure>, RunError> {
         let tokens = match self.chutes_access_token(miner).await {
             Ok(t) => t,
-            Err(ConnectionError::NotConnected(_)) => return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into()))),
+            Err(ConnectionError::NotConnected(_)) => {
+                return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
+            }
             Err(ConnectionError::NeedsReconsent(_)) => {
                 return Ok(Err(MintFailure::Fail("Chutes needs re-consent: the stored grant was refused; reconnect Chutes".into())));
             }
-            Err(ConnectionError::Provider(e)) => return Ok(Err(mint_failure(Provider::Chutes, &e))),
-            Err(ConnectionError::Busy) => return Ok(Err(MintFailure::Retry("the Chutes credential is busy".into()))),
-            Err(ConnectionError::Conflict) => return Ok(Err(MintFailure::Retry("the Chutes connection changed during the claim".into()))),
+            Err(ConnectionError::Provider(e)) => {
+                return Ok(Err(mint_failure(Provider::Chutes, &e)));
+            }
+            Err(ConnectionError::Busy) => {
+                return Ok(Err(MintFailure::Retry("the Chutes credential is busy".into())));
+            }
+            Err(ConnectionError::Conflict) => {
+                return Ok(Err(MintFailure::Retry("the Chutes connection changed during the claim".into())));
+            }
             Err(ConnectionError::Storage(e)) => return Err(e.into()),
             Err(ConnectionError::Vault(e)) => return Err(e.into()),
             Err(other) => return Ok(Err(MintFailure::Fail(other.to_string()))),
@@ -793,25 +834,42 @@ impl Services {
         }))
     }
 
+    /// The run, if this validator holds it; otherwise why not, in the SDK's terms: gone back
+    /// to the queue (`LeaseExpired`), completed by this validator (`AlreadyComplete`), or
+    /// someone else's (`NotYours`).
     async fn leased_run(&self, validator: &Caller, run_id: &str) -> Result<(String, Option<String>), RunError> {
+        // ORO's run ids are UUIDs; anything else names no run (and never reaches the database).
+        if uuid::Uuid::parse_str(run_id).is_err() {
+            return Err(RunError::NotFound);
+        }
         let row: Option<(String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1")
                 .bind(run_id)
                 .fetch_optional(self.db.pool())
                 .await?;
         let (status, holder, key_hash) = row.ok_or(RunError::NotFound)?;
-        if holder.as_deref() != Some(validator.hotkey.as_str()) {
-            return Err(if status == STATUS_RUNNING { RunError::NotYours } else { RunError::NotRunning(status) });
+        let mine = holder.as_deref() == Some(validator.hotkey.as_str());
+        match status.as_str() {
+            STATUS_RUNNING if mine => Ok((status, key_hash)),
+            STATUS_QUEUED => Err(RunError::LeaseExpired),
+            STATUS_SUCCEEDED | STATUS_FAILED if mine => Err(RunError::AlreadyComplete(status)),
+            _ => Err(RunError::NotYours),
         }
-        if status != STATUS_RUNNING {
-            return Err(RunError::NotRunning(status));
-        }
-        Ok((status, key_hash))
+    }
+
+    /// As `leased_run`, for the routes whose SDK models know no `LEASE_EXPIRED` (progress,
+    /// complete): there a run that went back to the queue is simply no longer the caller's.
+    async fn owned_run(&self, validator: &Caller, run_id: &str) -> Result<(String, Option<String>), RunError> {
+        self.leased_run(validator, run_id).await.map_err(|e| if matches!(e, RunError::LeaseExpired) { RunError::NotYours } else { e })
     }
 
     /// `/heartbeat` and `/progress`: the validator is alive; the lease is extended.
     pub async fn heartbeat(&self, validator: &Caller, run_id: &str, progress: Option<&serde_json::Value>) -> Result<String, RunError> {
-        self.leased_run(validator, run_id).await?;
+        if progress.is_some() {
+            self.owned_run(validator, run_id).await?;
+        } else {
+            self.leased_run(validator, run_id).await?;
+        }
         let lease = clock::now() + self.settings.run_lease_secs;
         let progress = progress.map(|p| p.to_string()).filter(|p| p.len() <= 16 * 1024);
         let renewed = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
@@ -832,13 +890,14 @@ impl Services {
 
     /// `/complete`: records the outcome, then disables the run's OpenRouter key and records
     /// what it spent.
-    pub async fn complete_run(&self, validator: &Caller, run_id: &str, body: &CompleteRun) -> Result<(), RunError> {
-        let status = match body.terminal_status.to_ascii_uppercase().as_str() {
+    pub async fn complete_run(&self, validator: &Caller, run_id: &str, body: &CompleteRun) -> Result<CompleteRunAnswer, RunError> {
+        let terminal = body.terminal_status.to_ascii_uppercase();
+        let status = match terminal.as_str() {
             "SUCCESS" | "SUCCEEDED" | "COMPLETED" => STATUS_SUCCEEDED,
             "FAILED" | "FAILURE" | "ERROR" | "TIMED_OUT" | "TIMEOUT" | "CANCELLED" => STATUS_FAILED,
             _ => return Err(RunError::BadTerminalStatus),
         };
-        let (_, key_hash) = self.leased_run(validator, run_id).await?;
+        let (_, key_hash) = self.owned_run(validator, run_id).await?;
         let reason = if status == STATUS_FAILED {
             normalize_failure_reason(body.failure_reason.as_deref())
                 .or_else(|| Some(format!("the validator reported {}", body.terminal_status.to_ascii_uppercase())))
@@ -849,7 +908,7 @@ impl Services {
         let completed = sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND status = $6 AND validator_hotkey = $7")
             .bind(status)
             .bind(reason.clone())
-            .bind(body.validator_score.filter(|s| s.is_finite()))
+            .bind(crate::db::NullableF64(body.validator_score.filter(|s| s.is_finite())))
             .bind(now)
             .bind(run_id)
             .bind(STATUS_RUNNING)
@@ -869,7 +928,16 @@ impl Services {
                 tracing::warn!(run = %run_id, error = %e, "could not disable the run key yet; the reaper will retry");
             }
         }
-        Ok(())
+        // One run is the whole work item of an agent version here: a success makes the
+        // version eligible and closes the item either way.
+        let succeeded = status == STATUS_SUCCEEDED;
+        Ok(CompleteRunAnswer {
+            eval_run_id: run_id.to_owned(),
+            status: terminal,
+            work_item: WorkItemStatus { included_success_count: i64::from(succeeded), required_successes: 1, is_closed: true },
+            agent_version_became_eligible: succeeded,
+            final_score: body.validator_score.filter(|s| s.is_finite()),
+        })
     }
 
     /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
@@ -879,7 +947,9 @@ impl Services {
                 .bind(hash)
                 .fetch_optional(self.db.pool())
                 .await?;
-        let Some((hotkey, minted_by, disabled_at, run_id)) = row else { return Ok(()) };
+        let Some((hotkey, minted_by, disabled_at, run_id)) = row else {
+            return Ok(());
+        };
         let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(&hotkey)
             .bind(Provider::OpenRouter.as_str())
@@ -911,7 +981,7 @@ impl Services {
             .rows_affected()
             == 1;
         sqlx::query("UPDATE run_keys SET usage_usd = COALESCE($1, usage_usd) WHERE key_hash = $2")
-            .bind(usage)
+            .bind(crate::db::NullableF64(usage))
             .bind(hash)
             .execute(self.db.pool())
             .await?;
@@ -997,6 +1067,40 @@ impl Services {
             }
         }
         Ok(reaped)
+    }
+
+    /// A presigned link to the run's agent code, good until `expires` and only while this
+    /// validator holds the run (ORO's validator fetches it with a plain GET).
+    fn code_download_url(&self, run_id: &str, agent_version_id: &str, validator: &Hotkey, expires: i64) -> String {
+        let sig = self.code_urls.sign(&CodeGrant { run_id, agent_version_id, validator: validator.as_str(), expires });
+        format!("{}/v1/public/agent-code/{run_id}?expires={expires}&sig={sig}", self.settings.public_url.as_str().trim_end_matches('/'))
+    }
+
+    /// The agent code behind a presigned link: the link must be unexpired, and made for the
+    /// run as it is now (running, under the validator and agent version it names).
+    pub async fn agent_code_by_link(&self, run_id: &str, expires: i64, sig: &str) -> Result<(String, Vec<u8>), RunError> {
+        if expires < clock::now() {
+            return Err(RunError::DownloadLinkExpired);
+        }
+        let row: Option<(String, Option<String>, String)> =
+            sqlx::query_as("SELECT agent_version_id, validator_hotkey, status FROM eval_runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some((agent_version_id, Some(validator), status)) = row else {
+            return Err(RunError::DownloadLinkInvalid);
+        };
+        if status != STATUS_RUNNING
+            || !self.code_urls.verify(&CodeGrant { run_id, agent_version_id: &agent_version_id, validator: &validator, expires }, sig)
+        {
+            return Err(RunError::DownloadLinkInvalid);
+        }
+        let (file_name, code): (String, Vec<u8>) = sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1")
+            .bind(&agent_version_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or(RunError::NotFound)?;
+        Ok((file_name, code))
     }
 
     /// The agent code a validator downloads (only for a run it holds).

@@ -21,6 +21,8 @@ pub struct Services {
     pub vault: Vault,
     pub openrouter: OpenRouterClient,
     pub chutes: ChutesClient,
+    /// Signs and checks the presigned `code_download_url` links.
+    pub code_urls: Arc<crate::code_url::CodeUrlSigner>,
     pub(crate) catalog_cache: Arc<crate::catalog::CatalogCache>,
 }
 
@@ -61,8 +63,27 @@ impl ServiceError {
 
     /// The provider's fault (502/503/504): safe and useful to tell the caller.
     pub fn is_upstream(&self) -> bool {
-        matches!(self, ServiceError::Connection(ConnectionError::Provider(_)))
-            || matches!(self, ServiceError::Connection(ConnectionError::Busy))
+        matches!(
+            self,
+            ServiceError::Connection(
+                ConnectionError::Provider(_)
+                    | ConnectionError::Busy
+                    | ConnectionError::ConnectTimedOut(..)
+                    | ConnectionError::ConnectStillRunning(..)
+            )
+        )
+    }
+
+    /// The request field a bad-value refusal (422) is about.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            // The legacy route names it refresh_token; both carry the pasted credential.
+            ServiceError::Connection(ConnectionError::BadCredentialShape(_)) => Some("credential"),
+            ServiceError::Connection(ConnectionError::BadCodeVerifier) => Some("code_verifier"),
+            ServiceError::Budget(crate::budget::BudgetError::Invalid) => Some("monthly_usd"),
+            ServiceError::Run(crate::runs::RunError::BadTerminalStatus) => Some("terminal_status"),
+            _ => None,
+        }
     }
 
     /// Seconds a refused caller should wait (`Retry-After`).
@@ -89,6 +110,7 @@ impl Services {
         let create_master = settings.environment != Environment::Production;
         let masters = MasterKeys::load(&settings.master_key_file, create_master)?;
         let vault = Vault::open(&db, &masters).await?;
+        let code_urls = Arc::new(crate::code_url::CodeUrlSigner::new(&masters));
         drop(masters);
         let timeout = Duration::from_secs(settings.provider_timeout_secs);
         let http = http_client(timeout);
@@ -102,7 +124,7 @@ impl Services {
             timeout,
         );
         crate::catalog::seed_if_empty(&db).await?;
-        Ok(Services { settings: Arc::new(settings), db, vault, openrouter, chutes, catalog_cache: Arc::default() })
+        Ok(Services { settings: Arc::new(settings), db, vault, openrouter, chutes, code_urls, catalog_cache: Arc::default() })
     }
 
     /// One pass of background upkeep: forget what expired, retry failed revocations, reap

@@ -70,7 +70,9 @@ impl SessionStore for DbSessionStore {
             .fetch_optional(self.db.pool())
             .await
             .map_err(backend)?;
-        let Some((data, expires_at)) = row else { return Ok(None) };
+        let Some((data, expires_at)) = row else {
+            return Ok(None);
+        };
         let data = serde_json::from_slice(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         Ok(Some(Record { id: *id, data, expiry_date }))

@@ -107,6 +107,21 @@ impl MasterKeys {
         self.keys.iter().map(|(id, _)| id.clone()).collect()
     }
 
+    /// A key for another purpose derived from each master key (HMAC-SHA256 of `label`), the
+    /// current one last: signing keys that every replica holding the key file shares, without
+    /// handing the master keys themselves to the code that signs.
+    pub fn derive(&self, label: &str) -> Vec<SecretBox<[u8; 32]>> {
+        use hmac::Mac;
+        self.keys
+            .iter()
+            .map(|(_, master)| {
+                let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(master.expose_secret()).expect("HMAC takes any key length");
+                Mac::update(&mut mac, label.as_bytes());
+                SecretBox::new(Box::new(mac.finalize().into_bytes().into()))
+            })
+            .collect()
+    }
+
     fn get(&self, id: &str) -> Option<&Key32> {
         self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key)
     }

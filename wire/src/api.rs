@@ -188,6 +188,10 @@ pub struct ClaimAnswer {
     pub code_download_url: String,
     pub race_id: Option<String>,
     pub inference_token: Option<InferenceToken>,
+    /// For validators of the oro-sdk 1.0.50 generation (ORO's public validator), which know
+    /// only this field: the Chutes token of a Chutes run, absent on OpenRouter runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chutes_access_token: Option<String>,
     #[serde(default)]
     pub sandbox_env: Option<SandboxEnv>,
 }
@@ -204,6 +208,35 @@ pub struct CompleteRun {
     pub failure_reason: Option<String>,
     #[serde(default)]
     pub sandbox_metadata: Option<serde_json::Value>,
+}
+
+/// How far an agent version's work item is (`CompleteRunAnswer::work_item`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItemStatus {
+    pub included_success_count: i64,
+    pub required_successes: i64,
+    pub is_closed: bool,
+}
+
+/// `POST /v1/validator/evaluation-runs/{id}/complete` -> 200 (oro-sdk's `CompleteRunResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteRunAnswer {
+    pub eval_run_id: String,
+    /// The terminal status recorded, as the validator sent it (`SUCCESS`, `FAILED`, ...).
+    pub status: String,
+    pub work_item: WorkItemStatus,
+    pub agent_version_became_eligible: bool,
+    pub final_score: Option<f64>,
+}
+
+/// `/heartbeat` and `/progress` -> 200 (oro-sdk's `HeartbeatResponse`, `ProgressUpdateResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenewed {
+    pub ok: bool,
+    /// Progress reports only: the report was kept.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accepted: Option<bool>,
+    pub lease_expires_at: String,
 }
 
 /// `POST /v1/miner/submit` -> 200.
@@ -268,4 +301,64 @@ pub struct SetBudget {
 pub struct Health {
     pub status: String,
     pub version: String,
+}
+
+/// An agent version's place in evaluation, in oro-sdk's words (`AgentVersionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AgentVersionState {
+    Queued,
+    Running,
+    /// Its evaluation succeeded.
+    Eligible,
+    /// Its evaluation failed.
+    Discarded,
+}
+
+/// One version of a miner's agent (oro-sdk's `AgentLatestVersion` and `AgentVersionHistoryEntry`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentVersionEntry {
+    pub agent_version_id: String,
+    /// 1 for the agent's first submission, counting up.
+    pub version_number: i64,
+    pub submitted_at: String,
+    pub state: AgentVersionState,
+    pub final_score: Option<f64>,
+}
+
+/// One agent of a miner (oro-sdk's `AgentPublic`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinerAgent {
+    pub agent_id: String,
+    pub miner_hotkey: String,
+    pub agent_name: String,
+    pub created_at: String,
+    pub latest_version: Option<AgentVersionEntry>,
+}
+
+/// `GET /v1/miner/agents` (oro-sdk's `MinerAgentsResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinerAgents {
+    pub agents: Vec<MinerAgent>,
+    /// No submission cooldown is running.
+    pub can_submit: bool,
+    pub next_allowed_at: Option<String>,
+}
+
+/// `GET /v1/miner/agent-versions/{id}` (oro-sdk's `AgentVersionStatus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentVersionStatus {
+    pub agent_version_id: String,
+    pub agent_name: String,
+    pub miner_hotkey: String,
+    pub version_number: i64,
+    pub submitted_at: String,
+    pub state: AgentVersionState,
+    pub suite_id: i64,
+    /// One successful run makes a version eligible here.
+    pub required_successes: i64,
+    pub success_count: i64,
+    pub active_count: i64,
+    pub is_closed: bool,
+    pub final_score: Option<f64>,
 }

@@ -52,15 +52,31 @@ impl IntoResponse for ApiError {
             return (status, Json(json!({"detail": [{"loc": loc, "msg": msg, "type": kind}]}))).into_response();
         }
         let detail = if status.is_server_error() {
-            tracing::error!(error = ?self, "request failed");
             match &self {
                 // Provider trouble is worth telling: it is not our bug and not the caller's.
-                ApiError::Service(e) if e.is_upstream() => self.to_string(),
-                _ => "internal error: the service could not complete this request; try again".to_owned(),
+                ApiError::Service(e) if e.is_upstream() => {
+                    tracing::warn!(error = %self, "provider trouble");
+                    self.to_string()
+                }
+                // Our own sentences (a route of ORO's backend, readiness).
+                ApiError::Status(..) => self.to_string(),
+                _ => {
+                    tracing::error!(error = ?self, "request failed");
+                    "internal error: the service could not complete this request; try again".to_owned()
+                }
             }
         } else {
             self.to_string()
         };
+        // oro-sdk parses every 422 as FastAPI's list (a text would crash it): a refusal the
+        // domain calls a bad value is one entry, at the field it names.
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            let loc = match &self {
+                ApiError::Service(e) => e.field().map(|f| vec!["body", f]).unwrap_or_else(|| vec!["body"]),
+                _ => vec!["body"],
+            };
+            return (status, Json(json!({"detail": [{"loc": loc, "msg": detail, "type": "value_error"}]}))).into_response();
+        }
         let mut body = json!({"detail": detail});
         if let ApiError::Service(service::ServiceError::Run(e)) = &self
             && let (Some(extra), Some(map)) = (e.extra_fields(), body.as_object_mut())
@@ -71,7 +87,8 @@ impl IntoResponse for ApiError {
         if let ApiError::Service(service::ServiceError::RateLimited(e)) = &self
             && let (Some(seconds), Some(map)) = (e.retry_after_secs(), body.as_object_mut())
         {
-            map.insert("error_code".into(), json!("RATE_LIMITED"));
+            // The SDK's own code for this (its 429 models know no other besides the cooldown).
+            map.insert("error_code".into(), json!("RATE_LIMIT_EXCEEDED"));
             map.insert("retry_after_seconds".into(), json!(seconds));
         }
         let mut response = (status, Json(body)).into_response();

@@ -123,7 +123,9 @@ pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => return refusal(&path, ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into())),
+        Err(_) => {
+            return refusal(&path, ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()));
+        }
     };
     let form_decoded = path.starts_with("/api/") || content_type.starts_with("application/x-www-form-urlencoded");
     if bytes.contains(&0) || has(&bytes, b"\\u0000") || (form_decoded && has(&bytes, b"%00")) {

@@ -9,8 +9,8 @@ use service::Services;
 use service::rate_limit::Action;
 use wire::Provider;
 use wire::api::{
-    AuditEvents, Budget, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer, InferenceAuthList, LegacyChutesAuth,
-    LegacyChutesStatus, ProviderStatus, RunList, SetBudget, SetDefault, SubmitAnswer,
+    AgentVersionEntry, AgentVersionStatus, AuditEvents, Budget, ConnectCredential, ConnectionChanged, ExchangeCode, ExchangeCodeAnswer,
+    InferenceAuthList, LegacyChutesAuth, LegacyChutesStatus, MinerAgents, ProviderStatus, RunList, SetBudget, SetDefault, SubmitAnswer,
 };
 
 use super::error::ApiError;
@@ -29,6 +29,40 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/miner/submit", post(submit))
         .route("/v1/miner/runs", get(runs))
         .route("/v1/miner/budget", get(budget).put(set_budget))
+        .route("/v1/miner/agents", get(agents))
+        .route("/v1/miner/agents/{agent_id}/versions", get(agent_versions))
+        .route("/v1/miner/agent-versions/{agent_version_id}", get(agent_version))
+}
+
+/// FastAPI's 422 for a path id that is not a UUID (oro-sdk's ids always are).
+fn uuid_from_path(name: &str, text: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(text).map(|u| u.to_string()).map_err(|_| ApiError::Validation {
+        loc: vec!["path".into(), name.into()],
+        msg: "Input should be a valid UUID".into(),
+        kind: "uuid_parsing",
+    })
+}
+
+async fn agents(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<MinerAgents>, ApiError> {
+    Ok(Json(services.miner_agents(&caller.hotkey).await.map_err(service::ServiceError::from)?))
+}
+
+async fn agent_versions(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    Path(agent_id): Path<String>,
+) -> Result<Json<Vec<AgentVersionEntry>>, ApiError> {
+    let agent_id = uuid_from_path("agent_id", &agent_id)?;
+    Ok(Json(services.agent_versions(&caller.hotkey, &agent_id).await.map_err(service::ServiceError::from)?))
+}
+
+async fn agent_version(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    Path(id): Path<String>,
+) -> Result<Json<AgentVersionStatus>, ApiError> {
+    let id = uuid_from_path("agent_version_id", &id)?;
+    Ok(Json(services.agent_version_status(&caller.hotkey, &id).await.map_err(service::ServiceError::from)?))
 }
 
 fn provider_from_path(text: &str) -> Result<Provider, ApiError> {

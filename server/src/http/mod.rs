@@ -7,6 +7,7 @@ pub mod extract;
 pub mod guards;
 pub mod metrics;
 mod miner;
+mod oro_backend;
 mod public;
 mod validator;
 
@@ -21,4 +22,6 @@ pub fn api_router() -> Router<AppState> {
         .merge(auth_routes::routes())
         .merge(miner::routes())
         .merge(validator::routes())
+        .merge(oro_backend::routes())
+        .method_not_allowed_fallback(oro_backend::method_not_allowed)
 }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,7 +14,13 @@ use super::error::ApiError;
 use crate::startup::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/health/ready", get(ready)).route("/v1/public/inference/models", get(models))
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        // oro-sdk's `deep_health_check`: the same question as readiness.
+        .route("/health/deep", get(ready))
+        .route("/v1/public/inference/models", get(models))
+        .route("/v1/public/agent-code/{run_id}", get(agent_code))
 }
 
 async fn health() -> Json<wire::api::Health> {
@@ -26,7 +32,9 @@ async fn health() -> Json<wire::api::Health> {
 async fn ready(State(services): State<Services>) -> Response {
     let answered = tokio::time::timeout(std::time::Duration::from_secs(2), services.db.ping()).await;
     let problem = match answered {
-        Ok(Ok(())) => return (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
+        Ok(Ok(())) => {
+            return (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response();
+        }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "no answer within 2 s".to_owned(),
     };
@@ -70,4 +78,21 @@ async fn models(State(services): State<Services>, Query(q): Query<ModelsQuery>, 
     }
     Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body.json.clone())
         .into_response())
+}
+
+#[derive(Deserialize)]
+struct CodeLink {
+    expires: i64,
+    sig: String,
+}
+
+/// The presigned `code_download_url` of a claim: no signed headers (ORO's validator fetches
+/// it with a plain GET); the link itself is the credential.
+async fn agent_code(
+    State(services): State<Services>,
+    Path(run_id): Path<String>,
+    super::extract::ApiQuery(link): super::extract::ApiQuery<CodeLink>,
+) -> Result<Response, ApiError> {
+    let (file_name, code) = services.agent_code_by_link(&run_id, link.expires, &link.sig).await.map_err(service::ServiceError::from)?;
+    Ok(super::validator::code_download(file_name, code))
 }

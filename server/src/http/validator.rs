@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use service::Services;
-use wire::api::CompleteRun;
+use wire::api::{CompleteRun, CompleteRunAnswer, LeaseRenewed};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Validator};
@@ -35,13 +35,14 @@ async fn claim(State(services): State<Services>, Validator(caller): Validator, _
     }
 }
 
+/// The body (the validator's resource report) is optional: oro-sdk 5.0.2 and newer send none.
 async fn heartbeat(
     State(services): State<Services>,
     Validator(caller): Validator,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LeaseRenewed>, ApiError> {
     let lease = services.heartbeat(&caller, &id, None).await.map_err(service::ServiceError::from)?;
-    Ok(Json(serde_json::json!({"ok": true, "lease_expires_at": lease})))
+    Ok(Json(LeaseRenewed { ok: true, accepted: None, lease_expires_at: lease }))
 }
 
 async fn progress(
@@ -49,9 +50,9 @@ async fn progress(
     Validator(caller): Validator,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LeaseRenewed>, ApiError> {
     let lease = services.heartbeat(&caller, &id, Some(&body)).await.map_err(service::ServiceError::from)?;
-    Ok(Json(serde_json::json!({"ok": true, "lease_expires_at": lease})))
+    Ok(Json(LeaseRenewed { ok: true, accepted: Some(true), lease_expires_at: lease }))
 }
 
 async fn complete(
@@ -59,14 +60,25 @@ async fn complete(
     Validator(caller): Validator,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CompleteRun>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    services.complete_run(&caller, &id, &body).await.map_err(service::ServiceError::from)?;
-    Ok(Json(serde_json::json!({"ok": true})))
+) -> Result<Json<CompleteRunAnswer>, ApiError> {
+    Ok(Json(services.complete_run(&caller, &id, &body).await.map_err(service::ServiceError::from)?))
 }
 
 async fn code(State(services): State<Services>, Validator(caller): Validator, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (file_name, code) = services.agent_code(&caller, &id).await.map_err(service::ServiceError::from)?;
+    Ok(code_download(file_name, code))
+}
+
+/// The agent file as a download; never cached (the link is a credential).
+pub(super) fn code_download(file_name: String, code: Vec<u8>) -> Response {
     let disposition = format!("attachment; filename=\"{}\"", file_name.replace(['"', '\\', '\r', '\n'], "_"));
-    Ok(([(header::CONTENT_TYPE, "text/x-python; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], code)
-        .into_response())
+    (
+        [
+            (header::CONTENT_TYPE, "text/x-python; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        code,
+    )
+        .into_response()
 }

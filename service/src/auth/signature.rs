@@ -16,8 +16,12 @@ pub fn parse_signature_hex(text: &str) -> Option<[u8; 64]> {
 
 /// True when `signature` is the hotkey's signature of `message` or of `<Bytes>message</Bytes>`.
 pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let Ok(key) = PublicKey::from_bytes(public_key) else { return false };
-    let Ok(signature) = Signature::from_bytes(signature) else { return false };
+    let Ok(key) = PublicKey::from_bytes(public_key) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_bytes(signature) else {
+        return false;
+    };
     key.verify_simple(b"substrate", message, &signature).is_ok()
         || key.verify_simple(b"substrate", &wire::signing::wrap_bytes(message), &signature).is_ok()
 }

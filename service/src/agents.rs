@@ -1,0 +1,124 @@
+//! A miner's agents and their versions, as oro-sdk's `GET /v1/miner/agents` family shows them:
+//! each submission is one version, evaluated by one run, so a version's state is its run's.
+
+use wire::api::{AgentVersionEntry, AgentVersionState, AgentVersionStatus, MinerAgent, MinerAgents};
+
+use crate::clock;
+use crate::domain::Hotkey;
+use crate::runs::{RunError, STATUS_FAILED, STATUS_QUEUED, STATUS_RUNNING, STATUS_SUCCEEDED};
+use crate::services::Services;
+
+fn state_of(run_status: Option<&str>) -> AgentVersionState {
+    match run_status {
+        Some(STATUS_RUNNING) => AgentVersionState::Running,
+        Some(STATUS_SUCCEEDED) => AgentVersionState::Eligible,
+        Some(STATUS_FAILED) => AgentVersionState::Discarded,
+        Some(STATUS_QUEUED) | Some(_) | None => AgentVersionState::Queued,
+    }
+}
+
+/// agent id, version id, submitted at, run status, score: every version of one miner, oldest first.
+type VersionRow = (String, String, i64, Option<String>, Option<f64>);
+
+struct Version {
+    agent_id: String,
+    entry: AgentVersionEntry,
+    run_status: Option<String>,
+}
+
+impl Services {
+    async fn versions_of(&self, hotkey: &Hotkey) -> Result<Vec<Version>, RunError> {
+        let rows: Vec<VersionRow> = sqlx::query_as(
+            "SELECT v.agent_id, v.id, v.created_at, r.status, r.score
+             FROM agent_versions v LEFT JOIN eval_runs r ON r.agent_version_id = v.id
+             WHERE v.hotkey = $1 ORDER BY v.created_at, v.id",
+        )
+        .bind(hotkey.as_str())
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut counts = std::collections::HashMap::<String, i64>::new();
+        Ok(rows
+            .into_iter()
+            .map(|(agent_id, id, created, status, score)| {
+                let number = counts.entry(agent_id.clone()).or_default();
+                *number += 1;
+                Version {
+                    entry: AgentVersionEntry {
+                        agent_version_id: id,
+                        version_number: *number,
+                        submitted_at: clock::rfc3339(created),
+                        state: state_of(status.as_deref()),
+                        final_score: score,
+                    },
+                    agent_id,
+                    run_status: status,
+                }
+            })
+            .collect())
+    }
+
+    /// `GET /v1/miner/agents`.
+    pub async fn miner_agents(&self, hotkey: &Hotkey) -> Result<MinerAgents, RunError> {
+        let agents: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT id, agent_name, created_at FROM agents WHERE hotkey = $1 ORDER BY created_at, id")
+                .bind(hotkey.as_str())
+                .fetch_all(self.db.pool())
+                .await?;
+        let versions = self.versions_of(hotkey).await?;
+        let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM agent_versions WHERE hotkey = $1")
+            .bind(hotkey.as_str())
+            .fetch_one(self.db.pool())
+            .await?;
+        let next_allowed = last.map(|at| at + self.settings.submit_cooldown_secs).filter(|at| *at > clock::now());
+        Ok(MinerAgents {
+            agents: agents
+                .into_iter()
+                .map(|(id, agent_name, created)| MinerAgent {
+                    latest_version: versions.iter().rev().find(|v| v.agent_id == id).map(|v| v.entry.clone()),
+                    agent_id: id,
+                    miner_hotkey: hotkey.to_string(),
+                    agent_name,
+                    created_at: clock::rfc3339(created),
+                })
+                .collect(),
+            can_submit: next_allowed.is_none(),
+            next_allowed_at: next_allowed.map(clock::rfc3339),
+        })
+    }
+
+    /// `GET /v1/miner/agents/{agent_id}/versions`, oldest first; only the caller's own agents.
+    pub async fn agent_versions(&self, hotkey: &Hotkey, agent_id: &str) -> Result<Vec<AgentVersionEntry>, RunError> {
+        let owned: Option<(String,)> = sqlx::query_as("SELECT id FROM agents WHERE id = $1 AND hotkey = $2")
+            .bind(agent_id)
+            .bind(hotkey.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        if owned.is_none() {
+            return Err(RunError::AgentNotFound);
+        }
+        Ok(self.versions_of(hotkey).await?.into_iter().filter(|v| v.agent_id == agent_id).map(|v| v.entry).collect())
+    }
+
+    /// `GET /v1/miner/agent-versions/{id}`: only the caller's own versions.
+    pub async fn agent_version_status(&self, hotkey: &Hotkey, agent_version_id: &str) -> Result<AgentVersionStatus, RunError> {
+        let versions = self.versions_of(hotkey).await?;
+        let version = versions.into_iter().find(|v| v.entry.agent_version_id == agent_version_id).ok_or(RunError::AgentVersionNotFound)?;
+        let (agent_name,): (String,) =
+            sqlx::query_as("SELECT agent_name FROM agents WHERE id = $1").bind(&version.agent_id).fetch_one(self.db.pool()).await?;
+        let status = version.run_status.as_deref();
+        Ok(AgentVersionStatus {
+            agent_version_id: version.entry.agent_version_id,
+            agent_name,
+            miner_hotkey: hotkey.to_string(),
+            version_number: version.entry.version_number,
+            submitted_at: version.entry.submitted_at,
+            state: version.entry.state,
+            suite_id: crate::runs::CURRENT_SUITE_ID,
+            required_successes: 1,
+            success_count: i64::from(status == Some(STATUS_SUCCEEDED)),
+            active_count: i64::from(status == Some(STATUS_RUNNING)),
+            is_closed: matches!(status, Some(STATUS_SUCCEEDED | STATUS_FAILED)),
+            final_score: version.entry.final_score,
+        })
+    }
+}
