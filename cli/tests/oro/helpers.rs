@@ -20,18 +20,16 @@ pub const ENCRYPTED_PASSWORD: &str = "Correct-Horse-9";
 /// The loopback port's lock, shared with the Python CLI's test suite.
 pub const LOOPBACK_LOCK: &str = "/tmp/oro-loopback-8765.lock";
 
-/// The Python that has `bittensor_wallet`: `ORO_SDK_PYTHON`, else the repo's `.venv-oro`,
-/// else the SDK study's.
+/// The Python that has `bittensor_wallet`: `ORO_SDK_PYTHON`, else the shared dependencies of
+/// the repo's oro-sdk venvs (`.venv-oro/base`, made by `server/tests/oro_sdk/install.sh`).
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("ORO_SDK_PYTHON") {
         return PathBuf::from(p);
     }
-    let candidates =
-        [Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/bin/python"), PathBuf::from("/work/sdk-study/.venv-oro/bin/python")];
+    let candidates = [Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/base/bin/python")];
     candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| {
         panic!(
-            "these tests need a Python with bittensor_wallet (oro-sdk[bittensor]==4.0.1): set ORO_SDK_PYTHON, \
-             or create .venv-oro at the repo root (python3 -m venv .venv-oro && .venv-oro/bin/pip install \"oro-sdk[bittensor]==4.0.1\")"
+            "these tests need a Python with bittensor_wallet: set ORO_SDK_PYTHON, or run server/tests/oro_sdk/install.sh (./dev test does)"
         )
     })
 }

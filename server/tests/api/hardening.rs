@@ -79,7 +79,7 @@ async fn rate_limits_per_ip_and_per_hotkey(backend: Backend) {
     assert!(retry_after(&refused).unwrap() <= 3600);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().starts_with("too many submissions for this hotkey: at most 2 per hour"), "{body}");
-    assert_eq!(body["error_code"], "RATE_LIMITED");
+    assert_eq!(body["error_code"], "RATE_LIMIT_EXCEEDED");
     assert!(body["retry_after_seconds"].as_i64().unwrap() > 0);
 
     // Sign-in by address: the API challenge and the dashboard's server functions share it.
@@ -646,7 +646,7 @@ async fn metrics_for_operators(backend: Backend) {
     let after = scrape(&app).await;
     assert!(!after.contains("FROBNICATE") && after.contains("method=\"other\""), "any method name must not become a label");
     // Concrete paths never become labels (they would carry run ids and grow without bound).
-    assert!(!after.contains(&format!("route=\"/v1/miner/inference-auth/openrouter\"")));
+    assert!(!after.contains("route=\"/v1/miner/inference-auth/openrouter\""));
 
     // Every use of the stored credential is in the miner's audit log.
     let events: serde_json::Value = app.get_signed(&miner, "/v1/miner/inference-auth/events").await.json().await.unwrap();

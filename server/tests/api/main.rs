@@ -9,5 +9,6 @@ mod connections;
 mod faults;
 mod foundation;
 mod hardening;
+mod oro_clients;
 mod python_sdk;
 mod runs;

@@ -15,9 +15,9 @@ use crate::helpers::*;
 fn venv_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("ORO_SDK_BIN")
         .map(|oro| PathBuf::from(oro).parent().unwrap().to_path_buf())
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/bin"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/4.0.1/bin"));
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: `./dev test` installs oro-sdk 4.0.1 into .venv-oro (or set ORO_SDK_BIN)", path.display());
+    assert!(path.exists(), "{} is missing: `./dev test` installs oro-sdk 4.0.1 into .venv-oro/4.0.1 (or set ORO_SDK_BIN)", path.display());
     path
 }
 

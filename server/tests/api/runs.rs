@@ -39,7 +39,8 @@ async fn submission_rules(backend: Backend) {
     let body: serde_json::Value = response.json().await.unwrap();
     let text = body["detail"].as_str().unwrap();
     assert!(text.contains("oro inference connect chutes") && text.contains("oro inference connect openrouter"), "{text}");
-    assert_eq!(body["error_code"], "NO_INFERENCE_PROVIDER");
+    // No code: oro-sdk's 400 models define none for this, and an unknown one crashes its parser.
+    assert!(body.get("error_code").is_none(), "{body}");
 
     let key = app.sim.create_openrouter_account(10.0);
     assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
