@@ -225,7 +225,9 @@ async fn create_key(State(control): State<Control>, headers: HeaderMap, body: By
                 }
                 Some(t)
             }
-            Some(_) => return Err(bad_request("expires_at must be an ISO 8601 UTC timestamp or null")),
+            Some(_) => {
+                return Err(bad_request("expires_at must be an ISO 8601 UTC timestamp or null"));
+            }
         };
         Ok::<_, OrError>((name, limit, limit_reset, byok, expires_at))
     })();
