@@ -374,12 +374,21 @@ async fn secrets_never_leak(backend: Backend) {
     let secrets = [key.clone(), key[9..].to_owned(), refresh.clone()];
 
     let mut seen = String::new();
+    let submitted = app.services.submit_agent(&hotkey, "leakcheck", "agent.py", b"def run(task):\n    return 1\n").await.unwrap();
+    let version = submitted.agent_version_id.unwrap();
+    let agent = submitted.agent_id.unwrap();
     for path in [
         "/v1/miner/inference-auth",
         "/v1/miner/inference-auth/openrouter",
         "/v1/miner/inference-auth/chutes",
         "/v1/miner/inference-auth/events",
         "/v1/miner/chutes-auth/status",
+        "/v1/miner/agents",
+        &format!("/v1/miner/agents/{agent}/versions"),
+        &format!("/v1/miner/agent-versions/{version}"),
+        "/v1/miner/race-selection",
+        "/v1/miner/no-such-route",
+        "/health/deep",
     ] {
         seen.push_str(&app.get_signed(&miner, path).await.text().await.unwrap());
     }
