@@ -22,6 +22,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// How this service authenticates to Chutes' token and revocation endpoints (RFC 6749
+/// section 2.3.1). Chutes documents the secret in the form body; HTTP Basic is the one method
+/// every conforming server must accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChutesClientAuth {
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+    /// `client_secret_basic`: `Authorization: Basic`.
+    Basic,
+}
+
+/// The scopes asked for on Chutes' consent page unless `ORO_CHUTES_SCOPES` says otherwise.
+pub const DEFAULT_CHUTES_SCOPES: &str = "openid profile chutes:invoke";
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -36,6 +50,10 @@ pub struct Settings {
     pub chutes_client_secret: SecretString,
     /// The dashboard's OAuth landing page, registered with Chutes.
     pub chutes_redirect_uri: String,
+    pub chutes_client_auth: ChutesClientAuth,
+    /// Space-separated, normalized to single spaces. An IdP that issues refresh tokens only
+    /// to `offline_access` grants needs that scope added here.
+    pub chutes_scopes: String,
     pub run_key_cap_usd: f64,
     pub run_key_ttl_secs: i64,
     pub simulate_providers: bool,
@@ -186,6 +204,25 @@ impl Settings {
             None => format!("{}/oauth/chutes/callback", public_url.as_str().trim_end_matches('/')),
         };
 
+        let chutes_client_auth = match get("ORO_CHUTES_CLIENT_AUTH").as_deref() {
+            None | Some("post") => ChutesClientAuth::Post,
+            Some("basic") => ChutesClientAuth::Basic,
+            Some(_) => return Err(bad("ORO_CHUTES_CLIENT_AUTH", "expected \"post\" or \"basic\"")),
+        };
+        let chutes_scopes = match get("ORO_CHUTES_SCOPES") {
+            None => DEFAULT_CHUTES_SCOPES.to_owned(),
+            Some(scopes) => {
+                // RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+                let tokens: Vec<&str> = scopes.split_whitespace().collect();
+                if let Some(bad_token) =
+                    tokens.iter().find(|t| !t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)))
+                {
+                    return Err(bad("ORO_CHUTES_SCOPES", format!("{bad_token:.40?} is not a valid scope (RFC 6749 section 3.3)")));
+                }
+                tokens.join(" ")
+            }
+        };
+
         let validator_hotkeys = get("ORO_VALIDATOR_HOTKEYS")
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
             .unwrap_or_default();
@@ -225,6 +262,8 @@ impl Settings {
             chutes_client_id: get("ORO_CHUTES_CLIENT_ID").unwrap_or_else(|| DEFAULT_CHUTES_CLIENT_ID.into()),
             chutes_client_secret: SecretString::from(chutes_client_secret.unwrap_or_else(|| "oro-sim-secret".into())),
             chutes_redirect_uri,
+            chutes_client_auth,
+            chutes_scopes,
             run_key_cap_usd: number("ORO_RUN_KEY_CAP_USD", 5.0, 0.01, 10_000.0)?,
             run_key_ttl_secs: seconds("ORO_RUN_KEY_TTL_SECS", 3600, 60, 7 * 24 * 3600)?,
             simulate_providers,
@@ -292,6 +331,24 @@ mod tests {
         assert_eq!(s.run_key_ttl_secs, 3600);
         assert_eq!(s.chutes_redirect_uri, "http://127.0.0.1:3000/oauth/chutes/callback");
         assert_eq!(s.master_key_file, PathBuf::from("data/master.key"));
+        assert_eq!(s.chutes_client_auth, ChutesClientAuth::Post);
+        assert_eq!(s.chutes_scopes, "openid profile chutes:invoke");
+    }
+
+    #[test]
+    fn chutes_client_auth_and_scopes_are_configurable_and_checked() {
+        let s = Settings::from_vars(&vars(&[
+            ("ORO_CHUTES_CLIENT_AUTH", "basic"),
+            ("ORO_CHUTES_SCOPES", "  openid profile\tchutes:invoke   offline_access "),
+        ]))
+        .unwrap();
+        assert_eq!(s.chutes_client_auth, ChutesClientAuth::Basic);
+        assert_eq!(s.chutes_scopes, "openid profile chutes:invoke offline_access");
+        let err = Settings::from_vars(&vars(&[("ORO_CHUTES_CLIENT_AUTH", "client_secret_jwt")])).unwrap_err();
+        assert_eq!(err.variable, "ORO_CHUTES_CLIENT_AUTH");
+        let err = Settings::from_vars(&vars(&[("ORO_CHUTES_SCOPES", "openid \"profile\"")])).unwrap_err();
+        assert_eq!(err.variable, "ORO_CHUTES_SCOPES");
+        assert!(Settings::from_vars(&vars(&[("ORO_CHUTES_SCOPES", "openid pro\\file")])).is_err());
     }
 
     #[test]

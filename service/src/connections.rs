@@ -100,7 +100,11 @@ pub fn provider_status(e: &ProviderError) -> u16 {
         ProviderError::NoCredits { .. } => 402,
         ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. } | ProviderError::Unreachable { .. } => 503,
         ProviderError::Timeout { .. } => 504,
-        ProviderError::Refused { .. } | ProviderError::Malformed { .. } => 502,
+        // The grant the service asks for is the operator's configuration, not the miner's.
+        ProviderError::Refused { .. }
+        | ProviderError::Malformed { .. }
+        | ProviderError::InsufficientScope { .. }
+        | ProviderError::NoRefreshToken { .. } => 502,
     }
 }
 
@@ -440,22 +444,62 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         };
-        let default = self.store_chutes_tokens(hotkey, &tokens).await?;
+        let Some(refresh_token) = &tokens.refresh_token else {
+            // Nothing to keep: an hour-long connection is no connection. Usually the IdP
+            // issues refresh tokens only to grants with `offline_access`.
+            tracing::error!(
+                "Chutes answered the code exchange without a refresh token; if the IdP wants offline_access, add it to ORO_CHUTES_SCOPES"
+            );
+            self.give_back_chutes_tokens(hotkey, &[&tokens.access_token], "connect failed: no refresh token issued").await;
+            return Err(ProviderError::NoRefreshToken { provider: Provider::Chutes.display_name() }.into());
+        };
+        let default = match self.store_chutes_tokens(hotkey, &tokens.access_token, refresh_token).await {
+            Ok(default) => default,
+            Err(e) => {
+                // The code is spent and the grant is live at Chutes: nobody may hold it unseen.
+                self.give_back_chutes_tokens(hotkey, &[refresh_token, &tokens.access_token], &format!("connect failed: {e}")).await;
+                return Err(e);
+            }
+        };
         Ok(ExchangeCodeAnswer { ok: true, default_provider: default })
     }
 
-    async fn store_chutes_tokens(&self, hotkey: &Hotkey, tokens: &TokenSet) -> Result<Option<Provider>, ConnectionError> {
+    async fn store_chutes_tokens(
+        &self,
+        hotkey: &Hotkey,
+        access_token: &SecretString,
+        refresh_token: &SecretString,
+    ) -> Result<Option<Provider>, ConnectionError> {
         // The username makes the dashboard row recognisable; it is not worth failing over.
-        let label = match self.chutes.userinfo(&tokens.access_token).await {
-            Ok(info) => info.username.or(info.sub).map(|u| crate::providers::scrub(&u)).unwrap_or_else(|| "Chutes account".into()),
+        let label = match self.chutes.userinfo(access_token).await {
+            Ok(info) => info.label().map(|u| crate::providers::scrub(&u)).unwrap_or_else(|| "Chutes account".into()),
             Err(e) => {
                 tracing::warn!(error = %e, "Chutes userinfo failed; storing the connection without a username");
                 "Chutes account".into()
             }
         };
-        let default = self.store_connection(hotkey, Provider::Chutes, &label, &tokens.refresh_token).await?;
+        let default = self.store_connection(hotkey, Provider::Chutes, &label, refresh_token).await?;
         tracing::info!(hotkey = %hotkey.short(), provider = "chutes", "connected");
         Ok(default)
+    }
+
+    /// Revokes tokens Chutes issued to a connect that then failed (best effort, in order);
+    /// what cannot be revoked now is queued like a disconnect's revocation.
+    async fn give_back_chutes_tokens(&self, hotkey: &Hotkey, tokens: &[&SecretString], reason: &str) {
+        for token in tokens {
+            let Err(e) = self.chutes.revoke(token).await else {
+                continue;
+            };
+            let ciphertext = self.vault.seal(&Vault::credential_context(hotkey.as_str(), Provider::Chutes), token);
+            let reason = format!("{reason}; revocation failed ({e})");
+            match queue_revocation(self.db.pool(), hotkey, Provider::Chutes, &ciphertext, &reason).await {
+                Ok(()) => tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not revoke a failed connect's Chutes token; queued"),
+                Err(db) => tracing::error!(
+                    hotkey = %hotkey.short(), error = %e, queue_error = %db,
+                    "could not revoke a failed connect's Chutes token, nor queue its revocation"
+                ),
+            }
+        }
     }
 
     /// Legacy `POST /v1/miner/chutes-auth {refresh_token}`: proves the token by spending it
@@ -487,7 +531,21 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         };
-        let default = self.store_chutes_tokens(hotkey, &tokens).await?;
+        // No refresh token in the answer: the server kept the spent one alive (RFC 6749
+        // section 6), so the pasted token is the one to keep.
+        let pasted = SecretString::from(token.to_owned());
+        let keep = tokens.refresh_token.as_ref().unwrap_or(&pasted);
+        let default = match self.store_chutes_tokens(hotkey, &tokens.access_token, keep).await {
+            Ok(default) => default,
+            Err(e) => {
+                // A rotated successor is live and held by nobody: give it back. The pasted
+                // token, when still good, stays the miner's to try again with.
+                let mut issued = Vec::from_iter(tokens.refresh_token.as_ref());
+                issued.push(&tokens.access_token);
+                self.give_back_chutes_tokens(hotkey, &issued, &format!("connect failed: {e}")).await;
+                return Err(e);
+            }
+        };
         Ok(ConnectionChanged { ok: true, provider: Provider::Chutes, default_provider: default, message: "Connected Chutes.".into() })
     }
 
@@ -830,7 +888,20 @@ impl Services {
         let refresh_token = self.vault.open_sealed(&context, &ciphertext)?;
         match self.chutes.refresh(&refresh_token).await {
             Ok(tokens) => {
-                let sealed = self.vault.seal(&context, &tokens.refresh_token);
+                let Some(rotated) = &tokens.refresh_token else {
+                    // RFC 6749 section 6: no new refresh token means the one we spent stays
+                    // good. Nothing to store; only the lease to give up.
+                    let _ = sqlx::query(
+                        "UPDATE connections SET refresh_lock_until = 0 WHERE hotkey = $1 AND provider = $2 AND ciphertext = $3",
+                    )
+                    .bind(hotkey.as_str())
+                    .bind(Provider::Chutes.as_str())
+                    .bind(&ciphertext)
+                    .execute(self.db.pool())
+                    .await;
+                    return Ok(tokens);
+                };
+                let sealed = self.vault.seal(&context, rotated);
                 // Chutes has killed the token we spent: the one in its answer is now the miner's
                 // only grant, and a database blip must not lose it. Storing it is retried for
                 // as long as our refresh lease keeps any other refresh from starting.
@@ -861,7 +932,7 @@ impl Services {
                 };
                 if !stored {
                     // Our grant was replaced: give its fresh token back rather than use it.
-                    let _ = self.chutes.revoke(&tokens.refresh_token).await;
+                    let _ = self.chutes.revoke(rotated).await;
                     return Err(ConnectionError::Conflict);
                 }
                 Ok(tokens)

@@ -121,6 +121,8 @@ impl Services {
             &settings.chutes_llm_base,
             &settings.chutes_client_id,
             settings.chutes_client_secret.clone(),
+            settings.chutes_client_auth,
+            &settings.chutes_scopes,
             timeout,
         );
         crate::catalog::seed_if_empty(&db).await?;

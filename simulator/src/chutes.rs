@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::control::Control;
+use crate::idp_variant::ClientAuth;
 use crate::models::{MODELS, chutes_model};
 use crate::state::{AccessToken, AuthCode, RefreshState, RefreshToken, Sim, TokenFamily};
 use crate::util::{
@@ -278,28 +279,39 @@ impl Sim {
         id
     }
 
-    /// A fresh access token and refresh token in `family`.
-    fn issue_tokens(&mut self, family: u64) -> Value {
+    /// A fresh access token in `family`, and a refresh token unless `with_refresh` is false
+    /// or the variant issues them only to `offline_access` grants.
+    fn issue_tokens(&mut self, family: u64, with_refresh: bool) -> Value {
         let now = SystemTime::now();
         let access = format!("cak_{}", random_alnum(48));
-        let refresh = format!("crt_{}", random_alnum(48));
         self.access_tokens.insert(access.clone(), AccessToken { family, expires: now + ACCESS_TOKEN_TTL, revoked: false });
-        self.refresh_tokens.insert(refresh.clone(), RefreshToken { family, state: RefreshState::Live, expires: now + REFRESH_TOKEN_TTL });
         let scope = self.families.get(&family).map(|f| f.scope.clone()).unwrap_or_default();
-        json!({
+        let offline = scope.split_whitespace().any(|s| s == "offline_access");
+        let mut answer = json!({
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": ACCESS_TOKEN_TTL.as_secs(),
-            "refresh_token": refresh,
             "scope": scope,
-        })
+        });
+        if with_refresh && (offline || !self.config.chutes_idp.refresh_token_needs_offline_access) {
+            let refresh = format!("crt_{}", random_alnum(48));
+            self.refresh_tokens
+                .insert(refresh.clone(), RefreshToken { family, state: RefreshState::Live, expires: now + REFRESH_TOKEN_TTL });
+            answer["refresh_token"] = Value::String(refresh);
+        }
+        answer
+    }
+
+    /// The live access token's family, if any.
+    fn access_token_family(&self, token: &str) -> Option<&TokenFamily> {
+        let at = self.access_tokens.get(token)?;
+        let family = self.families.get(&at.family)?;
+        (!at.revoked && !family.revoked && SystemTime::now() < at.expires).then_some(family)
     }
 
     /// The username behind a live access token.
     pub(crate) fn access_token_user(&self, token: &str) -> Option<&str> {
-        let at = self.access_tokens.get(token)?;
-        let family = self.families.get(&at.family)?;
-        (!at.revoked && !family.revoked && SystemTime::now() < at.expires).then_some(family.username.as_str())
+        self.access_token_family(token).map(|f| f.username.as_str())
     }
 }
 
@@ -369,6 +381,9 @@ fn authenticate_client(sim: &Sim, headers: &HeaderMap, form: &HashMap<String, St
                 return Err(invalid_request("use only one client authentication method"));
             }
             (id, secret)
+        }
+        None if form.contains_key("client_secret") && sim.config.chutes_idp.client_auth == ClientAuth::BasicOnly => {
+            return Err(invalid_client("this server accepts client credentials only by HTTP Basic"));
         }
         None => (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default()),
     };
@@ -460,7 +475,7 @@ fn exchange_code(sim: &mut Sim, client_id: &str, code: &str, redirect_uri: &str,
     if let Some(c) = sim.codes.get_mut(code) {
         c.family = Some(family);
     }
-    Ok(sim.issue_tokens(family))
+    Ok(sim.issue_tokens(family, true))
 }
 
 fn refresh_grant(sim: &mut Sim, client_id: &str, refresh: &str, scope: Option<&str>) -> Result<Value, OAuthError> {
@@ -494,10 +509,12 @@ fn refresh_grant(sim: &mut Sim, client_id: &str, refresh: &str, scope: Option<&s
             return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope exceeds the original grant"));
         }
     }
-    if let Some(rt) = sim.refresh_tokens.get_mut(refresh) {
+    // RFC 6749 section 6: a server may keep the spent token alive and answer none.
+    let rotate = !sim.config.chutes_idp.omit_rotated_refresh_token;
+    if rotate && let Some(rt) = sim.refresh_tokens.get_mut(refresh) {
         rt.state = RefreshState::Rotated;
     }
-    Ok(sim.issue_tokens(family_id))
+    Ok(sim.issue_tokens(family_id, rotate))
 }
 
 async fn revoke(State(control): State<Control>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
@@ -532,12 +549,33 @@ fn invalid_token() -> Response {
     resp
 }
 
+/// RFC 6750 section 3.1: the token is good, but its grant does not cover this resource.
+fn insufficient_scope(scope: &str) -> Response {
+    let mut resp = json_response(
+        StatusCode::FORBIDDEN,
+        json!({"error": "insufficient_scope", "error_description": format!("requires scope {scope}")}),
+    );
+    let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
 async fn userinfo(State(control): State<Control>, headers: HeaderMap) -> Response {
     let sim = control.lock();
-    let Some(user) = bearer(&headers).and_then(|t| sim.access_token_user(&t)).and_then(|u| sim.chutes_users.get(u)) else {
+    let Some(family) = bearer(&headers).and_then(|t| sim.access_token_family(&t)) else {
         return invalid_token();
     };
-    json_response(StatusCode::OK, json!({"sub": user.sub, "username": user.username, "created_at": rfc3339(user.created_at)}))
+    let variant = sim.config.chutes_idp;
+    if variant.userinfo_needs_profile_scope && !family.scope.split_whitespace().any(|s| s == "profile") {
+        return insufficient_scope("profile");
+    }
+    let Some(user) = sim.chutes_users.get(&family.username) else {
+        return invalid_token();
+    };
+    let name_claim = if variant.preferred_username_claim { "preferred_username" } else { "username" };
+    json_response(StatusCode::OK, json!({"sub": user.sub, name_claim: user.username, "created_at": rfc3339(user.created_at)}))
 }
 
 // ---------------------------------------------------------------- inference

@@ -100,6 +100,12 @@ impl Control {
         self.lock().config.clone()
     }
 
+    /// Switches the Chutes IdP to other standard behaviours (see [`crate::ChutesIdpVariant`]);
+    /// applies to requests from now on and survives [`Control::reset`].
+    pub fn set_chutes_idp_variant(&self, variant: crate::ChutesIdpVariant) {
+        self.lock().config.chutes_idp = variant;
+    }
+
     /// Sets how many 401s a freshly minted OpenRouter key answers (keys minted from now on).
     pub fn set_openrouter_propagation_401s(&self, n: u32) {
         self.lock().config.openrouter_propagation_401s = n;
@@ -236,6 +242,12 @@ impl Control {
         count_refresh(&sim, username, |rt| rt.state == RefreshState::Revoked)
     }
 
+    /// Access tokens of this user that would be accepted now.
+    pub fn chutes_access_tokens_alive(&self, username: &str) -> usize {
+        let sim = self.lock();
+        sim.access_tokens.keys().filter(|t| sim.access_token_user(t) == Some(username)).count()
+    }
+
     /// Expires every access token of this user now (so the next call needs a refresh);
     /// answers how many were live.
     pub fn expire_chutes_access_tokens(&self, username: &str) -> usize {
@@ -332,6 +344,7 @@ pub(crate) fn routes() -> Router<Control> {
         .route("/_sim/chutes/users/{username}/balance", post(set_balance))
         .route("/_sim/chutes/users/{username}/expire-access-tokens", post(expire_access))
         .route("/_sim/chutes/codes", post(issue_code))
+        .route("/_sim/chutes/idp-variant", get(get_idp_variant).post(set_idp_variant))
 }
 
 fn sim_error(status: StatusCode, message: &str) -> Response {
@@ -570,6 +583,15 @@ async fn issue_code(State(c): State<Control>, JsonBody(b): JsonBody<CodeBody>) -
     json_response(StatusCode::CREATED, json!({"code": code}))
 }
 
+async fn get_idp_variant(State(c): State<Control>) -> Response {
+    json_response(StatusCode::OK, json!(c.config().chutes_idp))
+}
+
+async fn set_idp_variant(State(c): State<Control>, JsonBody(v): JsonBody<crate::ChutesIdpVariant>) -> Response {
+    c.set_chutes_idp_variant(v);
+    json_response(StatusCode::OK, json!(v))
+}
+
 async fn dev_page(State(c): State<Control>) -> Html<String> {
     let config = c.config();
     let e = |s: &str| html_escape(s);
@@ -622,7 +644,8 @@ Nothing here is real money. Everything is in memory and is lost on restart.</p>
 <li><code>POST /_sim/chutes/users {{"username","balance","quota_left"}}</code>, <code>GET /_sim/chutes/users/{{username}}</code>,
 <code>POST /_sim/chutes/users/{{username}}/balance {{"balance","quota_left"}}</code>,
 <code>POST /_sim/chutes/users/{{username}}/expire-access-tokens</code>,
-<code>POST /_sim/chutes/codes {{"username","redirect_uri","code_challenge","scope"}}</code></li>
+<code>POST /_sim/chutes/codes {{"username","redirect_uri","code_challenge","scope"}}</code>,
+<code>GET|POST /_sim/chutes/idp-variant {{"omit_rotated_refresh_token","client_auth":"any"|"basic_only","refresh_token_needs_offline_access","preferred_username_claim","userinfo_needs_profile_scope"}}</code></li>
 </ul>
 </main></body></html>
 "#,

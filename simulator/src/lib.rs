@@ -23,6 +23,7 @@
 mod chutes;
 mod control;
 mod fault;
+mod idp_variant;
 mod models;
 mod openrouter;
 mod state;
@@ -41,6 +42,7 @@ use tower::ServiceExt;
 
 pub use control::{ChutesUserInfo, Control, ControlError, OpenRouterAccountInfo, OpenRouterKeyInfo};
 pub use fault::{Fault, FaultKind, FaultTarget};
+pub use idp_variant::{ChutesIdpVariant, ClientAuth};
 pub use models::MODELS;
 pub use state::{DEMO_CHUTES_BALANCE, DEMO_CHUTES_USERNAME, DEMO_OPENROUTER_CREDITS, DEMO_OPENROUTER_MANAGEMENT_KEY};
 
@@ -61,6 +63,8 @@ pub struct SimulatorConfig {
     /// A freshly minted OpenRouter key answers 401 for its first N uses of
     /// `/chat/completions` and `/key`. Default 0.
     pub openrouter_propagation_401s: u32,
+    /// Standard behaviours of the Chutes IdP other than Chutes' own. Default: none.
+    pub chutes_idp: ChutesIdpVariant,
 }
 
 impl Default for SimulatorConfig {
@@ -70,6 +74,7 @@ impl Default for SimulatorConfig {
             chutes_client_secret: "oro-sim-secret".to_owned(),
             chutes_redirect_uris: DEFAULT_CHUTES_REDIRECT_URIS.iter().map(|s| (*s).to_owned()).collect(),
             openrouter_propagation_401s: 0,
+            chutes_idp: ChutesIdpVariant::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use simulator::{Fault, FaultKind, FaultTarget, RunningSimulator, SimulatorConfig, spawn};
+use simulator::{ChutesIdpVariant, ClientAuth, Fault, FaultKind, FaultTarget, RunningSimulator, SimulatorConfig, spawn};
 
 const REDIRECT: &str = "http://localhost:8765/callback";
 const CLIENT_ID: &str = "oro-sim-client";
@@ -458,6 +458,82 @@ async fn revoke_kills_the_refresh_token_and_its_access_tokens() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body, json!({"detail": "Invalid token."}));
     assert_eq!(chutes_chat(&sim, &http, &access, CHUTES_MODEL).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Each standard behaviour the IdP can switch to, other than Chutes' own.
+#[tokio::test]
+async fn idp_variants_stay_within_the_standards() {
+    let (sim, http) = start().await;
+    let control = sim.control();
+
+    // RFC 6749 section 6: no rotated token in the answer, and the spent one keeps working.
+    control.set_chutes_idp_variant(ChutesIdpVariant { omit_rotated_refresh_token: true, ..Default::default() });
+    let (_, r1) = connect_chutes(&sim, &http, "gina").await;
+    for _ in 0..2 {
+        let (status, body) = refresh(&sim, &http, &r1).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        assert!(body["access_token"].as_str().unwrap().starts_with("cak_"));
+    }
+    assert_eq!(control.chutes_refresh_tokens_alive("gina"), 1);
+
+    // client_secret_basic only: the secret in the body is refused, Basic works.
+    control.set_chutes_idp_variant(ChutesIdpVariant { client_auth: ClientAuth::BasicOnly, ..Default::default() });
+    let (verifier, challenge) = pkce();
+    let code = allow(&sim, &http, "gina", &challenge).await;
+    let (status, body) = exchange(&sim, &http, &code, &verifier).await;
+    assert_oauth_error(status, &body, 401, "invalid_client");
+    let (status, body) = refresh(&sim, &http, &r1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Refresh tokens only for offline_access grants.
+    control.set_chutes_idp_variant(ChutesIdpVariant { refresh_token_needs_offline_access: true, ..Default::default() });
+    let (verifier, challenge) = pkce();
+    let code = allow(&sim, &http, "hank", &challenge).await;
+    let (status, body) = exchange(&sim, &http, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let (verifier, challenge) = pkce();
+    let code = control.issue_chutes_code("hank", CLIENT_ID, REDIRECT, &challenge, "openid profile chutes:invoke offline_access");
+    let (status, body) = exchange(&sim, &http, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["refresh_token"].as_str().unwrap().starts_with("crt_"), "{body}");
+
+    // preferred_username instead of username; userinfo needing the profile scope.
+    control.set_chutes_idp_variant(ChutesIdpVariant {
+        preferred_username_claim: true,
+        userinfo_needs_profile_scope: true,
+        ..Default::default()
+    });
+    let (access, _) = connect_chutes(&sim, &http, "ivy").await;
+    let (status, info) = userinfo(&sim, &http, &access).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["preferred_username"], "ivy");
+    assert!(info.get("username").is_none(), "{info}");
+    let (verifier, challenge) = pkce();
+    let code = control.issue_chutes_code("ivy", CLIENT_ID, REDIRECT, &challenge, "chutes:invoke");
+    let (_, body) = exchange(&sim, &http, &code, &verifier).await;
+    let resp = http
+        .get(format!("{}/idp/userinfo", sim.chutes_api_base()))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let challenge = resp.headers()[reqwest::header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    assert_eq!(json_of(resp).await.1["error"], "insufficient_scope");
+
+    // Over HTTP, too; the variant survives a reset.
+    let (status, body) = json_of(
+        http.post(format!("{}/_sim/chutes/idp-variant", sim.root_url())).json(&json!({"client_auth": "basic_only"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["client_auth"], "basic_only");
+    control.reset();
+    assert_eq!(control.config().chutes_idp.client_auth, ClientAuth::BasicOnly);
+    assert_eq!(control.chutes_access_tokens_alive("ivy"), 0);
 }
 
 #[tokio::test]

@@ -143,7 +143,7 @@ async fn chutes_connect_paths(backend: Backend) {
     let tokens = app.services.chutes_access_token(&hotkey).await.unwrap();
     let legacy = app
         .signed(&other, Method::POST, "/v1/miner/chutes-auth")
-        .json(&serde_json::json!({"refresh_token": tokens.refresh_token.expose_secret()}))
+        .json(&serde_json::json!({"refresh_token": tokens.refresh_token.as_ref().expect("rotated").expose_secret()}))
         .send()
         .await
         .unwrap();
@@ -370,7 +370,7 @@ async fn secrets_never_leak(backend: Backend) {
     assert_eq!(app.connect_chutes(&miner, "frank").await.status(), 200);
     let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
     let tokens = app.services.chutes_access_token(&hotkey).await.unwrap();
-    let refresh = tokens.refresh_token.expose_secret().to_owned();
+    let refresh = tokens.refresh_token.as_ref().expect("rotated").expose_secret().to_owned();
     let secrets = [key.clone(), key[9..].to_owned(), refresh.clone()];
 
     let mut seen = String::new();
@@ -436,6 +436,136 @@ async fn secrets_never_leak(backend: Backend) {
     }
 }
 
+// ------------------------------------------------------------ Chutes OAuth to the standard (#20)
+
+/// RFC 6749 section 6: a refresh answer without `refresh_token` keeps the stored one, for
+/// runs and for the legacy paste-a-refresh-token connect.
+async fn chutes_refresh_without_rotation_keeps_the_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    assert_eq!(app.connect_chutes(&miner, "kim").await.status(), 200);
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    let rotated = app.services.chutes_access_token(&hotkey).await.unwrap().refresh_token.expect("Chutes rotates by default");
+
+    app.sim.set_chutes_idp_variant(simulator::ChutesIdpVariant { omit_rotated_refresh_token: true, ..Default::default() });
+    for _ in 0..3 {
+        // Back to back: the refresh lease is given up although nothing was stored.
+        let tokens = app.services.chutes_access_token(&hotkey).await.expect("the stored token keeps working");
+        assert!(tokens.refresh_token.is_none());
+    }
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("kim"), 1);
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["connected"], true);
+
+    // The legacy route keeps the pasted token when none comes back.
+    let other = TestWallet::new();
+    let legacy = app
+        .signed(&other, Method::POST, "/v1/miner/chutes-auth")
+        .json(&serde_json::json!({"refresh_token": rotated.expose_secret()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 200);
+    let other_hotkey = service::domain::Hotkey::parse(&other.hotkey).unwrap();
+    assert!(app.services.chutes_access_token(&other_hotkey).await.is_ok(), "the pasted token was kept");
+}
+
+/// `ORO_CHUTES_CLIENT_AUTH=basic` against an IdP that accepts only client_secret_basic:
+/// connect, refresh and revoke all authenticate; the default (`post`) is refused there.
+async fn chutes_client_secret_basic(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions { extra: vec![("ORO_CHUTES_CLIENT_AUTH", "basic".into())], ..Default::default() }).await;
+    app.sim.set_chutes_idp_variant(simulator::ChutesIdpVariant { client_auth: simulator::ClientAuth::BasicOnly, ..Default::default() });
+    let miner = TestWallet::new();
+    assert_eq!(app.connect_chutes(&miner, "lou").await.status(), 200);
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    assert!(app.services.chutes_access_token(&hotkey).await.is_ok());
+    let response = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("lou"), 0, "revoked with Basic credentials");
+    let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(pending, 0);
+
+    let post = spawn_app(backend).await;
+    post.sim.set_chutes_idp_variant(simulator::ChutesIdpVariant { client_auth: simulator::ClientAuth::BasicOnly, ..Default::default() });
+    let (status, text) = detail(post.connect_chutes(&miner, "lou").await).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("client credentials"), "{text}");
+}
+
+/// `ORO_CHUTES_SCOPES` reaches the consent page; an IdP that issues refresh tokens only to
+/// `offline_access` grants fails the connect plainly, and the access token it did issue is
+/// revoked (or queued for revocation when Chutes is down).
+async fn chutes_scopes_and_offline_access(backend: Backend) {
+    let offline = simulator::ChutesIdpVariant { refresh_token_needs_offline_access: true, ..Default::default() };
+    let app = spawn_app(backend).await;
+    app.sim.set_chutes_idp_variant(offline);
+    let miner = TestWallet::new();
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    let scopes = app.services.chutes.scopes().to_owned();
+    assert_eq!(scopes, "openid profile chutes:invoke");
+    let (status, text) = detail(app.connect_chutes_with_scope(&miner, "max", &scopes).await).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("offline_access"), "{text}");
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["connected"], false);
+    assert_eq!(app.sim.chutes_access_tokens_alive("max"), 0, "the access token issued was revoked");
+
+    // Chutes' revocation down too: the token is queued, sealed, like a disconnect's.
+    app.sim.set_fault(Fault { target: FaultTarget::ChutesRevoke, kind: FaultKind::Status(503), remaining: None });
+    let (status, _) = detail(app.connect_chutes_with_scope(&miner, "max", &scopes).await).await;
+    assert_eq!(status, 502);
+    assert_eq!(app.sim.chutes_access_tokens_alive("max"), 1);
+    let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(pending, 1);
+    app.sim.clear_faults();
+    sqlx::query("UPDATE pending_revocations SET next_try_at = 0").execute(app.services.db.pool()).await.unwrap();
+    assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 1);
+    assert_eq!(app.sim.chutes_access_tokens_alive("max"), 0, "revoked once Chutes answered");
+
+    // With offline_access configured, the consent page asks for it and the connect holds.
+    let with_offline = "openid profile chutes:invoke offline_access";
+    let app = spawn_app_with(backend, AppOptions { extra: vec![("ORO_CHUTES_SCOPES", with_offline.into())], ..Default::default() }).await;
+    app.sim.set_chutes_idp_variant(offline);
+    let (url, _) = app.services.begin_chutes_authorization(&hotkey).await.unwrap();
+    let url = url::Url::parse(&url).unwrap();
+    assert_eq!(url.query_pairs().find(|(k, _)| k == "scope").unwrap().1, with_offline);
+    assert_eq!(app.connect_chutes_with_scope(&miner, "max", with_offline).await.status(), 200);
+    assert!(app.services.chutes_access_token(&hotkey).await.is_ok());
+}
+
+/// A connect whose store fails after the code exchange gives the grant back to Chutes.
+async fn failed_chutes_store_revokes_the_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let pool = app.services.db.pool();
+    // The audit record is part of the store's transaction: without its table, the store fails.
+    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away").execute(pool).await.unwrap();
+    let (status, text) = detail(app.connect_chutes(&miner, "ned").await).await;
+    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events").execute(pool).await.unwrap();
+    assert_eq!(status, 500, "{text}");
+    assert_eq!(app.sim.chutes_refresh_tokens_alive("ned"), 0, "the refresh token was revoked");
+    assert_eq!(app.sim.chutes_access_tokens_alive("ned"), 0, "and its access token with it");
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["connected"], false);
+    assert_eq!(app.connect_chutes(&miner, "ned").await.status(), 200);
+}
+
+/// The label falls back to the standard `preferred_username`; a userinfo refused for want of
+/// a scope is logged as that, not as a bad credential.
+async fn chutes_userinfo_to_the_standard(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sim.set_chutes_idp_variant(simulator::ChutesIdpVariant { preferred_username_claim: true, ..Default::default() });
+    let miner = TestWallet::new();
+    assert_eq!(app.connect_chutes(&miner, "olga").await.status(), 200);
+    assert_eq!(provider(&app.status(&miner).await, "chutes")["label"], "olga");
+
+    app.sim.set_chutes_idp_variant(simulator::ChutesIdpVariant { userinfo_needs_profile_scope: true, ..Default::default() });
+    let other = TestWallet::new();
+    assert_eq!(app.connect_chutes_with_scope(&other, "pia", "chutes:invoke").await.status(), 200);
+    assert_eq!(provider(&app.status(&other).await, "chutes")["label"], "Chutes account");
+    let logs = captured_logs();
+    assert!(logs.contains("Chutes refused the request: the grant lacks a scope (insufficient_scope)"), "logged as a missing scope");
+    assert_eq!(app.connect_chutes_with_scope(&other, "pia", "openid profile chutes:invoke").await.status(), 200);
+    assert_eq!(provider(&app.status(&other).await, "chutes")["label"], "pia");
+}
+
 both_engines!(
     openrouter_connect_paths,
     chutes_connect_paths,
@@ -445,4 +575,9 @@ both_engines!(
     refresh_rotation_is_serialized,
     concurrent_changes_stay_consistent,
     secrets_never_leak,
+    chutes_refresh_without_rotation_keeps_the_token,
+    chutes_client_secret_basic,
+    chutes_scopes_and_offline_access,
+    failed_chutes_store_revokes_the_grant,
+    chutes_userinfo_to_the_standard,
 );

@@ -192,12 +192,16 @@ impl TestApp {
     /// Connects Chutes the way oro-sdk's `connect chutes` ends: a code from the IdP and the
     /// PKCE verifier sent to `/v1/miner/chutes/exchange-code`.
     pub async fn connect_chutes(&self, wallet: &TestWallet, username: &str) -> Response {
+        self.connect_chutes_with_scope(wallet, username, "chutes:invoke").await
+    }
+
+    /// The same, the consent given to `scope`.
+    pub async fn connect_chutes_with_scope(&self, wallet: &TestWallet, username: &str, scope: &str) -> Response {
         let pkce = service::providers::chutes::pkce();
         let verifier = secrecy::ExposeSecret::expose_secret(&pkce.verifier).to_owned();
         let redirect = service::config::CLI_LOOPBACK_REDIRECT_URI;
         self.sim.create_chutes_user(username, 25.0, false);
-        let code =
-            self.sim.issue_chutes_code(username, &self.services.settings.chutes_client_id, redirect, &pkce.challenge, "chutes:invoke");
+        let code = self.sim.issue_chutes_code(username, &self.services.settings.chutes_client_id, redirect, &pkce.challenge, scope);
         self.signed(wallet, Method::POST, "/v1/miner/chutes/exchange-code")
             .json(&serde_json::json!({"code": code, "code_verifier": verifier, "redirect_uri": redirect}))
             .send()

@@ -1,6 +1,9 @@
 //! Chutes: OAuth 2 (authorization code + PKCE S256) into the miner's own account. We are a
-//! confidential client (the secret stays here) and keep the refresh token, which **rotates**:
-//! every refresh answers a new one and kills the old.
+//! confidential client (the secret stays here) and keep the refresh token, which at Chutes
+//! **rotates**: every refresh answers a new one and kills the old. The client holds to the
+//! standard rather than to Chutes' habits where they differ: a refresh answer without a
+//! refresh token keeps the one we have (RFC 6749 section 6), client authentication may be
+//! HTTP Basic, and the scopes are configuration.
 
 use std::time::Duration;
 
@@ -14,10 +17,9 @@ use wire::Provider;
 
 use super::observe;
 use super::{ProviderError, scrub};
+use crate::config::ChutesClientAuth;
 
 const NAME: &str = "Chutes";
-/// What a run needs: calling models on the miner's account.
-pub const SCOPE: &str = "openid profile chutes:invoke";
 
 #[derive(Clone)]
 pub struct ChutesClient {
@@ -26,14 +28,19 @@ pub struct ChutesClient {
     llm_base: String,
     client_id: String,
     client_secret: SecretString,
+    client_auth: ChutesClientAuth,
+    /// What the consent page asks for; a run needs `chutes:invoke`.
+    scopes: String,
     timeout: Duration,
 }
 
-/// A token answer. The access token (`cak_...`) lives an hour; the refresh token (`crt_...`)
-/// replaces the one that was spent.
+/// A token answer. The access token (`cak_...`) lives an hour; the refresh token (`crt_...`),
+/// when there is one, replaces the one that was spent. `None` after a refresh means the
+/// server kept the spent one alive (RFC 6749 section 6); after a code exchange, that no
+/// refresh token was issued at all (an IdP that wants `offline_access`, say).
 pub struct TokenSet {
     pub access_token: SecretString,
-    pub refresh_token: SecretString,
+    pub refresh_token: Option<SecretString>,
     pub expires_in: i64,
 }
 
@@ -50,8 +57,20 @@ struct TokenAnswer {
 pub struct UserInfo {
     #[serde(default)]
     pub sub: Option<String>,
+    /// Chutes' own claim.
     #[serde(default)]
     pub username: Option<String>,
+    /// The OpenID Connect standard claim (Core section 5.1).
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+}
+
+impl UserInfo {
+    /// The name that makes the dashboard row recognisable: Chutes' `username`, else the
+    /// standard `preferred_username`, else the subject.
+    pub fn label(self) -> Option<String> {
+        [self.username, self.preferred_username, self.sub].into_iter().flatten().find(|n| !n.trim().is_empty())
+    }
 }
 
 /// A PKCE pair: the verifier stays with us, the challenge goes to the authorize URL.
@@ -84,6 +103,8 @@ impl ChutesClient {
         llm_base: &str,
         client_id: &str,
         client_secret: SecretString,
+        client_auth: ChutesClientAuth,
+        scopes: &str,
         timeout: Duration,
     ) -> Self {
         ChutesClient {
@@ -92,12 +113,19 @@ impl ChutesClient {
             llm_base: llm_base.trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             client_secret,
+            client_auth,
+            scopes: scopes.to_owned(),
             timeout,
         }
     }
 
     pub fn llm_base(&self) -> &str {
         &self.llm_base
+    }
+
+    /// The scopes the consent page asks for (space-separated).
+    pub fn scopes(&self) -> &str {
+        &self.scopes
     }
 
     /// Where the browser goes to consent.
@@ -107,22 +135,34 @@ impl ChutesClient {
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.client_id)
             .append_pair("redirect_uri", redirect_uri)
-            .append_pair("scope", SCOPE)
+            .append_pair("scope", &self.scopes)
             .append_pair("state", state)
             .append_pair("code_challenge", code_challenge)
             .append_pair("code_challenge_method", "S256");
         url.into()
     }
 
-    /// POSTs a form to the IdP with this service's client credentials (a confidential client).
+    /// POSTs a form to the IdP with this service's client credentials (a confidential client),
+    /// in the body or as HTTP Basic as configured.
     async fn post_client_form(&self, path: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, ProviderError> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form.iter().copied())
-            .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose_secret())
-            .finish();
-        self.http
-            .post(format!("{}{path}", self.api_base))
+        let mut request = self.http.post(format!("{}{path}", self.api_base));
+        // Built in a block of its own: the serializer is not Send, so it must be gone before the await.
+        let body = {
+            let mut body = url::form_urlencoded::Serializer::new(String::new());
+            body.extend_pairs(form.iter().copied());
+            if self.client_auth == ChutesClientAuth::Post {
+                body.append_pair("client_id", &self.client_id).append_pair("client_secret", self.client_secret.expose_secret());
+            }
+            body.finish()
+        };
+        if self.client_auth == ChutesClientAuth::Basic {
+            let authorization = SecretString::from(basic_authorization(&self.client_id, &self.client_secret));
+            let mut value = reqwest::header::HeaderValue::from_str(authorization.expose_secret()).expect("base64 is a valid header value");
+            // Keeps the credential out of any debug print of the request.
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        request
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -137,10 +177,9 @@ impl ChutesClient {
             return Err(token_error(status, &response.text().await.unwrap_or_default()));
         }
         let answer: TokenAnswer = response.json().await.map_err(|_| ProviderError::Malformed { provider: NAME })?;
-        let refresh_token = answer.refresh_token.ok_or(ProviderError::Malformed { provider: NAME })?;
         Ok(TokenSet {
             access_token: SecretString::from(answer.access_token),
-            refresh_token: SecretString::from(refresh_token),
+            refresh_token: answer.refresh_token.filter(|t| !t.is_empty()).map(SecretString::from),
             expires_in: answer.expires_in.unwrap_or(3600),
         })
     }
@@ -158,7 +197,8 @@ impl ChutesClient {
         .await
     }
 
-    /// Spends `refresh_token` and answers its successor: store the new one before anything else.
+    /// Spends `refresh_token` and answers its successor, if the server rotates: store the new
+    /// one before anything else.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, ProviderError> {
         observe(Provider::Chutes, "refresh", async {
             self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())]).await
@@ -194,11 +234,10 @@ impl ChutesClient {
                 .send()
                 .await
                 .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
-            let status = response.status().as_u16();
             if response.status().is_success() {
                 return Ok(());
             }
-            Err(inference_error(status, &response.text().await.unwrap_or_default()))
+            Err(bearer_error(response).await)
         })
         .await
     }
@@ -212,14 +251,44 @@ impl ChutesClient {
                 .send()
                 .await
                 .map_err(|e| ProviderError::from_reqwest(Provider::Chutes, self.timeout, e))?;
-            let status = response.status().as_u16();
             if !response.status().is_success() {
-                return Err(inference_error(status, &response.text().await.unwrap_or_default()));
+                return Err(bearer_error(response).await);
             }
             response.json().await.map_err(|_| ProviderError::Malformed { provider: NAME })
         })
         .await
     }
+}
+
+/// `Authorization: Basic` for RFC 6749 section 2.3.1: id and secret each form-urlencoded,
+/// then joined by a colon and base64-encoded.
+fn basic_authorization(client_id: &str, client_secret: &SecretString) -> String {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(client_id), encode(client_secret.expose_secret()));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
+/// A refused bearer request: RFC 6750's `insufficient_scope` (in `WWW-Authenticate` or the
+/// body) says the grant lacks a scope, which is not a bad credential; the rest is Chutes'
+/// inference error shape.
+async fn bearer_error(response: reqwest::Response) -> ProviderError {
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("insufficient_scope"));
+    let body = response.text().await.unwrap_or_default();
+    if status == 403 && (challenge || is_insufficient_scope_body(&body)) {
+        return ProviderError::InsufficientScope { provider: NAME };
+    }
+    inference_error(status, &body)
+}
+
+fn is_insufficient_scope_body(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).ok().and_then(|v| v.get("error").and_then(Value::as_str).map(|e| e == "insufficient_scope"))
+        == Some(true)
 }
 
 /// Errors of `/idp/token`: 400 `{"error": "invalid_grant" | ...}`.
@@ -284,5 +353,26 @@ mod tests {
         let e = inference_error(402, r#"{"detail":{"message":"Quota exceeded and account balance is $0.0, please pay"}}"#);
         assert!(e.to_string().contains("no credits"), "{e}");
         assert!(matches!(inference_error(429, r#"{"detail":"infra_overload"}"#), ProviderError::RateLimited { .. }));
+        assert!(is_insufficient_scope_body(r#"{"error":"insufficient_scope","error_description":"requires profile"}"#));
+        assert!(!is_insufficient_scope_body(r#"{"detail":"Invalid token."}"#));
+        let e = ProviderError::InsufficientScope { provider: NAME }.to_string();
+        assert_eq!(e, "Chutes refused the request: the grant lacks a scope (insufficient_scope)");
+    }
+
+    #[test]
+    fn the_label_falls_back_to_standard_claims() {
+        let info = |json: &str| serde_json::from_str::<UserInfo>(json).unwrap().label();
+        assert_eq!(info(r#"{"sub":"s-1","username":"alice","preferred_username":"al"}"#).as_deref(), Some("alice"));
+        assert_eq!(info(r#"{"sub":"s-1","preferred_username":"al"}"#).as_deref(), Some("al"));
+        assert_eq!(info(r#"{"sub":"s-1","username":""}"#).as_deref(), Some("s-1"));
+        assert_eq!(info(r#"{}"#), None);
+    }
+
+    #[test]
+    fn basic_authorization_form_encodes_then_base64s() {
+        // RFC 6749 section 2.3.1: "a b" becomes "a+b" and ":" becomes "%3A" before base64.
+        let header = basic_authorization("a b", &SecretString::from("s:e%cret".to_owned()));
+        let decoded = base64::engine::general_purpose::STANDARD.decode(header.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "a+b:s%3Ae%25cret");
     }
 }

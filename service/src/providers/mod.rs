@@ -29,6 +29,15 @@ pub enum ProviderError {
     Refused { provider: &'static str, status: u16, detail: String },
     #[error("{provider} answered in an unexpected shape")]
     Malformed { provider: &'static str },
+    /// RFC 6750 section 3.1: the credential is good but its grant does not cover the request.
+    #[error("{provider} refused the request: the grant lacks a scope (insufficient_scope)")]
+    InsufficientScope { provider: &'static str },
+    /// A code exchange answered no refresh token, so the connection could not outlast the
+    /// access token; typically the IdP wants `offline_access` among the scopes.
+    #[error(
+        "{provider} issued no refresh token, so the connection cannot be kept; the operator may need to add offline_access to ORO_CHUTES_SCOPES"
+    )]
+    NoRefreshToken { provider: &'static str },
 }
 
 impl ProviderError {
@@ -55,6 +64,8 @@ impl ProviderError {
             ProviderError::InvalidGrant { .. } => "invalid_grant",
             ProviderError::Refused { .. } => "refused",
             ProviderError::Malformed { .. } => "malformed",
+            ProviderError::InsufficientScope { .. } => "insufficient_scope",
+            ProviderError::NoRefreshToken { .. } => "no_refresh_token",
         }
     }
 
