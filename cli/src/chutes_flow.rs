@@ -97,7 +97,7 @@ pub enum CallbackOutcome {
 }
 
 /// Reads a callback's query string. Only the query matters, as in oro-sdk; `state` must be
-/// ours for a code and, when present, for an error.
+/// ours for a code and for an error alike.
 pub fn classify_callback(query: &str, expected_state: &str) -> CallbackOutcome {
     let mut code = None;
     let mut state = None;
@@ -115,7 +115,9 @@ pub fn classify_callback(query: &str, expected_state: &str) -> CallbackOutcome {
     let state_is_ours = state.as_deref().is_some_and(|s| constant_time_eq(s.as_bytes(), expected_state.as_bytes()));
     match (code, error) {
         (None, None) if state.is_none() => CallbackOutcome::Ignored,
-        (_, Some(error)) if state.is_none() || state_is_ours => CallbackOutcome::Error { error, description },
+        // An error counts only with our state (RFC 6749 4.1.2.1 returns it): otherwise any web
+        // page could cancel a running connect by loading the loopback URL with `?error=`.
+        (_, Some(error)) if state_is_ours => CallbackOutcome::Error { error, description },
         (Some(code), None) if state_is_ours && !code.is_empty() => CallbackOutcome::Code(code),
         _ => CallbackOutcome::StateMismatch,
     }
@@ -405,8 +407,10 @@ mod tests {
             classify_callback("error=access_denied&error_description=The+user+denied+access&state=s1", "s1"),
             CallbackOutcome::Error { error: "access_denied".into(), description: Some("The user denied access".into()) }
         );
+        // Without our state an error is some other page's doing: it cancels nothing.
+        assert_eq!(classify_callback("error=server_error", "s1"), CallbackOutcome::StateMismatch);
         assert_eq!(
-            classify_callback("error=server_error", "s1"),
+            classify_callback("error=server_error&state=s1", "s1"),
             CallbackOutcome::Error { error: "server_error".into(), description: None }
         );
         assert_eq!(classify_callback("error=access_denied&state=other", "s1"), CallbackOutcome::StateMismatch);

@@ -41,12 +41,51 @@ pub enum ClientError {
     Setup(String),
 }
 
-/// A request body; multipart forms are rebuilt for each try.
+/// A request body, as the exact bytes sent (the bound signature hashes them).
 pub enum RequestBody {
     Empty,
     /// Serialized JSON (may hold a secret: wiped when dropped).
     Json(Zeroizing<Vec<u8>>),
-    Multipart(Box<dyn Fn() -> reqwest::multipart::Form>),
+    /// An encoded `multipart/form-data` body and its content type (with the boundary).
+    Multipart {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
+}
+
+impl RequestBody {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RequestBody::Empty => &[],
+            RequestBody::Json(bytes) => bytes,
+            RequestBody::Multipart { bytes, .. } => bytes,
+        }
+    }
+}
+
+/// `multipart/form-data` with text fields and one file, encoded here rather than by reqwest so
+/// the bound signature can cover the bytes sent.
+pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &str, &[u8])) -> RequestBody {
+    let boundary = format!("oro-{}", uuid::Uuid::new_v4().simple());
+    let mut bytes = Vec::new();
+    let quote = |s: &str| s.replace(['"', '\r', '\n'], "_");
+    for (name, value) in fields {
+        bytes.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{value}\r\n", quote(name)).as_bytes(),
+        );
+    }
+    let (name, file_name, content_type, content) = file;
+    bytes.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: {content_type}\r\n\r\n",
+            quote(name),
+            quote(file_name)
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(content);
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    RequestBody::Multipart { content_type: format!("multipart/form-data; boundary={boundary}"), bytes }
 }
 
 /// What came back: the status and the raw body.
@@ -71,6 +110,18 @@ pub struct ApiClient {
     hotkey: Hotkey,
 }
 
+/// Plain http anywhere but this machine carries signed requests and pasted keys in the clear.
+pub fn insecure_base_url_warning(base_url: &str) -> Option<String> {
+    let url = url::Url::parse(base_url).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Domain(name) => name == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (url.scheme() == "http" && !loopback)
+        .then(|| format!("warning: {base_url} is plain http: your signed requests and any key you paste travel unencrypted; use https"))
+}
+
 impl ApiClient {
     pub fn new(base_url: &str, hotkey: Hotkey) -> Result<Self, ClientError> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| ClientError::Setup(e.to_string()))?;
@@ -78,12 +129,40 @@ impl ApiClient {
         default_headers.insert("X-Oro-Client-Name", HeaderValue::from_static(CLIENT_NAME));
         default_headers.insert("X-Oro-Client-Version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
         let http = reqwest::Client::builder()
+            // A redirect would re-send the signed headers and a pasted key, perhaps to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("oro-cli/", env!("CARGO_PKG_VERSION")))
             .default_headers(default_headers)
             .build()
             .map_err(|e| ClientError::Setup(e.to_string()))?;
-        Ok(ApiClient { runtime, http, base_url: normalize_base_url(base_url), hotkey })
+        let base_url = normalize_base_url(base_url);
+        if let Some(warning) = insecure_base_url_warning(&base_url) {
+            eprintln!("{warning}");
+        }
+        Ok(ApiClient { runtime, http, base_url, hotkey })
+    }
+
+    /// The bound signature of one request: method, the service's host, path, body hash,
+    /// timestamp and nonce (`X-Signature-Bound`).
+    fn bound_signature(&self, method: &Method, path: &str, body: &[u8], timestamp: u64, nonce: &str) -> Option<String> {
+        use sha2::Digest;
+        let base = url::Url::parse(&self.base_url).ok()?;
+        let host = match base.port() {
+            Some(port) => format!("{}:{port}", base.host_str()?),
+            None => base.host_str()?.to_owned(),
+        };
+        let body_hash = hex::encode(sha2::Sha256::digest(body));
+        let message = wire::signing::bound_request_message(
+            method.as_str(),
+            &host,
+            path,
+            &body_hash,
+            self.hotkey.ss58(),
+            &timestamp.to_string(),
+            nonce,
+        );
+        Some(format!("0x{}", hex::encode(self.hotkey.sign(message.as_bytes()))))
     }
 
     pub fn base_url(&self) -> &str {
@@ -121,13 +200,19 @@ impl ApiClient {
         loop {
             let mut request = self.http.request(method.clone(), &url);
             let nonce = uuid::Uuid::new_v4().to_string();
-            for (name, value) in signed_headers(&self.hotkey, unix_now(), &nonce) {
+            let timestamp = unix_now();
+            for (name, value) in signed_headers(&self.hotkey, timestamp, &nonce) {
                 request = request.header(name, value);
+            }
+            if let Some(bound) = self.bound_signature(&method, path, body.bytes(), timestamp, &nonce) {
+                request = request.header("X-Signature-Bound", bound);
             }
             request = match &body {
                 RequestBody::Empty => request,
                 RequestBody::Json(bytes) => request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.to_vec()),
-                RequestBody::Multipart(form) => request.multipart(form()),
+                RequestBody::Multipart { content_type, bytes } => {
+                    request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes.clone())
+                }
             };
             match request.send().await {
                 Ok(response) => {
@@ -329,6 +414,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        assert!(insecure_base_url_warning("http://api.oro.example").is_some());
+        assert!(insecure_base_url_warning("https://api.oro.example").is_none());
+        for local in ["http://127.0.0.1:3000", "http://localhost:3000", "http://[::1]:3000"] {
+            assert!(insecure_base_url_warning(local).is_none(), "{local}");
+        }
         assert_eq!(normalize_base_url("http://h:1/ "), "http://h:1");
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod output;
 mod wallet;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -115,9 +116,14 @@ enum BudgetCommand {
 struct ConnectArgs {
     #[arg(value_enum)]
     provider: ProviderArg,
-    /// OpenRouter management key; `-` reads it from the first line of stdin.
-    #[arg(long, value_name = "KEY")]
+    /// OpenRouter management key; `-` reads it from the first line of stdin. Better left
+    /// out: a key on the command line lands in your shell history and in `ps` for every user
+    /// of the machine. Without it, `oro` asks for the key without echoing it.
+    #[arg(long, value_name = "KEY", conflicts_with = "api_key_file")]
     api_key: Option<String>,
+    /// Read the OpenRouter management key from the first line of this file.
+    #[arg(long, value_name = "PATH")]
+    api_key_file: Option<std::path::PathBuf>,
     /// Chutes: do not open a browser, only print the URL.
     #[arg(long)]
     no_browser: bool,
@@ -195,18 +201,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             InferenceCommand::Status => inference::status(&connect(&global)?, &global.wallet_name, out),
             InferenceCommand::Connect(args) => match args.provider {
                 ProviderArg::Openrouter => {
-                    let Some(argument) = args.api_key.as_deref() else {
-                        return Err(CliError::Usage(
-                            "--api-key is required for openrouter.\n  For OpenRouter, mint a Management API key at \
-                             https://openrouter.ai/settings/keys (pass `--api-key -` to read it from stdin)"
-                                .into(),
-                        ));
+                    let key = match (args.api_key.as_deref(), &args.api_key_file) {
+                        (Some(argument), _) => inference::read_api_key(argument, &mut std::io::stdin().lock())?,
+                        (None, Some(path)) => inference::read_api_key_file(path)?,
+                        (None, None) if std::io::stdin().is_terminal() => inference::prompt_api_key()?,
+                        (None, None) => {
+                            return Err(CliError::Usage(
+                                "--api-key is required for openrouter.\n  For OpenRouter, mint a Management API key at \
+                                 https://openrouter.ai/settings/management-keys. Standard input is not a terminal, so oro cannot ask for it: \
+                                 pass `--api-key -` to read it from stdin, or `--api-key-file PATH`"
+                                    .into(),
+                            ));
+                        }
                     };
-                    let key = inference::read_api_key(argument, &mut std::io::stdin().lock())?;
                     inference::connect_openrouter(&connect(&global)?, &global.wallet_name, &key, out)
                 }
                 ProviderArg::Chutes => {
-                    if args.api_key.is_some() {
+                    if args.api_key.is_some() || args.api_key_file.is_some() {
                         return Err(CliError::Usage(
                             "--api-key is not supported for chutes; the connect flow uses interactive OAuth.".into(),
                         ));

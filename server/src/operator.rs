@@ -85,14 +85,22 @@ pub enum CatalogAction {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultAction {
-    /// Add a new master key and re-wrap every data key under it. Safe to interrupt and run again.
+    /// Add a new master key and a new data key under it, re-seal every stored secret with the
+    /// new data key, and delete the data keys nothing is sealed with any more. Safe to
+    /// interrupt and run again.
     RotateMasterKey {
-        /// Stop after re-wrapping this many data keys (for staged rotations and tests).
+        /// Stop after re-sealing this many values (for staged rotations and tests).
         #[arg(long)]
         stop_after: Option<usize>,
+        /// Seconds to wait, after adding the data key, for running replicas to load it (they
+        /// look every minute) before any value is sealed with it.
+        #[arg(long, default_value_t = 120)]
+        replica_wait_secs: u64,
     },
     /// Remove master keys that no stored data key uses any more.
     RetireMasterKeys,
+    /// Which data key (under which master key) seals how many stored values.
+    Status,
 }
 
 fn hotkey(text: &str) -> anyhow::Result<Hotkey> {
@@ -167,20 +175,31 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
         }
         Command::Vault { action } => match action {
-            VaultAction::RotateMasterKey { stop_after } => {
-                let report = service::vault::rotate_master_key(&db, &settings.master_key_file, stop_after).await?;
+            VaultAction::RotateMasterKey { stop_after, replica_wait_secs } => {
+                let wait = std::time::Duration::from_secs(replica_wait_secs);
+                let report = service::vault::rotate_master_key(&db, &settings.master_key_file, stop_after, wait).await?;
                 println!(
-                    "master key {}{}: re-wrapped {} data key(s), {} left{}",
+                    "master key {}{}, data key {}: re-sealed {} value(s), {} left, retired {} old data key(s){}",
                     report.new_master_key_id,
                     if report.added_key { " added" } else { " (continuing an unfinished rotation)" },
-                    report.rewrapped,
+                    report.data_key_id,
+                    report.resealed,
                     report.remaining,
+                    report.retired_data_keys,
                     if report.remaining == 0 {
-                        "; restart the service, then `vault retire-master-keys` removes the old key"
+                        "; `vault retire-master-keys` now removes the old master key from the key file"
                     } else {
                         "; run again to finish"
                     }
                 );
+            }
+            VaultAction::Status => {
+                for (data_key, master_key, created_at, sealed) in service::vault::status(&db).await? {
+                    println!(
+                        "data key {data_key} (master key {master_key}, created {}): seals {sealed} value(s)",
+                        service::clock::rfc3339(created_at)
+                    );
+                }
             }
             VaultAction::RetireMasterKeys => {
                 let retired = service::vault::retire_unused_master_keys(&db, &settings.master_key_file).await?;

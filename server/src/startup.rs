@@ -136,20 +136,28 @@ pub fn router(state: AppState) -> Router {
                 move || app::shell(options.clone())
             },
         )
+        // Bodies are read (for the NUL check) only on routes that exist.
+        .route_layer(axum::middleware::from_fn(http::guards::refuse_nul_characters))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::refuse_cross_site));
 
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(services.settings.max_concurrent_requests));
     let router = Router::new()
-        .merge(http::api_router())
+        .merge(http::api_router(services.clone()))
         .merge(pages)
         .layer(session_layer)
-        .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip));
+        .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip))
+        .layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load));
     http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }
 
-/// Periodic clean-up of what expires: nonces, challenges, sessions.
+/// Periodic clean-up of what expires (nonces, challenges, sessions), retried revocations, the
+/// reaper, and the vault's data keys. The first pass comes a minute after start, not at once:
+/// nothing has expired in a process that just started, and a reaper racing the first requests
+/// only makes their outcome depend on scheduling.
 async fn housekeeping(services: Services) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let period = Duration::from_secs(60);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tick.tick().await;
         if let Err(e) = services.housekeeping().await {

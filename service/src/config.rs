@@ -63,6 +63,12 @@ pub struct Settings {
     /// A connect answers within this, whatever the provider does: oro-sdk gives up after 15 s
     /// and never retries a POST, so a slower answer would be lost on the miner's side.
     pub connect_deadline_secs: u64,
+    /// Requests served at once; past it the service answers 503 at the door instead of
+    /// queueing work it cannot finish in time.
+    pub max_concurrent_requests: usize,
+    /// Routes (`claim`, `submit`, `disconnect`, `budget`) that refuse requests without a valid
+    /// bound signature; empty by default, so ORO's own clients keep working.
+    pub require_bound_signatures: Vec<String>,
     /// A browser session lives this long without use.
     pub session_ttl_secs: i64,
     /// An API bearer session (`/v1/auth/session`) lives this long.
@@ -84,6 +90,9 @@ pub struct Settings {
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<SecretString>,
 }
+
+/// The routes an operator can close to plain (v1) signatures.
+pub const BOUND_SIGNATURE_ROUTES: [&str; 4] = ["claim", "submit", "disconnect", "budget"];
 
 /// One bad variable: start-up prints this single line and stops.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +247,7 @@ impl Settings {
             ("ORO_RATE_LIMIT_CONNECT_PER_HOTKEY", &mut rate_limits.connect_per_hotkey),
             ("ORO_RATE_LIMIT_SUBMIT_PER_IP", &mut rate_limits.submit_per_ip),
             ("ORO_RATE_LIMIT_SUBMIT_PER_HOTKEY", &mut rate_limits.submit_per_hotkey),
+            ("ORO_RATE_LIMIT_SIGNED_PER_IP", &mut rate_limits.signed_per_ip),
         ] {
             if let Some(value) = get(name) {
                 *slot = crate::rate_limit::Limit::parse(&value).map_err(|problem| bad(name, problem))?;
@@ -249,6 +259,30 @@ impl Settings {
             Some(_) => return Err(bad("ORO_TRUST_FORWARDED_FOR", "expected 1 or 0")),
         };
         let metrics_token = get("ORO_METRICS_TOKEN").map(SecretString::from);
+        let require_bound_signatures: Vec<String> = get("ORO_REQUIRE_BOUND_SIGNATURES")
+            .map(|v| v.split(',').map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty()).collect())
+            .unwrap_or_default();
+        if let Some(unknown) = require_bound_signatures.iter().find(|r| !BOUND_SIGNATURE_ROUTES.contains(&r.as_str())) {
+            return Err(bad(
+                "ORO_REQUIRE_BOUND_SIGNATURES",
+                format!("{unknown:.20}: expected a comma-separated list of {}", BOUND_SIGNATURE_ROUTES.join(", ")),
+            ));
+        }
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name).as_deref() {
+                None | Some("0") | Some("false") | Some("no") => Ok(false),
+                Some("1") | Some("true") | Some("yes") => Ok(true),
+                Some(_) => Err(bad(name, "expected 1 or 0")),
+            }
+        };
+        // Production serves miners' keys: plain http would carry session cookies and signed
+        // requests in the clear, and an open /metrics tells anyone the service's traffic.
+        if production && public_url.scheme() != "https" && !flag("ORO_ALLOW_INSECURE_PUBLIC_URL")? {
+            return Err(bad("ORO_PUBLIC_URL", "must be https:// when ORO_ENV=production (ORO_ALLOW_INSECURE_PUBLIC_URL=1 accepts http)"));
+        }
+        if production && metrics_token.is_none() && !flag("ORO_METRICS_PUBLIC")? {
+            return Err(bad("ORO_METRICS_TOKEN", "required when ORO_ENV=production (ORO_METRICS_PUBLIC=1 serves /metrics to anyone)"));
+        }
 
         Ok(Settings {
             environment,
@@ -270,6 +304,8 @@ impl Settings {
             log_format,
             provider_timeout_secs: seconds("ORO_PROVIDER_TIMEOUT_SECS", 15, 1, 300)? as u64,
             connect_deadline_secs: seconds("ORO_CONNECT_DEADLINE_SECS", 10, 1, 60)? as u64,
+            require_bound_signatures,
+            max_concurrent_requests: number("ORO_MAX_CONCURRENT_REQUESTS", 512.0, 1.0, 100_000.0)?.round() as usize,
             session_ttl_secs: seconds("ORO_SESSION_TTL_SECS", 7 * 24 * 3600, 60, 90 * 24 * 3600)?,
             api_session_ttl_secs: seconds("ORO_API_SESSION_TTL_SECS", 2 * 3600, 60, 30 * 24 * 3600)?,
             signature_skew_secs: seconds("ORO_SIGNATURE_SKEW_SECS", 60, 5, 600)?,
@@ -389,13 +425,39 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.variable, "ORO_SIMULATE_PROVIDERS");
-        let ok = Settings::from_vars(&vars(&[
+        let production = [
             ("ORO_ENV", "production"),
             ("ORO_MASTER_KEY_FILE", "/etc/oro/master.key"),
             ("ORO_CHUTES_CLIENT_SECRET", "s3cret"),
-        ]))
-        .unwrap();
+            ("ORO_PUBLIC_URL", "https://inference.oro.example"),
+            ("ORO_METRICS_TOKEN", "m3trics"),
+        ];
+        let ok = Settings::from_vars(&vars(&production)).unwrap();
         assert!(!ok.simulate_providers);
-        assert!(!format!("{ok:?}").contains("s3cret"));
+        assert!(!format!("{ok:?}").contains("s3cret") && !format!("{ok:?}").contains("m3trics"));
+    }
+
+    #[test]
+    fn production_refuses_plain_http_and_an_open_metrics_endpoint() {
+        let base = [
+            ("ORO_ENV", "production"),
+            ("ORO_MASTER_KEY_FILE", "/etc/oro/master.key"),
+            ("ORO_CHUTES_CLIENT_SECRET", "s3cret"),
+            ("ORO_METRICS_TOKEN", "m3trics"),
+        ];
+        let with = |extra: &[(&str, &str)]| Settings::from_vars(&vars(&[&base[..], extra].concat()));
+        assert_eq!(with(&[("ORO_PUBLIC_URL", "http://inference.oro.example")]).unwrap_err().variable, "ORO_PUBLIC_URL");
+        assert_eq!(with(&[]).unwrap_err().variable, "ORO_PUBLIC_URL", "the default public URL is http");
+        assert!(with(&[("ORO_PUBLIC_URL", "http://10.0.0.5:3000"), ("ORO_ALLOW_INSECURE_PUBLIC_URL", "1")]).is_ok());
+        let open_metrics = [
+            ("ORO_ENV", "production"),
+            ("ORO_MASTER_KEY_FILE", "/k"),
+            ("ORO_CHUTES_CLIENT_SECRET", "s"),
+            ("ORO_PUBLIC_URL", "https://x.example"),
+        ];
+        assert_eq!(Settings::from_vars(&vars(&open_metrics)).unwrap_err().variable, "ORO_METRICS_TOKEN");
+        assert!(Settings::from_vars(&vars(&[&open_metrics[..], &[("ORO_METRICS_PUBLIC", "1")]].concat())).is_ok());
+        // Development keeps its defaults.
+        assert!(Settings::from_vars(&vars(&[])).is_ok());
     }
 }

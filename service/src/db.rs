@@ -121,6 +121,15 @@ fn ensure_sqlite_file(url: &str) -> Result<String, DbError> {
     {
         std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
     }
+    // The file holds sealed credentials and session records: readable by the service's user
+    // only. SQLite gives its -wal and -shm files the main file's mode.
+    #[cfg(unix)]
+    if path != ":memory:" && !path.is_empty() {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+        let secured = file.and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)));
+        secured.map_err(|source| DbError::CreateDir { path: path.to_owned(), source })?;
+    }
     let mut url = format!("sqlite://{path}");
     match query {
         Some(q) if q.contains("mode=") => url.push_str(&format!("?{q}")),
@@ -130,7 +139,6 @@ fn ensure_sqlite_file(url: &str) -> Result<String, DbError> {
     Ok(url)
 }
 
-/// Fresh databases for tests, on either engine.
 /// A nullable `DOUBLE PRECISION` bind that stays one type on PostgreSQL.
 ///
 /// sqlx 0.8.6's `Any` driver hands a NULL `f64` to PostgreSQL as a `float4` NULL (its
@@ -161,6 +169,7 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableF64 {
     }
 }
 
+/// Fresh databases for tests, on either engine.
 pub mod testing {
     use super::*;
 

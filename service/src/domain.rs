@@ -14,8 +14,14 @@ pub struct Hotkey {
 }
 
 impl Hotkey {
+    /// An SS58 address of a key that can sign. The identity point is refused: with it, the
+    /// constant signature `00…00 ‖ 00…0080` verifies for any message. (Ristretto255 is a
+    /// prime-order group, so the identity is the only low-order point there is.)
     pub fn parse(address: &str) -> Result<Self, wire::ss58::Ss58Error> {
         let public_key = wire::ss58::decode(address)?;
+        if crate::auth::signature::is_identity(&public_key) {
+            return Err(wire::ss58::Ss58Error::IdentityKey);
+        }
         Ok(Hotkey { address: address.to_owned(), public_key })
     }
 

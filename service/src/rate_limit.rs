@@ -19,6 +19,9 @@ pub enum Action {
     SignIn,
     Connect,
     Submit,
+    /// Any request carrying a signature or a bearer token: each costs signature checks and a
+    /// nonce write before anything else can refuse it.
+    Signed,
 }
 
 impl Action {
@@ -27,6 +30,7 @@ impl Action {
             Action::SignIn => "sign_in",
             Action::Connect => "connect",
             Action::Submit => "submit",
+            Action::Signed => "signed",
         }
     }
 
@@ -36,6 +40,7 @@ impl Action {
             Action::SignIn => "sign-in attempts",
             Action::Connect => "connect attempts",
             Action::Submit => "submissions",
+            Action::Signed => "signed requests",
         }
     }
 }
@@ -117,6 +122,9 @@ pub struct RateLimits {
     pub connect_per_hotkey: Option<Limit>,
     pub submit_per_ip: Option<Limit>,
     pub submit_per_hotkey: Option<Limit>,
+    /// Counted in memory, per replica (`LocalLimiter`): cheap enough to run before any
+    /// signature is checked.
+    pub signed_per_ip: Option<Limit>,
 }
 
 impl Default for RateLimits {
@@ -130,6 +138,8 @@ impl Default for RateLimits {
             connect_per_hotkey: Some(Limit::new(20, 600)),
             submit_per_ip: Some(Limit::new(60, 3600)),
             submit_per_hotkey: Some(Limit::new(30, 3600)),
+            // A validator holding 8 runs heartbeats and reports a few times a minute per run.
+            signed_per_ip: Some(Limit::new(1200, 60)),
         }
     }
 }
@@ -140,6 +150,7 @@ impl RateLimits {
             Action::SignIn => self.sign_in_per_ip,
             Action::Connect => self.connect_per_ip,
             Action::Submit => self.submit_per_ip,
+            Action::Signed => self.signed_per_ip,
         }
     }
 
@@ -148,6 +159,7 @@ impl RateLimits {
             Action::SignIn => self.sign_in_per_hotkey,
             Action::Connect => self.connect_per_hotkey,
             Action::Submit => self.submit_per_hotkey,
+            Action::Signed => None,
         }
     }
 }
@@ -232,6 +244,50 @@ pub async fn hit(db: &Db, action: Action, scope: Scope, who: &str, limit: Limit,
         });
     }
     Ok(())
+}
+
+/// Fixed-window counters in this process's memory: for the limit that runs on every signed
+/// request, where a database write per hit would be the very work it protects. Per replica, so
+/// behind N replicas a client gets up to N times the limit.
+pub struct LocalLimiter {
+    action: Action,
+    limit: Option<Limit>,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+impl LocalLimiter {
+    pub fn new(action: Action, limit: Option<Limit>) -> Self {
+        LocalLimiter { action, limit, buckets: Default::default() }
+    }
+
+    pub fn hit(&self, who: &str, now: i64) -> Result<(), RateLimitError> {
+        let Some(limit) = self.limit else { return Ok(()) };
+        let window_start = now - now.rem_euclid(limit.window_secs);
+        let mut buckets = self.buckets.lock().expect("limiter lock");
+        if buckets.len() > 100_000 {
+            // Forget ended windows; a flood of fresh addresses cannot grow this without bound.
+            buckets.retain(|_, (start, _)| *start == window_start);
+            if buckets.len() > 100_000 {
+                buckets.clear();
+            }
+        }
+        let entry = buckets.entry(who.to_owned()).or_insert((window_start, 0));
+        if entry.0 != window_start {
+            *entry = (window_start, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        if entry.1 > limit.max {
+            metrics::counter!("oro_rate_limited_total", "action" => self.action.as_str(), "by" => Scope::Ip.as_str()).increment(1);
+            return Err(RateLimitError::Limited {
+                attempts: self.action.attempts(),
+                from: Scope::Ip.phrase(),
+                max: limit.max,
+                window: window_text(limit.window_secs),
+                retry_after_secs: (window_start + limit.window_secs - now).max(1),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Forgets windows that have ended.

@@ -30,6 +30,8 @@ use crate::vault::{Vault, VaultError};
 pub const MAX_AGENT_BYTES: usize = 1024 * 1024;
 /// How many runs one validator may hold at once.
 pub const MAX_RUNS_PER_VALIDATOR: i64 = 8;
+/// The advisory-lock namespace of per-validator claims (PostgreSQL's two-key form).
+const VALIDATOR_CLAIM_LOCK_SPACE: i32 = 0x0c1a;
 /// After this many abandoned leases a run fails instead of going back to the queue.
 pub const MAX_ATTEMPTS: i64 = 3;
 /// How long one claim keeps trying further runs when the first ones cannot be handed out.
@@ -349,13 +351,17 @@ impl Services {
         result
     }
 
-    async fn claim_next(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
+    async fn runs_held(&self, validator: &Hotkey) -> Result<i64, RunError> {
         let (holding,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM eval_runs WHERE validator_hotkey = $1 AND status = $2")
-            .bind(validator.hotkey.as_str())
+            .bind(validator.as_str())
             .bind(STATUS_RUNNING)
             .fetch_one(self.db.pool())
             .await?;
-        if holding >= MAX_RUNS_PER_VALIDATOR {
+        Ok(holding)
+    }
+
+    async fn claim_next(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
+        if self.runs_held(&validator.hotkey).await? >= MAX_RUNS_PER_VALIDATOR {
             return Err(RunError::AtCapacity);
         }
         // Runs that cannot be handed out fail (or go back to the queue) and we try the next,
@@ -366,6 +372,11 @@ impl Services {
                 break;
             }
             let Some((run_id, hotkey, agent_version_id, suite_id)) = self.reserve_next_run(&validator.hotkey).await? else {
+                // Nothing reserved: no work, or the capacity check inside the reservation
+                // refused (parallel claims of this validator filled its slots meanwhile).
+                if self.runs_held(&validator.hotkey).await? >= MAX_RUNS_PER_VALIDATOR {
+                    return Err(RunError::AtCapacity);
+                }
                 return Ok(None);
             };
             let Ok(miner) = Hotkey::parse(&hotkey) else {
@@ -545,14 +556,28 @@ impl Services {
                AND (SELECT COUNT(*) FROM eval_runs held WHERE held.validator_hotkey = $2 AND held.status = $1) < $5
              RETURNING id, hotkey, agent_version_id, suite_id"
         );
-        Ok(sqlx::query_as(&sql)
+        let mut tx = self.db.pool().begin().await?;
+        if self.db.backend() == Backend::Postgres {
+            // Under READ COMMITTED, parallel claims of one validator each lock a different
+            // row and none sees the others' uncommitted ones: all would pass the count. One
+            // lock per validator makes them take turns (each statement then sees the rows
+            // the one before committed). SQLite writes one at a time anyway.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(VALIDATOR_CLAIM_LOCK_SPACE)
+                .bind(validator.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let reserved = sqlx::query_as(&sql)
             .bind(STATUS_RUNNING)
             .bind(validator.as_str())
             .bind(now)
             .bind(STATUS_QUEUED)
             .bind(MAX_RUNS_PER_VALIDATOR)
-            .fetch_optional(self.db.pool())
-            .await?)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(reserved)
     }
 
     async fn finish_unclaimable(&self, run_id: &str, failure: MintFailure) -> Result<(), RunError> {

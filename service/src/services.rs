@@ -23,6 +23,8 @@ pub struct Services {
     pub chutes: ChutesClient,
     /// Signs and checks the presigned `code_download_url` links.
     pub code_urls: Arc<crate::code_url::CodeUrlSigner>,
+    /// The per-IP limit on signed requests, counted in memory before any signature check.
+    pub signed_limiter: Arc<crate::rate_limit::LocalLimiter>,
     pub(crate) catalog_cache: Arc<crate::catalog::CatalogCache>,
 }
 
@@ -126,7 +128,18 @@ impl Services {
             timeout,
         );
         crate::catalog::seed_if_empty(&db).await?;
-        Ok(Services { settings: Arc::new(settings), db, vault, openrouter, chutes, code_urls, catalog_cache: Arc::default() })
+        let signed_limiter =
+            Arc::new(crate::rate_limit::LocalLimiter::new(crate::rate_limit::Action::Signed, settings.rate_limits.signed_per_ip));
+        Ok(Services {
+            settings: Arc::new(settings),
+            db,
+            vault,
+            openrouter,
+            chutes,
+            code_urls,
+            signed_limiter,
+            catalog_cache: Arc::default(),
+        })
     }
 
     /// One pass of background upkeep: forget what expired, retry failed revocations, reap
@@ -154,6 +167,8 @@ impl Services {
                 .map_err(Into::into),
             "oauth states",
         );
+        // A rotation's new data key (another process added it) seals from now on here too.
+        note(self.vault.refresh(&self.db).await.map_err(Into::into), "vault keys");
         note(self.retry_pending_revocations().await.map(|_| ()).map_err(Into::into), "revocations");
         note(self.reap_runs().await.map(|_| ()).map_err(Into::into), "reaper");
         first_error.map_or(Ok(()), Err)

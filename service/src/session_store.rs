@@ -22,6 +22,12 @@ impl DbSessionStore {
     }
 }
 
+/// A session id is a bearer credential: only its digest is stored, as for API sessions, so a
+/// copy of the database opens no browser session.
+fn key(id: &Id) -> String {
+    crate::auth::sessions::digest(&id.to_string())
+}
+
 fn backend(e: sqlx::Error) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
@@ -35,7 +41,7 @@ impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
             let inserted = sqlx::query("INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
-                .bind(record.id.to_string())
+                .bind(key(&record.id))
                 .bind(encode(record)?)
                 .bind(record.expiry_date.unix_timestamp())
                 .execute(self.db.pool())
@@ -54,7 +60,7 @@ impl SessionStore for DbSessionStore {
             "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
         )
-        .bind(record.id.to_string())
+        .bind(key(&record.id))
         .bind(encode(record)?)
         .bind(record.expiry_date.unix_timestamp())
         .execute(self.db.pool())
@@ -65,7 +71,7 @@ impl SessionStore for DbSessionStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let row: Option<(Vec<u8>, i64)> = sqlx::query_as("SELECT data, expires_at FROM web_sessions WHERE id = $1 AND expires_at > $2")
-            .bind(id.to_string())
+            .bind(key(id))
             .bind(crate::clock::now())
             .fetch_optional(self.db.pool())
             .await
@@ -79,7 +85,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM web_sessions WHERE id = $1").bind(id.to_string()).execute(self.db.pool()).await.map_err(backend)?;
+        sqlx::query("DELETE FROM web_sessions WHERE id = $1").bind(key(id)).execute(self.db.pool()).await.map_err(backend)?;
         Ok(())
     }
 }

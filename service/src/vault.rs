@@ -122,6 +122,14 @@ impl MasterKeys {
             .collect()
     }
 
+    /// A copy held by the vault (for data keys added while the service runs).
+    fn duplicate(&self) -> MasterKeys {
+        MasterKeys {
+            path: self.path.clone(),
+            keys: self.keys.iter().map(|(id, k)| (id.clone(), SecretBox::new(Box::new(*k.expose_secret())))).collect(),
+        }
+    }
+
     fn get(&self, id: &str) -> Option<&Key32> {
         self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key)
     }
@@ -246,59 +254,105 @@ pub fn parse_envelope(ciphertext: &[u8]) -> Result<Envelope<'_>, VaultError> {
 }
 
 /// Seals and opens credentials for the service.
+///
+/// It keeps the master keys it was opened with, so that a data key another process added (a
+/// rotation) can be unwrapped when `refresh` sees it; new values are sealed with the newest
+/// data key in the database, as of the last refresh.
 #[derive(Clone)]
 pub struct Vault {
     inner: Arc<VaultInner>,
 }
 
 struct VaultInner {
-    data_keys: HashMap<String, Key32>,
+    masters: std::sync::RwLock<MasterKeys>,
+    keys: std::sync::RwLock<DataKeys>,
+}
+
+struct DataKeys {
+    by_id: HashMap<String, Key32>,
     current: String,
+}
+
+/// Data keys, oldest first: the last one seals new values.
+async fn data_key_rows(db: &Db) -> Result<Vec<(String, String, Vec<u8>, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, master_key_id, wrapped_key, created_at FROM vault_data_keys ORDER BY created_at, id")
+        .fetch_all(db.pool())
+        .await
+}
+
+/// A new data key under the current master key, newer than every other: it becomes the one
+/// that seals.
+async fn create_data_key(db: &Db, masters: &MasterKeys) -> Result<(String, Key32), VaultError> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let key = random_key();
+    let wrapped = wrap(masters.get(masters.current_id()).expect("current key"), key.expose_secret(), &id);
+    let (newest,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM vault_data_keys").fetch_one(db.pool()).await?;
+    let created_at = clock::now().max(newest.unwrap_or(0) + 1);
+    sqlx::query("INSERT INTO vault_data_keys (id, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(masters.current_id())
+        .bind(wrapped)
+        .bind(created_at)
+        .execute(db.pool())
+        .await?;
+    Ok((id, key))
 }
 
 impl Vault {
     /// Unwraps every data key with the master keys; creates the first data key on first run.
     pub async fn open(db: &Db, masters: &MasterKeys) -> Result<Self, VaultError> {
-        let rows: Vec<(String, String, Vec<u8>, i64)> =
-            sqlx::query_as("SELECT id, master_key_id, wrapped_key, created_at FROM vault_data_keys ORDER BY created_at, id")
-                .fetch_all(db.pool())
-                .await?;
-        let mut data_keys = HashMap::new();
-        let mut current = None;
-        for (id, master_id, wrapped, _) in rows {
-            let master = masters.get(&master_id).ok_or_else(|| VaultError::MissingMasterKey(master_id.clone()))?;
-            data_keys.insert(id.clone(), unwrap(master, &wrapped, &id)?);
-            current = Some(id);
+        let masters = masters.duplicate();
+        if data_key_rows(db).await?.is_empty() {
+            // Replicas starting together on an empty database may each create one; every
+            // replica loads them all below, so each opens what any of them sealed.
+            create_data_key(db, &masters).await?;
         }
-        let current = match current {
-            Some(id) => id,
-            None => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                let key = random_key();
-                let wrapped = wrap(masters.get(masters.current_id()).expect("current key"), key.expose_secret(), &id);
-                // Two replicas starting at once may both create one; both are valid keys.
-                sqlx::query("INSERT INTO vault_data_keys (id, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&id)
-                    .bind(masters.current_id())
-                    .bind(wrapped)
-                    .bind(clock::now())
-                    .execute(db.pool())
-                    .await?;
-                data_keys.insert(id.clone(), key);
-                // Replicas starting together on an empty database may each have created
-                // one: load them all, so every replica opens what any of them sealed.
-                let rows: Vec<(String, String, Vec<u8>)> =
-                    sqlx::query_as("SELECT id, master_key_id, wrapped_key FROM vault_data_keys").fetch_all(db.pool()).await?;
-                for (other, master_id, wrapped) in rows {
-                    if !data_keys.contains_key(&other) {
-                        let master = masters.get(&master_id).ok_or_else(|| VaultError::MissingMasterKey(master_id.clone()))?;
-                        data_keys.insert(other.clone(), unwrap(master, &wrapped, &other)?);
-                    }
-                }
-                id
-            }
-        };
-        Ok(Vault { inner: Arc::new(VaultInner { data_keys, current }) })
+        let keys = DataKeys { by_id: HashMap::new(), current: String::new() };
+        let vault = Vault { inner: Arc::new(VaultInner { masters: std::sync::RwLock::new(masters), keys: std::sync::RwLock::new(keys) }) };
+        vault.refresh(db).await?;
+        Ok(vault)
+    }
+
+    /// Loads data keys added since (a rotation) and forgets retired ones; the newest seals
+    /// from now on. The housekeeping loop calls it every minute.
+    pub async fn refresh(&self, db: &Db) -> Result<(), VaultError> {
+        let rows = data_key_rows(db).await?;
+        let Some((newest, ..)) = rows.last() else { return Ok(()) };
+        let newest = newest.clone();
+        let known: Vec<String> = self.inner.keys.read().expect("vault lock").by_id.keys().cloned().collect();
+        let mut by_id = HashMap::new();
+        for (id, master_id, wrapped, _) in rows {
+            let key = match known.contains(&id) {
+                true => None,
+                false => Some(self.unwrap_data_key(&id, &master_id, &wrapped)?),
+            };
+            by_id.insert(id, key);
+        }
+        let mut keys = self.inner.keys.write().expect("vault lock");
+        let mut old = std::mem::take(&mut keys.by_id);
+        keys.by_id = by_id.into_iter().filter_map(|(id, key)| key.or_else(|| old.remove(&id)).map(|k| (id, k))).collect();
+        keys.current = newest;
+        Ok(())
+    }
+
+    /// A data key, unwrapped by its master key; a master key this vault does not hold yet (a
+    /// rotation wrote it since we started) is looked for in the key file again.
+    fn unwrap_data_key(&self, id: &str, master_id: &str, wrapped: &[u8]) -> Result<Key32, VaultError> {
+        let known = self.inner.masters.read().expect("vault lock").get(master_id).map(|m| unwrap(m, wrapped, id));
+        if let Some(key) = known {
+            return key;
+        }
+        let path = self.inner.masters.read().expect("vault lock").path.clone();
+        let reloaded = MasterKeys::load(&path, false)?;
+        let master = reloaded.get(master_id).ok_or_else(|| VaultError::MissingMasterKey(master_id.to_owned()))?;
+        let key = unwrap(master, wrapped, id)?;
+        *self.inner.masters.write().expect("vault lock") = reloaded;
+        Ok(key)
+    }
+
+    /// The id of the data key that seals new values.
+    pub fn current_data_key(&self) -> String {
+        self.inner.keys.read().expect("vault lock").current.clone()
     }
 
     fn aad(context: &str) -> Vec<u8> {
@@ -311,18 +365,20 @@ impl Vault {
     }
 
     pub fn seal(&self, context: &str, secret: &SecretString) -> Vec<u8> {
-        let key = self.inner.data_keys.get(&self.inner.current).expect("current data key is loaded");
+        let keys = self.inner.keys.read().expect("vault lock");
+        let key = keys.by_id.get(&keys.current).expect("current data key is loaded");
         let sealed = seal_raw(key.expose_secret(), &Self::aad(context), secret.expose_secret().as_bytes());
         let mut out = Vec::with_capacity(1 + DATA_KEY_ID_LEN + sealed.len());
         out.push(FORMAT_VERSION);
-        out.extend_from_slice(self.inner.current.as_bytes());
+        out.extend_from_slice(keys.current.as_bytes());
         out.extend_from_slice(&sealed);
         out
     }
 
     pub fn open_sealed(&self, context: &str, ciphertext: &[u8]) -> Result<SecretString, VaultError> {
         let envelope = parse_envelope(ciphertext)?;
-        let key = self.inner.data_keys.get(envelope.data_key_id).ok_or(VaultError::UnknownDataKey)?;
+        let keys = self.inner.keys.read().expect("vault lock");
+        let key = keys.by_id.get(envelope.data_key_id).ok_or(VaultError::UnknownDataKey)?;
         let mut plain = open_raw(key.expose_secret(), &Self::aad(context), envelope.sealed)?;
         let text = String::from_utf8(std::mem::take(&mut plain)).map_err(|e| {
             let mut bytes = e.into_bytes();
@@ -337,50 +393,162 @@ impl Vault {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationReport {
     pub new_master_key_id: String,
+    /// This run added the master key (otherwise it continued an unfinished rotation).
     pub added_key: bool,
-    pub rewrapped: usize,
+    /// The data key everything is sealed with at the end.
+    pub data_key_id: String,
+    pub resealed: usize,
+    /// Sealed values still under an older data key (0 when finished).
     pub remaining: usize,
+    /// Older data keys deleted because nothing is sealed with them any more.
+    pub retired_data_keys: usize,
 }
 
-/// Adds a master key (unless a previous rotation is still unfinished) and re-wraps every data
-/// key under it. Each row is re-wrapped in its own statement: a crash leaves every row
-/// readable with one of the keys still in the file, and running it again finishes the job.
-pub async fn rotate_master_key(db: &Db, key_file: &Path, stop_after: Option<usize>) -> Result<RotationReport, VaultError> {
+/// One sealed value somewhere in the database, and how to write it back.
+struct SealedValue {
+    table: &'static str,
+    context: String,
+    ciphertext: Vec<u8>,
+    /// `UPDATE {table} SET {column} = $1 WHERE {key} AND {column} = $old`: the key's binds.
+    key: Vec<String>,
+}
+
+/// Every table that holds sealed values, with each value's context (its associated data).
+const SEALED_TABLES: [(&str, &str, &str); 3] = [
+    ("connections", "ciphertext", "hotkey = $3 AND provider = $4"),
+    ("pending_revocations", "ciphertext", "id = $3"),
+    ("oauth_states", "sealed_verifier", "state_hash = $3"),
+];
+
+async fn sealed_values(db: &Db) -> Result<Vec<SealedValue>, sqlx::Error> {
+    let mut out = Vec::new();
+    let connections: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT hotkey, provider, ciphertext FROM connections ORDER BY hotkey, provider").fetch_all(db.pool()).await?;
+    for (hotkey, provider, ciphertext) in connections {
+        let context = format!("credential|{hotkey}|{provider}");
+        out.push(SealedValue { table: "connections", context, ciphertext, key: vec![hotkey, provider] });
+    }
+    let pending: Vec<(String, String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT id, hotkey, provider, ciphertext FROM pending_revocations ORDER BY id").fetch_all(db.pool()).await?;
+    for (id, hotkey, provider, ciphertext) in pending {
+        out.push(SealedValue {
+            table: "pending_revocations",
+            context: format!("credential|{hotkey}|{provider}"),
+            ciphertext,
+            key: vec![id],
+        });
+    }
+    let states: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT state_hash, sealed_verifier FROM oauth_states ORDER BY state_hash").fetch_all(db.pool()).await?;
+    for (state_hash, ciphertext) in states {
+        out.push(SealedValue { table: "oauth_states", context: format!("oauth-verifier|{state_hash}"), ciphertext, key: vec![state_hash] });
+    }
+    Ok(out)
+}
+
+/// How many sealed values each data key seals, for `server vault status`: (data key, its
+/// master key, created at, values sealed), oldest first.
+pub async fn status(db: &Db) -> Result<Vec<(String, String, i64, usize)>, VaultError> {
+    let values = sealed_values(db).await?;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for value in &values {
+        let id = parse_envelope(&value.ciphertext).map(|e| e.data_key_id.to_owned()).unwrap_or_else(|_| "(malformed)".into());
+        *counts.entry(id).or_default() += 1;
+    }
+    Ok(data_key_rows(db)
+        .await?
+        .into_iter()
+        .map(|(id, master, _, created)| {
+            let n = counts.get(&id).copied().unwrap_or(0);
+            (id, master, created, n)
+        })
+        .collect())
+}
+
+/// Rotates the keys that protect every credential: a new master key in the key file and a
+/// new data key under it, then every sealed value (connections, pending revocations, OAuth
+/// states) opened and sealed again with the new data key, one statement each, then every
+/// older data key deleted once nothing is sealed with it. Whoever held an old master key and
+/// the old `vault_data_keys` rows then opens nothing that is stored.
+///
+/// Resumable: a crash (SIGKILL) anywhere leaves every value under a data key that is still in
+/// the database and wrapped by a master key still in the file, and running it again finishes
+/// the same rotation. `replica_wait` gives running replicas time to load the new data key
+/// (their vaults refresh every minute) before any value depends on it.
+pub async fn rotate_master_key(
+    db: &Db,
+    key_file: &Path,
+    stop_after: Option<usize>,
+    replica_wait: std::time::Duration,
+) -> Result<RotationReport, VaultError> {
     let mut masters = MasterKeys::load(key_file, false)?;
-    let rows: Vec<(String, String, Vec<u8>)> =
-        sqlx::query_as("SELECT id, master_key_id, wrapped_key FROM vault_data_keys ORDER BY id").fetch_all(db.pool()).await?;
-    let unfinished = rows.iter().any(|(_, m, _)| m != masters.current_id());
-    let added_key = !unfinished;
+    let rows = data_key_rows(db).await?;
+    let current = masters.current_id().to_owned();
+    // A rotation is under way when the key file's newest master key has no data key yet (it
+    // stopped between the file and the database), or when the newest data key is the only
+    // one under it while older ones remain (it stopped while re-sealing or retiring).
+    let newest_master = rows.last().map(|(_, master, _, _)| master.clone());
+    let under_current = rows.iter().filter(|(_, master, _, _)| *master == current).count();
+    let needs_data_key = newest_master.as_deref() != Some(current.as_str());
+    let re_sealing = !needs_data_key && under_current == 1 && rows.len() > 1;
+    let added_key = !needs_data_key && !re_sealing;
     if added_key {
         masters.keys.push((new_key_id(), random_key()));
-        // The new key is durable before any row depends on it.
+        // The new master key is durable before any row depends on it.
         masters.replace_file()?;
     }
-    let current_id = masters.current_id().to_owned();
-    let current = masters.get(&current_id).expect("current key");
-    let mut rewrapped = 0;
-    for (id, master_id, wrapped) in &rows {
-        if *master_id == current_id {
+    if added_key || needs_data_key {
+        create_data_key(db, &masters).await?;
+        tokio::time::sleep(replica_wait).await;
+    }
+    let vault = Vault::open(db, &masters).await?;
+    let target = vault.current_data_key();
+    let mut resealed = 0;
+    for value in sealed_values(db).await? {
+        if parse_envelope(&value.ciphertext).is_ok_and(|e| e.data_key_id == target) {
             continue;
         }
-        if stop_after.is_some_and(|n| rewrapped >= n) {
+        if stop_after.is_some_and(|n| resealed >= n) {
             break;
         }
-        let old = masters.get(master_id).ok_or_else(|| VaultError::MissingMasterKey(master_id.clone()))?;
-        let data_key = unwrap(old, wrapped, id)?;
-        let rewrapped_key = wrap(current, data_key.expose_secret(), id);
-        sqlx::query("UPDATE vault_data_keys SET master_key_id = $1, wrapped_key = $2 WHERE id = $3 AND master_key_id = $4")
-            .bind(&current_id)
-            .bind(rewrapped_key)
-            .bind(id)
-            .bind(master_id)
-            .execute(db.pool())
-            .await?;
-        rewrapped += 1;
+        let secret = vault.open_sealed(&value.context, &value.ciphertext)?;
+        let sealed = vault.seal(&value.context, &secret);
+        let (_, column, key) = SEALED_TABLES.iter().find(|(t, _, _)| *t == value.table).expect("a known table");
+        let sql = format!("UPDATE {} SET {column} = $1 WHERE {column} = $2 AND {key}", value.table);
+        let mut update = sqlx::query(&sql).bind(sealed).bind(&value.ciphertext);
+        for part in &value.key {
+            update = update.bind(part);
+        }
+        // Changed meanwhile (a refresh rotated a token, a disconnect): whoever changed it
+        // sealed with the newest key; if not, the next run takes it.
+        if update.execute(db.pool()).await?.rows_affected() == 1 {
+            resealed += 1;
+        }
     }
-    let (remaining,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id <> $1").bind(&current_id).fetch_one(db.pool()).await?;
-    Ok(RotationReport { new_master_key_id: current_id, added_key, rewrapped, remaining: remaining as usize })
+    // What is left under older keys (cut short by `stop_after`, or sealed meanwhile by a
+    // replica that had not yet loaded the new key); the older keys that seal nothing go.
+    let mut in_use: HashMap<String, usize> = HashMap::new();
+    for value in sealed_values(db).await? {
+        if let Ok(envelope) = parse_envelope(&value.ciphertext) {
+            *in_use.entry(envelope.data_key_id.to_owned()).or_default() += 1;
+        }
+    }
+    let remaining = in_use.iter().filter(|(id, _)| **id != target).map(|(_, n)| n).sum();
+    let mut retired_data_keys = 0;
+    for (id, ..) in data_key_rows(db).await? {
+        if id != target && !in_use.contains_key(&id) {
+            retired_data_keys +=
+                sqlx::query("DELETE FROM vault_data_keys WHERE id = $1").bind(&id).execute(db.pool()).await?.rows_affected() as usize;
+        }
+    }
+    Ok(RotationReport {
+        new_master_key_id: masters.current_id().to_owned(),
+        added_key,
+        data_key_id: target,
+        resealed,
+        remaining,
+        retired_data_keys,
+    })
 }
 
 /// Removes from the key file the master keys that no data key uses any more.
@@ -450,20 +618,50 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(vault.open_sealed(&alice, &tampered).is_err());
 
-        // Rotation interrupted after zero rows, then run again: everything still opens.
-        let first = rotate_master_key(&db, &path, Some(0)).await.unwrap();
+        // Stored, as a connection is: rotation re-seals what the database holds.
+        sqlx::query("INSERT INTO connections (hotkey, provider, state, label, ciphertext, connected_at, updated_at, refresh_lock_until) VALUES ('5Alice', 'openrouter', 'connected', 'a', $1, 0, 0, 0)")
+            .bind(&sealed)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let stored =
+            || async { sqlx::query_as::<_, (Vec<u8>,)>("SELECT ciphertext FROM connections").fetch_one(db.pool()).await.unwrap().0 };
+        let old_data_key = vault.current_data_key();
+
+        // Rotation interrupted after zero values, then run again: everything still opens.
+        let no_wait = std::time::Duration::ZERO;
+        let first = rotate_master_key(&db, &path, Some(0), no_wait).await.unwrap();
         assert!(first.added_key);
-        assert_eq!(first.remaining, 1);
+        assert_eq!((first.resealed, first.remaining, first.retired_data_keys), (0, 1, 0));
+        assert_ne!(first.data_key_id, old_data_key, "a new data key, not only a new wrapping");
         let reopened = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
-        assert_eq!(reopened.open_sealed(&alice, &sealed).unwrap().expose_secret(), secret.expose_secret());
-        let second = rotate_master_key(&db, &path, None).await.unwrap();
+        assert_eq!(reopened.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
+        let second = rotate_master_key(&db, &path, None, no_wait).await.unwrap();
         assert!(!second.added_key, "an unfinished rotation continues instead of adding another key");
-        assert_eq!((second.rewrapped, second.remaining), (1, 0));
-        assert_eq!(second.new_master_key_id, first.new_master_key_id);
+        assert_eq!((second.resealed, second.remaining, second.retired_data_keys), (1, 0, 1));
+        assert_eq!(
+            (second.new_master_key_id.as_str(), second.data_key_id.as_str()),
+            (first.new_master_key_id.as_str(), first.data_key_id.as_str())
+        );
+        assert_eq!(parse_envelope(&stored().await).unwrap().data_key_id, second.data_key_id);
+        // The old data key is gone: the old ciphertext opens for nobody, the stored one does.
+        let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
+        assert!(matches!(after.open_sealed(&alice, &sealed), Err(VaultError::UnknownDataKey)));
+        assert_eq!(after.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
+        assert_eq!(
+            status(&db).await.unwrap().iter().map(|(id, _, _, n)| (id.clone(), *n)).collect::<Vec<_>>(),
+            vec![(second.data_key_id.clone(), 1)]
+        );
         let retired = retire_unused_master_keys(&db, &path).await.unwrap();
         assert_eq!(retired.len(), 1);
         let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
-        assert_eq!(after.open_sealed(&alice, &sealed).unwrap().expose_secret(), secret.expose_secret());
+        assert_eq!(after.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
+        // A running vault (another replica) picks the new data key up on refresh.
+        let third = rotate_master_key(&db, &path, Some(0), no_wait).await.unwrap();
+        assert!(third.added_key);
+        assert_ne!(after.current_data_key(), third.data_key_id);
+        after.refresh(&db).await.unwrap();
+        assert_eq!(after.current_data_key(), third.data_key_id, "the newest data key seals after a refresh");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

@@ -3,7 +3,10 @@
 //! Two kinds of signature reach the service:
 //! * every signed API request (the `oro` CLI, validators) signs
 //!   `"{hotkey}:{timestamp}:{nonce}"`;
-//! * the browser sign-in signs a Sign-In-with-Substrate message built by the server.
+//! * the browser sign-in signs a Sign-In-with-Substrate message built by the server;
+//! * our own `oro` CLI also sends a bound signature (`X-Signature-Bound`) over the method,
+//!   the service's host, the path, a hash of the body, and the same hotkey, timestamp and
+//!   nonce: a signature that cannot be moved to another request or another service.
 //!
 //! Browser wallets (`signer.signRaw` with `type: "bytes"`) sign the message wrapped in
 //! `<Bytes>...</Bytes>`; the verifier accepts both the bare and the wrapped form.
@@ -13,10 +16,26 @@ pub const HEADER_HOTKEY: &str = "x-hotkey";
 pub const HEADER_TIMESTAMP: &str = "x-timestamp";
 pub const HEADER_NONCE: &str = "x-nonce";
 pub const HEADER_SIGNATURE: &str = "x-signature";
+pub const HEADER_BOUND_SIGNATURE: &str = "x-signature-bound";
 
 /// The text a signed request signs.
 pub fn request_message(hotkey: &str, timestamp: &str, nonce: &str) -> String {
     format!("{hotkey}:{timestamp}:{nonce}")
+}
+
+/// The text a bound signature signs. `host` is the service's public host (`host[:port]`, the
+/// port only when its URL names one), `path_and_query` the request target, `body_sha256` the hex SHA-256 of the body
+/// bytes (of the empty string when there is none).
+pub fn bound_request_message(
+    method: &str,
+    host: &str,
+    path_and_query: &str,
+    body_sha256: &str,
+    hotkey: &str,
+    timestamp: &str,
+    nonce: &str,
+) -> String {
+    format!("oro-bound-request-v1\n{method}\n{host}\n{path_and_query}\n{body_sha256}\n{}", request_message(hotkey, timestamp, nonce))
 }
 
 /// What polkadot.js-style wallets actually sign for `signRaw({type: "bytes"})`.

@@ -16,6 +16,10 @@ pub enum Ss58Error {
     WrongPrefix(u8),
     #[error("bad checksum")]
     BadChecksum,
+    /// The identity point: schnorrkel accepts it as a key, and then one constant signature
+    /// verifies for every message. No wallet has it; refusing it is the whole defence.
+    #[error("not a usable public key (the identity point)")]
+    IdentityKey,
 }
 
 fn checksum(body: &[u8]) -> [u8; 2] {

@@ -88,6 +88,31 @@ pub fn read_api_key(argument: &str, stdin: &mut dyn BufRead) -> Result<SecretStr
     Ok(SecretString::from(key.to_owned()))
 }
 
+/// `--api-key-file PATH`: the key on the file's first line.
+pub fn read_api_key_file(path: &std::path::Path) -> Result<SecretString, CliError> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("--api-key-file {}: {e}", path.display())))?,
+    );
+    let key = text.lines().next().unwrap_or_default().trim();
+    if key.is_empty() {
+        return Err(CliError::Usage(format!("--api-key-file {}: the first line holds no key", path.display())));
+    }
+    Ok(SecretString::from(key.to_owned()))
+}
+
+/// No `--api-key` on a terminal: ask for it without echoing what is pasted.
+pub fn prompt_api_key() -> Result<SecretString, CliError> {
+    let key = zeroize::Zeroizing::new(
+        rpassword::prompt_password("Paste your OpenRouter management key (input hidden): ")
+            .map_err(|e| CliError::Usage(format!("cannot read the key from the terminal: {e}")))?,
+    );
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(CliError::Usage("no key was pasted".into()));
+    }
+    Ok(SecretString::from(key.to_owned()))
+}
+
 /// `oro inference connect openrouter --api-key KEY`.
 pub fn connect_openrouter(client: &ApiClient, wallet_name: &str, api_key: &SecretString, out: Output) -> Result<(), CliError> {
     out.inference_header(wallet_name, client.hotkey().ss58(), Some(Provider::OpenRouter.as_str()), client.base_url());

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 use wire::api::{InferenceAuthList, SubmitAnswer};
 
-use crate::client::{ApiClient, RequestBody, printable};
+use crate::client::{ApiClient, printable};
 use crate::error::CliError;
 use crate::output::{Output, body_json, python_datetime};
 
@@ -63,16 +63,9 @@ pub fn submit(client: &ApiClient, wallet_name: &str, agent_name: &str, agent: Ag
     out.line(&inference);
     out.line("");
 
-    let agent_name_owned = agent_name.to_owned();
     let AgentFile { file_name, bytes, .. } = agent;
-    let form = move || {
-        let file = reqwest::multipart::Part::bytes(bytes.clone())
-            .file_name(file_name.clone())
-            .mime_str("text/x-python")
-            .expect("text/x-python is a valid MIME type");
-        reqwest::multipart::Form::new().text("agent_name", agent_name_owned.clone()).part("file", file)
-    };
-    let response = client.send(reqwest::Method::POST, "/v1/miner/submit", RequestBody::Multipart(Box::new(form)))?;
+    let form = crate::client::multipart(&[("agent_name", agent_name)], ("file", &file_name, "text/x-python", &bytes));
+    let response = client.send(reqwest::Method::POST, "/v1/miner/submit", form)?;
     match response.status {
         200 => {
             let answer: SubmitAnswer = client.parse(&response, "a submit answer ({admission_status, hotkey, ...})")?;

@@ -112,6 +112,9 @@ pub async fn spawn_app() -> TestApp {
         ("ORO_SIMULATE_PROVIDERS".into(), "1".into()),
         ("ORO_PROVIDER_TIMEOUT_SECS".into(), "2".into()),
         ("ORO_SUBMIT_COOLDOWN_SECS".into(), "0".into()),
+        // Our CLI signs every request bound to it: every test here runs where the routes that
+        // can refuse plain signatures do.
+        ("ORO_REQUIRE_BOUND_SIGNATURES".into(), "claim,submit,disconnect,budget".into()),
     ]);
     let settings = Settings::from_vars(&vars).expect("test settings");
     let app = Application::build(settings).await.expect("the application starts");

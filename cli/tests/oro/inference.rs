@@ -182,3 +182,22 @@ async fn budget_show_set_clear() {
     cleared.assert_ok();
     assert!(cleared.stdout.starts_with("Monthly budget: none"), "{}", cleared.stdout);
 }
+
+/// The key from a file (never on the command line), and without any key on a pipe: a
+/// refusal that names the ways to give one, never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_comes_from_a_file_and_never_blocks_a_pipe() {
+    let app = spawn_app().await;
+    let key = app.sim.create_openrouter_account(20.0);
+    let file = std::env::temp_dir().join(format!("oro-key-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    let connect = app.oro(&["inference", "connect", "openrouter", "--api-key-file", file.to_str().unwrap()]).run().await;
+    connect.assert_ok();
+    assert!(connect.stdout.contains("Connected openrouter."), "{}", connect.stdout);
+    assert!(!connect.stdout.contains(&key) && !connect.stderr.contains(&key));
+    std::fs::remove_file(&file).unwrap();
+
+    let piped = app.oro(&["inference", "connect", "openrouter"]).run().await;
+    piped.assert_code(2);
+    assert!(piped.stderr.contains("--api-key -") && piped.stderr.contains("--api-key-file"), "{}", piped.stderr);
+}

@@ -29,11 +29,11 @@ async fn challenge(State(services): State<Services>, ApiJson(body): ApiJson<Chal
 
 async fn session(State(services): State<Services>, ApiJson(body): ApiJson<SessionRequest>) -> Result<Json<SessionAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
+    // The signature first: roles (and so a ban) are told only to the key's holder.
+    sessions::redeem_challenge(&services.db, &hotkey, &body.challenge, &body.signature).await?;
     let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
     let role = if caller.is_validator { "validator" } else { "miner" };
-    let opened =
-        sessions::open_session(&services.db, &hotkey, &body.challenge, &body.signature, role, services.settings.api_session_ttl_secs)
-            .await?;
+    let opened = sessions::open_session(&services.db, &hotkey, role, services.settings.api_session_ttl_secs).await?;
     // Counted once the signature has proved the hotkey: naming someone's hotkey in bad
     // requests must not lock them out.
     if let Err(refused) = services.limit_hotkey(Action::SignIn, &hotkey).await {

@@ -40,7 +40,6 @@ pub fn apply_common_layers<S: Clone + Send + Sync + 'static>(router: axum::Route
             }))
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, std::time::Duration::from_secs(60)))
             .layer(axum::middleware::from_fn(refuse_oversized))
-            .layer(axum::middleware::from_fn(refuse_nul_characters))
             // The backstop for bodies without a Content-Length (chunked), for every reader:
             // extractors and the server functions alike.
             .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -83,7 +82,9 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
             format!("request body too large: at most {} MiB", MAX_BODY_BYTES / (1024 * 1024)),
         )
     };
-    if length <= 4 * MAX_BODY_BYTES as u64 {
+    // Only an upload is worth reading past the limit (a client still sending its file must
+    // hear the 413); anything else is refused without reading a byte.
+    if path == "/v1/miner/submit" && length <= 4 * MAX_BODY_BYTES as u64 {
         use http_body_util::BodyExt;
         let mut body = req.into_body();
         let drain = async { while let Some(Ok(_)) = body.frame().await {} };
@@ -217,8 +218,79 @@ pub fn client_ip(services: &Services, req: &Request) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 
+/// At most `ORO_MAX_CONCURRENT_REQUESTS` requests in progress: past that, a 503 at once
+/// (with `Retry-After`) instead of a queue that only makes every answer late.
+pub async fn shed_load(State(slots): State<std::sync::Arc<tokio::sync::Semaphore>>, req: Request, next: Next) -> Response {
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        metrics::counter!("oro_requests_shed_total").increment(1);
+        let mut response = refusal(
+            req.uri().path(),
+            ApiError::Status(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the service is at capacity; try again in a moment".into()),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    next.run(req).await
+}
+
+/// The route an operator names in `ORO_REQUIRE_BOUND_SIGNATURES`, by method and route template.
+fn bound_route_name(method: &Method, route: &str) -> Option<&'static str> {
+    match (method.as_str(), route) {
+        ("POST", "/v1/validator/work/claim") => Some("claim"),
+        ("POST", "/v1/miner/submit") => Some("submit"),
+        ("DELETE", "/v1/miner/inference-auth/{provider}") => Some("disconnect"),
+        ("PUT", "/v1/miner/budget") => Some("budget"),
+        _ => None,
+    }
+}
+
+/// Bound signatures (`X-Signature-Bound`, sent by our own CLI): checked whenever present, over
+/// this method, our public host, the path and the body; required on the routes the operator
+/// lists. The plain signature is still checked by the extractors, nonce and all.
+pub async fn check_bound_signature(State(services): State<Services>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let required =
+        bound_route_name(req.method(), &route).is_some_and(|name| services.settings.require_bound_signatures.iter().any(|r| r == name));
+    let Some(bound) = req.headers().get(wire::signing::HEADER_BOUND_SIGNATURE).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+        if required {
+            return refusal(&path, ApiError::Auth(AuthError::BoundSignatureRequired));
+        }
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return refusal(&path, ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()));
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = service::auth::signed_request::SignedHeaders {
+        hotkey: header(wire::signing::HEADER_HOTKEY),
+        timestamp: header(wire::signing::HEADER_TIMESTAMP),
+        nonce: header(wire::signing::HEADER_NONCE),
+        signature: header(wire::signing::HEADER_SIGNATURE),
+    };
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let host = service::auth::signed_request::bound_host(&services.settings.public_url);
+    if let Err(e) = service::auth::signed_request::check_bound(&signed, &bound, parts.method.as_str(), &host, target, &bytes) {
+        return refusal(&path, ApiError::Auth(e));
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// A request that asks to be authenticated: each costs signature checks (or a session lookup)
+/// and a nonce write.
+fn is_signed(req: &Request) -> bool {
+    req.headers().contains_key(wire::signing::HEADER_SIGNATURE) || req.headers().get(header::AUTHORIZATION).is_some()
+}
+
 /// Per-IP rate limits, counted before authentication or any other work.
 pub async fn limit_by_client_ip(State(services): State<Services>, req: Request, next: Next) -> Response {
+    if is_signed(&req)
+        && let Some(ip) = client_ip(&services, &req)
+        && let Err(refused) = services.signed_limiter.hit(&service::rate_limit::client_key(ip), service::clock::now())
+    {
+        return refusal(req.uri().path(), ApiError::from(refused));
+    }
     if let Some(action) = limited_action(req.method(), req.uri().path())
         && let Some(ip) = client_ip(&services, &req)
         && let Err(refused) = services.limit_ip(action, ip).await

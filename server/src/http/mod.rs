@@ -15,7 +15,7 @@ use axum::Router;
 
 use crate::startup::AppState;
 
-pub fn api_router() -> Router<AppState> {
+pub fn api_router(services: service::Services) -> Router<AppState> {
     Router::new()
         .route("/metrics", axum::routing::get(metrics::render))
         .merge(public::routes())
@@ -24,4 +24,9 @@ pub fn api_router() -> Router<AppState> {
         .merge(validator::routes())
         .merge(oro_backend::routes())
         .method_not_allowed_fallback(oro_backend::method_not_allowed)
+        // Bodies are read (for the NUL check) only on routes that exist: a flood of large
+        // bodies at unknown paths costs nothing but the 404.
+        .route_layer(axum::middleware::from_fn(guards::refuse_nul_characters))
+        .route_layer(axum::middleware::from_fn_with_state(services, guards::check_bound_signature))
+        .route("/v1/{*rest}", axum::routing::any(oro_backend::not_found))
 }

@@ -30,7 +30,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/public/races/history", get(public_route))
         .route("/v1/public/races/{race_id}", get(public_route))
         .route("/v1/public/races/{race_id}/{detail}", get(public_route))
-        .route("/v1/{*rest}", any(not_found))
 }
 
 const NOT_HELD: &str = "this is a route of ORO's evaluation backend: oro-inference holds miners' inference-provider connections and the runs' inference credentials, not evaluation problems, uploads, episode results, packs, races, weights or race selection; send this call to ORO's backend";

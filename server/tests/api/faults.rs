@@ -758,19 +758,19 @@ fn operator_command(database_url: &str, key_file: &Path, args: &[&str]) -> Comma
     command
 }
 
-async fn rewrapped(db: &service::Db, old_master: &str) -> usize {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id <> $1")
-        .bind(old_master)
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    n as usize
+/// The data key new values are sealed with (the newest), and how many stored credentials it seals.
+async fn resealed(db: &service::Db) -> (String, usize) {
+    let (newest,): (String,) =
+        sqlx::query_as("SELECT id FROM vault_data_keys ORDER BY created_at DESC, id DESC LIMIT 1").fetch_one(db.pool()).await.unwrap();
+    let stored: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections").fetch_all(db.pool()).await.unwrap();
+    let n = stored.iter().filter(|(c,)| service::vault::parse_envelope(c).is_ok_and(|e| e.data_key_id == newest)).count();
+    (newest, n)
 }
 
-/// `server vault rotate-master-key` SIGKILLed half-way through re-wrapping: every credential
-/// still opens (some data keys under the old master key, some under the new); run again, it
-/// continues the same rotation to the end; every credential opens with the final key file and
-/// carries its plaintext; `retire-master-keys` then removes the old key and all still opens.
+/// `server vault rotate-master-key` SIGKILLed half-way through re-sealing: every credential
+/// still opens (some under an old data key, some under the new one); run again, it continues
+/// the same rotation to the end, every credential under the one new data key and every old
+/// data key deleted; `retire-master-keys` then removes the old master key, and all still opens.
 async fn rotation_killed_half_way_resumes(backend: Backend) {
     let test_db = service::db::testing::TestDatabase::create(backend).await;
     let db = test_db.connect().await;
@@ -783,13 +783,13 @@ async fn rotation_killed_half_way_resumes(backend: Backend) {
     let seeded = seed_vault(&db, &masters, &dir.join("scratch")).await;
     drop(masters);
     assert_every_credential_opens(&db, &key_file, &seeded, "before the rotation").await;
+    let rotate = ["vault", "rotate-master-key", "--replica-wait-secs", "0"];
 
-    // Kill it once a quarter of the data keys are re-wrapped.
-    let mut child =
-        operator_command(&url, &key_file, &["vault", "rotate-master-key"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Kill it once a quarter of the credentials are re-sealed.
+    let mut child = operator_command(&url, &key_file, &rotate).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     loop {
-        if rewrapped(&db, &old_master).await >= ROTATION_KEYS / 4 {
+        if resealed(&db).await.1 >= ROTATION_KEYS / 4 {
             child.kill().unwrap();
             break;
         }
@@ -808,30 +808,36 @@ async fn rotation_killed_half_way_resumes(backend: Backend) {
     assert!(!status.success(), "killed, not finished");
     #[cfg(unix)]
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "SIGKILL");
-    let done = rewrapped(&db, &old_master).await;
-    eprintln!("rotation killed after {:?} with {done} of {ROTATION_KEYS} data keys re-wrapped", started.elapsed());
-    assert!(done > 0 && done < ROTATION_KEYS, "killed half-way ({done} of {ROTATION_KEYS} re-wrapped)");
+    let (new_data_key, done) = resealed(&db).await;
+    eprintln!("rotation killed after {:?} with {done} of {ROTATION_KEYS} credentials re-sealed", started.elapsed());
+    assert!(done > 0 && done < ROTATION_KEYS, "killed half-way ({done} of {ROTATION_KEYS} re-sealed)");
     let ids = MasterKeys::load(&key_file, false).unwrap().ids();
     assert_eq!(ids.len(), 2, "the new master key was saved before any row used it");
     assert_eq!(ids[0], old_master);
     let new_master = ids[1].clone();
-    let (used,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys WHERE master_key_id NOT IN ($1, $2)")
-        .bind(&old_master)
-        .bind(&new_master)
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    assert_eq!(used, 0);
+    let (under_new,): (String,) =
+        sqlx::query_as("SELECT master_key_id FROM vault_data_keys WHERE id = $1").bind(&new_data_key).fetch_one(db.pool()).await.unwrap();
+    assert_eq!(under_new, new_master, "the new data key is under the new master key");
     assert_every_credential_opens(&db, &key_file, &seeded, "after the kill").await;
 
     // Started again: it continues the same rotation (no third key) to the end.
-    let out = operator_command(&url, &key_file, &["vault", "rotate-master-key"]).output().unwrap();
+    let out = operator_command(&url, &key_file, &rotate).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&new_master) && stdout.contains("continuing an unfinished rotation") && stdout.contains(" 0 left"), "{stdout}");
+    assert!(stdout.contains(&format!("retired {ROTATION_KEYS} old data key(s)")), "{stdout}");
     assert_eq!(MasterKeys::load(&key_file, false).unwrap().ids(), vec![old_master.clone(), new_master.clone()]);
-    assert_eq!(rewrapped(&db, &old_master).await, ROTATION_KEYS, "every data key under the new master key");
+    assert_eq!(resealed(&db).await, (new_data_key.clone(), ROTATION_KEYS), "every credential under the new data key");
+    let (keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(keys, 1, "the old data keys are gone");
     assert_every_credential_opens(&db, &key_file, &seeded, "after the resumed rotation").await;
+    let out = operator_command(&url, &key_file, &["vault", "status"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("data key {new_data_key} (master key {new_master}"))
+            && stdout.contains(&format!("seals {ROTATION_KEYS} value(s)")),
+        "{stdout}"
+    );
 
     let out = operator_command(&url, &key_file, &["vault", "retire-master-keys"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

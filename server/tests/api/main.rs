@@ -12,3 +12,4 @@ mod hardening;
 mod oro_clients;
 mod python_sdk;
 mod runs;
+mod security;

@@ -19,6 +19,12 @@ pub enum AuthError {
     BadSignature,
     #[error("replayed nonce: this request was already received")]
     ReplayedNonce,
+    #[error(
+        "the bound signature (X-Signature-Bound) does not match this request: it must sign this method, path and body for the service at {0} (is the client's base URL the service's public URL?)"
+    )]
+    BadBoundSignature(String),
+    #[error("this route takes only bound signatures (X-Signature-Bound): update the client (oro-inference's `oro` sends them)")]
+    BoundSignatureRequired,
     #[error("hotkey is banned")]
     Banned,
     #[error("hotkey is not on the miner allowlist")]

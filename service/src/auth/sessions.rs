@@ -58,15 +58,10 @@ pub struct NewSession {
     pub expires_at: i64,
 }
 
-/// Trades a signed challenge for a session token. The challenge is spent either way.
-pub async fn open_session(
-    db: &Db,
-    hotkey: &Hotkey,
-    challenge: &str,
-    signature_hex: &str,
-    role: &str,
-    ttl_secs: i64,
-) -> Result<NewSession, AuthError> {
+/// Spends a challenge and checks its signature: `Ok` only when the hotkey signed it. The
+/// challenge is spent either way. Nothing about the hotkey (its role, a ban) is looked up
+/// before this succeeds.
+pub async fn redeem_challenge(db: &Db, hotkey: &Hotkey, challenge: &str, signature_hex: &str) -> Result<(), AuthError> {
     let now = clock::now();
     let spent = sqlx::query("DELETE FROM auth_challenges WHERE challenge = $1 AND hotkey = $2 AND purpose = $3 AND expires_at >= $4")
         .bind(challenge)
@@ -82,6 +77,12 @@ pub async fn open_session(
     if !signature::verify(hotkey.public_key(), challenge.as_bytes(), &signature) {
         return Err(AuthError::BadSignature);
     }
+    Ok(())
+}
+
+/// A session token for a hotkey that has proved itself (`redeem_challenge`).
+pub async fn open_session(db: &Db, hotkey: &Hotkey, role: &str, ttl_secs: i64) -> Result<NewSession, AuthError> {
+    let now = clock::now();
     let token = format!("ses_{}", random_hex(32));
     let expires_at = now + ttl_secs;
     sqlx::query("INSERT INTO api_sessions (token_hash, hotkey, role, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")

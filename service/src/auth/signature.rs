@@ -14,8 +14,17 @@ pub fn parse_signature_hex(text: &str) -> Option<[u8; 64]> {
     Some(bytes)
 }
 
+/// The identity point's encoding (the only canonical one: ristretto255 refuses others).
+pub fn is_identity(public_key: &[u8; 32]) -> bool {
+    public_key.iter().all(|b| *b == 0)
+}
+
 /// True when `signature` is the hotkey's signature of `message` or of `<Bytes>message</Bytes>`.
+/// Never for the identity key, whatever the signature.
 pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    if is_identity(public_key) {
+        return false;
+    }
     let Ok(key) = PublicKey::from_bytes(public_key) else {
         return false;
     };
@@ -50,6 +59,25 @@ pub(crate) mod tests {
         assert!(!verify(&public, b"hellO", &bare));
         assert!(!verify(&keypair(2).public.to_bytes(), b"hello", &bare));
         assert!(parse_signature_hex("0x1234").is_none());
+    }
+
+    #[test]
+    fn the_identity_key_signs_nothing() {
+        // schnorrkel alone accepts this pair for any message; we must not.
+        let mut constant = [0u8; 64];
+        constant[63] = 0x80;
+        let zero = [0u8; 32];
+        assert!(
+            PublicKey::from_bytes(&zero)
+                .unwrap()
+                .verify_simple(b"substrate", b"anything", &Signature::from_bytes(&constant).unwrap())
+                .is_ok()
+        );
+        assert!(!verify(&zero, b"anything", &constant));
+        assert!(!verify(&zero, b"<Bytes>anything</Bytes>", &constant));
+        let address = wire::ss58::encode(&zero);
+        assert_eq!(address, "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM");
+        assert_eq!(crate::domain::Hotkey::parse(&address).err(), Some(wire::ss58::Ss58Error::IdentityKey));
         assert!(parse_signature_hex(&format!("0x{}", "zz".repeat(64))).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Browser sign-in with a wallet extension: the server writes a Sign-In-with-Substrate
 //! message with a single-use nonce, the wallet signs it (`signRaw`, `<Bytes>`-wrapped), and
-//! the server checks signature, nonce, domain and expiry before opening a session.
+//! the server checks signature, nonce, domain and expiry, and that the text is exactly the
+//! one it issued, before opening a session.
 
 use wire::signing::SignInMessage;
 
@@ -20,23 +21,31 @@ pub async fn begin(db: &Db, public_url: &url::Url, address: &str) -> Result<Sign
     let now = clock::now();
     let nonce = random_token(18);
     let expires_at = now + SIGN_IN_TTL_SECS;
-    sqlx::query("INSERT INTO auth_challenges (challenge, hotkey, purpose, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(&nonce)
-        .bind(hotkey.as_str())
-        .bind(PURPOSE_WEB)
-        .bind(expires_at)
-        .execute(db.pool())
-        .await?;
-    Ok(SignInMessage {
+    let message = SignInMessage {
         domain: domain_of(public_url),
         address: hotkey.to_string(),
         statement: STATEMENT.to_owned(),
         uri: public_url.as_str().trim_end_matches('/').to_owned(),
         version: "1".to_owned(),
-        nonce,
+        nonce: nonce.clone(),
         issued_at: clock::rfc3339(now),
         expiration_time: clock::rfc3339(expires_at),
-    })
+    };
+    sqlx::query("INSERT INTO auth_challenges (challenge, hotkey, purpose, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(issued_key(&nonce, &message.to_text()))
+        .bind(hotkey.as_str())
+        .bind(PURPOSE_WEB)
+        .bind(expires_at)
+        .execute(db.pool())
+        .await?;
+    Ok(message)
+}
+
+/// The stored challenge: the nonce and the digest of the exact text issued with it, so only
+/// that text signs in. A page that rewords the statement, the URI or the dates (to make a
+/// wallet show something else) gets a signature over a text we never issued.
+fn issued_key(nonce: &str, text: &str) -> String {
+    format!("{nonce}.{}", crate::auth::sessions::digest(text))
 }
 
 fn domain_of(url: &url::Url) -> String {
@@ -68,7 +77,7 @@ pub async fn finish(db: &Db, public_url: &url::Url, message_text: &str, signatur
     // Spend the nonce only after the signature holds, so a forged attempt cannot burn a
     // miner's pending sign-in.
     let spent = sqlx::query("DELETE FROM auth_challenges WHERE challenge = $1 AND hotkey = $2 AND purpose = $3 AND expires_at >= $4")
-        .bind(&message.nonce)
+        .bind(issued_key(&message.nonce, message_text))
         .bind(hotkey.as_str())
         .bind(PURPOSE_WEB)
         .bind(now)
