@@ -186,18 +186,20 @@ async fn queue_revocation<'e>(
     provider: Provider,
     ciphertext: &[u8],
     reason: &str,
-) -> Result<(), sqlx::Error> {
+    next_try_at: i64,
+) -> Result<String, sqlx::Error> {
+    let id = uuid::Uuid::new_v4().to_string();
     sqlx::query("INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)")
-        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&id)
         .bind(hotkey.as_str())
         .bind(provider.as_str())
         .bind(ciphertext)
         .bind(reason)
-        .bind(clock::now() + 60)
+        .bind(next_try_at)
         .bind(clock::now())
         .execute(executor)
         .await?;
-    Ok(())
+    Ok(id)
 }
 
 /// Extra attempts at OpenRouter's `GET /key` while a miner connects.
@@ -258,11 +260,27 @@ impl Services {
         let now = clock::now();
         let mut tx = self.db.pool().begin().await?;
         let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        let previous: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(hotkey.as_str())
-            .bind(provider.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let previous: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+                .bind(hotkey.as_str())
+                .bind(provider.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        // A Chutes grant being replaced (reconnect by OAuth or by token) stays live at Chutes
+        // until revoked: queue its revocation in this transaction, as disconnect does, so it
+        // cannot be forgotten between the overwrite and the revocation. (OpenRouter's old key
+        // is handled by `connect_openrouter`: its run keys are disabled.)
+        let mut replaced_grant = None;
+        if provider == Provider::Chutes
+            && let Some((_, old)) = &previous
+        {
+            let context = Vault::credential_context(hotkey.as_str(), provider);
+            let same = self.vault.open_sealed(&context, old).is_ok_and(|o| o.expose_secret() == credential.expose_secret());
+            if !same {
+                let id = queue_revocation(&mut *tx, hotkey, provider, old, "replaced by a new Chutes connection", clock::now()).await?;
+                replaced_grant = Some(id);
+            }
+        }
         sqlx::query(
             "INSERT INTO connections (hotkey, provider, state, label, ciphertext, connected_at, updated_at, refresh_lock_until)
              VALUES ($1, $2, $3, $4, $5, $6, $6, 0)
@@ -299,6 +317,15 @@ impl Services {
         };
         audit::record(&mut tx, hotkey, Some(provider), kind, &detail).await?;
         tx.commit().await?;
+        if let Some(id) = replaced_grant {
+            // Revoked now, in the background; the queued row makes sure it happens anyway.
+            let services = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = services.retry_pending_revocation(&id).await {
+                    tracing::warn!(error = %e, "revoking the replaced Chutes grant failed; housekeeping retries it");
+                }
+            });
+        }
         Ok(default)
     }
 
@@ -342,7 +369,9 @@ impl Services {
                 let (services, hotkey) = (self.clone(), hotkey.clone());
                 let cleanup = tokio::spawn(async move {
                     if let Err(e) = services.revoke_at_provider(&hotkey, Provider::OpenRouter, &old_key).await
-                        && let Err(e) = queue_revocation(services.db.pool(), &hotkey, Provider::OpenRouter, &old, &e.to_string()).await
+                        && let Err(e) =
+                            queue_revocation(services.db.pool(), &hotkey, Provider::OpenRouter, &old, &e.to_string(), clock::now() + 60)
+                                .await
                     {
                         tracing::error!(hotkey = %hotkey.short(), error = %e, "could not queue the replaced management key's revocation");
                     }
@@ -492,8 +521,8 @@ impl Services {
             };
             let ciphertext = self.vault.seal(&Vault::credential_context(hotkey.as_str(), Provider::Chutes), token);
             let reason = format!("{reason}; revocation failed ({e})");
-            match queue_revocation(self.db.pool(), hotkey, Provider::Chutes, &ciphertext, &reason).await {
-                Ok(()) => tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not revoke a failed connect's Chutes token; queued"),
+            match queue_revocation(self.db.pool(), hotkey, Provider::Chutes, &ciphertext, &reason, clock::now() + 60).await {
+                Ok(_) => tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not revoke a failed connect's Chutes token; queued"),
                 Err(db) => tracing::error!(
                     hotkey = %hotkey.short(), error = %e, queue_error = %db,
                     "could not revoke a failed connect's Chutes token, nor queue its revocation"
@@ -697,7 +726,7 @@ impl Services {
         let detail = match &revocation {
             Ok(what) => format!("{} disconnected; {what}", provider.display_name()),
             Err(e) => {
-                queue_revocation(&mut *tx, hotkey, provider, &ciphertext, &e.to_string()).await?;
+                queue_revocation(&mut *tx, hotkey, provider, &ciphertext, &e.to_string(), clock::now() + 60).await?;
                 format!("{} disconnected; revocation at the provider failed ({e}) and will be retried", provider.display_name())
             }
         };
@@ -738,65 +767,78 @@ impl Services {
 
     /// Retries revocations that failed during a disconnect, with growing pauses.
     pub async fn retry_pending_revocations(&self) -> Result<usize, ConnectionError> {
-        let due: Vec<(String, String, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT id, hotkey, provider, ciphertext, attempts FROM pending_revocations WHERE next_try_at <= $1 ORDER BY next_try_at LIMIT 50",
-        )
-        .bind(clock::now())
-        .fetch_all(self.db.pool())
-        .await?;
+        let due: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM pending_revocations WHERE next_try_at <= $1 ORDER BY next_try_at LIMIT 50")
+                .bind(clock::now())
+                .fetch_all(self.db.pool())
+                .await?;
         let mut done = 0;
-        for (id, hotkey, provider, ciphertext, attempts) in due {
-            let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else {
-                continue;
-            };
-            let credential = match self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext) {
-                Ok(c) => c,
-                Err(e) => {
-                    // One bad row must not stop the others (nor the rest of housekeeping).
-                    tracing::error!(id = %id, error = %e, "a pending revocation's credential does not open; skipping it");
-                    sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2")
-                        .bind(clock::now() + 86_400)
-                        .bind(&id)
-                        .execute(self.db.pool())
-                        .await?;
-                    continue;
-                }
-            };
-            match self.revoke_at_provider(&hotkey, provider, &credential).await {
-                Ok(what) => {
-                    let mut tx = self.db.pool().begin().await?;
-                    sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-                    audit::record(&mut tx, &hotkey, Some(provider), "revoked", &format!("delayed revocation done: {what}")).await?;
-                    tx.commit().await?;
-                    done += 1;
-                }
-                Err(ProviderError::Unauthorized { .. }) | Err(ProviderError::InvalidGrant { .. }) => {
-                    // The provider no longer honours the credential at all: nothing left to revoke with it.
-                    let mut tx = self.db.pool().begin().await?;
-                    sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-                    audit::record(
-                        &mut tx,
-                        &hotkey,
-                        Some(provider),
-                        "revoked",
-                        "delayed revocation: the provider no longer accepts the credential",
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    done += 1;
-                }
-                Err(e) => {
-                    let backoff = 60 * (1_i64 << attempts.clamp(0, 6));
-                    sqlx::query("UPDATE pending_revocations SET attempts = attempts + 1, next_try_at = $1, reason = $2 WHERE id = $3")
-                        .bind(clock::now() + backoff)
-                        .bind(e.to_string())
-                        .bind(&id)
-                        .execute(self.db.pool())
-                        .await?;
-                }
+        for (id,) in due {
+            if self.retry_pending_revocation(&id).await? {
+                done += 1;
             }
         }
         Ok(done)
+    }
+
+    /// One queued revocation, if it is due and nobody else (another replica's housekeeping, a
+    /// replaced grant's own task) is trying it: true when it is settled.
+    pub async fn retry_pending_revocation(&self, id: &str) -> Result<bool, ConnectionError> {
+        let now = clock::now();
+        // Taken for the length of one attempt: a second taker finds it not due.
+        let taken = sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2 AND next_try_at <= $3")
+            .bind(now + 2 * self.settings.provider_timeout_secs as i64 + 30)
+            .bind(id)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        if taken.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let row: Option<(String, String, Vec<u8>, i64)> =
+            sqlx::query_as("SELECT hotkey, provider, ciphertext, attempts FROM pending_revocations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some((hotkey, provider, ciphertext, attempts)) = row else { return Ok(false) };
+        let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else {
+            return Ok(false);
+        };
+        let credential = match self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext) {
+            Ok(c) => c,
+            Err(e) => {
+                // One bad row must not stop the others (nor the rest of housekeeping).
+                tracing::error!(id = %id, error = %e, "a pending revocation's credential does not open; skipping it");
+                sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2")
+                    .bind(clock::now() + 86_400)
+                    .bind(id)
+                    .execute(self.db.pool())
+                    .await?;
+                return Ok(false);
+            }
+        };
+        let settled = match self.revoke_at_provider(&hotkey, provider, &credential).await {
+            Ok(what) => format!("delayed revocation done: {what}"),
+            // The provider no longer honours the credential at all: nothing left to revoke with it.
+            Err(ProviderError::Unauthorized { .. }) | Err(ProviderError::InvalidGrant { .. }) => {
+                "delayed revocation: the provider no longer accepts the credential".to_owned()
+            }
+            Err(e) => {
+                let backoff = 60 * (1_i64 << attempts.clamp(0, 6));
+                sqlx::query("UPDATE pending_revocations SET attempts = attempts + 1, next_try_at = $1, reason = $2 WHERE id = $3")
+                    .bind(clock::now() + backoff)
+                    .bind(e.to_string())
+                    .bind(id)
+                    .execute(self.db.pool())
+                    .await?;
+                return Ok(false);
+            }
+        };
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        audit::record(&mut tx, &hotkey, Some(provider), "revoked", &settled).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Gets a fresh Chutes access token for a run, spending the stored refresh token. Only one

@@ -411,3 +411,34 @@ async fn bound_signatures_where_required(backend: Backend) {
 }
 
 both_engines!(bound_signatures_where_required);
+
+/// Reconnecting Chutes (by OAuth or by token) revokes the grant it replaces: one live grant
+/// per miner, never an old one left behind.
+async fn replacing_a_chutes_connection_revokes_the_old_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let username = "twice";
+    assert_eq!(app.connect_chutes(&miner, username).await.status(), 200);
+    assert_eq!(app.sim.chutes_refresh_tokens_alive(username), 1);
+    assert_eq!(app.connect_chutes(&miner, username).await.status(), 200, "reconnect by OAuth");
+    let mut alive = usize::MAX;
+    for _ in 0..40 {
+        alive = app.sim.chutes_refresh_tokens_alive(username);
+        if alive == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(alive, 1, "the replaced grant was revoked");
+    let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(pending, 0, "nothing left queued once Chutes answered");
+    // The kept grant is the new one: a run can still be funded with it.
+    let hotkey = Hotkey::parse(&miner.hotkey).unwrap();
+    app.services.chutes_access_token(&hotkey).await.expect("the stored grant is live");
+    assert!(
+        app.services.audit_events(&hotkey, 50).await.unwrap().events.iter().any(|e| e.kind == "revoked"),
+        "the revocation is in the activity log"
+    );
+}
+
+both_engines!(replacing_a_chutes_connection_revokes_the_old_grant);
