@@ -117,16 +117,7 @@ impl Services {
         let timeout = Duration::from_secs(settings.provider_timeout_secs);
         let http = http_client(timeout);
         let openrouter = OpenRouterClient::new(http.clone(), &settings.openrouter_api_base, timeout);
-        let chutes = ChutesClient::new(
-            http,
-            &settings.chutes_api_base,
-            &settings.chutes_llm_base,
-            &settings.chutes_client_id,
-            settings.chutes_client_secret.clone(),
-            settings.chutes_client_auth,
-            &settings.chutes_scopes,
-            timeout,
-        );
+        let chutes = ChutesClient::new(http, &settings, timeout);
         crate::catalog::seed_if_empty(&db).await?;
         let signed_limiter =
             Arc::new(crate::rate_limit::LocalLimiter::new(crate::rate_limit::Action::Signed, settings.rate_limits.signed_per_ip));

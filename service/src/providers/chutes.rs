@@ -97,24 +97,17 @@ pub fn is_valid_code_verifier(verifier: &str) -> bool {
 }
 
 impl ChutesClient {
-    pub fn new(
-        http: reqwest::Client,
-        api_base: &str,
-        llm_base: &str,
-        client_id: &str,
-        client_secret: SecretString,
-        client_auth: ChutesClientAuth,
-        scopes: &str,
-        timeout: Duration,
-    ) -> Self {
+    /// The client for the Chutes the settings name (IdP and inference bases, OAuth client,
+    /// its authentication method and scopes).
+    pub fn new(http: reqwest::Client, settings: &crate::config::Settings, timeout: Duration) -> Self {
         ChutesClient {
             http,
-            api_base: api_base.trim_end_matches('/').to_owned(),
-            llm_base: llm_base.trim_end_matches('/').to_owned(),
-            client_id: client_id.to_owned(),
-            client_secret,
-            client_auth,
-            scopes: scopes.to_owned(),
+            api_base: settings.chutes_api_base.trim_end_matches('/').to_owned(),
+            llm_base: settings.chutes_llm_base.trim_end_matches('/').to_owned(),
+            client_id: settings.chutes_client_id.clone(),
+            client_secret: settings.chutes_client_secret.clone(),
+            client_auth: settings.chutes_client_auth,
+            scopes: settings.chutes_scopes.clone(),
             timeout,
         }
     }
