@@ -19,6 +19,16 @@ async fn an_unreachable_server_exits_1_with_a_clean_message() {
 
 /// A server that answers every request `503 {"detail":"busy"}` and keeps each request head.
 async fn busy_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let body = r#"{"detail":"busy"}"#;
+    canned_server(format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+    .await
+}
+
+/// A server that answers every request with `answer` and keeps each request head.
+async fn canned_server(answer: String) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let heads = Arc::new(Mutex::new(Vec::new()));
@@ -28,7 +38,7 @@ async fn busy_server() -> (String, Arc<Mutex<Vec<String>>>) {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
-            let seen = seen.clone();
+            let (seen, answer) = (seen.clone(), answer.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut head = Vec::new();
@@ -42,11 +52,6 @@ async fn busy_server() -> (String, Arc<Mutex<Vec<String>>>) {
                     head.extend_from_slice(&buf[..n]);
                 }
                 seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
-                let body = r#"{"detail":"busy"}"#;
-                let answer = format!(
-                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
                 let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
@@ -84,4 +89,20 @@ async fn gets_are_retried_on_503_and_patches_are_not() {
     let patches = heads.lock().unwrap().clone();
     assert_eq!(patches.len(), 1, "PATCH is not retried after an answer");
     assert!(patches[0].starts_with("PATCH /v1/miner/inference-auth/default HTTP/1.1"));
+}
+
+/// A redirect is never followed: it would re-send the signature and the pasted key, perhaps
+/// to another host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let (elsewhere, reached) = busy_server().await;
+    let (base, _) = canned_server(format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}/v1/miner/inference-auth/openrouter\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ))
+    .await;
+    let key = format!("sk-or-v1-{}", "0".repeat(64));
+    let out = oro_against(&base, &["inference", "connect", "openrouter", "--api-key", &key]).run().await;
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("Connected"), "{}", out.stdout);
+    assert!(reached.lock().unwrap().is_empty(), "the redirect was followed: {:?}", reached.lock().unwrap());
 }

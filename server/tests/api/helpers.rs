@@ -217,7 +217,13 @@ impl TestApp {
 
     /// The same, through a given client (its own cookie jar).
     pub async fn sign_in_browser_with(&self, browser: &reqwest::Client, wallet: &TestWallet) {
-        let message: String = browser
+        let message = self.begin_sign_in(browser, wallet).await;
+        assert_eq!(self.finish_sign_in(browser, wallet, message).await.status(), 200);
+    }
+
+    /// The dashboard's sign-in, step 1: the message the wallet is asked to sign.
+    pub async fn begin_sign_in(&self, browser: &reqwest::Client, wallet: &TestWallet) -> String {
+        browser
             .post(self.url("/api/begin_sign_in"))
             .header("sec-fetch-site", "same-origin")
             .form(&[("address", wallet.hotkey.as_str())])
@@ -226,16 +232,19 @@ impl TestApp {
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Step 2: `message` signed by `wallet` as a browser wallet signs (`<Bytes>`-wrapped).
+    pub async fn finish_sign_in(&self, browser: &reqwest::Client, wallet: &TestWallet, message: String) -> Response {
         let signature = wallet.sign(&wire::signing::wrap_bytes(message.as_bytes()));
-        let done = browser
+        browser
             .post(self.url("/api/finish_sign_in"))
             .header("sec-fetch-site", "same-origin")
             .form(&[("message", message), ("signature", signature)])
             .send()
             .await
-            .unwrap();
-        assert_eq!(done.status(), 200);
+            .unwrap()
     }
 
     pub async fn status(&self, wallet: &TestWallet) -> serde_json::Value {

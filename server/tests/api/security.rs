@@ -128,24 +128,8 @@ async fn browser_session_ids_are_hashed_at_rest(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let message: String = browser
-        .post(app.url("/api/begin_sign_in"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("address", miner.hotkey.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let signature = miner.sign(&wire::signing::wrap_bytes(message.as_bytes()));
-    let done = browser
-        .post(app.url("/api/finish_sign_in"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("message", message), ("signature", signature)])
-        .send()
-        .await
-        .unwrap();
+    let message = app.begin_sign_in(&browser, &miner).await;
+    let done = app.finish_sign_in(&browser, &miner, message).await;
     assert_eq!(done.status(), 200);
     let cookie = done
         .headers()
@@ -194,23 +178,10 @@ async fn sign_in_takes_only_the_issued_text(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
     let browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    let message: String = browser
-        .post(app.url("/api/begin_sign_in"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("address", miner.hotkey.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let message = app.begin_sign_in(&browser, &miner).await;
     let finish = |text: String| {
-        let signature = miner.sign(&wire::signing::wrap_bytes(text.as_bytes()));
-        let request = browser
-            .post(app.url("/api/finish_sign_in"))
-            .header("sec-fetch-site", "same-origin")
-            .form(&[("message", text), ("signature", signature)]);
-        async move { request.send().await.unwrap().status().as_u16() }
+        let response = app.finish_sign_in(&browser, &miner, text);
+        async move { response.await.status().as_u16() }
     };
     let reworded = message.replace(service::auth::web_sign_in::STATEMENT, "Approve to claim your free TAO airdrop.");
     assert_ne!(reworded, message);
