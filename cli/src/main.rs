@@ -124,6 +124,13 @@ struct ConnectArgs {
     /// Read the OpenRouter management key from the first line of this file.
     #[arg(long, value_name = "PATH")]
     api_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    chutes: ChutesArgs,
+}
+
+/// How the Chutes browser flow runs (`connect chutes`, and `submit` with nothing connected).
+#[derive(Args)]
+struct ChutesArgs {
     /// Chutes: do not open a browser, only print the URL.
     #[arg(long)]
     no_browser: bool,
@@ -138,6 +145,17 @@ struct ConnectArgs {
     timeout: u64,
 }
 
+impl ChutesArgs {
+    fn options(self) -> ChutesConnectOptions {
+        ChutesConnectOptions {
+            idp_base: self.chutes_base,
+            client_id: self.chutes_client_id,
+            open_browser: !self.no_browser,
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+}
+
 #[derive(Args)]
 #[command(group(ArgGroup::new("agent").required(true).args(["file", "agent_file"])))]
 struct SubmitArgs {
@@ -149,6 +167,11 @@ struct SubmitArgs {
     /// The agent's Python file (oro-sdk's spelling).
     #[arg(long, value_name = "FILE")]
     agent_file: Option<PathBuf>,
+    /// With nothing connected, connect Chutes without asking first (on a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[command(flatten)]
+    chutes: ChutesArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -222,13 +245,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                             "--api-key is not supported for chutes; the connect flow uses interactive OAuth.".into(),
                         ));
                     }
-                    let options = ChutesConnectOptions {
-                        idp_base: args.chutes_base,
-                        client_id: args.chutes_client_id,
-                        open_browser: !args.no_browser,
-                        timeout: Duration::from_secs(args.timeout),
-                    };
-                    inference::connect_chutes(&connect(&global)?, &global.wallet_name, &options, out)
+                    inference::connect_chutes(&connect(&global)?, &global.wallet_name, &args.chutes.options(), out)
                 }
             },
             InferenceCommand::SetDefault { provider } => {
@@ -246,7 +263,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
         TopCommand::Submit(args) => {
             let path = args.file.or(args.agent_file).expect("clap requires one of FILE and --agent-file");
             let agent = commands::submit::read_agent_file(&path)?;
-            commands::submit::submit(&connect(&global)?, &global.wallet_name, &args.agent_name, agent, out)
+            // A first submission with nothing connected connects Chutes on the way, as ORO's
+            // docs promise, but only where a person can answer: never in a pipe or with --json.
+            let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal() && !out.json;
+            let first_connect = commands::submit::FirstConnect { interactive, ask: !args.yes, chutes: args.chutes.options() };
+            commands::submit::submit(&connect(&global)?, &global.wallet_name, &args.agent_name, agent, &first_connect, out)
         }
     }
 }

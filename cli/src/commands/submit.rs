@@ -12,6 +12,18 @@ use crate::output::{Output, body_json, python_datetime};
 
 pub const NO_PROVIDER_CONNECTED: &str = "No inference provider connected. Run `oro inference connect chutes` (interactive) or `oro inference connect openrouter --api-key sk-or-v1-...` before submitting.";
 
+/// What a submission with nothing connected may do: on a terminal, connect Chutes first.
+pub struct FirstConnect {
+    /// stdin and stdout are a terminal and the output is not JSON: a person can answer.
+    pub interactive: bool,
+    /// Ask before opening the browser (no `--yes`).
+    pub ask: bool,
+    pub chutes: crate::commands::inference::ChutesConnectOptions,
+}
+
+/// How to connect the other way, said whenever the Chutes connection does not happen.
+const OPENROUTER_INSTEAD: &str = "Nothing was submitted. To use OpenRouter instead: `oro inference connect openrouter` (it asks for your management key), then submit again.";
+
 /// The agent file, read before the wallet is touched.
 pub struct AgentFile {
     pub display_path: String,
@@ -42,7 +54,14 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-pub fn submit(client: &ApiClient, wallet_name: &str, agent_name: &str, agent: AgentFile, out: Output) -> Result<(), CliError> {
+pub fn submit(
+    client: &ApiClient,
+    wallet_name: &str,
+    agent_name: &str,
+    agent: AgentFile,
+    first: &FirstConnect,
+    out: Output,
+) -> Result<(), CliError> {
     out.line(&format!("Wallet:  {wallet_name} ({})", client.hotkey().ss58()));
     out.line(&format!("Agent:   {agent_name}"));
     out.line(&format!("File:    {} ({} bytes)", agent.display_path, thousands(agent.bytes.len())));
@@ -51,10 +70,20 @@ pub fn submit(client: &ApiClient, wallet_name: &str, agent_name: &str, agent: Ag
 
     let status = client.expect(client.get("/v1/miner/inference-auth")?, &[200])?;
     let list: InferenceAuthList = client.parse(&status, "an inference-auth list ({providers, default_provider})")?;
-    let mut connected: Vec<&str> = list.providers.iter().filter(|p| p.connected).map(|p| p.provider.as_str()).collect();
-    if connected.is_empty() {
-        return Err(CliError::Refused(NO_PROVIDER_CONNECTED.into()));
+    let mut list = list;
+    if !list.providers.iter().any(|p| p.connected) {
+        if !first.interactive {
+            return Err(CliError::Refused(NO_PROVIDER_CONNECTED.into()));
+        }
+        connect_chutes_first(client, wallet_name, first, out)?;
+        let status = client.expect(client.get("/v1/miner/inference-auth")?, &[200])?;
+        list = client.parse(&status, "an inference-auth list ({providers, default_provider})")?;
+        if !list.providers.iter().any(|p| p.connected) {
+            return Err(CliError::Refused(format!("Chutes did not end up connected. {OPENROUTER_INSTEAD}")));
+        }
+        out.line("");
     }
+    let mut connected: Vec<&str> = list.providers.iter().filter(|p| p.connected).map(|p| p.provider.as_str()).collect();
     connected.sort_unstable();
     let mut inference = format!("Inference: connected={}", connected.join(", "));
     if let Some(default) = list.default_provider {
@@ -84,6 +113,43 @@ pub fn submit(client: &ApiClient, wallet_name: &str, agent_name: &str, agent: Ag
         },
         _ => Err(crate::client::refusal(&response).into()),
     }
+}
+
+/// No provider yet, on a terminal: say so, ask (unless `--yes`), and run the same Chutes flow
+/// as `oro inference connect chutes`. A "no", a denied consent, a timeout or Ctrl-C leave
+/// nothing submitted and say how to connect OpenRouter instead.
+fn connect_chutes_first(client: &ApiClient, wallet_name: &str, first: &FirstConnect, out: Output) -> Result<(), CliError> {
+    out.line("No inference provider connected: connecting Chutes first (your browser opens Chutes' consent page).");
+    if first.ask {
+        eprint!("Connect Chutes now? [Y/n] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map_err(|e| CliError::Usage(format!("cannot read the answer: {e}")))?;
+        if matches!(answer.trim().to_ascii_lowercase().as_str(), "n" | "no") {
+            return Err(CliError::Refused(OPENROUTER_INSTEAD.into()));
+        }
+    }
+    let interrupted = interrupt_says(OPENROUTER_INSTEAD);
+    let connected = crate::commands::inference::connect_chutes(client, wallet_name, &first.chutes, out);
+    interrupted.store(false, std::sync::atomic::Ordering::SeqCst);
+    connected.map_err(|e| CliError::Refused(format!("{e}\n{OPENROUTER_INSTEAD}")))
+}
+
+/// Ctrl-C while the flag is up prints `message` and exits 130; afterwards it exits 130 quietly.
+fn interrupt_says(message: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watching = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                if watching.load(std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!("\nInterrupted. {message}");
+                }
+                std::process::exit(130);
+            }
+        });
+    });
+    flag
 }
 
 /// oro-sdk's lines for a 200: `Status:`, then `Version:`, `Message:`, `Reason: `,

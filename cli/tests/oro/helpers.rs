@@ -149,6 +149,7 @@ pub struct OroCommand {
     wallet_hotkey: String,
     envs: Vec<(String, String)>,
     stdin: Option<Vec<u8>>,
+    terminal: bool,
 }
 
 /// `oro ARGS --base-url BASE --wallet-path <test wallets> --wallet-name plain --wallet-hotkey h1`.
@@ -161,6 +162,7 @@ pub fn oro_against(base_url: &str, args: &[&str]) -> OroCommand {
         wallet_hotkey: "h1".into(),
         envs: Vec::new(),
         stdin: None,
+        terminal: false,
     }
 }
 
@@ -182,22 +184,37 @@ impl OroCommand {
         self
     }
 
+    /// Runs `oro` on a pseudo-terminal (util-linux `script`), as a person at a shell would:
+    /// stdin and stdout are a terminal, and stdout carries stderr too.
+    pub fn in_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
+    }
+
     /// The process, in an environment cleared of the variables `oro` reads.
     fn command(&self) -> Command {
-        let mut command = Command::new(OROBIN);
-        command.args(&self.args).args(["--base-url", &self.base_url, "--wallet-path"]).arg(&self.wallet_path).args([
-            "--wallet-name",
-            &self.wallet_name,
-            "--wallet-hotkey",
-            &self.wallet_hotkey,
-        ]);
+        let mut line: Vec<String> = vec![OROBIN.to_owned()];
+        line.extend(self.args.iter().cloned());
+        line.extend(["--base-url".into(), self.base_url.clone(), "--wallet-path".into(), self.wallet_path.display().to_string()]);
+        line.extend(["--wallet-name".into(), self.wallet_name.clone(), "--wallet-hotkey".into(), self.wallet_hotkey.clone()]);
+        let mut command = if self.terminal {
+            let quoted: Vec<String> = line.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+            let mut script = Command::new("script");
+            script.args(["-qefc", &quoted.join(" "), "/dev/null"]);
+            script
+        } else {
+            let mut direct = Command::new(&line[0]);
+            direct.args(&line[1..]);
+            direct
+        };
         for var in ["ORO_API_URL", "BT_WALLET_PATH", "ORO_WALLET_PASSWORD", "BROWSER", "CHUTES_CLIENT_ID", "ORO_CHUTES_API_BASE"] {
             command.env_remove(var);
         }
         for (key, value) in &self.envs {
             command.env(key, value);
         }
-        let stdin = if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+        // A terminal's input stays open (script ends the session when its stdin does).
+        let stdin = if self.stdin.is_some() || self.terminal { Stdio::piped() } else { Stdio::null() };
         command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         command
     }
@@ -272,6 +289,13 @@ pub struct RunningOro {
 }
 
 impl RunningOro {
+    /// Types into the terminal (`in_terminal`): `\x03` is Ctrl-C.
+    pub async fn type_keys(&mut self, keys: &[u8]) {
+        let stdin = self.child.stdin.as_mut().expect("oro runs with a stdin to type into");
+        stdin.write_all(keys).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
     /// Reads stdout until a line contains `needle`; returns that line.
     pub async fn line_containing(&mut self, needle: &str) -> String {
         let read = async {

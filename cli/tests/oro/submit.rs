@@ -70,3 +70,86 @@ async fn submit_uploads_the_agent_when_a_provider_is_connected() {
     assert_eq!(body["hotkey"], wallets().plain_ss58.as_str());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// `oro submit` on a terminal with nothing connected, as a person runs it (a pseudo-terminal),
+/// the Chutes flow driven through the simulated IdP.
+async fn start_first_submit(app: &TestApp, extra: &[&str]) -> (RunningOro, Option<String>) {
+    let path = agent_file(AGENT);
+    let chutes_base = app.chutes_base();
+    let mut args = vec!["submit", "--agent-name", "first-agent", path.to_str().unwrap(), "--no-browser", "--chutes-base", &chutes_base];
+    args.extend_from_slice(extra);
+    let mut oro = app.oro(&args).env("CHUTES_CLIENT_ID", &app.services.settings.chutes_client_id).in_terminal().spawn();
+    if extra.contains(&"--yes") {
+        let line = oro.line_containing("/idp/authorize?").await;
+        return (oro, Some(url_in(&line)));
+    }
+    (oro, None)
+}
+
+async fn runs_of_the_test_wallet(app: &TestApp) -> usize {
+    let hotkey = service::domain::Hotkey::parse(&wallets().plain_ss58).unwrap();
+    app.services.miner_runs(&hotkey, 50).await.unwrap().runs.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_submit_on_a_terminal_connects_chutes_then_submits() {
+    let _port = lock_loopback_port().await;
+    let app = spawn_app().await;
+    let (oro, url) = start_first_submit(&app, &["--yes"]).await;
+    let url = url.unwrap();
+    let callback = consent(&app.chutes_base(), &url, "first-timer", "allow").await;
+    assert_eq!(browser_get(&callback).await.0, 200);
+    let out = oro.finish().await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("No inference provider connected: connecting Chutes first"), "{}", out.stdout);
+    assert!(out.stdout.contains("Connected chutes."), "{}", out.stdout);
+    assert!(out.stdout.contains("Inference: connected=chutes, default=chutes"), "{}", out.stdout);
+    assert!(out.stdout.contains("Status:  ACCEPTED"), "{}", out.stdout);
+    assert_eq!(runs_of_the_test_wallet(&app).await, 1, "the submission is queued in the same command");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_or_a_denied_consent_or_ctrl_c_submits_nothing() {
+    let _port = lock_loopback_port().await;
+    let app = spawn_app().await;
+
+    // "n" at the question.
+    let (mut oro, _) = start_first_submit(&app, &[]).await;
+    oro.type_keys(b"n\r").await;
+    let out = oro.finish().await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("Connect Chutes now? [Y/n]"), "{}", out.stdout);
+    assert!(out.stdout.contains("Nothing was submitted. To use OpenRouter instead: `oro inference connect openrouter`"), "{}", out.stdout);
+
+    // Deny on Chutes' consent page.
+    let (oro, url) = start_first_submit(&app, &["--yes"]).await;
+    let callback = consent(&app.chutes_base(), &url.unwrap(), "first-timer", "deny").await;
+    browser_get(&callback).await;
+    let out = oro.finish().await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("you denied access") && out.stdout.contains("Nothing was submitted"), "{}", out.stdout);
+
+    // Ctrl-C while the browser flow waits.
+    let (mut oro, _) = start_first_submit(&app, &["--yes"]).await;
+    oro.type_keys(b"\x03").await;
+    let out = oro.finish().await;
+    assert_eq!(out.code, 130, "{}", out.stdout);
+    assert!(out.stdout.contains("Interrupted. Nothing was submitted"), "{}", out.stdout);
+
+    assert_eq!(runs_of_the_test_wallet(&app).await, 0);
+    let status = app.oro(&["inference", "status", "--json"]).run().await;
+    assert!(status.json()["providers"].as_array().unwrap().iter().all(|p| p["connected"] == false), "nothing connected");
+}
+
+/// In a pipe (or with --json) the refusal stays: scripts never wait on a browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_or_json_never_opens_the_flow() {
+    let app = spawn_app().await;
+    let path = agent_file(AGENT);
+    let out = app.oro(&["submit", "--agent-name", "piped", path.to_str().unwrap(), "--yes"]).run().await;
+    out.assert_code(1);
+    assert_eq!(out.stderr, NO_PROVIDER);
+    let out = app.oro(&["--json", "submit", "--agent-name", "piped", path.to_str().unwrap(), "--yes"]).in_terminal().run().await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(!out.stdout.contains("/idp/authorize"), "{}", out.stdout);
+}
