@@ -24,6 +24,8 @@ struct Version {
     agent_id: String,
     entry: AgentVersionEntry,
     run_status: Option<String>,
+    /// Unix seconds (the entry carries the same instant as text).
+    created: i64,
 }
 
 impl Services {
@@ -52,6 +54,7 @@ impl Services {
                     },
                     agent_id,
                     run_status: status,
+                    created,
                 }
             })
             .collect())
@@ -65,11 +68,8 @@ impl Services {
                 .fetch_all(self.db.pool())
                 .await?;
         let versions = self.versions_of(hotkey).await?;
-        let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM agent_versions WHERE hotkey = $1")
-            .bind(hotkey.as_str())
-            .fetch_one(self.db.pool())
-            .await?;
-        let next_allowed = last.map(|at| at + self.settings.submit_cooldown_secs).filter(|at| *at > clock::now());
+        // Oldest first: the last version is the last submission, which starts the cooldown.
+        let next_allowed = versions.last().map(|v| v.created + self.settings.submit_cooldown_secs).filter(|at| *at > clock::now());
         Ok(MinerAgents {
             agents: agents
                 .into_iter()

@@ -1120,12 +1120,16 @@ impl Services {
         {
             return Err(RunError::DownloadLinkInvalid);
         }
-        let (file_name, code): (String, Vec<u8>) = sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1")
-            .bind(&agent_version_id)
+        self.agent_file(&agent_version_id).await
+    }
+
+    /// An agent version's file name and code.
+    async fn agent_file(&self, agent_version_id: &str) -> Result<(String, Vec<u8>), RunError> {
+        sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1")
+            .bind(agent_version_id)
             .fetch_optional(self.db.pool())
             .await?
-            .ok_or(RunError::NotFound)?;
-        Ok((file_name, code))
+            .ok_or(RunError::NotFound)
     }
 
     /// The agent code a validator downloads (only for a run it holds).
@@ -1140,12 +1144,7 @@ impl Services {
         if held.is_none() {
             return Err(RunError::NotFound);
         }
-        let (file_name, code): (String, Vec<u8>) = sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1")
-            .bind(agent_version_id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(RunError::NotFound)?;
-        Ok((file_name, code))
+        self.agent_file(agent_version_id).await
     }
 
     /// `GET /v1/miner/runs`: the miner's newest runs.

@@ -319,18 +319,17 @@ impl Vault {
         let rows = data_key_rows(db).await?;
         let Some((newest, ..)) = rows.last() else { return Ok(()) };
         let newest = newest.clone();
-        let known: Vec<String> = self.inner.keys.read().expect("vault lock").by_id.keys().cloned().collect();
-        let mut by_id = HashMap::new();
+        let ids: std::collections::HashSet<String> = rows.iter().map(|(id, ..)| id.clone()).collect();
+        let mut fresh = HashMap::new();
         for (id, master_id, wrapped, _) in rows {
-            let key = match known.contains(&id) {
-                true => None,
-                false => Some(self.unwrap_data_key(&id, &master_id, &wrapped)?),
-            };
-            by_id.insert(id, key);
+            if !self.inner.keys.read().expect("vault lock").by_id.contains_key(&id) {
+                let key = self.unwrap_data_key(&id, &master_id, &wrapped)?;
+                fresh.insert(id, key);
+            }
         }
         let mut keys = self.inner.keys.write().expect("vault lock");
-        let mut old = std::mem::take(&mut keys.by_id);
-        keys.by_id = by_id.into_iter().filter_map(|(id, key)| key.or_else(|| old.remove(&id)).map(|k| (id, k))).collect();
+        keys.by_id.retain(|id, _| ids.contains(id));
+        keys.by_id.extend(fresh);
         keys.current = newest;
         Ok(())
     }
