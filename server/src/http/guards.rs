@@ -244,20 +244,31 @@ fn bound_route_name(method: &Method, route: &str) -> Option<&'static str> {
     }
 }
 
+/// What the bound-signature check needs: the service's public host and the routes that
+/// require a bound signature. Its own small state: this runs on every API request, and a
+/// `Services` clone per request costs several allocations.
+pub struct BoundPolicy {
+    pub host: String,
+    pub required: Vec<String>,
+}
+
 /// Bound signatures (`X-Signature-Bound`, sent by our own CLI): checked whenever present, over
 /// this method, our public host, the path and the body; required on the routes the operator
 /// lists. The plain signature is still checked by the extractors, nonce and all.
-pub async fn check_bound_signature(State(services): State<Services>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
-    let required =
-        bound_route_name(req.method(), &route).is_some_and(|name| services.settings.require_bound_signatures.iter().any(|r| r == name));
+pub async fn check_bound_signature(State(policy): State<std::sync::Arc<BoundPolicy>>, req: Request, next: Next) -> Response {
     let Some(bound) = req.headers().get(wire::signing::HEADER_BOUND_SIGNATURE).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+        let required = !policy.required.is_empty()
+            && req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .and_then(|route| bound_route_name(req.method(), route.as_str()))
+                .is_some_and(|name| policy.required.iter().any(|r| r == name));
         if required {
-            return refusal(&path, ApiError::Auth(AuthError::BoundSignatureRequired));
+            return refusal(req.uri().path(), ApiError::Auth(AuthError::BoundSignatureRequired));
         }
         return next.run(req).await;
     };
+    let path = req.uri().path().to_owned();
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return refusal(&path, ApiError::Status(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()));
@@ -270,8 +281,7 @@ pub async fn check_bound_signature(State(services): State<Services>, req: Reques
         signature: header(wire::signing::HEADER_SIGNATURE),
     };
     let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let host = service::auth::signed_request::bound_host(&services.settings.public_url);
-    if let Err(e) = service::auth::signed_request::check_bound(&signed, &bound, parts.method.as_str(), &host, target, &bytes) {
+    if let Err(e) = service::auth::signed_request::check_bound(&signed, &bound, parts.method.as_str(), &policy.host, target, &bytes) {
         return refusal(&path, ApiError::Auth(e));
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await

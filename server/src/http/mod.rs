@@ -27,6 +27,12 @@ pub fn api_router(services: service::Services) -> Router<AppState> {
         // Bodies are read (for the NUL check) only on routes that exist: a flood of large
         // bodies at unknown paths costs nothing but the 404.
         .route_layer(axum::middleware::from_fn(guards::refuse_nul_characters))
-        .route_layer(axum::middleware::from_fn_with_state(services, guards::check_bound_signature))
+        .route_layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(guards::BoundPolicy {
+                host: service::auth::signed_request::bound_host(&services.settings.public_url),
+                required: services.settings.require_bound_signatures.clone(),
+            }),
+            guards::check_bound_signature,
+        ))
         .route("/v1/{*rest}", axum::routing::any(oro_backend::not_found))
 }
