@@ -138,10 +138,18 @@ fn connect_chutes_first(client: &ApiClient, wallet_name: &str, first: &FirstConn
 fn interrupt_says(message: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watching = flag.clone();
+    let (ready, registered) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = ready.send(());
+            return;
+        };
         runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            // Registered before the flow starts: a Ctrl-C right after the URL is printed is ours.
+            let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+            let _ = ready.send(());
+            let Ok(mut interrupt) = interrupt else { return };
+            if interrupt.recv().await.is_some() {
                 if watching.load(std::sync::atomic::Ordering::SeqCst) {
                     eprintln!("\nInterrupted. {message}");
                 }
@@ -149,6 +157,7 @@ fn interrupt_says(message: &'static str) -> std::sync::Arc<std::sync::atomic::At
             }
         });
     });
+    let _ = registered.recv();
     flag
 }
 
