@@ -147,7 +147,11 @@ pub fn router(state: AppState) -> Router {
         .merge(pages)
         .layer(session_layer)
         .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip))
-        .layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load));
+        .layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(http::guards::Door::new(services.clone())),
+            http::guards::refuse_at_the_door,
+        ));
     http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }
 

@@ -66,6 +66,10 @@ pub struct Settings {
     /// Requests served at once; past it the service answers 503 at the door instead of
     /// queueing work it cannot finish in time.
     pub max_concurrent_requests: usize,
+    /// How long a client refused at the door (per-IP limits on signed requests) waits for its
+    /// 429: a script that retries at once then costs a parked timer a second, not a request
+    /// as fast as the service can answer.
+    pub refusal_hold: std::time::Duration,
     /// Routes (`claim`, `submit`, `disconnect`, `budget`) that refuse requests without a valid
     /// bound signature; empty by default, so ORO's own clients keep working.
     pub require_bound_signatures: Vec<String>,
@@ -248,6 +252,7 @@ impl Settings {
             ("ORO_RATE_LIMIT_SUBMIT_PER_IP", &mut rate_limits.submit_per_ip),
             ("ORO_RATE_LIMIT_SUBMIT_PER_HOTKEY", &mut rate_limits.submit_per_hotkey),
             ("ORO_RATE_LIMIT_SIGNED_PER_IP", &mut rate_limits.signed_per_ip),
+            ("ORO_RATE_LIMIT_FAILED_AUTH_PER_IP", &mut rate_limits.failed_auth_per_ip),
         ] {
             if let Some(value) = get(name) {
                 *slot = crate::rate_limit::Limit::parse(&value).map_err(|problem| bad(name, problem))?;
@@ -306,6 +311,7 @@ impl Settings {
             connect_deadline_secs: seconds("ORO_CONNECT_DEADLINE_SECS", 10, 1, 60)? as u64,
             require_bound_signatures,
             max_concurrent_requests: number("ORO_MAX_CONCURRENT_REQUESTS", 512.0, 1.0, 100_000.0)?.round() as usize,
+            refusal_hold: std::time::Duration::from_millis(number("ORO_REFUSAL_HOLD_MS", 1000.0, 0.0, 10_000.0)?.round() as u64),
             session_ttl_secs: seconds("ORO_SESSION_TTL_SECS", 7 * 24 * 3600, 60, 90 * 24 * 3600)?,
             api_session_ttl_secs: seconds("ORO_API_SESSION_TTL_SECS", 2 * 3600, 60, 30 * 24 * 3600)?,
             signature_skew_secs: seconds("ORO_SIGNATURE_SKEW_SECS", 60, 5, 600)?,

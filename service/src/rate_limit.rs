@@ -22,6 +22,9 @@ pub enum Action {
     /// Any request carrying a signature or a bearer token: each costs signature checks and a
     /// nonce write before anything else can refuse it.
     Signed,
+    /// A signed request answered 401 (bad signature, stale timestamp, unknown token): a client
+    /// with a real key makes few of these, a forger nothing else.
+    FailedAuth,
 }
 
 impl Action {
@@ -31,6 +34,7 @@ impl Action {
             Action::Connect => "connect",
             Action::Submit => "submit",
             Action::Signed => "signed",
+            Action::FailedAuth => "failed_auth",
         }
     }
 
@@ -41,6 +45,7 @@ impl Action {
             Action::Connect => "connect attempts",
             Action::Submit => "submissions",
             Action::Signed => "signed requests",
+            Action::FailedAuth => "failed authentications",
         }
     }
 }
@@ -125,6 +130,9 @@ pub struct RateLimits {
     /// Counted in memory, per replica (`LocalLimiter`): cheap enough to run before any
     /// signature is checked.
     pub signed_per_ip: Option<Limit>,
+    /// In memory too: once an address has failed this often, its signed requests are refused
+    /// before their signature is checked.
+    pub failed_auth_per_ip: Option<Limit>,
 }
 
 impl Default for RateLimits {
@@ -140,6 +148,8 @@ impl Default for RateLimits {
             submit_per_hotkey: Some(Limit::new(30, 3600)),
             // A validator holding 8 runs heartbeats and reports a few times a minute per run.
             signed_per_ip: Some(Limit::new(1200, 60)),
+            // A wallet signs correctly; a skewed clock fails a few times before its owner looks.
+            failed_auth_per_ip: Some(Limit::new(30, 60)),
         }
     }
 }
@@ -151,6 +161,7 @@ impl RateLimits {
             Action::Connect => self.connect_per_ip,
             Action::Submit => self.submit_per_ip,
             Action::Signed => self.signed_per_ip,
+            Action::FailedAuth => self.failed_auth_per_ip,
         }
     }
 
@@ -159,7 +170,7 @@ impl RateLimits {
             Action::SignIn => self.sign_in_per_hotkey,
             Action::Connect => self.connect_per_hotkey,
             Action::Submit => self.submit_per_hotkey,
-            Action::Signed => None,
+            Action::Signed | Action::FailedAuth => None,
         }
     }
 }
@@ -260,7 +271,17 @@ impl LocalLimiter {
         LocalLimiter { action, limit, buckets: Default::default() }
     }
 
+    /// Counts a hit, and refuses it past the limit.
     pub fn hit(&self, who: &str, now: i64) -> Result<(), RateLimitError> {
+        self.count(who, now, 1)
+    }
+
+    /// Refuses when `who` is already past the limit, without counting anything.
+    pub fn check(&self, who: &str, now: i64) -> Result<(), RateLimitError> {
+        self.count(who, now, 0)
+    }
+
+    fn count(&self, who: &str, now: i64, hits: u32) -> Result<(), RateLimitError> {
         let Some(limit) = self.limit else { return Ok(()) };
         let window_start = now - now.rem_euclid(limit.window_secs);
         let mut buckets = self.buckets.lock().expect("limiter lock");
@@ -271,12 +292,15 @@ impl LocalLimiter {
                 buckets.clear();
             }
         }
+        if hits == 0 && !buckets.contains_key(who) {
+            return Ok(());
+        }
         let entry = buckets.entry(who.to_owned()).or_insert((window_start, 0));
         if entry.0 != window_start {
             *entry = (window_start, 0);
         }
-        entry.1 = entry.1.saturating_add(1);
-        if entry.1 > limit.max {
+        entry.1 = entry.1.saturating_add(hits);
+        if entry.1 > limit.max || (hits == 0 && entry.1 >= limit.max) {
             metrics::counter!("oro_rate_limited_total", "action" => self.action.as_str(), "by" => Scope::Ip.as_str()).increment(1);
             return Err(RateLimitError::Limited {
                 attempts: self.action.attempts(),

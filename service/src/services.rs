@@ -25,6 +25,9 @@ pub struct Services {
     pub code_urls: Arc<crate::code_url::CodeUrlSigner>,
     /// The per-IP limit on signed requests, counted in memory before any signature check.
     pub signed_limiter: Arc<crate::rate_limit::LocalLimiter>,
+    /// Failed authentications per IP, counted from the 401s; past the limit an address's
+    /// signed requests are refused before any signature check.
+    pub failed_auth_limiter: Arc<crate::rate_limit::LocalLimiter>,
     pub(crate) catalog_cache: Arc<crate::catalog::CatalogCache>,
 }
 
@@ -121,14 +124,19 @@ impl Services {
         crate::catalog::seed_if_empty(&db).await?;
         let signed_limiter =
             Arc::new(crate::rate_limit::LocalLimiter::new(crate::rate_limit::Action::Signed, settings.rate_limits.signed_per_ip));
+        let settings = Arc::new(settings);
         Ok(Services {
-            settings: Arc::new(settings),
+            settings: settings.clone(),
             db,
             vault,
             openrouter,
             chutes,
             code_urls,
             signed_limiter,
+            failed_auth_limiter: Arc::new(crate::rate_limit::LocalLimiter::new(
+                crate::rate_limit::Action::FailedAuth,
+                settings.rate_limits.failed_auth_per_ip,
+            )),
             catalog_cache: Arc::default(),
         })
     }

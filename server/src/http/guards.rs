@@ -293,14 +293,53 @@ fn is_signed(req: &Request) -> bool {
     req.headers().contains_key(wire::signing::HEADER_SIGNATURE) || req.headers().get(header::AUTHORIZATION).is_some()
 }
 
-/// Per-IP rate limits, counted before authentication or any other work.
-pub async fn limit_by_client_ip(State(services): State<Services>, req: Request, next: Next) -> Response {
-    if is_signed(&req)
-        && let Some(ip) = client_ip(&services, &req)
-        && let Err(refused) = services.signed_limiter.hit(&service::rate_limit::client_key(ip), service::clock::now())
-    {
+/// What the door needs: the limiters, and how many refusals are being held back right now.
+pub struct Door {
+    pub services: Services,
+    /// Refusals held back at once; past this many, a refusal is answered at once (a client
+    /// with tens of thousands of connections gets fast 429s, not that many parked timers).
+    pub holds: tokio::sync::Semaphore,
+}
+
+impl Door {
+    pub const MOST_HELD: usize = 4096;
+
+    pub fn new(services: Services) -> Self {
+        Door { services, holds: tokio::sync::Semaphore::new(Self::MOST_HELD) }
+    }
+}
+
+/// The in-memory per-IP limits on signed requests, outside everything else (the global
+/// request slots included). A signed request from an address that has failed authentication
+/// too often, or sent too many signed requests, is refused before its signature is checked,
+/// and its answer is held back a moment (`ORO_REFUSAL_HOLD_MS`): a flood then meets parked
+/// timers instead of an answer per microsecond, and every other client keeps the CPU. The
+/// 401s counted on the way out are what the failed-authentication limit counts.
+pub async fn refuse_at_the_door(State(door): State<std::sync::Arc<Door>>, req: Request, next: Next) -> Response {
+    let services = &door.services;
+    let signed_from = if is_signed(&req) { client_ip(services, &req).map(service::rate_limit::client_key) } else { None };
+    let Some(client) = signed_from else { return next.run(req).await };
+    let now = service::clock::now();
+    if let Err(refused) = services.failed_auth_limiter.check(&client, now).and_then(|()| services.signed_limiter.hit(&client, now)) {
+        if let Ok(_held) = door.holds.try_acquire() {
+            tokio::time::sleep(services.settings.refusal_hold).await;
+        }
         return refusal(req.uri().path(), ApiError::from(refused));
     }
+    let response = next.run(req).await;
+    let now = service::clock::now();
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED
+        && services.failed_auth_limiter.hit(&client, now).is_ok()
+        && services.failed_auth_limiter.check(&client, now).is_err()
+    {
+        tracing::info!(%client, "failed authentications reached the limit; refusing this address's signed requests for now");
+    }
+    response
+}
+
+/// Per-IP limits on the actions worth abusing (sign-in, connect, submit), counted in the
+/// database before the action's own work.
+pub async fn limit_by_client_ip(State(services): State<Services>, req: Request, next: Next) -> Response {
     if let Some(action) = limited_action(req.method(), req.uri().path())
         && let Some(ip) = client_ip(&services, &req)
         && let Err(refused) = services.limit_ip(action, ip).await

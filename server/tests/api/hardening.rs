@@ -567,7 +567,8 @@ async fn raw_exchange(addr: &str, head: &[u8], body: &[u8]) -> String {
 }
 
 /// The same signed request sent 200 times at once: exactly one gets through, on any engine,
-/// and every other answer is a clean 401 naming the replay.
+/// and every other answer is a clean 401 naming the replay, or, once this address has failed
+/// authentication 30 times, a 429 saying so.
 async fn replay_storm(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
@@ -585,16 +586,18 @@ async fn replay_storm(backend: Backend) {
             (status, body["detail"].as_str().unwrap_or_default().to_owned())
         }));
     }
-    let mut ok = 0;
+    let (mut ok, mut replays) = (0, 0);
     for task in tasks {
         let (status, detail) = task.await.unwrap();
         match status {
             200 => ok += 1,
-            401 => assert!(detail.starts_with("replayed nonce"), "{detail}"),
+            401 if detail.starts_with("replayed nonce") => replays += 1,
+            429 => assert!(detail.starts_with("too many failed authentications from this address"), "{detail}"),
             other => panic!("replay storm answered {other}: {detail}"),
         }
     }
     assert_eq!(ok, 1);
+    assert!(replays >= 30, "only {replays} replays were told so before the address was refused");
 }
 
 fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {

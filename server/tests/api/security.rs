@@ -195,13 +195,18 @@ async fn sign_in_takes_only_the_issued_text(backend: Backend) {
 both_engines!(sign_in_takes_only_the_issued_text);
 
 /// 2,000 garbage signed requests from one address while a validator claims from another: the
-/// flood meets the per-IP limit on signed requests (counted in memory, before any signature
-/// check or database write) and the validator's claims go on.
+/// flood meets the per-IP limits (failed authentications, then signed requests; counted in
+/// memory, before any signature check or database write) and the validator's claims go on.
+/// The refusals' hold is off here, or the flood would take a minute; the next test has it.
 async fn a_flood_of_signed_garbage_does_not_starve_claims(backend: Backend) {
     let app = spawn_app_with(
         backend,
         AppOptions {
-            extra: vec![("ORO_TRUST_FORWARDED_FOR", "1".into()), ("ORO_RATE_LIMIT_SIGNED_PER_IP", "100/min".into())],
+            extra: vec![
+                ("ORO_TRUST_FORWARDED_FOR", "1".into()),
+                ("ORO_RATE_LIMIT_SIGNED_PER_IP", "100/min".into()),
+                ("ORO_REFUSAL_HOLD_MS", "0".into()),
+            ],
             ..Default::default()
         },
     )
@@ -271,6 +276,55 @@ async fn a_flood_of_signed_garbage_does_not_starve_claims(backend: Backend) {
     assert!(flooded_median < std::time::Duration::from_secs(5), "{quiet:?} vs {flooded:?}");
 }
 
+/// An address that keeps failing authentication is refused before its signatures are checked,
+/// even a correct one, and its refusals are held back a moment; other addresses are not.
+async fn an_address_that_keeps_failing_authentication_is_refused_at_the_door(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra: vec![
+                ("ORO_TRUST_FORWARDED_FOR", "1".into()),
+                ("ORO_RATE_LIMIT_FAILED_AUTH_PER_IP", "5/min".into()),
+                ("ORO_REFUSAL_HOLD_MS", "300".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let miner = TestWallet::new();
+    let status_from = |address: &'static str, forged: bool| {
+        let mut headers = miner.headers();
+        if forged {
+            headers[3].1 = format!("0x{}", "ab".repeat(64));
+        }
+        let mut request = app.client.get(app.url("/v1/miner/inference-auth")).header("x-forwarded-for", address);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        async move {
+            let started = std::time::Instant::now();
+            let answer = request.send().await.unwrap();
+            (answer.status().as_u16(), answer.headers().get("retry-after").is_some(), answer.text().await.unwrap(), started.elapsed())
+        }
+    };
+    assert_eq!(status_from("203.0.113.20", false).await.0, 200, "a good signature goes through");
+    for attempt in 0..5 {
+        let (status, _, body, _) = status_from("203.0.113.20", true).await;
+        assert_eq!(status, 401, "attempt {attempt}: {body}");
+    }
+    // Five failures: the address is refused, a correct signature included, after the hold.
+    let (status, retry_after, body, took) = status_from("203.0.113.20", false).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry_after, "a 429 says when to come back");
+    assert!(body.contains("too many failed authentications from this address"), "{body}");
+    assert!(took >= std::time::Duration::from_millis(300), "the refusal was held {took:?}");
+    // Another address is served as before.
+    assert_eq!(status_from("203.0.113.21", false).await.0, 200);
+    // Unsigned public routes are not refused.
+    let models = app.client.get(app.url("/v1/public/inference/models")).header("x-forwarded-for", "203.0.113.20").send().await.unwrap();
+    assert_eq!(models.status(), 200);
+}
+
 /// Past ORO_MAX_CONCURRENT_REQUESTS the service answers 503 at once, with Retry-After.
 async fn load_is_shed_at_the_door(backend: Backend) {
     use simulator::{Fault, FaultKind, FaultTarget};
@@ -304,7 +358,11 @@ async fn futures_join<F: std::future::Future<Output = reqwest::Response>>(future
     vec![a.status().as_u16(), b.status().as_u16()]
 }
 
-both_engines!(a_flood_of_signed_garbage_does_not_starve_claims, load_is_shed_at_the_door);
+both_engines!(
+    a_flood_of_signed_garbage_does_not_starve_claims,
+    an_address_that_keeps_failing_authentication_is_refused_at_the_door,
+    load_is_shed_at_the_door
+);
 
 /// A bound signature for this method, host, path and body.
 fn bound_signature(
