@@ -419,4 +419,21 @@ mod tests {
     async fn concurrent_hits_never_exceed_the_limit_postgres() {
         concurrent_hits_never_exceed_the_limit(Backend::Postgres).await
     }
+
+    #[test]
+    fn check_refuses_once_the_limit_is_reached_and_counts_nothing() {
+        let limiter = LocalLimiter::new(Action::FailedAuth, Some(Limit::new(3, 60)));
+        let now = 1_000_040;
+        for _ in 0..10 {
+            limiter.check("203.0.113.1", now).unwrap();
+        }
+        for _ in 0..3 {
+            limiter.hit("203.0.113.1", now).unwrap();
+        }
+        let refused = limiter.check("203.0.113.1", now).unwrap_err();
+        assert_eq!(refused.to_string(), "too many failed authentications from this address: at most 3 per minute; try again in 40 s");
+        limiter.check("203.0.113.2", now).unwrap();
+        // The next window starts afresh.
+        limiter.check("203.0.113.1", now + 40).unwrap();
+    }
 }
