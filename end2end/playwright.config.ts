@@ -73,6 +73,7 @@ export default defineConfig({
     env: {
       ...unsetLeptos,
       ORO_BIND: '127.0.0.1:3100',
+      ORO_GATEWAY_BIND: '127.0.0.1:3102',
       DATABASE_URL: `sqlite://${path.join(outputDir, `e2e-${runId}.db`)}`,
       ORO_MASTER_KEY_FILE: path.join(outputDir, `e2e-${runId}.master.key`),
       ORO_SIMULATE_PROVIDERS: '1',

@@ -40,6 +40,7 @@ async fn bench(backend: Backend) -> Outcome {
     let validators: Vec<Wallet> = (0..VALIDATORS).map(|i| Wallet::new(100 + i as u8)).collect();
     let vars: HashMap<String, String> = HashMap::from([
         ("ORO_BIND".into(), "127.0.0.1:0".into()),
+        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
         ("ORO_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
         ("ORO_SIMULATE_PROVIDERS".into(), "1".into()),

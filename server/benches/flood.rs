@@ -113,6 +113,7 @@ struct Outcome {
 fn settings(db: &TestDatabase, dir: &std::path::Path, sim: &simulator::RunningSimulator, validators: &[Wallet]) -> HashMap<String, String> {
     HashMap::from([
         ("ORO_BIND".into(), "127.0.0.1:0".into()),
+        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
         ("ORO_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
         // The simulator runs in this process; the service only gets its addresses.

@@ -132,6 +132,7 @@ async fn spawn_bare(models: &Models) -> u16 {
 fn settings_vars(db: &TestDatabase, dir: &std::path::Path, bind: &str) -> HashMap<String, String> {
     HashMap::from([
         ("ORO_BIND".into(), bind.into()),
+        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
         ("ORO_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
     ])

@@ -25,6 +25,7 @@ pub struct AppState {
 
 pub struct Application {
     listener: TcpListener,
+    gateway_listener: TcpListener,
     router: Router,
     services: Services,
     simulator: Option<simulator::RunningSimulator>,
@@ -58,6 +59,10 @@ impl Application {
             None
         };
 
+        // The run gateway's own listener; validators' sandboxes reach it at its public URL.
+        let gateway_listener = TcpListener::bind(settings.gateway_bind).await?;
+        settings.gateway_bind = gateway_listener.local_addr()?;
+
         // Installed before anything records.
         http::metrics::handle();
         let db = Db::connect(&settings.database_url).await?;
@@ -66,7 +71,12 @@ impl Application {
         let state = AppState { leptos_options, services: services.clone() };
         let router = router(state);
         let housekeeping = tokio::spawn(housekeeping(services.clone()));
-        Ok(Application { listener, router, services, simulator, housekeeping })
+        Ok(Application { listener, gateway_listener, router, services, simulator, housekeeping })
+    }
+
+    /// The run gateway's port.
+    pub fn gateway_port(&self) -> u16 {
+        self.gateway_listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
     pub fn port(&self) -> u16 {
@@ -83,7 +93,22 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Application { listener, router, services, simulator, housekeeping } = self;
+        let Application { listener, gateway_listener, router, services, simulator, housekeeping } = self;
+        let (stop_gateway, gateway_stopped) = tokio::sync::watch::channel(false);
+        let gateway = tokio::spawn({
+            let router = crate::gateway::router(services.clone());
+            let mut stopped = gateway_stopped;
+            async move {
+                let listener = axum::serve::ListenerExt::tap_io(gateway_listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await
+            }
+        });
         // Pages stream in chunks: without TCP_NODELAY a kept-alive connection waits on the
         // peer's delayed ACK (about 40 ms) between them.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -93,6 +118,8 @@ impl Application {
         });
         let result =
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await;
+        let _ = stop_gateway.send(true);
+        let _ = gateway.await;
         housekeeping.abort();
         services.db.close().await;
         drop(simulator);

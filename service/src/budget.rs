@@ -1,11 +1,11 @@
 //! The budget guard: a miner may set a monthly ceiling on what ORO runs may commit on their
 //! OpenRouter account. A run commits its key's cap when claimed (its recorded spend once
 //! known); a claim whose cap would push this month past the ceiling is not minted.
-//! Chutes access tokens carry no spending cap, so Chutes runs cannot be bounded this way.
+//! Chutes runs count the same way when they go through the run gateway (their cap is
+//! enforced there); with `ORO_CHUTES_RUN_CREDENTIAL=direct` they have no cap to count.
 
 use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
-use wire::Provider;
 use wire::api::Budget;
 
 use crate::audit;
@@ -37,7 +37,7 @@ pub fn month_start(now: i64) -> (i64, String) {
     (start.unix_timestamp(), format!("{:04}-{:02}", t.year(), u8::from(t.month())))
 }
 
-/// What this month's OpenRouter runs have committed: every minted key's recorded spend, else
+/// What this month's runs have committed: every minted key's recorded spend, else
 /// its cap (abandoned attempts included), plus caps reserved by claims still minting.
 pub(crate) async fn committed_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
     let (minted,): (Option<f64>,) =
@@ -47,10 +47,9 @@ pub(crate) async fn committed_in(tx: &mut Transaction<'static, Any>, hotkey: &Ho
             .fetch_one(&mut **tx)
             .await?;
     let (reserved,): (Option<f64>,) = sqlx::query_as(
-        "SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND provider = $2 AND status = 'running' AND cap_usd IS NOT NULL AND key_hash IS NULL",
+        "SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND status = 'running' AND cap_usd IS NOT NULL AND key_hash IS NULL",
     )
     .bind(hotkey.as_str())
-    .bind(Provider::OpenRouter.as_str())
     .fetch_one(&mut **tx)
     .await?;
     Ok(minted.unwrap_or(0.0) + reserved.unwrap_or(0.0))

@@ -36,6 +36,17 @@ pub enum ChutesClientAuth {
 /// The scopes asked for on Chutes' consent page unless `ORO_CHUTES_SCOPES` says otherwise.
 pub const DEFAULT_CHUTES_SCOPES: &str = "openid profile chutes:invoke";
 
+/// What the validator of a Chutes run gets. Chutes has no capped keys: `Gateway` (the default)
+/// hands out a run-bound token for our gateway, which meters every request against the run's
+/// cap and forwards with the miner's token; `Direct` hands out the miner's own Chutes access
+/// token, uncapped for its hour, for validators of the oro-sdk 1.0.50 generation, which check
+/// the token with a call straight to Chutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChutesRunCredential {
+    Gateway,
+    Direct,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -56,6 +67,16 @@ pub struct Settings {
     pub chutes_scopes: String,
     pub run_key_cap_usd: f64,
     pub run_key_ttl_secs: i64,
+    /// What a Chutes run's validator gets (`ORO_CHUTES_RUN_CREDENTIAL`).
+    pub chutes_run_credential: ChutesRunCredential,
+    /// The run gateway's own listener (`ORO_GATEWAY_BIND`, default 127.0.0.1:3002).
+    pub gateway_bind: SocketAddr,
+    /// Where validators' sandboxes reach the gateway (`ORO_GATEWAY_PUBLIC_URL`; default the
+    /// bound address over http).
+    pub gateway_public_url: Option<String>,
+    /// The most output tokens one gateway request may ask for (`ORO_GATEWAY_MAX_OUTPUT_TOKENS`):
+    /// a request is forwarded with at most this `max_tokens`, and its worst case reserved.
+    pub gateway_max_output_tokens: u64,
     pub simulate_providers: bool,
     pub log_format: LogFormat,
     /// How long a provider call may take before the service gives up on it.
@@ -305,6 +326,17 @@ impl Settings {
             chutes_scopes,
             run_key_cap_usd: number("ORO_RUN_KEY_CAP_USD", 5.0, 0.01, 10_000.0)?,
             run_key_ttl_secs: seconds("ORO_RUN_KEY_TTL_SECS", 3600, 60, 7 * 24 * 3600)?,
+            chutes_run_credential: match get("ORO_CHUTES_RUN_CREDENTIAL").as_deref() {
+                None | Some("gateway") => ChutesRunCredential::Gateway,
+                Some("direct") => ChutesRunCredential::Direct,
+                Some(_) => return Err(bad("ORO_CHUTES_RUN_CREDENTIAL", "expected gateway or direct")),
+            },
+            gateway_bind: match get("ORO_GATEWAY_BIND") {
+                Some(v) => v.parse().map_err(|_| bad("ORO_GATEWAY_BIND", "expected ADDRESS:PORT, e.g. 127.0.0.1:3002"))?,
+                None => SocketAddr::from(([127, 0, 0, 1], 3002)),
+            },
+            gateway_public_url: get("ORO_GATEWAY_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            gateway_max_output_tokens: number("ORO_GATEWAY_MAX_OUTPUT_TOKENS", 4096.0, 16.0, 1_000_000.0)?.round() as u64,
             simulate_providers,
             log_format,
             provider_timeout_secs: seconds("ORO_PROVIDER_TIMEOUT_SECS", 15, 1, 300)? as u64,
@@ -325,6 +357,12 @@ impl Settings {
     }
 
     /// After binding port 0 (tests), the values derived from the bind address get the real port.
+    /// The gateway's base URL as a sandbox uses it (`…/v1`), once its listener is bound.
+    pub fn gateway_base_url(&self) -> String {
+        let root = self.gateway_public_url.clone().unwrap_or_else(|| format!("http://{}", self.gateway_bind));
+        format!("{root}/v1")
+    }
+
     pub fn with_bound_port(mut self, port: u16) -> Self {
         if self.bind.port() == 0 {
             let derived_redirect = format!("{}/oauth/chutes/callback", self.public_url.as_str().trim_end_matches('/'));

@@ -419,6 +419,12 @@ impl Services {
                             token.expires_at,
                             validator.hotkey.short()
                         ),
+                        Provider::Chutes if token.access_token.starts_with(crate::gateway::TOKEN_PREFIX) => format!(
+                            "the Chutes connection backs run {run_id} through the run gateway (cap ${:.2}, token expires {}); validator {} got a run-bound token, not the Chutes token",
+                            self.settings.run_key_cap_usd,
+                            token.expires_at,
+                            validator.hotkey.short()
+                        ),
                         Provider::Chutes => format!(
                             "a Chutes access token (expires {}) was issued for run {run_id} to validator {}",
                             token.expires_at,
@@ -633,9 +639,58 @@ impl Services {
         };
         let issued = match provider {
             Provider::OpenRouter => self.mint_openrouter_key(run_id, miner).await?,
-            Provider::Chutes => self.chutes_run_token(miner, &model).await?,
+            Provider::Chutes => match self.settings.chutes_run_credential {
+                crate::config::ChutesRunCredential::Gateway => self.gateway_run_token(run_id, miner, &model).await?,
+                crate::config::ChutesRunCredential::Direct => self.chutes_run_token(miner, &model).await?,
+            },
         };
         Ok(issued.map(|token| (token, model)))
+    }
+
+    /// Commits the run's cap under the miner's lock, so concurrent claims cannot both slip
+    /// under the monthly ceiling.
+    async fn commit_cap(&self, run_id: &str, miner: &Hotkey) -> Result<Result<f64, MintFailure>, RunError> {
+        let cap = self.settings.run_key_cap_usd;
+        let mut tx = self.db.pool().begin().await?;
+        crate::connections::lock_miner(&mut tx, self.db.backend(), miner).await?;
+        let (budget,): (Option<f64>,) =
+            sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1").bind(miner.as_str()).fetch_one(&mut *tx).await?;
+        if let Some(budget) = budget {
+            let (since, month) = crate::budget::month_start(clock::now());
+            let committed = crate::budget::committed_in(&mut tx, miner, since).await?;
+            if committed + cap > budget + 1e-9 {
+                return Ok(Err(MintFailure::Fail(format!(
+                    "monthly budget reached: ${committed:.2} of ${budget:.2} committed in {month}; a run needs ${cap:.2} (raise the budget on the dashboard or with `oro budget set`)"
+                ))));
+            }
+        }
+        sqlx::query("UPDATE eval_runs SET cap_usd = $1 WHERE id = $2").bind(cap).bind(run_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Ok(cap))
+    }
+
+    /// A Chutes run through the gateway: the miner's token proves the account can pay (and
+    /// stays here, in memory, for forwarding); the validator gets a run-bound token whose
+    /// spend the gateway holds under the cap.
+    async fn gateway_run_token(&self, run_id: &str, miner: &Hotkey, model: &str) -> Result<Result<InferenceToken, MintFailure>, RunError> {
+        let direct = match self.chutes_run_token(miner, model).await? {
+            Ok(direct) => direct,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let cap = match self.commit_cap(run_id, miner).await? {
+            Ok(cap) => cap,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let expires_at = clock::now() + self.settings.run_key_ttl_secs;
+        let token = self.mint_gateway_token(run_id, miner, cap, expires_at).await?;
+        // Dropped here: only the gateway's cache keeps the miner's token.
+        drop(direct);
+        Ok(Ok(InferenceToken {
+            provider: Provider::Chutes,
+            access_token: token,
+            base_url: self.settings.gateway_base_url(),
+            expires_at: clock::rfc3339(expires_at),
+        }))
     }
 
     async fn mint_openrouter_key(&self, run_id: &str, miner: &Hotkey) -> Result<Result<InferenceToken, MintFailure>, RunError> {
@@ -660,26 +715,10 @@ impl Services {
             Ok(_) => {}
             Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
         }
-        let cap = self.settings.run_key_cap_usd;
-        // Commit the cap under the miner's lock, so concurrent claims cannot both slip
-        // under the monthly ceiling.
-        {
-            let mut tx = self.db.pool().begin().await?;
-            crate::connections::lock_miner(&mut tx, self.db.backend(), miner).await?;
-            let (budget,): (Option<f64>,) =
-                sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1").bind(miner.as_str()).fetch_one(&mut *tx).await?;
-            if let Some(budget) = budget {
-                let (since, month) = crate::budget::month_start(clock::now());
-                let committed = crate::budget::committed_in(&mut tx, miner, since).await?;
-                if committed + cap > budget + 1e-9 {
-                    return Ok(Err(MintFailure::Fail(format!(
-                        "monthly budget reached: ${committed:.2} of ${budget:.2} committed in {month}; a run needs ${cap:.2} (raise the budget on the dashboard or with `oro budget set`)"
-                    ))));
-                }
-            }
-            sqlx::query("UPDATE eval_runs SET cap_usd = $1 WHERE id = $2").bind(cap).bind(run_id).execute(&mut *tx).await?;
-            tx.commit().await?;
-        }
+        let cap = match self.commit_cap(run_id, miner).await? {
+            Ok(cap) => cap,
+            Err(failure) => return Ok(Err(failure)),
+        };
         let expires_at = clock::now() + self.settings.run_key_ttl_secs;
         let minted =
             match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
@@ -850,6 +889,8 @@ impl Services {
         if let Err(e) = self.chutes.preflight(&tokens.access_token, model).await {
             return Ok(Err(mint_failure(Provider::Chutes, &e)));
         }
+        // The gateway forwards with the newest token (a refresh may have rotated the grant).
+        self.remember_upstream(miner, &tokens.access_token, tokens.expires_in);
         let expires_at = clock::now() + tokens.expires_in;
         Ok(Ok(InferenceToken {
             provider: Provider::Chutes,
@@ -975,6 +1016,9 @@ impl Services {
         let Some((hotkey, minted_by, disabled_at, run_id)) = row else {
             return Ok(());
         };
+        if minted_by == crate::gateway::CHUTES_GATEWAY_MINTER {
+            return self.retire_gateway_token(hash, &hotkey, &run_id).await;
+        }
         let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(&hotkey)
             .bind(Provider::OpenRouter.as_str())
@@ -1021,6 +1065,27 @@ impl Services {
         }
         if let Some(usage) = usage {
             sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// A gateway token dies with a write (nothing to call upstream); its spend is what the
+    /// gateway metered. Idempotent.
+    async fn retire_gateway_token(&self, hash: &str, hotkey: &str, run_id: &str) -> Result<(), ServiceRetireError> {
+        let retired: Option<(f64,)> = sqlx::query_as(
+            "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd WHERE key_hash = $2 AND disabled_at IS NULL RETURNING spent_usd",
+        )
+        .bind(clock::now())
+        .bind(hash)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((spent,)) = retired else { return Ok(()) };
+        sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2").bind(spent).bind(run_id).execute(self.db.pool()).await?;
+        if let Ok(miner) = Hotkey::parse(hotkey) {
+            let detail = format!("the gateway token of run {run_id} was retired; the run spent ${spent:.4} of its cap through the gateway");
+            if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(Provider::Chutes), "credential_used", &detail).await {
+                tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
+            }
         }
         Ok(())
     }

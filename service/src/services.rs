@@ -29,6 +29,7 @@ pub struct Services {
     /// signed requests are refused before any signature check.
     pub failed_auth_limiter: Arc<crate::rate_limit::LocalLimiter>,
     pub(crate) catalog_cache: Arc<crate::catalog::CatalogCache>,
+    pub(crate) gateway: Arc<crate::gateway::GatewayCache>,
 }
 
 /// Every error the service layer answers, mapped once to HTTP by the server and once to a
@@ -138,6 +139,7 @@ impl Services {
                 settings.rate_limits.failed_auth_per_ip,
             )),
             catalog_cache: Arc::default(),
+            gateway: Arc::default(),
         })
     }
 

@@ -111,6 +111,8 @@ pub struct ChatRequest {
     pub prompt_chars: usize,
     pub stream: bool,
     pub max_tokens: Option<u64>,
+    /// `stream_options.include_usage`: a stream ends with a usage-only chunk.
+    pub include_usage: bool,
 }
 
 /// Parses an OpenAI chat-completions body. The error is a human-readable reason.
@@ -134,7 +136,8 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
     }
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let max_tokens = v.get("max_tokens").or_else(|| v.get("max_completion_tokens")).and_then(Value::as_u64);
-    Ok(ChatRequest { model, last_user_text, prompt_chars, stream, max_tokens })
+    let include_usage = v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    Ok(ChatRequest { model, last_user_text, prompt_chars, stream, max_tokens, include_usage })
 }
 
 /// An OpenAI-shaped completion (or an SSE stream of it when `stream: true` was asked).
@@ -201,7 +204,13 @@ pub fn completion_response(req: &ChatRequest, model: &str, id_prefix: &str, extr
     let mut sse = String::new();
     sse.push_str(&chunk(json!({"role": "assistant", "content": ""}), Value::Null, None));
     sse.push_str(&chunk(json!({"content": content}), Value::Null, None));
-    sse.push_str(&chunk(json!({}), json!(finish_reason), Some(&usage)));
+    sse.push_str(&chunk(json!({}), json!(finish_reason), None));
+    // As OpenAI-compatible servers do: usage only when asked, in a last chunk of its own.
+    if req.include_usage {
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage});
+        merge(&mut c, extra.clone());
+        sse.push_str(&format!("data: {c}\n\n"));
+    }
     sse.push_str("data: [DONE]\n\n");
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], sse).into_response()
 }

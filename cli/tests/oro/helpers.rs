@@ -107,6 +107,7 @@ pub async fn spawn_app() -> TestApp {
     let key_file = std::env::temp_dir().join(format!("oro-cli-app-{}", uuid::Uuid::new_v4().simple())).join("master.key");
     let vars: HashMap<String, String> = HashMap::from([
         ("ORO_BIND".into(), "127.0.0.1:0".into()),
+        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
         ("ORO_MASTER_KEY_FILE".into(), key_file.display().to_string()),
         ("ORO_SIMULATE_PROVIDERS".into(), "1".into()),

@@ -140,6 +140,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let database_url = options.database.clone().unwrap_or_else(|| secrecy::ExposeSecret::expose_secret(&db.url).to_owned());
     let mut vars: HashMap<String, String> = HashMap::from([
         ("ORO_BIND".into(), "127.0.0.1:0".into()),
+        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), database_url),
         ("ORO_MASTER_KEY_FILE".into(), key_file.display().to_string()),
         ("ORO_SIMULATE_PROVIDERS".into(), "1".into()),

@@ -8,6 +8,7 @@ mod auth;
 mod connections;
 mod faults;
 mod foundation;
+mod gateway;
 mod hardening;
 mod oro_clients;
 mod python_sdk;

@@ -187,8 +187,9 @@ async fn default_switch_applies_to_the_next_claim(backend: Backend) {
     let (status, second) = claim(&app).await;
     assert_eq!(status, 200);
     assert_eq!(second["inference_token"]["provider"], "chutes");
-    assert!(second["inference_token"]["access_token"].as_str().unwrap().starts_with("cak_"));
-    assert_eq!(second["inference_token"]["base_url"], app.services.settings.chutes_llm_base);
+    // Through the run gateway: a run-bound token, never the miner's own.
+    assert!(second["inference_token"]["access_token"].as_str().unwrap().starts_with("oro-run-"));
+    assert_eq!(second["inference_token"]["base_url"].as_str().unwrap(), app.services.settings.gateway_base_url());
     assert_eq!(second["sandbox_env"]["SANDBOX_MODEL"], "deepseek-ai/DeepSeek-V3.2-TEE");
 
     // Disconnecting OpenRouter disables the live per-run key of the first run.

@@ -1,0 +1,186 @@
+//! The run gateway (issue 21): a Chutes run's validator gets a run-bound token, never the
+//! miner's; every request through it is metered against the run's cap.
+
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::both_engines;
+use crate::helpers::*;
+
+const AGENT: &str = "def run(task):\n    return 'hello'\n";
+
+async fn submit(app: &TestApp, wallet: &TestWallet) {
+    let form = Form::new()
+        .text("agent_name", "gw".to_owned())
+        .part("file", Part::bytes(AGENT.as_bytes().to_vec()).file_name("agent.py".to_owned()).mime_str("text/x-python").unwrap());
+    assert_eq!(app.signed(wallet, Method::POST, "/v1/miner/submit").multipart(form).send().await.unwrap().status(), 200);
+}
+
+async fn claim(app: &TestApp) -> Value {
+    let response = app.signed(&app.validator, Method::POST, "/v1/validator/work/claim").json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// A miner with Chutes connected and one run claimed: the claim's answer.
+async fn chutes_run(app: &TestApp, username: &str) -> (TestWallet, Value) {
+    let miner = TestWallet::new();
+    assert_eq!(app.connect_chutes(&miner, username).await.status(), 200);
+    submit(app, &miner).await;
+    (miner, claim(app).await)
+}
+
+fn chat(app: &TestApp, work: &Value, body: Value) -> reqwest::RequestBuilder {
+    let token = &work["inference_token"];
+    app.client
+        .post(format!("{}/chat/completions", token["base_url"].as_str().unwrap()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&body)
+}
+
+async fn run_key(app: &TestApp, work: &Value) -> (f64, f64, f64) {
+    sqlx::query_as("SELECT cap_usd, spent_usd, reserved_usd FROM run_keys WHERE eval_run_id = $1")
+        .bind(work["eval_run_id"].as_str().unwrap())
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn a_chutes_run_gets_a_run_bound_token_and_is_metered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_miner, work) = chutes_run(&app, "gwen").await;
+    let token = &work["inference_token"];
+    assert_eq!(token["provider"], "chutes");
+    let access = token["access_token"].as_str().unwrap();
+    assert!(access.starts_with("oro-run-"), "{token}");
+    assert_eq!(token["base_url"].as_str().unwrap(), app.services.settings.gateway_base_url());
+    assert_eq!(work["chutes_access_token"].as_str(), Some(access), "the 1.0.50 field carries the same run-bound token");
+    assert_eq!(work["sandbox_env"]["INFERENCE_ACCESS_TOKEN"].as_str(), Some(access));
+    // The miner's own token is not in the answer.
+    assert!(!work.to_string().contains("cak_"), "{work}");
+
+    // The OpenRouter name of an allowlisted model is accepted and translated.
+    let answer = chat(&app, &work, json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["model"], "deepseek-ai/DeepSeek-V3.2-TEE");
+    let usage = &body["usage"];
+    let expected = (usage["prompt_tokens"].as_f64().unwrap() * 0.3 + usage["completion_tokens"].as_f64().unwrap() * 1.2) / 1e6;
+    let (cap, spent, reserved) = run_key(&app, &work).await;
+    assert_eq!(cap, 5.0);
+    assert!((spent - expected).abs() < 1e-12, "spent {spent}, usage says {expected}");
+    assert_eq!(reserved, 0.0, "nothing stays reserved after the answer");
+
+    // Anything off the allowlist is refused, naming where the list is.
+    let refused = chat(&app, &work, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "model_not_allowed");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("/models"), "{refused}");
+
+    // The run ends: the token dies with it.
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{}/complete", work["eval_run_id"].as_str().unwrap()))
+        .json(&json!({"terminal_status": "SUCCESS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let after = chat(&app, &work, json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    let after: Value = after.json().await.unwrap();
+    assert_eq!(after["error"]["code"], "invalid_run_token");
+    let (spend,): (Option<f64>,) = sqlx::query_as("SELECT spend_usd FROM eval_runs WHERE id = $1")
+        .bind(work["eval_run_id"].as_str().unwrap())
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert!((spend.unwrap() - expected).abs() < 1e-12, "the run's spend is what the gateway metered");
+}
+
+/// Many requests at once against a small cap: the spend never passes it, and the requests
+/// past it get OpenAI's 402 with `run_cap_reached`.
+async fn the_cap_holds_under_concurrency(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra: vec![("ORO_RUN_KEY_CAP_USD", "0.05".into()), ("ORO_GATEWAY_MAX_OUTPUT_TOKENS", "4000".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_miner, work) = chutes_run(&app, "hugo").await;
+    // Each request's worst case: ~150 bytes at $0.3/M plus 4,000 tokens at $1.2/M, about
+    // $0.0048; a cap of $0.05 holds ten of them at once.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let request = chat(
+            &app,
+            &work,
+            json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": format!("request {i}")}]}),
+        );
+        tasks.push(tokio::spawn(async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }));
+    }
+    let (mut ok, mut capped) = (0, 0);
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            200 => ok += 1,
+            402 => {
+                assert_eq!(body["error"]["code"], "run_cap_reached", "{body}");
+                assert_eq!(body["error"]["type"], "insufficient_quota");
+                assert!(body["error"]["message"].as_str().unwrap().starts_with("this run has spent its $0.05 cap"), "{body}");
+                capped += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let (cap, spent, reserved) = run_key(&app, &work).await;
+    assert!(ok >= 10, "at least the requests that fit at once went through ({ok})");
+    assert!(spent <= cap, "spent {spent} of {cap}");
+    assert!(reserved.abs() < 1e-12, "{reserved} still reserved");
+    eprintln!("{ok} answered, {capped} refused at the cap; spent ${spent:.6} of ${cap}");
+}
+
+/// A stream passes through event for event; the usage chunk the gateway asked for is kept
+/// from a client that did not ask, and shown to one that did; both are charged.
+async fn streams_pass_through_and_are_charged(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_miner, work) = chutes_run(&app, "iris").await;
+    let ask = |include_usage: bool| {
+        let mut body =
+            json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "stream": true, "messages": [{"role": "user", "content": "stream me"}]});
+        if include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        chat(&app, &work, body)
+    };
+    let plain = ask(false).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["content-type"], "text/event-stream");
+    let plain = plain.text().await.unwrap();
+    let events: Vec<&str> = plain.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.last(), Some(&"data: [DONE]"), "{plain}");
+    assert!(!plain.contains("\"usage\""), "no usage chunk for a client that did not ask: {plain}");
+    assert!(plain.contains("Simulated reply"), "{plain}");
+    let (_, after_plain, _) = run_key(&app, &work).await;
+    assert!(after_plain > 0.0, "the stream was charged from the usage the gateway asked for");
+
+    let with_usage = ask(true).send().await.unwrap().text().await.unwrap();
+    assert!(with_usage.contains("\"usage\""), "{with_usage}");
+    let (_, after_both, reserved) = run_key(&app, &work).await;
+    assert!(after_both > after_plain && reserved.abs() < 1e-12);
+}
+
+both_engines!(a_chutes_run_gets_a_run_bound_token_and_is_metered, the_cap_holds_under_concurrency, streams_pass_through_and_are_charged);

@@ -1,0 +1,273 @@
+//! The run gateway's domain. Chutes has no capped keys, so for a Chutes run the service is the
+//! cap: the validator gets a run-bound token (`oro-run-…`, stored only as a digest), every
+//! request through the gateway first reserves its worst case against the run's cap in one
+//! database statement (so no number of requests on any number of replicas passes it), and
+//! settles to what the answer's `usage` says it cost. The miner's Chutes token stays here.
+//!
+//! The HTTP side (forwarding, streaming) is `server/src/gateway.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use wire::Provider;
+
+use crate::clock;
+use crate::connections::ConnectionError;
+use crate::domain::Hotkey;
+use crate::services::Services;
+
+/// `run_keys.minted_by` of a gateway token for a Chutes run.
+pub const CHUTES_GATEWAY_MINTER: &str = "gateway:chutes";
+pub const TOKEN_PREFIX: &str = "oro-run-";
+/// How stale a replica's copy of the prices may be.
+const MODELS_TTL: Duration = Duration::from_secs(5);
+/// A cached upstream token is used until this long before it expires.
+const UPSTREAM_MARGIN: Duration = Duration::from_secs(120);
+
+/// An allowlisted model under both names, with its price.
+#[derive(Debug, Clone)]
+pub struct PricedModel {
+    pub chutes_name: String,
+    pub openrouter_name: String,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+}
+
+impl PricedModel {
+    pub fn name_for(&self, provider: Provider) -> &str {
+        match provider {
+            Provider::Chutes => &self.chutes_name,
+            Provider::OpenRouter => &self.openrouter_name,
+        }
+    }
+
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input_usd_per_mtok + completion_tokens as f64 * self.output_usd_per_mtok) / 1_000_000.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("this run token is not valid: it is unknown, its run has ended, or it expired")]
+    InvalidToken,
+    #[error("this run has spent its ${cap:.2} cap (${spent:.4} spent, ${reserved:.4} held by requests in flight)")]
+    CapReached { cap: f64, spent: f64, reserved: f64 },
+    #[error("{model} is not an allowlisted model; the allowed models are listed at {page}")]
+    ModelNotAllowed { model: String, page: String },
+    #[error("the miner's Chutes connection cannot be used: {0}")]
+    Connection(String),
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+/// A request's reservation against its run's cap, to be settled once its cost is known.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub key_hash: String,
+    pub run_id: String,
+    pub miner: Hotkey,
+    pub reserved_usd: f64,
+}
+
+/// What the gateway keeps in memory, per replica: the priced catalog for a few seconds, and
+/// each miner's current upstream token until shortly before it expires.
+#[derive(Default)]
+pub struct GatewayCache {
+    models: Mutex<Option<(Instant, Arc<Vec<PricedModel>>)>>,
+    upstream: Mutex<HashMap<String, (Instant, SecretString)>>,
+    /// One refresh per miner at a time: concurrent first requests of a run wait for it.
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Services {
+    /// Mints a run-bound gateway token and records it (digest, cap, expiry) for the run.
+    pub(crate) async fn mint_gateway_token(&self, run_id: &str, miner: &Hotkey, cap: f64, expires_at: i64) -> Result<String, sqlx::Error> {
+        let token = format!("{TOKEN_PREFIX}{}", crate::auth::sessions::random_token(32));
+        let hash = token_digest(&token);
+        let now = clock::now();
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&hash)
+            .bind(miner.as_str())
+            .bind(run_id)
+            .bind(CHUTES_GATEWAY_MINTER)
+            .bind(cap)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
+            .bind(&hash)
+            .bind(cap)
+            .bind(expires_at)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// The allowlisted models with their prices (cached for a few seconds).
+    pub async fn priced_models(&self) -> Result<Arc<Vec<PricedModel>>, sqlx::Error> {
+        if let Some((at, models)) = self.gateway.models.lock().expect("gateway cache lock").as_ref()
+            && at.elapsed() < MODELS_TTL
+        {
+            return Ok(models.clone());
+        }
+        let rows: Vec<(String, String, f64, f64)> = sqlx::query_as(
+            "SELECT chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok FROM catalog_models ORDER BY position",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let models = Arc::new(
+            rows.into_iter()
+                .map(|(chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok)| PricedModel {
+                    chutes_name,
+                    openrouter_name,
+                    input_usd_per_mtok,
+                    output_usd_per_mtok,
+                })
+                .collect::<Vec<_>>(),
+        );
+        *self.gateway.models.lock().expect("gateway cache lock") = Some((Instant::now(), models.clone()));
+        Ok(models)
+    }
+
+    /// The allowlisted model a request names, under either provider's name.
+    pub async fn allowlisted_model(&self, name: &str) -> Result<PricedModel, GatewayError> {
+        let models = self.priced_models().await?;
+        models.iter().find(|m| m.chutes_name == name || m.openrouter_name == name).cloned().ok_or_else(|| GatewayError::ModelNotAllowed {
+            model: name.chars().take(200).collect(),
+            page: format!("{}/models", self.settings.public_url.as_str().trim_end_matches('/')),
+        })
+    }
+
+    /// Reserves `usd` against the cap of the run `token` is bound to: one statement, so that
+    /// concurrent requests on any replica never hold more than the cap between them.
+    pub async fn reserve_run_spend(&self, token: &str, usd: f64) -> Result<Reservation, GatewayError> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Err(GatewayError::InvalidToken);
+        }
+        let hash = token_digest(token);
+        let now = clock::now();
+        let reserved: Option<(String, String)> = sqlx::query_as(
+            "UPDATE run_keys SET reserved_usd = reserved_usd + $1
+             WHERE key_hash = $2 AND minted_by = $3 AND disabled_at IS NULL AND expires_at > $4
+               AND spent_usd + reserved_usd + $1 <= cap_usd
+               AND eval_run_id IN (SELECT id FROM eval_runs WHERE id = run_keys.eval_run_id AND status = 'running')
+             RETURNING hotkey, eval_run_id",
+        )
+        .bind(usd)
+        .bind(&hash)
+        .bind(CHUTES_GATEWAY_MINTER)
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?;
+        if let Some((hotkey, run_id)) = reserved {
+            let miner = Hotkey::parse(&hotkey).map_err(|_| GatewayError::InvalidToken)?;
+            return Ok(Reservation { key_hash: hash, run_id, miner, reserved_usd: usd });
+        }
+        // Refused: say whether the token is dead or the cap is reached.
+        let row: Option<(f64, f64, f64, Option<i64>, i64, String)> = sqlx::query_as(
+            "SELECT k.cap_usd, k.spent_usd, k.reserved_usd, k.disabled_at, k.expires_at, r.status
+             FROM run_keys k JOIN eval_runs r ON r.id = k.eval_run_id WHERE k.key_hash = $1 AND k.minted_by = $2",
+        )
+        .bind(&hash)
+        .bind(CHUTES_GATEWAY_MINTER)
+        .fetch_optional(self.db.pool())
+        .await?;
+        match row {
+            Some((cap, spent, reserved, None, expires_at, status)) if expires_at > now && status == "running" => {
+                Err(GatewayError::CapReached { cap, spent, reserved })
+            }
+            _ => Err(GatewayError::InvalidToken),
+        }
+    }
+
+    /// Turns a reservation into what the request cost; returns the run's spend so far.
+    pub async fn settle_run_spend(&self, reservation: &Reservation, cost_usd: f64) -> Result<f64, sqlx::Error> {
+        let (spent,): (f64,) = sqlx::query_as(
+            "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2 WHERE key_hash = $3 RETURNING spent_usd",
+        )
+        .bind(reservation.reserved_usd)
+        .bind(cost_usd.max(0.0))
+        .bind(&reservation.key_hash)
+        .fetch_one(self.db.pool())
+        .await?;
+        sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2")
+            .bind(spent)
+            .bind(&reservation.run_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(spent)
+    }
+
+    /// The miner's Chutes access token for forwarding: from memory while it is fresh, else
+    /// through the usual refresh (one at a time per miner).
+    pub async fn gateway_upstream_token(&self, miner: &Hotkey) -> Result<SecretString, GatewayError> {
+        if let Some(token) = self.cached_upstream(miner) {
+            return Ok(token);
+        }
+        let gate = self.gateway.refreshing.lock().expect("gateway cache lock").entry(miner.as_str().to_owned()).or_default().clone();
+        let _turn = gate.lock().await;
+        if let Some(token) = self.cached_upstream(miner) {
+            return Ok(token);
+        }
+        let mut attempt = 0;
+        let tokens = loop {
+            match self.chutes_access_token(miner).await {
+                Ok(tokens) => break tokens,
+                // Another replica is refreshing this miner's grant right now.
+                Err(ConnectionError::Busy) if attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(ConnectionError::Storage(e)) => return Err(e.into()),
+                Err(e) => return Err(GatewayError::Connection(e.to_string())),
+            }
+        };
+        self.remember_upstream(miner, &tokens.access_token, tokens.expires_in);
+        Ok(tokens.access_token)
+    }
+
+    pub(crate) fn remember_upstream(&self, miner: &Hotkey, token: &SecretString, expires_in: i64) {
+        let lifetime = Duration::from_secs(expires_in.max(0) as u64).saturating_sub(UPSTREAM_MARGIN);
+        self.gateway
+            .upstream
+            .lock()
+            .expect("gateway cache lock")
+            .insert(miner.as_str().to_owned(), (Instant::now() + lifetime, SecretString::from(token.expose_secret().to_owned())));
+    }
+
+    fn cached_upstream(&self, miner: &Hotkey) -> Option<SecretString> {
+        let cache = self.gateway.upstream.lock().expect("gateway cache lock");
+        cache
+            .get(miner.as_str())
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, t)| SecretString::from(t.expose_secret().to_owned()))
+    }
+
+    /// Forgets a miner's upstream token (it was refused upstream, or the miner disconnected).
+    pub fn forget_upstream(&self, miner: &Hotkey) {
+        self.gateway.upstream.lock().expect("gateway cache lock").remove(miner.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_per_million_tokens() {
+        let m = PricedModel { chutes_name: "a".into(), openrouter_name: "b".into(), input_usd_per_mtok: 0.3, output_usd_per_mtok: 1.2 };
+        assert!((m.cost(1_000_000, 0) - 0.3).abs() < 1e-12);
+        assert!((m.cost(1000, 500) - (0.0003 + 0.0006)).abs() < 1e-12);
+    }
+}
