@@ -73,6 +73,12 @@ enum TopCommand {
         #[command(subcommand)]
         command: BudgetCommand,
     },
+    /// Your evaluation runs: status, provider, spend; `stop ID` kills a running run's
+    /// inference credential at once.
+    Runs {
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -96,6 +102,18 @@ enum InferenceCommand {
     Disconnect {
         #[arg(value_enum)]
         provider: ProviderArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List your runs, newest first (the default).
+    List,
+    /// Stop inference: the run's credential (gateway token or OpenRouter run key) stops
+    /// working now; the run then fails at the validator.
+    Stop {
+        #[arg(value_name = "EVAL_RUN_ID")]
+        eval_run_id: String,
     },
 }
 
@@ -259,6 +277,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             BudgetCommand::Show => commands::budget::show(&connect(&global)?, out),
             BudgetCommand::Set { monthly_usd } => commands::budget::set(&connect(&global)?, Some(monthly_usd), out),
             BudgetCommand::Clear => commands::budget::set(&connect(&global)?, None, out),
+        },
+        TopCommand::Runs { command } => match command.unwrap_or(RunsCommand::List) {
+            RunsCommand::List => commands::runs::list(&connect(&global)?, out),
+            RunsCommand::Stop { eval_run_id } => commands::runs::stop(&connect(&global)?, &eval_run_id, out),
         },
         TopCommand::Submit(args) => {
             let path = args.file.or(args.agent_file).expect("clap requires one of FILE and --agent-file");

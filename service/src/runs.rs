@@ -83,6 +83,14 @@ pub enum RunError {
     DownloadLinkInvalid,
     #[error("terminal_status must be one of SUCCESS, FAILED, ERROR, TIMED_OUT, CANCELLED")]
     BadTerminalStatus,
+    #[error("this run is not running (it is {0}): its inference has already ended")]
+    NotRunning(String),
+    #[error(
+        "this run uses your Chutes token directly (the operator runs ORO_CHUTES_RUN_CREDENTIAL=direct): it cannot be stopped before the token expires; disconnecting Chutes revokes it"
+    )]
+    CannotStop,
+    #[error("OpenRouter did not disable the run key yet ({0}); try again")]
+    StopFailed(String),
     #[error("the stored credential could not be opened")]
     Vault(#[from] VaultError),
     #[error("storage error")]
@@ -99,6 +107,8 @@ impl RunError {
             RunError::DownloadLinkExpired | RunError::DownloadLinkInvalid => 403,
             RunError::NotYours | RunError::LeaseExpired | RunError::AlreadyComplete(_) | RunError::AtCapacity => 409,
             RunError::BadTerminalStatus => 422,
+            RunError::NotRunning(_) | RunError::CannotStop => 409,
+            RunError::StopFailed(_) => 502,
             RunError::Vault(_) | RunError::Storage(_) => 500,
         }
     }
@@ -1067,6 +1077,54 @@ impl Services {
             sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
         }
         Ok(())
+    }
+
+    /// `POST /v1/miner/runs/{id}/stop` (Stop inference): the miner kills a running run's
+    /// credential at once (the gateway token, or the OpenRouter run key at OpenRouter). The run
+    /// itself goes on at the validator, and fails when its agent can no longer infer.
+    pub async fn stop_run_inference(&self, miner: &Hotkey, run_id: &str) -> Result<wire::api::StoppedInference, RunError> {
+        if uuid::Uuid::parse_str(run_id).is_err() {
+            return Err(RunError::NotFound);
+        }
+        let row: Option<(String, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT status, hotkey, key_hash, provider FROM eval_runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        // Someone else's run is not found, not forbidden: run ids say nothing to strangers.
+        let Some((status, _, key_hash, provider)) = row.filter(|(_, owner, _, _)| owner == miner.as_str()) else {
+            return Err(RunError::NotFound);
+        };
+        if status != STATUS_RUNNING {
+            return Err(RunError::NotRunning(status));
+        }
+        let provider: Provider = provider.and_then(|p| p.parse().ok()).ok_or_else(|| RunError::NotRunning("still being claimed".into()))?;
+        let Some(hash) = key_hash else {
+            return Err(if provider == Provider::Chutes {
+                RunError::CannotStop
+            } else {
+                RunError::NotRunning("still being claimed".into())
+            });
+        };
+        self.retire_run_key(&hash).await.map_err(|e| match e {
+            ServiceRetireError::Storage(e) => RunError::Storage(e),
+            ServiceRetireError::Vault(e) => RunError::Vault(e),
+            ServiceRetireError::Provider(e) => RunError::StopFailed(crate::providers::scrub(&e.to_string())),
+        })?;
+        let (spend,): (Option<f64>,) =
+            sqlx::query_as("SELECT spend_usd FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
+        let spent = spend.map(|s| format!(" after spending ${s:.4}")).unwrap_or_default();
+        let detail = format!("you stopped inference for run {run_id}: its {} credential is disabled{spent}", provider.display_name());
+        if let Err(e) = crate::audit::record_now(&self.db, miner, Some(provider), "credential_used", &detail).await {
+            tracing::warn!(run = %run_id, error = %e, "could not record the stop in the audit log");
+        }
+        tracing::info!(run = %run_id, %provider, "the miner stopped the run's inference");
+        Ok(wire::api::StoppedInference {
+            eval_run_id: run_id.to_owned(),
+            provider,
+            spend_usd: spend,
+            message: format!("Stopped inference for run {run_id}: its {} credential no longer works{spent}.", provider.display_name()),
+        })
     }
 
     /// A gateway token dies with a write (nothing to call upstream); its spend is what the

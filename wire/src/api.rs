@@ -269,6 +269,16 @@ pub struct RunSummary {
     pub completed_at: Option<String>,
 }
 
+/// `POST /v1/miner/runs/{id}/stop`: the run's credential is dead from this answer on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoppedInference {
+    pub eval_run_id: String,
+    pub provider: Provider,
+    /// What the run had spent when its credential died, when known.
+    pub spend_usd: Option<f64>,
+    pub message: String,
+}
+
 /// `GET /v1/miner/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunList {

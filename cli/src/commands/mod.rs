@@ -2,4 +2,5 @@
 
 pub mod budget;
 pub mod inference;
+pub mod runs;
 pub mod submit;

@@ -201,3 +201,38 @@ async fn the_key_comes_from_a_file_and_never_blocks_a_pipe() {
     piped.assert_code(2);
     assert!(piped.stderr.contains("--api-key -") && piped.stderr.contains("--api-key-file"), "{}", piped.stderr);
 }
+
+/// `oro runs` lists the miner's runs with provider and spend; `oro runs stop ID` kills a running
+/// run's credential (here an OpenRouter run key, disabled at OpenRouter at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_listed_and_stopped() {
+    let app = spawn_app().await;
+    let empty = app.oro(&["runs"]).run().await;
+    empty.assert_ok();
+    assert_eq!(empty.stdout, "No evaluation runs yet: `oro submit` queues one.\n");
+
+    let key = app.sim.create_openrouter_account(20.0);
+    let miner = service::domain::Hotkey::parse(&wallets().plain_ss58).unwrap();
+    app.services.connect_openrouter(&miner, &secrecy::SecretString::from(key.clone())).await.unwrap();
+    app.services.submit_agent(&miner, "runner", "agent.py", b"def solve(task):\n    return 1\n").await.unwrap();
+    let validator =
+        service::domain::Caller { hotkey: service::domain::Hotkey::parse(&wallets().encrypted_ss58).unwrap(), is_validator: true };
+    let work = app.services.claim_work(&validator).await.unwrap().expect("a run to claim");
+
+    let listed = app.oro(&["runs", "list"]).run().await;
+    listed.assert_ok();
+    assert_eq!(listed.stdout, format!("{}  runner  running on OpenRouter, cap $5.00\n", work.eval_run_id));
+
+    let stopped = app.oro(&["runs", "stop", &work.eval_run_id]).run().await;
+    stopped.assert_ok();
+    assert!(
+        stopped.stdout.starts_with(&format!("Stopped inference for run {}: its OpenRouter credential no longer works", work.eval_run_id)),
+        "{}",
+        stopped.stdout
+    );
+    assert!(app.sim.list_openrouter_keys(&key).iter().all(|k| k.disabled));
+
+    let unknown = app.oro(&["runs", "stop", "00000000-0000-4000-8000-000000000000"]).run().await;
+    unknown.assert_code(1);
+    assert!(unknown.stderr.contains("evaluation run not found"), "{}", unknown.stderr);
+}

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/miner/chutes-auth/status", get(legacy_chutes_status))
         .route("/v1/miner/submit", post(submit))
         .route("/v1/miner/runs", get(runs))
+        .route("/v1/miner/runs/{eval_run_id}/stop", post(stop_run))
         .route("/v1/miner/budget", get(budget).put(set_budget))
         .route("/v1/miner/agents", get(agents))
         .route("/v1/miner/agents/{agent_id}/versions", get(agent_versions))
@@ -190,6 +191,15 @@ struct RunsQuery {
 
 async fn runs(State(services): State<Services>, Miner(caller): Miner, ApiQuery(q): ApiQuery<RunsQuery>) -> Result<Json<RunList>, ApiError> {
     Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await.map_err(service::ServiceError::from)?))
+}
+
+async fn stop_run(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    Path(eval_run_id): Path<String>,
+) -> Result<Json<wire::api::StoppedInference>, ApiError> {
+    let eval_run_id = uuid_from_path("eval_run_id", &eval_run_id)?;
+    Ok(Json(services.stop_run_inference(&caller.hotkey, &eval_run_id).await.map_err(service::ServiceError::from)?))
 }
 
 async fn budget(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<Budget>, ApiError> {

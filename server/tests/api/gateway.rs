@@ -183,4 +183,63 @@ async fn streams_pass_through_and_are_charged(backend: Backend) {
     assert!(after_both > after_plain && reserved.abs() < 1e-12);
 }
 
-both_engines!(a_chutes_run_gets_a_run_bound_token_and_is_metered, the_cap_holds_under_concurrency, streams_pass_through_and_are_charged);
+/// Stop inference: the miner kills a running run's credential at once, on either provider;
+/// disconnecting Chutes kills its gateway tokens too.
+async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (miner, work) = chutes_run(&app, "jack").await;
+    let run_id = work["eval_run_id"].as_str().unwrap();
+    let hi = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 200);
+
+    // Not the miner's run: not found.
+    let stranger = TestWallet::new();
+    let other = app.signed(&stranger, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap();
+    assert_eq!(other.status(), 404);
+    assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 200, "a stranger stopped nothing");
+
+    let stopped = app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap();
+    assert_eq!(stopped.status(), 200);
+    let stopped: Value = stopped.json().await.unwrap();
+    assert_eq!(stopped["provider"], "chutes");
+    assert!(stopped["spend_usd"].as_f64().unwrap() > 0.0, "{stopped}");
+    assert!(stopped["message"].as_str().unwrap().starts_with("Stopped inference for run"), "{stopped}");
+    assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 401, "the token died with the stop");
+
+    // An OpenRouter run: its key is disabled at OpenRouter, at once.
+    let or_miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&or_miner, &key).await.status(), 200);
+    submit(&app, &or_miner).await;
+    let or_work = claim(&app).await;
+    assert_eq!(or_work["inference_token"]["provider"], "openrouter");
+    let or_run = or_work["eval_run_id"].as_str().unwrap();
+    assert_eq!(app.signed(&or_miner, Method::POST, &format!("/v1/miner/runs/{or_run}/stop")).send().await.unwrap().status(), 200);
+    assert!(app.sim.list_openrouter_keys(&key).iter().all(|k| k.disabled && !k.deleted));
+    // Stopping twice is harmless: the run is still running, its key already dead.
+    assert_eq!(app.signed(&or_miner, Method::POST, &format!("/v1/miner/runs/{or_run}/stop")).send().await.unwrap().status(), 200);
+
+    // A finished run cannot be stopped.
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{or_run}/complete"))
+        .json(&json!({"terminal_status": "FAILED", "failure_reason": "inference stopped"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let late = app.signed(&or_miner, Method::POST, &format!("/v1/miner/runs/{or_run}/stop")).send().await.unwrap();
+    assert_eq!(late.status(), 409);
+
+    // Disconnecting Chutes kills the gateway tokens of the miner's running Chutes runs.
+    let (dave, dave_work) = chutes_run(&app, "kate").await;
+    assert_eq!(chat(&app, &dave_work, hi.clone()).send().await.unwrap().status(), 200);
+    assert_eq!(app.signed(&dave, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap().status(), 200);
+    assert_eq!(chat(&app, &dave_work, hi).send().await.unwrap().status(), 401);
+}
+
+both_engines!(
+    a_chutes_run_gets_a_run_bound_token_and_is_metered,
+    the_cap_holds_under_concurrency,
+    streams_pass_through_and_are_charged,
+    stop_inference_and_disconnect_kill_run_credentials
+);
