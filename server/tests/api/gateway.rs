@@ -237,7 +237,52 @@ async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
     assert_eq!(chat(&app, &dave_work, hi).send().await.unwrap().status(), 401);
 }
 
+/// The `openai` package (PyPI), as an agent uses it: plain and streaming completions, the
+/// usage chunk only when asked, OpenAI's error types for an unlisted model and the cap.
+async fn the_openai_package_is_a_client(backend: Backend) {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-oro/openai/bin/python");
+    assert!(python.exists(), "{} is missing: `./dev test` installs it (server/tests/oro_sdk/install.sh)", python.display());
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra: vec![("ORO_RUN_KEY_CAP_USD", "0.02".into()), ("ORO_GATEWAY_MAX_OUTPUT_TOKENS", "16".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    // A dear model, so that a dozen short answers reach the cap.
+    sqlx::query("UPDATE catalog_models SET output_usd_per_mtok = 100").execute(app.services.db.pool()).await.unwrap();
+    let (_miner, work) = chutes_run(&app, "liam").await;
+    let token = &work["inference_token"];
+    let output = tokio::process::Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway/openai_client.py"))
+        .arg(token["base_url"].as_str().unwrap())
+        .arg(token["access_token"].as_str().unwrap())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("Traceback"), "{stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["model"], "deepseek-ai/DeepSeek-V3.2-TEE", "{seen}");
+    assert!(seen["content"].as_str().unwrap().starts_with("Simulated reply"), "{seen}");
+    assert!(seen["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{seen}");
+    assert!(seen["stream_text"].as_str().unwrap().starts_with("Simulated reply"), "{seen}");
+    assert_eq!(seen["stream_usage_chunks"], 0, "{seen}");
+    assert!(seen["stream_final_usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{seen}");
+    assert_eq!(seen["unlisted"], json!({"status": 400, "code": "model_not_allowed"}));
+    assert_eq!(seen["cap"]["status"], 402, "{seen}");
+    assert_eq!(seen["cap"]["code"], "run_cap_reached");
+    assert_eq!(seen["cap"]["type"], "insufficient_quota");
+    assert!(seen["cap"]["calls"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(seen["models"].as_array().unwrap().iter().any(|m| m == "deepseek-ai/DeepSeek-V3.2-TEE"), "{seen}");
+    let (cap, spent, reserved) = run_key(&app, &work).await;
+    assert!(spent <= cap && reserved.abs() < 1e-12, "spent {spent} of {cap}, {reserved} reserved");
+}
+
 both_engines!(
+    the_openai_package_is_a_client,
     a_chutes_run_gets_a_run_bound_token_and_is_metered,
     the_cap_holds_under_concurrency,
     streams_pass_through_and_are_charged,

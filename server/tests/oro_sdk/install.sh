@@ -14,6 +14,12 @@ if ! "$venvs/base/bin/python" -c 'import bittensor_wallet, httpx, attrs, dateuti
   "$venvs/base/bin/pip" install -q "oro-sdk[bittensor]==$newest"
   "$venvs/base/bin/pip" uninstall -q -y oro-sdk
 fi
+# The `openai` package, the client most agents use, drives the run gateway in its own venv.
+if ! "$venvs/openai/bin/python" -c 'import openai' 2>/dev/null; then
+  echo "installing the openai package into .venv-oro/openai"
+  python3 -m venv "$venvs/openai"
+  "$venvs/openai/bin/pip" install -q openai
+fi
 base_site="$("$venvs/base/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 grep -v '^#' "$here/versions.txt" | while read -r version _; do
   [ -n "$version" ] || continue
