@@ -73,11 +73,25 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    forward(gw, headers, body, "chat/completions").await
+    counted(forward(gw, headers, body, "chat/completions").await)
 }
 
 async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    forward(gw, headers, body, "completions").await
+    counted(forward(gw, headers, body, "completions").await)
+}
+
+fn counted(response: Response) -> Response {
+    metrics::counter!("oro_gateway_requests_total", "provider" => "chutes", "status" => response.status().as_str().to_owned()).increment(1);
+    response
+}
+
+/// Tokens and dollars by model (the model is always an allowlisted one: a bounded label).
+fn record_usage(model: &PricedModel, prompt: u64, completion: u64, cost: f64) {
+    let name = model.chutes_name.clone();
+    metrics::counter!("oro_gateway_tokens_total", "provider" => "chutes", "model" => name.clone(), "kind" => "prompt").increment(prompt);
+    metrics::counter!("oro_gateway_tokens_total", "provider" => "chutes", "model" => name.clone(), "kind" => "completion")
+        .increment(completion);
+    metrics::counter!("oro_gateway_cost_microusd_total", "provider" => "chutes", "model" => name).increment((cost * 1e6).round() as u64);
 }
 
 /// `GET /v1/models`: the allowlisted models under the run provider's names.
@@ -109,6 +123,7 @@ fn worst_case(model: &PricedModel, body_bytes: usize, max_tokens: u64) -> f64 {
 }
 
 async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static str) -> Response {
+    let started = std::time::Instant::now();
     let Some(token) = bearer(&headers) else {
         return refusal(&GatewayError::InvalidToken);
     };
@@ -150,6 +165,8 @@ async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static st
         }
     }
     let url = format!("{}/{path}", gw.services.chutes.llm_base().trim_end_matches('/'));
+    let ours_before = started.elapsed();
+    let upstream_started = std::time::Instant::now();
     let sent = gw.http.post(url).bearer_auth(upstream_token.expose_secret()).json(&request).send().await;
     let upstream = match sent {
         Ok(r) => r,
@@ -175,10 +192,19 @@ async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static st
                 return openai_error(StatusCode::BAD_GATEWAY, "Chutes' answer broke off", "server_error", "upstream_broke_off");
             }
         };
-        let cost = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| usage_cost(&model, &v)).unwrap_or(reservation.reserved_usd);
+        let upstream_took = upstream_started.elapsed();
+        let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| usage_of(&v));
+        let cost = usage.map(|(p, c)| model.cost(p, c)).unwrap_or(reservation.reserved_usd);
         settle(&gw.services, &reservation, cost).await;
+        let (prompt, completion) = usage.unwrap_or_default();
+        record_usage(&model, prompt, completion, cost);
+        // Everything but the wait for Chutes: authorization, reservation, settlement.
+        metrics::histogram!("oro_gateway_overhead_seconds", "provider" => "chutes", "stream" => "false")
+            .record((started.elapsed().saturating_sub(upstream_took)).as_secs_f64());
         return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
     }
+    // Before the first byte: authorization and reservation (settlement comes after the end).
+    metrics::histogram!("oro_gateway_overhead_seconds", "provider" => "chutes", "stream" => "true").record(ours_before.as_secs_f64());
     stream(gw.services.clone(), upstream, model, reservation, client_asked_usage, body.len())
 }
 
@@ -198,11 +224,11 @@ async fn pass_through(upstream: reqwest::Response) -> Response {
     response
 }
 
-fn usage_cost(model: &PricedModel, answer: &Value) -> Option<f64> {
+/// `(prompt_tokens, completion_tokens)` of an answer or chunk that carries usage.
+fn usage_of(answer: &Value) -> Option<(u64, u64)> {
     let usage = answer.get("usage")?;
     let prompt = usage.get("prompt_tokens")?.as_u64()?;
-    let completion = usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
-    Some(model.cost(prompt, completion))
+    Some((prompt, usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0)))
 }
 
 async fn settle(services: &Services, reservation: &Reservation, cost: f64) {
@@ -228,7 +254,7 @@ fn stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     tokio::spawn(async move {
         let mut pending: Vec<u8> = Vec::new();
-        let mut cost: Option<f64> = None;
+        let mut usage: Option<(u64, u64)> = None;
         let mut generated_chars = 0usize;
         let mut client_gone = false;
         loop {
@@ -244,8 +270,8 @@ fn stream(
                 let parsed = data.filter(|d| *d != "[DONE]").and_then(|d| serde_json::from_str::<Value>(d).ok());
                 let mut usage_only = false;
                 if let Some(v) = &parsed {
-                    if let Some(c) = usage_cost(&model, v) {
-                        cost = Some(c);
+                    if let Some(u) = usage_of(v) {
+                        usage = Some(u);
                     }
                     let choices = v.get("choices").and_then(Value::as_array);
                     usage_only = v.get("usage").is_some_and(|u| !u.is_null()) && choices.is_none_or(|c| c.is_empty());
@@ -269,8 +295,10 @@ fn stream(
         }
         // No usage came (the stream broke off): charge what was counted, a token per byte of
         // the prompt and of the text generated (never less than the truth).
-        let cost = cost.unwrap_or_else(|| model.cost(prompt_bytes as u64, generated_chars as u64));
+        let (prompt, completion) = usage.unwrap_or((prompt_bytes as u64, generated_chars as u64));
+        let cost = model.cost(prompt, completion);
         settle(&services, &reservation, cost).await;
+        record_usage(&model, prompt, completion, cost);
     });
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
     (

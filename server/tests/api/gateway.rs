@@ -75,6 +75,17 @@ async fn a_chutes_run_gets_a_run_bound_token_and_is_metered(backend: Backend) {
     assert!((spent - expected).abs() < 1e-12, "spent {spent}, usage says {expected}");
     assert_eq!(reserved, 0.0, "nothing stays reserved after the answer");
 
+    // Prometheus sees requests, tokens, dollars and the gateway's own overhead.
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for series in [
+        "oro_gateway_requests_total{provider=\"chutes\",status=\"200\"}",
+        "oro_gateway_tokens_total{provider=\"chutes\",model=\"deepseek-ai/DeepSeek-V3.2-TEE\",kind=\"completion\"}",
+        "oro_gateway_cost_microusd_total{provider=\"chutes\",model=\"deepseek-ai/DeepSeek-V3.2-TEE\"}",
+        "oro_gateway_overhead_seconds",
+    ] {
+        assert!(metrics.contains(series), "{series} is not in /metrics");
+    }
+
     // Anything off the allowlist is refused, naming where the list is.
     let refused = chat(&app, &work, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
     assert_eq!(refused.status(), 400);
