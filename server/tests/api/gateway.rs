@@ -164,6 +164,43 @@ async fn the_cap_holds_under_concurrency(backend: Backend) {
     eprintln!("{ok} answered, {capped} refused at the cap; spent ${spent:.6} of ${cap}");
 }
 
+/// Two replicas sharing the database reserve against one run at once: the spend never passes
+/// the cap (the reservation is one statement, no counter lives in memory).
+async fn the_cap_holds_across_replicas(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions { extra: vec![("ORO_RUN_KEY_CAP_USD", "0.05".into())], ..Default::default() }).await;
+    let (_miner, work) = chutes_run(&app, "mona").await;
+    let token = work["inference_token"]["access_token"].as_str().unwrap().to_owned();
+    let settings = (*app.services.settings).clone();
+    let db = service::db::Db::connect(&settings.database_url).await.unwrap();
+    let replica = service::Services::build(settings, db).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let services = if i % 2 == 0 { app.services.clone() } else { replica.clone() };
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            // Reserve $0.003, hold it a moment, settle to $0.002.
+            match services.reserve_run_spend(&token, 0.003).await {
+                Ok(reservation) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    services.settle_run_spend(&reservation, 0.002).await.unwrap();
+                    true
+                }
+                Err(service::gateway::GatewayError::CapReached { .. }) => false,
+                Err(e) => panic!("{e}"),
+            }
+        }));
+    }
+    let mut answered = 0;
+    for task in tasks {
+        answered += usize::from(task.await.unwrap());
+    }
+    let (cap, spent, reserved) = run_key(&app, &work).await;
+    assert!((spent - answered as f64 * 0.002).abs() < 1e-9, "every answered request settled once: {spent} vs {answered}");
+    assert!(spent <= cap + 1e-12, "spent {spent} of {cap}");
+    assert!(reserved.abs() < 1e-12);
+    assert!(answered < 200, "the cap refused some ({answered} answered)");
+}
+
 /// A stream passes through event for event; the usage chunk the gateway asked for is kept
 /// from a client that did not ask, and shown to one that did; both are charged.
 async fn streams_pass_through_and_are_charged(backend: Backend) {
@@ -296,6 +333,7 @@ both_engines!(
     the_openai_package_is_a_client,
     a_chutes_run_gets_a_run_bound_token_and_is_metered,
     the_cap_holds_under_concurrency,
+    the_cap_holds_across_replicas,
     streams_pass_through_and_are_charged,
     stop_inference_and_disconnect_kill_run_credentials
 );
