@@ -81,6 +81,14 @@ pub enum CatalogAction {
     SetDefault {
         chutes_name: String,
     },
+    /// What the run gateway charges for a model (either name), in USD per million tokens.
+    Price {
+        name: String,
+        #[arg(value_name = "INPUT_USD_PER_MTOK")]
+        input: f64,
+        #[arg(value_name = "OUTPUT_USD_PER_MTOK")]
+        output: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,9 +164,24 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let services = Services::build(settings, db.clone()).await?;
             match action {
                 CatalogAction::List => {
-                    for e in services.catalog().await? {
-                        println!("{}\t{}{}", e.chutes_name, e.openrouter_name, if e.is_default { "\t(default)" } else { "" });
+                    let catalog = services.catalog().await?;
+                    for m in services.priced_models().await?.iter() {
+                        let default = catalog.iter().any(|e| e.is_default && e.chutes_name == m.chutes_name);
+                        println!(
+                            "{}\t{}\t${}/${} per M tokens{}",
+                            m.chutes_name,
+                            m.openrouter_name,
+                            m.input_usd_per_mtok,
+                            m.output_usd_per_mtok,
+                            if default { "\t(default)" } else { "" }
+                        );
                     }
+                }
+                CatalogAction::Price { name, input, output } => {
+                    services.catalog_set_price(&name, input, output).await?;
+                    println!(
+                        "{name} now costs ${input} per million input tokens and ${output} per million output tokens through the run gateway"
+                    );
                 }
                 CatalogAction::Add { chutes_name, openrouter_name } => {
                     services.catalog_add(&chutes_name, &openrouter_name).await?;

@@ -35,6 +35,8 @@ pub enum CatalogError {
     Duplicate(String),
     #[error("{0} is not in the catalog")]
     Unknown(String),
+    #[error("prices must be dollars per million tokens, from 0 to 10,000")]
+    BadPrice,
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
 }
@@ -42,7 +44,7 @@ pub enum CatalogError {
 impl CatalogError {
     pub fn status(&self) -> u16 {
         match self {
-            CatalogError::BadName => 422,
+            CatalogError::BadName | CatalogError::BadPrice => 422,
             CatalogError::Duplicate(_) => 409,
             CatalogError::Unknown(_) => 404,
             CatalogError::Storage(_) => 500,
@@ -108,6 +110,7 @@ impl Services {
 
     fn forget_cached_catalog(&self) {
         self.catalog_cache.lock().expect("catalog cache lock").clear();
+        self.forget_priced_models();
     }
 
     pub async fn catalog_json(&self, provider: Provider, ranked: bool) -> Result<String, CatalogError> {
@@ -193,6 +196,29 @@ impl Services {
         }
         sqlx::query("UPDATE catalog_models SET is_default = 0 WHERE chutes_name <> $1").bind(chutes_name).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.forget_cached_catalog();
+        Ok(())
+    }
+
+    /// What the run gateway charges for a model, in USD per million input and output tokens
+    /// (either provider's name). Replicas pick it up within a few seconds.
+    pub async fn catalog_set_price(&self, name: &str, input_usd_per_mtok: f64, output_usd_per_mtok: f64) -> Result<(), CatalogError> {
+        let valid = |p: f64| p.is_finite() && (0.0..=10_000.0).contains(&p);
+        if !valid(input_usd_per_mtok) || !valid(output_usd_per_mtok) {
+            return Err(CatalogError::BadPrice);
+        }
+        let hit = sqlx::query(
+            "UPDATE catalog_models SET input_usd_per_mtok = $1, output_usd_per_mtok = $2, updated_at = $3 WHERE chutes_name = $4 OR openrouter_name = $4",
+        )
+        .bind(input_usd_per_mtok)
+        .bind(output_usd_per_mtok)
+        .bind(clock::now())
+        .bind(name)
+        .execute(self.db.pool())
+        .await?;
+        if hit.rows_affected() == 0 {
+            return Err(CatalogError::Unknown(name.to_owned()));
+        }
         self.forget_cached_catalog();
         Ok(())
     }

@@ -140,6 +140,10 @@ impl Services {
         Ok(models)
     }
 
+    pub(crate) fn forget_priced_models(&self) {
+        *self.gateway.models.lock().expect("gateway cache lock") = None;
+    }
+
     /// The allowlisted model a request names, under either provider's name.
     pub async fn allowlisted_model(&self, name: &str) -> Result<PricedModel, GatewayError> {
         let models = self.priced_models().await?;

@@ -745,7 +745,7 @@ async fn assert_every_credential_opens(db: &service::Db, key_file: &Path, seeded
 }
 
 /// The real `server` binary's operator command, on this database and key file.
-fn operator_command(database_url: &str, key_file: &Path, args: &[&str]) -> Command {
+pub(crate) fn operator_command(database_url: &str, key_file: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
     command
         .args(args)

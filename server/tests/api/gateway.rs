@@ -201,6 +201,32 @@ async fn the_cap_holds_across_replicas(backend: Backend) {
     assert!(answered < 200, "the cap refused some ({answered} answered)");
 }
 
+/// `server catalog price` sets what the gateway charges; `server catalog list` shows it.
+async fn operators_set_prices(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = secrecy::ExposeSecret::expose_secret(&app.services.settings.database_url).to_owned();
+    let set =
+        crate::faults::operator_command(&url, &app.key_file, &["catalog", "price", "deepseek/deepseek-v3.2", "0.5", "2"]).output().unwrap();
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&set.stdout),
+        "deepseek/deepseek-v3.2 now costs $0.5 per million input tokens and $2 per million output tokens through the run gateway\n"
+    );
+    let list = crate::faults::operator_command(&url, &app.key_file, &["catalog", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l == "deepseek-ai/DeepSeek-V3.2-TEE\tdeepseek/deepseek-v3.2\t$0.5/$2 per M tokens\t(default)"), "{list}");
+    let bad =
+        crate::faults::operator_command(&url, &app.key_file, &["catalog", "price", "deepseek/deepseek-v3.2", "-1", "2"]).output().unwrap();
+    assert!(!bad.status.success());
+    let unknown = crate::faults::operator_command(&url, &app.key_file, &["catalog", "price", "gpt-4o", "1", "2"]).output().unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("gpt-4o is not in the catalog"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}
+
 /// A stream passes through event for event; the usage chunk the gateway asked for is kept
 /// from a client that did not ask, and shown to one that did; both are charged.
 async fn streams_pass_through_and_are_charged(backend: Backend) {
@@ -299,7 +325,8 @@ async fn the_openai_package_is_a_client(backend: Backend) {
     )
     .await;
     // A dear model, so that a dozen short answers reach the cap.
-    sqlx::query("UPDATE catalog_models SET output_usd_per_mtok = 100").execute(app.services.db.pool()).await.unwrap();
+    app.services.catalog_set_price("deepseek/deepseek-v3.2", 0.3, 100.0).await.unwrap();
+    assert!(app.services.catalog_set_price("deepseek/deepseek-v3.2", -1.0, 1.0).await.is_err(), "a negative price is refused");
     let (_miner, work) = chutes_run(&app, "liam").await;
     let token = &work["inference_token"];
     let output = tokio::process::Command::new(&python)
@@ -334,6 +361,7 @@ both_engines!(
     a_chutes_run_gets_a_run_bound_token_and_is_metered,
     the_cap_holds_under_concurrency,
     the_cap_holds_across_replicas,
+    operators_set_prices,
     streams_pass_through_and_are_charged,
     stop_inference_and_disconnect_kill_run_credentials
 );
