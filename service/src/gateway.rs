@@ -195,22 +195,16 @@ impl Services {
         }
     }
 
-    /// Turns a reservation into what the request cost; returns the run's spend so far.
-    pub async fn settle_run_spend(&self, reservation: &Reservation, cost_usd: f64) -> Result<f64, sqlx::Error> {
-        let (spent,): (f64,) = sqlx::query_as(
-            "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2 WHERE key_hash = $3 RETURNING spent_usd",
-        )
-        .bind(reservation.reserved_usd)
-        .bind(cost_usd.max(0.0))
-        .bind(&reservation.key_hash)
-        .fetch_one(self.db.pool())
-        .await?;
-        sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2")
-            .bind(spent)
-            .bind(&reservation.run_id)
+    /// Turns a reservation into what the request cost (one statement: the run's live spend is
+    /// this row's; `eval_runs.spend_usd` gets it when the token is retired).
+    pub async fn settle_run_spend(&self, reservation: &Reservation, cost_usd: f64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2 WHERE key_hash = $3")
+            .bind(reservation.reserved_usd)
+            .bind(cost_usd.max(0.0))
+            .bind(&reservation.key_hash)
             .execute(self.db.pool())
             .await?;
-        Ok(spent)
+        Ok(())
     }
 
     /// The miner's Chutes access token for forwarding: from memory while it is fresh, else

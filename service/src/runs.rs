@@ -1273,23 +1273,39 @@ impl Services {
     /// `GET /v1/miner/runs`: the miner's newest runs.
     pub async fn miner_runs(&self, hotkey: &Hotkey, limit: i64) -> Result<RunList, RunError> {
         let rows: Vec<RunRow> = sqlx::query_as(
-            "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd, r.spend_usd, r.score, r.created_at, r.completed_at
+            // A gateway run's spend is live in its token's row until the run ends.
+            "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd, COALESCE(r.spend_usd, k.spent_usd), r.score, r.created_at, r.completed_at
              FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
+             LEFT JOIN run_keys k ON k.key_hash = r.key_hash AND k.minted_by = $3
              WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
         )
         .bind(hotkey.as_str())
         .bind(limit.clamp(1, 200))
+        .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
         .fetch_all(self.db.pool())
         .await?;
         let (since, _) = crate::budget::month_start(clock::now());
-        // Every per-run key of the month counts, including those of abandoned attempts.
-        let (openrouter,): (Option<f64>,) = sqlx::query_as("SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2")
-            .bind(hotkey.as_str())
-            .bind(since)
-            .fetch_one(self.db.pool())
-            .await?;
+        // Every per-run key of the month counts, including those of abandoned attempts; a
+        // gateway token's spend is what the gateway metered, live.
+        let (openrouter,): (Option<f64>,) =
+            sqlx::query_as("SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by <> $3")
+                .bind(hotkey.as_str())
+                .bind(since)
+                .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
+                .fetch_one(self.db.pool())
+                .await?;
+        let (chutes,): (Option<f64>,) =
+            sqlx::query_as("SELECT SUM(spent_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by = $3")
+                .bind(hotkey.as_str())
+                .bind(since)
+                .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
+                .fetch_one(self.db.pool())
+                .await?;
         Ok(RunList {
-            month_spend_usd: openrouter.map(|v| (Provider::OpenRouter.as_str().to_owned(), v)).into_iter().collect(),
+            month_spend_usd: [(Provider::OpenRouter, openrouter), (Provider::Chutes, chutes)]
+                .into_iter()
+                .filter_map(|(p, v)| v.map(|v| (p.as_str().to_owned(), v)))
+                .collect(),
             runs: rows
                 .into_iter()
                 .map(|(id, agent_name, version, status, provider, reason, cap, spend, score, created, completed)| RunSummary {

@@ -49,7 +49,7 @@ async fn run_key(app: &TestApp, work: &Value) -> (f64, f64, f64) {
 
 async fn a_chutes_run_gets_a_run_bound_token_and_is_metered(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_miner, work) = chutes_run(&app, "gwen").await;
+    let (miner, work) = chutes_run(&app, "gwen").await;
     let token = &work["inference_token"];
     assert_eq!(token["provider"], "chutes");
     let access = token["access_token"].as_str().unwrap();
@@ -74,6 +74,13 @@ async fn a_chutes_run_gets_a_run_bound_token_and_is_metered(backend: Backend) {
     assert_eq!(cap, 5.0);
     assert!((spent - expected).abs() < 1e-12, "spent {spent}, usage says {expected}");
     assert_eq!(reserved, 0.0, "nothing stays reserved after the answer");
+    // The miner sees the running run's spend against its cap, live, and the month's.
+    let runs: Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    let running = &runs["runs"][0];
+    assert_eq!((running["status"].as_str(), running["provider"].as_str()), (Some("running"), Some("chutes")));
+    assert_eq!(running["cap_usd"], 5.0);
+    assert!((running["spend_usd"].as_f64().unwrap() - expected).abs() < 1e-12, "{running}");
+    assert!((runs["month_spend_usd"]["chutes"].as_f64().unwrap() - expected).abs() < 1e-12, "{runs}");
 
     // Prometheus sees requests, tokens, dollars and the gateway's own overhead.
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
