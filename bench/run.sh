@@ -3,7 +3,8 @@
 # measured in the same run, with the machine it ran on.
 #
 #   ./bench/run.sh              server benches: http (model list, signatures, memory), claims,
-#                               flood (claims while another address floods)
+#                               flood (claims while another address floods), gateway (the run
+#                               gateway's overhead at fixed rates)
 #   ./bench/run.sh --frontend   also ./bench/frontend.sh (cargo leptos release build, Chromium)
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (or ORO_TEST_POSTGRES_URL) for the PostgreSQL rows.
@@ -18,14 +19,14 @@ FRONTEND=0
 for arg in "$@"; do
   case "$arg" in
     --frontend) FRONTEND=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 FRAGMENTS="${CARGO_TARGET_DIR:-target}/bench"
 mkdir -p "$FRAGMENTS"
-rm -f "$FRAGMENTS/http.md" "$FRAGMENTS/claims.md" "$FRAGMENTS/flood.md"
+rm -f "$FRAGMENTS/http.md" "$FRAGMENTS/claims.md" "$FRAGMENTS/flood.md" "$FRAGMENTS/gateway.md"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed() { echo $(( $(date +%s) - $1 )); }
 
@@ -54,6 +55,10 @@ CLAIMS_SECS=$(elapsed "$t")
 t=$(date +%s)
 cargo bench -p server --bench flood
 FLOOD_SECS=$(elapsed "$t")
+
+t=$(date +%s)
+cargo bench -p server --bench gateway
+GATEWAY_SECS=$(elapsed "$t")
 
 children_cpu
 OTHERS=$(awk -v b0="$BUSY0" -v b1="$(machine_busy)" -v o0="$OURS0" -v o1="$CHILDREN_CPU" -v w="$(elapsed "$WALL0")" -v n="$(nproc)" \
@@ -86,13 +91,15 @@ CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "| build | \`cargo bench\` (release profile) at $COMMIT |"
   echo "| load average before the run | $LOAD_BEFORE |"
   echo "| other processes while the server benches ran | $OTHERS |"
-  echo "| times | build ${BUILD_SECS} s, http bench ${HTTP_SECS} s, claims bench ${CLAIMS_SECS} s, flood bench ${FLOOD_SECS} s$([ -n "$FRONTEND_SECS" ] && echo ", frontend ${FRONTEND_SECS} s") |"
+  echo "| times | build ${BUILD_SECS} s, http bench ${HTTP_SECS} s, claims bench ${CLAIMS_SECS} s, flood bench ${FLOOD_SECS} s, gateway bench ${GATEWAY_SECS} s$([ -n "$FRONTEND_SECS" ] && echo ", frontend ${FRONTEND_SECS} s") |"
   echo
   cat "$FRAGMENTS/http.md"
   echo
   cat "$FRAGMENTS/claims.md"
   echo
   cat "$FRAGMENTS/flood.md"
+  echo
+  cat "$FRAGMENTS/gateway.md"
   echo
   if [ "$FRONTEND" = 1 ]; then
     # frontend.sh writes its own page; nest it under this one.
