@@ -404,32 +404,7 @@ async fn secrets_never_leak(backend: Backend) {
     // Errors that involve the stored key (OpenRouter refusing it) do not quote it either.
     app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKey, kind: FaultKind::Status(401), remaining: Some(1) });
     seen.push_str(&app.connect_openrouter(&miner, &key).await.text().await.unwrap());
-    match backend {
-        // SQLite: the database files themselves, byte for byte (WAL included).
-        Backend::Sqlite => {
-            let url = app.services.settings.database_url.expose_secret().to_owned();
-            let path = std::path::PathBuf::from(url.trim_start_matches("sqlite://").split('?').next().unwrap());
-            for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {
-                seen.push_str(&String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()));
-            }
-        }
-        // PostgreSQL: every row of every table, as text.
-        Backend::Postgres => {
-            let tables: Vec<(String,)> =
-                sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
-                    .fetch_all(app.services.db.pool())
-                    .await
-                    .unwrap();
-            assert!(tables.len() > 5);
-            for (table,) in tables {
-                let rows: Vec<(String,)> =
-                    sqlx::query_as(&format!("SELECT row_to_json(t)::text FROM {table} t")).fetch_all(app.services.db.pool()).await.unwrap();
-                for (row,) in rows {
-                    seen.push_str(&row);
-                }
-            }
-        }
-    }
+    seen.push_str(&app.everything_stored(backend).await);
     seen.push_str(&captured_logs());
     for secret in &secrets {
         assert!(!seen.contains(secret.as_str()), "a secret leaked");

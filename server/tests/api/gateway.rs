@@ -318,6 +318,44 @@ async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
     assert_eq!(chat(&app, &dave_work, hi).send().await.unwrap().status(), 401);
 }
 
+/// Planted secrets: the miner's Chutes token (the one the gateway forwards with) appears in no
+/// answer of the gateway or the API, no log line and nothing stored; the run token is stored
+/// only as its digest and never logged.
+async fn the_gateway_leaks_neither_token(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions { extra: vec![("ORO_RUN_KEY_CAP_USD", "0.01".into())], ..Default::default() }).await;
+    let (miner, work) = chutes_run(&app, "nora").await;
+    let run_token = work["inference_token"]["access_token"].as_str().unwrap().to_owned();
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    let upstream = secrecy::ExposeSecret::expose_secret(&app.services.gateway_upstream_token(&hotkey).await.unwrap()).to_owned();
+    assert!(upstream.starts_with("cak_"), "the token the gateway forwards with");
+
+    let mut answers = work.to_string();
+    let hi = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]});
+    let mut streamed = hi.clone();
+    streamed["stream"] = json!(true);
+    for body in [hi.clone(), streamed, json!({"model": "gpt-4o", "messages": []}), json!("not an object")] {
+        answers.push_str(&chat(&app, &work, body).send().await.unwrap().text().await.unwrap());
+    }
+    // Upstream refusals pass through: they must not carry the token either.
+    app.sim.set_chutes_balance("nora", 0.0, false).unwrap();
+    let refused = chat(&app, &work, hi.clone()).send().await.unwrap();
+    assert_eq!(refused.status(), 402);
+    answers.push_str(&refused.text().await.unwrap());
+    let models = app.client.get(format!("{}/models", work["inference_token"]["base_url"].as_str().unwrap())).bearer_auth(&run_token);
+    answers.push_str(&models.send().await.unwrap().text().await.unwrap());
+    for path in ["/v1/miner/runs", "/v1/miner/inference-auth", "/v1/miner/inference-auth/events"] {
+        answers.push_str(&app.get_signed(&miner, path).await.text().await.unwrap());
+    }
+    answers.push_str(&app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    let stored = app.everything_stored(backend).await;
+    let logs = captured_logs();
+    for (name, text) in [("an answer", &answers), ("the database", &stored), ("the logs", &logs)] {
+        assert!(!text.contains(&upstream), "the miner's Chutes token is in {name}");
+    }
+    assert!(!stored.contains(&run_token) && !logs.contains(&run_token), "the run token is stored or logged in the clear");
+    assert!(stored.contains(&service::gateway::token_digest(&run_token)), "its digest is what is kept");
+}
+
 /// The `openai` package (PyPI), as an agent uses it: plain and streaming completions, the
 /// usage chunk only when asked, OpenAI's error types for an unlisted model and the cap.
 async fn the_openai_package_is_a_client(backend: Backend) {
@@ -364,6 +402,7 @@ async fn the_openai_package_is_a_client(backend: Backend) {
 }
 
 both_engines!(
+    the_gateway_leaks_neither_token,
     the_openai_package_is_a_client,
     a_chutes_run_gets_a_run_bound_token_and_is_metered,
     the_cap_holds_under_concurrency,

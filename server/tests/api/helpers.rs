@@ -165,6 +165,40 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
 }
 
 impl TestApp {
+    /// Everything the service stored, as text, for tests that look for a planted secret.
+    /// SQLite: the database files themselves, byte for byte (WAL included); PostgreSQL: every
+    /// row of every table.
+    pub async fn everything_stored(&self, backend: Backend) -> String {
+        let mut seen = String::new();
+        match backend {
+            Backend::Sqlite => {
+                let url = secrecy::ExposeSecret::expose_secret(&self.services.settings.database_url).to_owned();
+                let path = std::path::PathBuf::from(url.trim_start_matches("sqlite://").split('?').next().unwrap());
+                for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {
+                    seen.push_str(&String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()));
+                }
+            }
+            Backend::Postgres => {
+                let tables: Vec<(String,)> =
+                    sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+                        .fetch_all(self.services.db.pool())
+                        .await
+                        .unwrap();
+                assert!(tables.len() > 5);
+                for (table,) in tables {
+                    let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+                        .fetch_all(self.services.db.pool())
+                        .await
+                        .unwrap();
+                    for (row,) in rows {
+                        seen.push_str(&row);
+                    }
+                }
+            }
+        }
+        seen
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
