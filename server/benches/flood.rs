@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,31 +108,14 @@ struct Outcome {
     floods: Vec<Flood>,
 }
 
-/// The service's settings, shared by the seeding instance in this process and the binary.
-fn settings(db: &TestDatabase, dir: &std::path::Path, sim: &simulator::RunningSimulator, validators: &[Wallet]) -> HashMap<String, String> {
-    HashMap::from([
-        ("ORO_BIND".into(), "127.0.0.1:0".into()),
-        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
-        ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
-        ("ORO_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
-        // The simulator runs in this process; the service only gets its addresses.
-        ("ORO_SIMULATE_PROVIDERS".into(), "0".into()),
-        ("ORO_OPENROUTER_API_BASE".into(), sim.openrouter_api_base()),
-        ("ORO_CHUTES_API_BASE".into(), sim.chutes_api_base()),
-        ("ORO_CHUTES_LLM_BASE".into(), sim.chutes_llm_base()),
-        ("ORO_SUBMIT_COOLDOWN_SECS".into(), "0".into()),
-        ("ORO_TRUST_FORWARDED_FOR".into(), "1".into()),
-        ("ORO_VALIDATOR_HOTKEYS".into(), validators.iter().map(|v| v.hotkey.clone()).collect::<Vec<_>>().join(",")),
-    ])
-}
-
 async fn bench(backend: Backend, hold_ms: u64, in_flight: usize) -> Outcome {
     let db = TestDatabase::create(backend).await;
     let dir = std::env::temp_dir().join(format!("oro-flood-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sim = simulator::spawn("127.0.0.1:0".parse().unwrap(), simulator::SimulatorConfig::default()).await.unwrap();
+    let sim = common::simulator_for_the_service().await;
     let validators: Vec<Wallet> = (0..VALIDATORS).map(|i| Wallet::new(100 + i as u8)).collect();
-    let mut vars = settings(&db, &dir, &sim, &validators);
+    let mut vars = common::settings_beside(&db, &dir, &sim, &validators.iter().collect::<Vec<_>>());
+    vars.insert("ORO_TRUST_FORWARDED_FOR".into(), "1".into());
     vars.insert("ORO_REFUSAL_HOLD_MS".into(), hold_ms.to_string());
 
     // Seed through the service itself, in this process, before the binary starts: miners with
@@ -153,26 +135,7 @@ async fn bench(backend: Backend, hold_ms: u64, in_flight: usize) -> Outcome {
         }
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    vars.insert("ORO_BIND".into(), format!("127.0.0.1:{port}"));
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .env_clear()
-        .envs(&vars)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the release server binary");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(reqwest::get(format!("{base}/health")).await, Ok(r) if r.status() == 200) {
-        assert!(server.try_wait().unwrap().is_none(), "the server binary exited; see {}", dir.join("server.log").display());
-        assert!(Instant::now() < deadline, "the server binary did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut server, base) = common::start_server(vars, &dir).await;
 
     let client = reqwest::Client::new();
     let mut turn = 0usize;

@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Wallet, mib, ms, write_fragment};
@@ -102,30 +100,11 @@ async fn bench(backend: Backend) -> Outcome {
     let db = TestDatabase::create(backend).await;
     let dir = std::env::temp_dir().join(format!("oro-gw-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    // The simulator knows the service's OAuth client, as Chutes would.
-    let defaults = service::Settings::from_vars(&HashMap::new()).unwrap();
-    let sim_config = simulator::SimulatorConfig {
-        chutes_client_id: defaults.chutes_client_id.clone(),
-        chutes_client_secret: secrecy::ExposeSecret::expose_secret(&defaults.chutes_client_secret).to_owned(),
-        chutes_redirect_uris: defaults.allowed_chutes_redirect_uris(),
-        ..Default::default()
-    };
-    let sim = simulator::spawn("127.0.0.1:0".parse().unwrap(), sim_config).await.unwrap();
+    let sim = common::simulator_for_the_service().await;
     let validator = Wallet::new(200);
     let gateway_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut vars: HashMap<String, String> = HashMap::from([
-        ("ORO_BIND".into(), "127.0.0.1:0".into()),
-        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
-        ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
-        ("ORO_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
-        ("ORO_SIMULATE_PROVIDERS".into(), "0".into()),
-        ("ORO_OPENROUTER_API_BASE".into(), sim.openrouter_api_base()),
-        ("ORO_CHUTES_API_BASE".into(), sim.chutes_api_base()),
-        ("ORO_CHUTES_LLM_BASE".into(), sim.chutes_llm_base()),
-        ("ORO_SUBMIT_COOLDOWN_SECS".into(), "0".into()),
-        ("ORO_RUN_KEY_CAP_USD".into(), "10000".into()),
-        ("ORO_VALIDATOR_HOTKEYS".into(), validator.hotkey.clone()),
-    ]);
+    let mut vars = common::settings_beside(&db, &dir, &sim, &[&validator]);
+    vars.insert("ORO_RUN_KEY_CAP_USD".into(), "10000".into());
 
     // A miner with Chutes connected and one claimed run, through the service in this process.
     let (token, direct_token) = {
@@ -149,31 +128,10 @@ async fn bench(backend: Backend) -> Outcome {
     };
 
     vars.insert("ORO_GATEWAY_BIND".into(), format!("127.0.0.1:{gateway_port}"));
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .env_clear()
-        .envs(&vars)
-        .env("RUST_LOG", "warn")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the release server binary");
+    vars.insert("RUST_LOG".into(), "warn".into());
+    let (mut server, _) = common::start_server(vars, &dir).await;
     let gateway = Target { url: format!("http://127.0.0.1:{gateway_port}/v1/chat/completions"), token };
     let direct = Target { url: format!("{}/chat/completions", sim.chutes_llm_base()), token: direct_token };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let probe =
-            reqwest::Client::new().get(format!("http://127.0.0.1:{gateway_port}/v1/models")).bearer_auth(&gateway.token).send().await;
-        if matches!(probe, Ok(r) if r.status() == 200) {
-            break;
-        }
-        assert!(server.try_wait().unwrap().is_none(), "the server binary exited; see {}", dir.join("server.log").display());
-        assert!(Instant::now() < deadline, "the gateway did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let pid = server.id().unwrap().to_string();
     let rss_idle_kib = common::memory(&pid).rss_kib;
 

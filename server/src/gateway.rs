@@ -96,12 +96,9 @@ fn record_usage(model: &PricedModel, prompt: u64, completion: u64, cost: f64) {
 
 /// `GET /v1/models`: the allowlisted models under the run provider's names.
 async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
-    // A zero reservation proves the token is live without holding anything.
-    let reservation = match gw.services.reserve_run_spend(bearer(&headers).unwrap_or_default(), 0.0).await {
-        Ok(r) => r,
-        Err(e) => return refusal(&e),
-    };
-    let _ = gw.services.settle_run_spend(&reservation, 0.0).await;
+    if let Err(e) = gw.services.check_run_token(bearer(&headers).unwrap_or_default()).await {
+        return refusal(&e);
+    }
     let models = match gw.services.priced_models().await {
         Ok(m) => m,
         Err(e) => return refusal(&GatewayError::Storage(e)),

@@ -178,19 +178,32 @@ impl Services {
             let miner = Hotkey::parse(&hotkey).map_err(|_| GatewayError::InvalidToken)?;
             return Ok(Reservation { key_hash: hash, run_id, miner, reserved_usd: usd });
         }
-        // Refused: say whether the token is dead or the cap is reached.
+        // Refused: a live token has reached its cap; anything else is a dead token.
+        let (cap, spent, reserved) = self.live_run_token(&hash, now).await?;
+        Err(GatewayError::CapReached { cap, spent, reserved })
+    }
+
+    /// Whether `token` opens the gateway now, without reserving anything (a read).
+    pub async fn check_run_token(&self, token: &str) -> Result<(), GatewayError> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Err(GatewayError::InvalidToken);
+        }
+        self.live_run_token(&token_digest(token), clock::now()).await.map(|_| ())
+    }
+
+    /// A live token's cap, spend and reservations; `InvalidToken` when it is unknown,
+    /// retired, expired, or its run has ended.
+    async fn live_run_token(&self, hash: &str, now: i64) -> Result<(f64, f64, f64), GatewayError> {
         let row: Option<(f64, f64, f64, Option<i64>, i64, String)> = sqlx::query_as(
             "SELECT k.cap_usd, k.spent_usd, k.reserved_usd, k.disabled_at, k.expires_at, r.status
              FROM run_keys k JOIN eval_runs r ON r.id = k.eval_run_id WHERE k.key_hash = $1 AND k.minted_by = $2",
         )
-        .bind(&hash)
+        .bind(hash)
         .bind(CHUTES_GATEWAY_MINTER)
         .fetch_optional(self.db.pool())
         .await?;
         match row {
-            Some((cap, spent, reserved, None, expires_at, status)) if expires_at > now && status == "running" => {
-                Err(GatewayError::CapReached { cap, spent, reserved })
-            }
+            Some((cap, spent, reserved, None, expires_at, status)) if expires_at > now && status == "running" => Ok((cap, spent, reserved)),
             _ => Err(GatewayError::InvalidToken),
         }
     }

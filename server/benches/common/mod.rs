@@ -112,3 +112,66 @@ pub fn write_fragment(name: &str, markdown: &str) {
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join(format!("{name}.md")), markdown).unwrap();
 }
+
+/// The provider simulator in this process, knowing the service's default OAuth client (as
+/// Chutes knows a registered client), for a service configured by [`settings_beside`].
+pub async fn simulator_for_the_service() -> simulator::RunningSimulator {
+    let defaults = service::Settings::from_vars(&std::collections::HashMap::new()).unwrap();
+    let config = simulator::SimulatorConfig {
+        chutes_client_id: defaults.chutes_client_id.clone(),
+        chutes_client_secret: secrecy::ExposeSecret::expose_secret(&defaults.chutes_client_secret).to_owned(),
+        chutes_redirect_uris: defaults.allowed_chutes_redirect_uris(),
+        ..Default::default()
+    };
+    simulator::spawn("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
+}
+
+/// Settings for a service on `db` whose providers are the simulator in this process: shared
+/// by a seeding instance in the bench process and the `server` binary it then starts.
+pub fn settings_beside(
+    db: &service::db::testing::TestDatabase,
+    dir: &std::path::Path,
+    sim: &simulator::RunningSimulator,
+    validators: &[&Wallet],
+) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        ("ORO_BIND".into(), "127.0.0.1:0".into()),
+        ("ORO_GATEWAY_BIND".into(), "127.0.0.1:0".into()),
+        ("DATABASE_URL".into(), secrecy::ExposeSecret::expose_secret(&db.url).to_owned()),
+        ("ORO_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
+        // The simulator runs in the bench process; the service only gets its addresses.
+        ("ORO_SIMULATE_PROVIDERS".into(), "0".into()),
+        ("ORO_OPENROUTER_API_BASE".into(), sim.openrouter_api_base()),
+        ("ORO_CHUTES_API_BASE".into(), sim.chutes_api_base()),
+        ("ORO_CHUTES_LLM_BASE".into(), sim.chutes_llm_base()),
+        ("ORO_SUBMIT_COOLDOWN_SECS".into(), "0".into()),
+        ("ORO_VALIDATOR_HOTKEYS".into(), validators.iter().map(|v| v.hotkey.clone()).collect::<Vec<_>>().join(",")),
+    ])
+}
+
+/// Starts the release `server` binary (built by `cargo bench` with the bench) on `vars` and a
+/// free port, its log in `dir/server.log`, and waits until it answers `/health`. Answers the
+/// process and its base URL.
+pub async fn start_server(mut vars: std::collections::HashMap<String, String>, dir: &std::path::Path) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    vars.insert("ORO_BIND".into(), format!("127.0.0.1:{port}"));
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .env_clear()
+        .envs(&vars)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the release server binary");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !matches!(reqwest::get(format!("{base}/health")).await, Ok(r) if r.status() == 200) {
+        assert!(server.try_wait().unwrap().is_none(), "the server binary exited; see {}", dir.join("server.log").display());
+        assert!(std::time::Instant::now() < deadline, "the server binary did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (server, base)
+}
