@@ -80,25 +80,28 @@ async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes)
     counted(forward(gw, headers, body, "completions").await)
 }
 
-fn counted(response: Response) -> Response {
-    metrics::counter!("oro_gateway_requests_total", "provider" => "chutes", "status" => response.status().as_str().to_owned()).increment(1);
+fn counted((provider, response): (Option<Provider>, Response)) -> Response {
+    let provider = provider.map(Provider::as_str).unwrap_or("none");
+    metrics::counter!("oro_gateway_requests_total", "provider" => provider, "status" => response.status().as_str().to_owned()).increment(1);
     response
 }
 
 /// Tokens and dollars by model (the model is always an allowlisted one: a bounded label).
-fn record_usage(model: &PricedModel, prompt: u64, completion: u64, cost: f64) {
-    let name = model.chutes_name.clone();
-    metrics::counter!("oro_gateway_tokens_total", "provider" => "chutes", "model" => name.clone(), "kind" => "prompt").increment(prompt);
-    metrics::counter!("oro_gateway_tokens_total", "provider" => "chutes", "model" => name.clone(), "kind" => "completion")
-        .increment(completion);
-    metrics::counter!("oro_gateway_cost_microusd_total", "provider" => "chutes", "model" => name).increment((cost * 1e6).round() as u64);
+fn record_usage(provider: Provider, model: &PricedModel, usage: Usage, cost: f64) {
+    let (provider, name) = (provider.as_str(), model.chutes_name.clone());
+    metrics::counter!("oro_gateway_tokens_total", "provider" => provider, "model" => name.clone(), "kind" => "prompt")
+        .increment(usage.prompt);
+    metrics::counter!("oro_gateway_tokens_total", "provider" => provider, "model" => name.clone(), "kind" => "completion")
+        .increment(usage.completion);
+    metrics::counter!("oro_gateway_cost_microusd_total", "provider" => provider, "model" => name).increment((cost * 1e6).round() as u64);
 }
 
 /// `GET /v1/models`: the allowlisted models under the run provider's names.
 async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
-    if let Err(e) = gw.services.check_run_token(bearer(&headers).unwrap_or_default()).await {
-        return refusal(&e);
-    }
+    let provider = match gw.services.check_run_token(bearer(&headers).unwrap_or_default()).await {
+        Ok(provider) => provider,
+        Err(e) => return refusal(&e),
+    };
     let models = match gw.services.priced_models().await {
         Ok(m) => m,
         Err(e) => return refusal(&GatewayError::Storage(e)),
@@ -106,7 +109,7 @@ async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     let data: Vec<Value> = models
         .iter()
         .map(|m| {
-            json!({"id": m.name_for(Provider::Chutes), "object": "model", "owned_by": "chutes",
+            json!({"id": m.name_for(provider), "object": "model", "owned_by": provider.as_str(),
                    "pricing": {"input_usd_per_mtok": m.input_usd_per_mtok, "output_usd_per_mtok": m.output_usd_per_mtok}})
         })
         .collect();
@@ -119,40 +122,51 @@ fn worst_case(model: &PricedModel, body_bytes: usize, max_tokens: u64) -> f64 {
     model.cost(body_bytes as u64, max_tokens)
 }
 
-async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static str) -> Response {
+async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static str) -> (Option<Provider>, Response) {
     let started = std::time::Instant::now();
     let Some(token) = bearer(&headers) else {
-        return refusal(&GatewayError::InvalidToken);
+        return (None, refusal(&GatewayError::InvalidToken));
     };
     let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(&body) else {
-        return openai_error(StatusCode::BAD_REQUEST, "the body must be a JSON object", "invalid_request_error", "invalid_json");
+        return (None, openai_error(StatusCode::BAD_REQUEST, "the body must be a JSON object", "invalid_request_error", "invalid_json"));
     };
     let Some(asked) = request.get("model").and_then(Value::as_str) else {
-        return openai_error(StatusCode::BAD_REQUEST, "\"model\" is required", "invalid_request_error", "missing_model");
+        return (None, openai_error(StatusCode::BAD_REQUEST, "\"model\" is required", "invalid_request_error", "missing_model"));
     };
     let model = match gw.services.allowlisted_model(asked).await {
         Ok(m) => m,
-        Err(e) => return refusal(&e),
+        Err(e) => return (None, refusal(&e)),
     };
     let ceiling = gw.services.settings.gateway_max_output_tokens;
     let asked_max = request.get("max_completion_tokens").or_else(|| request.get("max_tokens")).and_then(Value::as_u64);
     let max_tokens = asked_max.unwrap_or(ceiling).min(ceiling);
     let reservation = match gw.services.reserve_run_spend(token, worst_case(&model, body.len(), max_tokens)).await {
         Ok(r) => r,
-        Err(e) => return refusal(&e),
+        Err(e) => return (None, refusal(&e)),
     };
-    let upstream_token = match gw.services.gateway_upstream_token(&reservation.miner).await {
-        Ok(t) => t,
-        Err(e) => {
-            settle(&gw.services, &reservation, 0.0).await;
-            return refusal(&e);
-        }
+    let provider = reservation.provider;
+    // Chutes: the miner's token, held here. OpenRouter: the run's own capped key.
+    let (base, upstream_token) = match provider {
+        Provider::Chutes => match gw.services.gateway_upstream_token(&reservation.miner).await {
+            Ok(t) => (gw.services.chutes.llm_base(), t),
+            Err(e) => {
+                settle(&gw.services, &reservation, 0.0).await;
+                return (Some(provider), refusal(&e));
+            }
+        },
+        Provider::OpenRouter => match reservation.upstream_key.clone() {
+            Some(key) => (gw.services.openrouter.base_url(), key),
+            None => {
+                settle(&gw.services, &reservation, 0.0).await;
+                return (Some(provider), refusal(&GatewayError::InvalidToken));
+            }
+        },
     };
 
     // The run provider's name, a bounded answer, and usage in streams.
     let streaming = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let client_asked_usage = request.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    request.insert("model".into(), Value::String(model.name_for(Provider::Chutes).to_owned()));
+    request.insert("model".into(), Value::String(model.name_for(provider).to_owned()));
     request.remove("max_completion_tokens");
     request.insert("max_tokens".into(), json!(max_tokens));
     if streaming && !client_asked_usage {
@@ -161,7 +175,11 @@ async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static st
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    let url = format!("{}/{path}", gw.services.chutes.llm_base().trim_end_matches('/'));
+    if provider == Provider::OpenRouter {
+        // OpenRouter's usage accounting: the answer's `usage.cost` is what OpenRouter charged.
+        request.entry("usage").or_insert_with(|| json!({"include": true}));
+    }
+    let url = format!("{}/{path}", base.trim_end_matches('/'));
     let ours_before = started.elapsed();
     let upstream_started = std::time::Instant::now();
     let sent = gw.http.post(url).bearer_auth(upstream_token.expose_secret()).json(&request).send().await;
@@ -170,62 +188,99 @@ async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static st
         Err(e) => {
             settle(&gw.services, &reservation, 0.0).await;
             tracing::warn!(run = %reservation.run_id, error = %service::providers::scrub(&e.to_string()), "gateway: upstream unreachable");
-            return openai_error(StatusCode::BAD_GATEWAY, "Chutes could not be reached; try again", "server_error", "upstream_unreachable");
+            let message = format!("{} could not be reached; try again", provider.display_name());
+            return (Some(provider), openai_error(StatusCode::BAD_GATEWAY, &message, "server_error", "upstream_unreachable"));
         }
     };
     let status = upstream.status();
     if !status.is_success() {
         settle(&gw.services, &reservation, 0.0).await;
-        if status == reqwest::StatusCode::UNAUTHORIZED {
+        if status == reqwest::StatusCode::UNAUTHORIZED && provider == Provider::Chutes {
             gw.services.forget_upstream(&reservation.miner);
         }
-        return pass_through(upstream).await;
+        let (response, body) = pass_through(upstream).await;
+        if status == reqwest::StatusCode::PAYMENT_REQUIRED {
+            mark_no_credits(&gw.services, &reservation, &body).await;
+        }
+        return (Some(provider), response);
     }
     if !streaming {
         let bytes = match upstream.bytes().await {
             Ok(b) => b,
             Err(_) => {
                 settle(&gw.services, &reservation, 0.0).await;
-                return openai_error(StatusCode::BAD_GATEWAY, "Chutes' answer broke off", "server_error", "upstream_broke_off");
+                let message = format!("{}'s answer broke off", provider.display_name());
+                return (Some(provider), openai_error(StatusCode::BAD_GATEWAY, &message, "server_error", "upstream_broke_off"));
             }
         };
         let upstream_took = upstream_started.elapsed();
         let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| usage_of(&v));
-        let cost = usage.map(|(p, c)| model.cost(p, c)).unwrap_or(reservation.reserved_usd);
+        let cost = usage.map(|u| u.cost(&model)).unwrap_or(reservation.reserved_usd);
         settle(&gw.services, &reservation, cost).await;
-        let (prompt, completion) = usage.unwrap_or_default();
-        record_usage(&model, prompt, completion, cost);
-        // Everything but the wait for Chutes: authorization, reservation, settlement.
-        metrics::histogram!("oro_gateway_overhead_seconds", "provider" => "chutes", "stream" => "false")
+        record_usage(provider, &model, usage.unwrap_or_default(), cost);
+        // Everything but the wait for the provider: authorization, reservation, settlement.
+        metrics::histogram!("oro_gateway_overhead_seconds", "provider" => provider.as_str(), "stream" => "false")
             .record((started.elapsed().saturating_sub(upstream_took)).as_secs_f64());
-        return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+        return (Some(provider), ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response());
     }
     // Before the first byte: authorization and reservation (settlement comes after the end).
-    metrics::histogram!("oro_gateway_overhead_seconds", "provider" => "chutes", "stream" => "true").record(ours_before.as_secs_f64());
-    stream(gw.services.clone(), upstream, model, reservation, client_asked_usage, body.len())
+    metrics::histogram!("oro_gateway_overhead_seconds", "provider" => provider.as_str(), "stream" => "true")
+        .record(ours_before.as_secs_f64());
+    (Some(provider), stream(gw.services.clone(), upstream, model, reservation, client_asked_usage, body.len()))
 }
 
-/// An upstream refusal as it came (status, body, `Retry-After`).
-async fn pass_through(upstream: reqwest::Response) -> Response {
+/// A 402 from the provider: the account (or the run's key) cannot pay. The client gets the
+/// provider's answer; the run is marked to fail with the reason a miner reads.
+async fn mark_no_credits(services: &Services, reservation: &Reservation, body: &[u8]) {
+    let said = format!("402 payment required: {}", String::from_utf8_lossy(&body[..body.len().min(2048)]));
+    let reason = service::runs::normalize_failure_reason(Some(&said))
+        .filter(|r| r.starts_with("no credits"))
+        .unwrap_or_else(|| format!("no credits: insufficient balance on the {} account", reservation.provider.display_name()));
+    if let Err(e) = services.mark_provider_refusal(&reservation.run_id, &reason).await {
+        tracing::error!(run = %reservation.run_id, error = %e, "gateway: could not mark the run as out of credits");
+    }
+    tracing::info!(run = %reservation.run_id, provider = %reservation.provider, "gateway: the provider refused payment; the run will fail with no credits");
+}
+
+/// An upstream refusal as it came (status, body, `Retry-After`), and its body.
+async fn pass_through(upstream: reqwest::Response) -> (Response, Bytes) {
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let retry_after = upstream.headers().get(header::RETRY_AFTER).cloned();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let body = upstream.bytes().await.unwrap_or_default();
-    let mut response = (status, body).into_response();
+    let mut response = (status, body.clone()).into_response();
     if let Some(v) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     if let Some(v) = content_type {
         response.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    response
+    (response, body)
 }
 
-/// `(prompt_tokens, completion_tokens)` of an answer or chunk that carries usage.
-fn usage_of(answer: &Value) -> Option<(u64, u64)> {
+/// What an answer says it used: tokens, and the provider's own charge where it gives one
+/// (OpenRouter's `usage.cost`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    prompt: u64,
+    completion: u64,
+    charged_usd: Option<f64>,
+}
+
+impl Usage {
+    fn cost(&self, model: &PricedModel) -> f64 {
+        self.charged_usd.filter(|c| c.is_finite() && *c >= 0.0).unwrap_or_else(|| model.cost(self.prompt, self.completion))
+    }
+}
+
+/// The usage of an answer or chunk that carries it.
+fn usage_of(answer: &Value) -> Option<Usage> {
     let usage = answer.get("usage")?;
-    let prompt = usage.get("prompt_tokens")?.as_u64()?;
-    Some((prompt, usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0)))
+    Some(Usage {
+        prompt: usage.get("prompt_tokens")?.as_u64()?,
+        completion: usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+        charged_usd: usage.get("cost").and_then(Value::as_f64),
+    })
 }
 
 async fn settle(services: &Services, reservation: &Reservation, cost: f64) {
@@ -251,7 +306,7 @@ fn stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     tokio::spawn(async move {
         let mut pending: Vec<u8> = Vec::new();
-        let mut usage: Option<(u64, u64)> = None;
+        let mut usage: Option<Usage> = None;
         let mut generated_chars = 0usize;
         let mut client_gone = false;
         loop {
@@ -292,10 +347,10 @@ fn stream(
         }
         // No usage came (the stream broke off): charge what was counted, a token per byte of
         // the prompt and of the text generated (never less than the truth).
-        let (prompt, completion) = usage.unwrap_or((prompt_bytes as u64, generated_chars as u64));
-        let cost = model.cost(prompt, completion);
+        let usage = usage.unwrap_or(Usage { prompt: prompt_bytes as u64, completion: generated_chars as u64, charged_usd: None });
+        let cost = usage.cost(&model);
         settle(&services, &reservation, cost).await;
-        record_usage(&model, prompt, completion, cost);
+        record_usage(reservation.provider, &model, usage, cost);
     });
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
     (

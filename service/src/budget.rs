@@ -40,12 +40,13 @@ pub fn month_start(now: i64) -> (i64, String) {
 /// What this month's runs have committed: every minted key's recorded spend, else
 /// its cap (abandoned attempts included), plus caps reserved by claims still minting.
 pub(crate) async fn committed_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
-    let (minted,): (Option<f64>,) =
-        sqlx::query_as("SELECT SUM(COALESCE(usage_usd, cap_usd)) FROM run_keys WHERE hotkey = $1 AND created_at >= $2")
-            .bind(hotkey.as_str())
-            .bind(since)
-            .fetch_one(&mut **tx)
-            .await?;
+    let (minted,): (Option<f64>,) = sqlx::query_as(
+        "SELECT SUM(COALESCE(usage_usd, cap_usd)) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND upstream_key_hash IS NULL",
+    )
+    .bind(hotkey.as_str())
+    .bind(since)
+    .fetch_one(&mut **tx)
+    .await?;
     let (reserved,): (Option<f64>,) = sqlx::query_as(
         "SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND status = 'running' AND cap_usd IS NOT NULL AND key_hash IS NULL",
     )

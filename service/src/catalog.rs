@@ -79,13 +79,20 @@ fn valid_name(name: &str) -> bool {
 
 impl Services {
     pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT chutes_name, openrouter_name, is_default FROM catalog_models ORDER BY position, chutes_name")
-                .fetch_all(self.db.pool())
-                .await?;
+        let rows: Vec<(String, String, i64, f64, f64)> = sqlx::query_as(
+            "SELECT chutes_name, openrouter_name, is_default, input_usd_per_mtok, output_usd_per_mtok FROM catalog_models ORDER BY position, chutes_name",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(chutes_name, openrouter_name, is_default)| CatalogEntry { chutes_name, openrouter_name, is_default: is_default != 0 })
+            .map(|(chutes_name, openrouter_name, is_default, input_usd_per_mtok, output_usd_per_mtok)| CatalogEntry {
+                chutes_name,
+                openrouter_name,
+                is_default: is_default != 0,
+                input_usd_per_mtok,
+                output_usd_per_mtok,
+            })
             .collect())
     }
 

@@ -77,6 +77,9 @@ pub struct Settings {
     /// The most output tokens one gateway request may ask for (`ORO_GATEWAY_MAX_OUTPUT_TOKENS`):
     /// a request is forwarded with at most this `max_tokens`, and its worst case reserved.
     pub gateway_max_output_tokens: u64,
+    /// OpenRouter runs through the gateway too (`ORO_GATEWAY_OPENROUTER=1`): the validator gets
+    /// a gateway token, the gateway forwards with the run's capped OpenRouter key.
+    pub gateway_openrouter: bool,
     pub simulate_providers: bool,
     pub log_format: LogFormat,
     /// How long a provider call may take before the service gives up on it.
@@ -284,6 +287,11 @@ impl Settings {
             Some("1") | Some("true") | Some("yes") => true,
             Some(_) => return Err(bad("ORO_TRUST_FORWARDED_FOR", "expected 1 or 0")),
         };
+        let gateway_openrouter = match get("ORO_GATEWAY_OPENROUTER").as_deref() {
+            None | Some("0") | Some("false") | Some("no") => false,
+            Some("1") | Some("true") | Some("yes") => true,
+            Some(_) => return Err(bad("ORO_GATEWAY_OPENROUTER", "expected 1 or 0")),
+        };
         let metrics_token = get("ORO_METRICS_TOKEN").map(SecretString::from);
         let require_bound_signatures: Vec<String> = get("ORO_REQUIRE_BOUND_SIGNATURES")
             .map(|v| v.split(',').map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty()).collect())
@@ -337,6 +345,7 @@ impl Settings {
             },
             gateway_public_url: get("ORO_GATEWAY_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
             gateway_max_output_tokens: number("ORO_GATEWAY_MAX_OUTPUT_TOKENS", 4096.0, 16.0, 1_000_000.0)?.round() as u64,
+            gateway_openrouter,
             simulate_providers,
             log_format,
             provider_timeout_secs: seconds("ORO_PROVIDER_TIMEOUT_SECS", 15, 1, 300)? as u64,

@@ -731,18 +731,16 @@ impl Services {
             }
         };
         audit::record(&mut tx, hotkey, Some(provider), "disconnected", &detail).await?;
-        if provider == Provider::Chutes {
-            // The run gateway's tokens for this miner's Chutes runs die with the connection
-            // (the runs' spend so far stays recorded).
-            sqlx::query(
-                "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd WHERE hotkey = $2 AND minted_by = $3 AND disabled_at IS NULL",
-            )
-            .bind(clock::now())
-            .bind(hotkey.as_str())
-            .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // The run gateway's tokens for this miner's runs on this provider die with the
+        // connection (the runs' spend so far stays recorded).
+        sqlx::query(
+            "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE hotkey = $2 AND minted_by = $3 AND disabled_at IS NULL",
+        )
+        .bind(clock::now())
+        .bind(hotkey.as_str())
+        .bind(crate::gateway::gateway_minter(provider))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         if provider == Provider::Chutes {
             self.forget_upstream(hotkey);

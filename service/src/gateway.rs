@@ -21,6 +21,9 @@ use crate::services::Services;
 
 /// `run_keys.minted_by` of a gateway token for a Chutes run.
 pub const CHUTES_GATEWAY_MINTER: &str = "gateway:chutes";
+/// `run_keys.minted_by` of a gateway token for an OpenRouter run (`ORO_GATEWAY_OPENROUTER`):
+/// its row names the run's OpenRouter key (`upstream_key_hash`) and holds it sealed.
+pub const OPENROUTER_GATEWAY_MINTER: &str = "gateway:openrouter";
 pub const TOKEN_PREFIX: &str = "oro-run-";
 /// How stale a replica's copy of the prices may be.
 const MODELS_TTL: Duration = Duration::from_secs(5);
@@ -63,13 +66,33 @@ pub enum GatewayError {
     Storage(#[from] sqlx::Error),
 }
 
+/// The `run_keys.minted_by` of a provider's gateway tokens.
+pub fn gateway_minter(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Chutes => CHUTES_GATEWAY_MINTER,
+        Provider::OpenRouter => OPENROUTER_GATEWAY_MINTER,
+    }
+}
+
+/// The provider a `run_keys.minted_by` names, if the row is a gateway token's.
+pub fn gateway_provider(minted_by: &str) -> Option<Provider> {
+    match minted_by {
+        CHUTES_GATEWAY_MINTER => Some(Provider::Chutes),
+        OPENROUTER_GATEWAY_MINTER => Some(Provider::OpenRouter),
+        _ => None,
+    }
+}
+
 /// A request's reservation against its run's cap, to be settled once its cost is known.
 #[derive(Debug, Clone)]
 pub struct Reservation {
     pub key_hash: String,
     pub run_id: String,
     pub miner: Hotkey,
+    pub provider: Provider,
     pub reserved_usd: f64,
+    /// The run's own OpenRouter key, which an OpenRouter run's requests are forwarded with.
+    pub upstream_key: Option<SecretString>,
 }
 
 /// What the gateway keeps in memory, per replica: the priced catalog for a few seconds, and
@@ -82,34 +105,57 @@ pub struct GatewayCache {
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// A gateway token's row as `live_run_token` reads it: minted by, cap, spent, reserved,
+/// disabled at, expires at, and its run's status.
+type TokenRow = (String, f64, f64, f64, Option<i64>, i64, String);
+
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Services {
-    /// Mints a run-bound gateway token and records it (digest, cap, expiry) for the run.
-    pub(crate) async fn mint_gateway_token(&self, run_id: &str, miner: &Hotkey, cap: f64, expires_at: i64) -> Result<String, sqlx::Error> {
+    /// Mints a run-bound gateway token and records it (digest, cap, expiry) for the run. A
+    /// Chutes run's token is the run's credential (`eval_runs.key_hash`); an OpenRouter run's
+    /// wraps the run's own key (`upstream`: its hash and the key, kept sealed), which stays the
+    /// run's credential, so that retiring it retires both.
+    pub(crate) async fn mint_gateway_token(
+        &self,
+        run_id: &str,
+        miner: &Hotkey,
+        provider: Provider,
+        cap: f64,
+        expires_at: i64,
+        upstream: Option<(&str, &SecretString)>,
+    ) -> Result<String, sqlx::Error> {
         let token = format!("{TOKEN_PREFIX}{}", crate::auth::sessions::random_token(32));
         let hash = token_digest(&token);
+        let sealed = upstream.map(|(_, key)| self.vault.seal(&crate::vault::Vault::run_key_context(&hash), key));
         let now = clock::now();
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&hash)
-            .bind(miner.as_str())
-            .bind(run_id)
-            .bind(CHUTES_GATEWAY_MINTER)
-            .bind(cap)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
-            .bind(&hash)
-            .bind(cap)
-            .bind(expires_at)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at, upstream_key_hash, upstream_sealed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&hash)
+        .bind(miner.as_str())
+        .bind(run_id)
+        .bind(gateway_minter(provider))
+        .bind(cap)
+        .bind(expires_at)
+        .bind(now)
+        .bind(upstream.map(|(h, _)| h.to_owned()))
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+        if upstream.is_none() {
+            sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
+                .bind(&hash)
+                .bind(cap)
+                .bind(expires_at)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(token)
     }
@@ -161,51 +207,78 @@ impl Services {
         }
         let hash = token_digest(token);
         let now = clock::now();
-        let reserved: Option<(String, String)> = sqlx::query_as(
+        let reserved: Option<(String, String, String, Option<Vec<u8>>)> = sqlx::query_as(
             "UPDATE run_keys SET reserved_usd = reserved_usd + $1
-             WHERE key_hash = $2 AND minted_by = $3 AND disabled_at IS NULL AND expires_at > $4
+             WHERE key_hash = $2 AND minted_by IN ($3, $5) AND disabled_at IS NULL AND expires_at > $4
                AND spent_usd + reserved_usd + $1 <= cap_usd
                AND eval_run_id IN (SELECT id FROM eval_runs WHERE id = run_keys.eval_run_id AND status = 'running')
-             RETURNING hotkey, eval_run_id",
+             RETURNING hotkey, eval_run_id, minted_by, upstream_sealed",
         )
         .bind(usd)
         .bind(&hash)
         .bind(CHUTES_GATEWAY_MINTER)
         .bind(now)
+        .bind(OPENROUTER_GATEWAY_MINTER)
         .fetch_optional(self.db.pool())
         .await?;
-        if let Some((hotkey, run_id)) = reserved {
+        if let Some((hotkey, run_id, minted_by, sealed)) = reserved {
             let miner = Hotkey::parse(&hotkey).map_err(|_| GatewayError::InvalidToken)?;
-            return Ok(Reservation { key_hash: hash, run_id, miner, reserved_usd: usd });
+            let provider = gateway_provider(&minted_by).ok_or(GatewayError::InvalidToken)?;
+            let mut reservation = Reservation { key_hash: hash, run_id, miner, provider, reserved_usd: usd, upstream_key: None };
+            if let Some(sealed) = sealed {
+                match self.vault.open_sealed(&crate::vault::Vault::run_key_context(&reservation.key_hash), &sealed) {
+                    Ok(key) => reservation.upstream_key = Some(key),
+                    Err(e) => {
+                        self.settle_run_spend(&reservation, 0.0).await?;
+                        return Err(GatewayError::Connection(format!("the run's key could not be opened ({e})")));
+                    }
+                }
+            }
+            return Ok(reservation);
         }
         // Refused: a live token has reached its cap; anything else is a dead token.
-        let (cap, spent, reserved) = self.live_run_token(&hash, now).await?;
+        let (_, cap, spent, reserved) = self.live_run_token(&hash, now).await?;
         Err(GatewayError::CapReached { cap, spent, reserved })
     }
 
-    /// Whether `token` opens the gateway now, without reserving anything (a read).
-    pub async fn check_run_token(&self, token: &str) -> Result<(), GatewayError> {
+    /// Whether `token` opens the gateway now, without reserving anything (a read): the run's
+    /// provider when it does.
+    pub async fn check_run_token(&self, token: &str) -> Result<Provider, GatewayError> {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(GatewayError::InvalidToken);
         }
-        self.live_run_token(&token_digest(token), clock::now()).await.map(|_| ())
+        self.live_run_token(&token_digest(token), clock::now()).await.map(|(provider, ..)| provider)
     }
 
-    /// A live token's cap, spend and reservations; `InvalidToken` when it is unknown,
+    /// A live token's provider, cap, spend and reservations; `InvalidToken` when it is unknown,
     /// retired, expired, or its run has ended.
-    async fn live_run_token(&self, hash: &str, now: i64) -> Result<(f64, f64, f64), GatewayError> {
-        let row: Option<(f64, f64, f64, Option<i64>, i64, String)> = sqlx::query_as(
-            "SELECT k.cap_usd, k.spent_usd, k.reserved_usd, k.disabled_at, k.expires_at, r.status
-             FROM run_keys k JOIN eval_runs r ON r.id = k.eval_run_id WHERE k.key_hash = $1 AND k.minted_by = $2",
+    async fn live_run_token(&self, hash: &str, now: i64) -> Result<(Provider, f64, f64, f64), GatewayError> {
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT k.minted_by, k.cap_usd, k.spent_usd, k.reserved_usd, k.disabled_at, k.expires_at, r.status
+             FROM run_keys k JOIN eval_runs r ON r.id = k.eval_run_id WHERE k.key_hash = $1 AND k.minted_by IN ($2, $3)",
         )
         .bind(hash)
         .bind(CHUTES_GATEWAY_MINTER)
+        .bind(OPENROUTER_GATEWAY_MINTER)
         .fetch_optional(self.db.pool())
         .await?;
         match row {
-            Some((cap, spent, reserved, None, expires_at, status)) if expires_at > now && status == "running" => Ok((cap, spent, reserved)),
+            Some((minted_by, cap, spent, reserved, None, expires_at, status)) if expires_at > now && status == "running" => {
+                Ok((gateway_provider(&minted_by).ok_or(GatewayError::InvalidToken)?, cap, spent, reserved))
+            }
             _ => Err(GatewayError::InvalidToken),
         }
+    }
+
+    /// Marks a run whose provider refused payment through the gateway: it fails with `reason`
+    /// when its validator reports, whatever the validator says.
+    pub async fn mark_provider_refusal(&self, run_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE eval_runs SET provider_refusal = $1 WHERE id = $2 AND status = 'running' AND provider_refusal IS NULL")
+            .bind(reason)
+            .bind(run_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
     }
 
     /// Turns a reservation into what the request cost (one statement: the run's live spend is

@@ -213,6 +213,10 @@ pub fn normalize_failure_reason(reason: Option<&str>) -> Option<String> {
     Some(crate::providers::scrub(reason))
 }
 
+fn status_reported_failed(terminal: &str) -> bool {
+    !matches!(terminal, "SUCCESS" | "SUCCEEDED" | "COMPLETED")
+}
+
 /// A bounded label for a failure reason (`oro_run_failures_total{reason}`): the reasons
 /// themselves carry amounts and names.
 pub fn failure_label(reason: &str) -> &'static str {
@@ -423,6 +427,12 @@ impl Services {
                     tracing::info!(run = %run_id, provider = %token.provider, validator = %validator.hotkey.short(), "run claimed");
                     metrics::counter!("oro_run_credentials_issued_total", "provider" => token.provider.as_str()).increment(1);
                     let used = match token.provider {
+                        Provider::OpenRouter if token.access_token.starts_with(crate::gateway::TOKEN_PREFIX) => format!(
+                            "the OpenRouter management key minted run key oro-run-{run_id} (cap ${:.2}, expires {}), kept by the run gateway; validator {} got a run-bound token, not the key",
+                            self.settings.run_key_cap_usd,
+                            token.expires_at,
+                            validator.hotkey.short()
+                        ),
                         Provider::OpenRouter => format!(
                             "the OpenRouter management key minted run key oro-run-{run_id} (cap ${:.2}, expires {}), handed to validator {}",
                             self.settings.run_key_cap_usd,
@@ -692,7 +702,7 @@ impl Services {
             Err(failure) => return Ok(Err(failure)),
         };
         let expires_at = clock::now() + self.settings.run_key_ttl_secs;
-        let token = self.mint_gateway_token(run_id, miner, cap, expires_at).await?;
+        let token = self.mint_gateway_token(run_id, miner, Provider::Chutes, cap, expires_at, None).await?;
         // Dropped here: only the gateway's cache keeps the miner's token.
         drop(direct);
         Ok(Ok(InferenceToken {
@@ -800,6 +810,18 @@ impl Services {
                     .await;
             }
             return Ok(Err(failure));
+        }
+        if self.settings.gateway_openrouter {
+            // The validator gets a gateway token; the run's key, capped at OpenRouter, stays
+            // here (sealed) as the backstop the gateway forwards with.
+            let token =
+                self.mint_gateway_token(run_id, miner, Provider::OpenRouter, cap, expires_at, Some((&minted.hash, &minted.key))).await?;
+            return Ok(Ok(InferenceToken {
+                provider: Provider::OpenRouter,
+                access_token: token,
+                base_url: self.settings.gateway_base_url(),
+                expires_at: clock::rfc3339(expires_at),
+            }));
         }
         Ok(Ok(InferenceToken {
             provider: Provider::OpenRouter,
@@ -981,19 +1003,27 @@ impl Services {
             None
         };
         let now = clock::now();
-        let completed = sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND status = $6 AND validator_hotkey = $7")
-            .bind(status)
-            .bind(reason.clone())
-            .bind(crate::db::NullableF64(body.validator_score.filter(|s| s.is_finite())))
-            .bind(now)
-            .bind(run_id)
-            .bind(STATUS_RUNNING)
-            .bind(validator.hotkey.as_str())
-            .execute(self.db.pool())
-            .await?;
-        if completed.rows_affected() == 0 {
+        // A run whose provider refused payment through the gateway fails with that reason,
+        // whatever the validator saw.
+        let completed: Option<(String, Option<String>)> = sqlx::query_as(
+            "UPDATE eval_runs SET status = CASE WHEN provider_refusal IS NULL THEN $1 ELSE $8 END, failure_reason = COALESCE(provider_refusal, $2),
+                 score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4
+             WHERE id = $5 AND status = $6 AND validator_hotkey = $7 RETURNING status, failure_reason",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(crate::db::NullableF64(body.validator_score.filter(|s| s.is_finite())))
+        .bind(now)
+        .bind(run_id)
+        .bind(STATUS_RUNNING)
+        .bind(validator.hotkey.as_str())
+        .bind(STATUS_FAILED)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((status, reason)) = completed else {
             return Err(RunError::NotYours);
-        }
+        };
+        let status = if status == STATUS_SUCCEEDED { STATUS_SUCCEEDED } else { STATUS_FAILED };
         metrics::counter!("oro_runs_completed_total", "status" => status).increment(1);
         if let Some(reason) = &reason {
             count_failure(reason, "evaluation");
@@ -1009,7 +1039,8 @@ impl Services {
         let succeeded = status == STATUS_SUCCEEDED;
         Ok(CompleteRunAnswer {
             eval_run_id: run_id.to_owned(),
-            status: terminal,
+            // A reported success that the provider's refusal overrode reads as a failure.
+            status: if succeeded || status_reported_failed(&terminal) { terminal } else { "FAILED".into() },
             work_item: WorkItemStatus { included_success_count: i64::from(succeeded), required_successes: 1, is_closed: true },
             agent_version_became_eligible: succeeded,
             final_score: body.validator_score.filter(|s| s.is_finite()),
@@ -1026,9 +1057,15 @@ impl Services {
         let Some((hotkey, minted_by, disabled_at, run_id)) = row else {
             return Ok(());
         };
-        if minted_by == crate::gateway::CHUTES_GATEWAY_MINTER {
-            return self.retire_gateway_token(hash, &hotkey, &run_id).await;
+        if let Some(provider) = crate::gateway::gateway_provider(&minted_by) {
+            return self.retire_gateway_token(hash, &hotkey, &run_id, provider).await;
         }
+        // The gateway token wrapping this key (`ORO_GATEWAY_OPENROUTER`) dies first: a write.
+        sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE upstream_key_hash = $2 AND disabled_at IS NULL")
+            .bind(clock::now())
+            .bind(hash)
+            .execute(self.db.pool())
+            .await?;
         let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(&hotkey)
             .bind(Provider::OpenRouter.as_str())
@@ -1127,17 +1164,21 @@ impl Services {
         })
     }
 
-    /// A gateway token dies with a write (nothing to call upstream); its spend is what the
-    /// gateway metered. Idempotent.
-    async fn retire_gateway_token(&self, hash: &str, hotkey: &str, run_id: &str) -> Result<(), ServiceRetireError> {
+    /// A gateway token dies with a write (nothing to call upstream). A Chutes run's spend is
+    /// what the gateway metered; an OpenRouter run's is its own key's, recorded when that key
+    /// is retired (the run's credential, retired with the run). Idempotent.
+    async fn retire_gateway_token(&self, hash: &str, hotkey: &str, run_id: &str, provider: Provider) -> Result<(), ServiceRetireError> {
         let retired: Option<(f64,)> = sqlx::query_as(
-            "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd WHERE key_hash = $2 AND disabled_at IS NULL RETURNING spent_usd",
+            "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE key_hash = $2 AND disabled_at IS NULL RETURNING spent_usd",
         )
         .bind(clock::now())
         .bind(hash)
         .fetch_optional(self.db.pool())
         .await?;
         let Some((spent,)) = retired else { return Ok(()) };
+        if provider == Provider::OpenRouter {
+            return Ok(());
+        }
         sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2").bind(spent).bind(run_id).execute(self.db.pool()).await?;
         if let Ok(miner) = Hotkey::parse(hotkey) {
             let detail = format!("the gateway token of run {run_id} was retired; the run spent ${spent:.4} of its cap through the gateway");
@@ -1201,7 +1242,8 @@ impl Services {
         }
         // Keys still live whose run ended or whose expiry passed.
         let stale: Vec<(String,)> = sqlx::query_as(
-            "SELECT k.key_hash FROM run_keys k LEFT JOIN eval_runs r ON r.key_hash = k.key_hash
+            // A gateway token wrapping an OpenRouter key lives as long as that key's run.
+            "SELECT k.key_hash FROM run_keys k LEFT JOIN eval_runs r ON r.key_hash = COALESCE(k.upstream_key_hash, k.key_hash)
              WHERE k.disabled_at IS NULL AND k.orphaned_at IS NULL AND (k.expires_at < $1 OR r.id IS NULL OR r.status <> $2)
              ORDER BY k.expires_at LIMIT 100",
         )
@@ -1270,30 +1312,45 @@ impl Services {
         self.agent_file(agent_version_id).await
     }
 
+    /// What a validator holds for each provider's runs on this service.
+    pub fn run_protection(&self) -> wire::api::RunProtection {
+        use wire::api::RunCredentialKind;
+        wire::api::RunProtection {
+            run_cap_usd: self.settings.run_key_cap_usd,
+            chutes: match self.settings.chutes_run_credential {
+                crate::config::ChutesRunCredential::Gateway => RunCredentialKind::Gateway,
+                crate::config::ChutesRunCredential::Direct => RunCredentialKind::ProviderToken,
+            },
+            openrouter: if self.settings.gateway_openrouter { RunCredentialKind::Gateway } else { RunCredentialKind::CappedKey },
+        }
+    }
+
     /// `GET /v1/miner/runs`: the miner's newest runs.
     pub async fn miner_runs(&self, hotkey: &Hotkey, limit: i64) -> Result<RunList, RunError> {
         let rows: Vec<RunRow> = sqlx::query_as(
             // A gateway run's spend is live in its token's row until the run ends.
             "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd, COALESCE(r.spend_usd, k.spent_usd), r.score, r.created_at, r.completed_at
              FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
-             LEFT JOIN run_keys k ON k.key_hash = r.key_hash AND k.minted_by = $3
+             LEFT JOIN run_keys k ON k.minted_by IN ($3, $4) AND (k.key_hash = r.key_hash OR k.upstream_key_hash = r.key_hash)
              WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
         )
         .bind(hotkey.as_str())
         .bind(limit.clamp(1, 200))
         .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
+        .bind(crate::gateway::OPENROUTER_GATEWAY_MINTER)
         .fetch_all(self.db.pool())
         .await?;
         let (since, _) = crate::budget::month_start(clock::now());
         // Every per-run key of the month counts, including those of abandoned attempts; a
         // gateway token's spend is what the gateway metered, live.
-        let (openrouter,): (Option<f64>,) =
-            sqlx::query_as("SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by <> $3")
-                .bind(hotkey.as_str())
-                .bind(since)
-                .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
-                .fetch_one(self.db.pool())
-                .await?;
+        let (openrouter,): (Option<f64>,) = sqlx::query_as(
+            "SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by <> $3 AND upstream_key_hash IS NULL",
+        )
+        .bind(hotkey.as_str())
+        .bind(since)
+        .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
+        .fetch_one(self.db.pool())
+        .await?;
         let (chutes,): (Option<f64>,) =
             sqlx::query_as("SELECT SUM(spent_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by = $3")
                 .bind(hotkey.as_str())
@@ -1302,6 +1359,7 @@ impl Services {
                 .fetch_one(self.db.pool())
                 .await?;
         Ok(RunList {
+            protection: Some(self.run_protection()),
             month_spend_usd: [(Provider::OpenRouter, openrouter), (Provider::Chutes, chutes)]
                 .into_iter()
                 .filter_map(|(p, v)| v.map(|v| (p.as_str().to_owned(), v)))

@@ -363,6 +363,11 @@ impl Vault {
         format!("credential|{hotkey}|{provider}")
     }
 
+    /// The context of a per-run key the gateway holds, bound to its gateway token's digest.
+    pub fn run_key_context(gateway_key_hash: &str) -> String {
+        format!("run-key|{gateway_key_hash}")
+    }
+
     pub fn seal(&self, context: &str, secret: &SecretString) -> Vec<u8> {
         let keys = self.inner.keys.read().expect("vault lock");
         let key = keys.by_id.get(&keys.current).expect("current data key is loaded");
@@ -413,10 +418,11 @@ struct SealedValue {
 }
 
 /// Every table that holds sealed values, with each value's context (its associated data).
-const SEALED_TABLES: [(&str, &str, &str); 3] = [
+const SEALED_TABLES: [(&str, &str, &str); 4] = [
     ("connections", "ciphertext", "hotkey = $3 AND provider = $4"),
     ("pending_revocations", "ciphertext", "id = $3"),
     ("oauth_states", "sealed_verifier", "state_hash = $3"),
+    ("run_keys", "upstream_sealed", "key_hash = $3"),
 ];
 
 async fn sealed_values(db: &Db) -> Result<Vec<SealedValue>, sqlx::Error> {
@@ -441,6 +447,14 @@ async fn sealed_values(db: &Db) -> Result<Vec<SealedValue>, sqlx::Error> {
         sqlx::query_as("SELECT state_hash, sealed_verifier FROM oauth_states ORDER BY state_hash").fetch_all(db.pool()).await?;
     for (state_hash, ciphertext) in states {
         out.push(SealedValue { table: "oauth_states", context: format!("oauth-verifier|{state_hash}"), ciphertext, key: vec![state_hash] });
+    }
+    // The per-run OpenRouter keys the gateway forwards with (`ORO_GATEWAY_OPENROUTER`).
+    let run_keys: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key_hash, upstream_sealed FROM run_keys WHERE upstream_sealed IS NOT NULL ORDER BY key_hash")
+            .fetch_all(db.pool())
+            .await?;
+    for (key_hash, ciphertext) in run_keys {
+        out.push(SealedValue { table: "run_keys", context: Vault::run_key_context(&key_hash), ciphertext, key: vec![key_hash] });
     }
     Ok(out)
 }
@@ -623,6 +637,16 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
+        // And a per-run key the gateway holds (`ORO_GATEWAY_OPENROUTER`), bound to its row.
+        let run_key = SecretString::from("sk-or-v1-".to_owned() + &"cd".repeat(32));
+        let run_key_context = Vault::run_key_context("gw-hash");
+        sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at, upstream_key_hash, upstream_sealed) VALUES ('gw-hash', '5Alice', 'run', 'gateway:openrouter', 5, 0, 0, 'or-hash', $1)")
+            .bind(vault.seal(&run_key_context, &run_key))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let stored_run_key =
+            || async { sqlx::query_as::<_, (Vec<u8>,)>("SELECT upstream_sealed FROM run_keys").fetch_one(db.pool()).await.unwrap().0 };
         let stored =
             || async { sqlx::query_as::<_, (Vec<u8>,)>("SELECT ciphertext FROM connections").fetch_one(db.pool()).await.unwrap().0 };
         let old_data_key = vault.current_data_key();
@@ -631,13 +655,13 @@ mod tests {
         let no_wait = std::time::Duration::ZERO;
         let first = rotate_master_key(&db, &path, Some(0), no_wait).await.unwrap();
         assert!(first.added_key);
-        assert_eq!((first.resealed, first.remaining, first.retired_data_keys), (0, 1, 0));
+        assert_eq!((first.resealed, first.remaining, first.retired_data_keys), (0, 2, 0));
         assert_ne!(first.data_key_id, old_data_key, "a new data key, not only a new wrapping");
         let reopened = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
         assert_eq!(reopened.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
         let second = rotate_master_key(&db, &path, None, no_wait).await.unwrap();
         assert!(!second.added_key, "an unfinished rotation continues instead of adding another key");
-        assert_eq!((second.resealed, second.remaining, second.retired_data_keys), (1, 0, 1));
+        assert_eq!((second.resealed, second.remaining, second.retired_data_keys), (2, 0, 1));
         assert_eq!(
             (second.new_master_key_id.as_str(), second.data_key_id.as_str()),
             (first.new_master_key_id.as_str(), first.data_key_id.as_str())
@@ -647,9 +671,11 @@ mod tests {
         let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
         assert!(matches!(after.open_sealed(&alice, &sealed), Err(VaultError::UnknownDataKey)));
         assert_eq!(after.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
+        assert_eq!(parse_envelope(&stored_run_key().await).unwrap().data_key_id, second.data_key_id, "the run key was re-sealed too");
+        assert_eq!(after.open_sealed(&run_key_context, &stored_run_key().await).unwrap().expose_secret(), run_key.expose_secret());
         assert_eq!(
             status(&db).await.unwrap().iter().map(|(id, _, _, n)| (id.clone(), *n)).collect::<Vec<_>>(),
-            vec![(second.data_key_id.clone(), 1)]
+            vec![(second.data_key_id.clone(), 2)]
         );
         let retired = retire_unused_master_keys(&db, &path).await.unwrap();
         assert_eq!(retired.len(), 1);

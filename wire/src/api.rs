@@ -117,11 +117,16 @@ pub struct ModelList {
 }
 
 /// One canonical model under both providers' names (our page's view of the catalog).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogEntry {
     pub chutes_name: String,
     pub openrouter_name: String,
     pub is_default: bool,
+    /// What the run gateway charges a run, USD per million prompt and completion tokens.
+    #[serde(default)]
+    pub input_usd_per_mtok: f64,
+    #[serde(default)]
+    pub output_usd_per_mtok: f64,
 }
 
 /// `POST /v1/auth/challenge`.
@@ -286,6 +291,36 @@ pub struct RunList {
     /// This calendar month (UTC): recorded spend per provider.
     #[serde(default)]
     pub month_spend_usd: std::collections::BTreeMap<String, f64>,
+    /// How each provider's runs are protected on this service.
+    #[serde(default)]
+    pub protection: Option<RunProtection>,
+}
+
+/// What a validator holds for a run, per provider, and the cap on what it can spend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunProtection {
+    pub run_cap_usd: f64,
+    pub chutes: RunCredentialKind,
+    pub openrouter: RunCredentialKind,
+}
+
+/// The kind of credential a validator holds for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunCredentialKind {
+    /// A run-bound token for the run gateway: capped, allowlisted models, dies with the run.
+    Gateway,
+    /// A key the provider itself caps (OpenRouter's per-run key): capped, dies with the run.
+    CappedKey,
+    /// The miner's own provider token (Chutes, `ORO_CHUTES_RUN_CREDENTIAL=direct`): not capped.
+    ProviderToken,
+}
+
+impl RunCredentialKind {
+    /// Whether a stolen credential of this kind can spend at most the run's cap.
+    pub fn is_capped(self) -> bool {
+        !matches!(self, RunCredentialKind::ProviderToken)
+    }
 }
 
 /// `GET|PUT /v1/miner/budget`: the miner's monthly ceiling on per-run key caps.

@@ -401,7 +401,226 @@ async fn the_openai_package_is_a_client(backend: Backend) {
     assert!(spent <= cap && reserved.abs() < 1e-12, "spent {spent} of {cap}, {reserved} reserved");
 }
 
+/// Ids and timestamps differ between two answers of the simulator; nothing else may.
+fn without_ids(stream: &str) -> String {
+    let mut out = String::with_capacity(stream.len());
+    let mut rest = stream;
+    loop {
+        let next = [("\"id\":\"", '"'), ("\"created\":", ',')]
+            .into_iter()
+            .filter_map(|(field, end)| rest.find(field).map(|at| (at, field, end)))
+            .min_by_key(|(at, ..)| *at);
+        let Some((at, field, end)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at + field.len()]);
+        rest = &rest[at + field.len()..];
+        let value_end = rest.find(end).unwrap_or(rest.len());
+        out.push('_');
+        rest = &rest[value_end..];
+    }
+}
+
+/// Byte for byte: what the gateway relays is what Chutes sent for the same request, apart from
+/// the usage event a client did not ask for.
+async fn streams_are_relayed_byte_for_byte(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (miner, work) = chutes_run(&app, "otto").await;
+    let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
+    let upstream = secrecy::ExposeSecret::expose_secret(&app.services.gateway_upstream_token(&hotkey).await.unwrap()).to_owned();
+    let body = |include_usage: bool| {
+        let mut b = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "stream": true, "max_tokens": 100,
+                           "messages": [{"role": "user", "content": "tell me about streams, at some length please"}]});
+        if include_usage {
+            b["stream_options"] = json!({"include_usage": true});
+        }
+        b
+    };
+    let direct = app
+        .client
+        .post(format!("{}/chat/completions", app.services.chutes.llm_base()))
+        .bearer_auth(&upstream)
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<&str> = direct.split_inclusive("\n\n").collect();
+    let usage_event = events.iter().position(|e| e.contains("\"usage\"")).expect("Chutes sends a usage event when asked");
+
+    let relayed_with = chat(&app, &work, body(true)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(without_ids(&relayed_with), without_ids(&direct), "a client that asked for usage gets Chutes' stream as it came");
+    let relayed_without = chat(&app, &work, body(false)).send().await.unwrap().text().await.unwrap();
+    let expected: String = events.iter().enumerate().filter(|(i, _)| *i != usage_event).map(|(_, e)| *e).collect();
+    assert_eq!(without_ids(&relayed_without), without_ids(&expected), "everything but the usage event the gateway added");
+}
+
+/// A client that leaves mid-stream is charged for what was generated: the gateway reads the
+/// upstream to its end and settles from its usage.
+async fn a_client_leaving_mid_stream_is_charged(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_miner, work) = chutes_run(&app, "pia").await;
+    let body = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "stream": true, "messages": [{"role": "user", "content": "a long story"}]});
+    let mut response = chat(&app, &work, body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.chunk().await.unwrap().is_some(), "the first bytes came");
+    drop(response);
+    let mut settled = (0.0, 0.0);
+    for _ in 0..100 {
+        let (_, spent, reserved) = run_key(&app, &work).await;
+        settled = (spent, reserved);
+        if reserved.abs() < 1e-12 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (spent, reserved) = settled;
+    assert!(reserved.abs() < 1e-12, "the reservation was settled ({reserved} still held)");
+    assert!(spent > 0.0, "what was generated is charged");
+    // Not the worst case: the answer's usage.
+    assert!(spent < worst_case_of_a_short_request(), "charged {spent}, more than the answer's usage");
+}
+
+/// What the default ceiling (4,096 output tokens) reserves for a short request: settling to
+/// the usage charges far less.
+fn worst_case_of_a_short_request() -> f64 {
+    4096.0 * 1.2 / 1e6
+}
+
+/// A 402 from the provider passes through to the client, and the run fails with "no credits"
+/// whatever its validator reports.
+async fn a_provider_402_fails_the_run_with_no_credits(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (miner, work) = chutes_run(&app, "quinn").await;
+    app.sim.set_chutes_balance("quinn", 0.0, false).unwrap();
+    let refused = chat(&app, &work, json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 402);
+    let said = refused.text().await.unwrap();
+    assert!(said.contains("Quota exceeded"), "Chutes' own answer passes through: {said}");
+    let (_, spent, reserved) = run_key(&app, &work).await;
+    assert_eq!((spent, reserved), (0.0, 0.0), "a refused request costs nothing");
+
+    let run_id = work["eval_run_id"].as_str().unwrap();
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{run_id}/complete"))
+        .json(&json!({"terminal_status": "SUCCESS", "validator_score": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["agent_version_became_eligible"], false);
+    let runs: Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    assert_eq!(runs["runs"][0]["status"], "failed");
+    assert_eq!(runs["runs"][0]["failure_reason"], "no credits: insufficient balance on the Chutes account", "{runs}");
+}
+
+/// `ORO_GATEWAY_OPENROUTER=1`: an OpenRouter run's validator gets a gateway token; the gateway
+/// forwards with the run's capped key (never handed out), under OpenRouter's names, metered by
+/// OpenRouter's `usage.cost`; the key and the token die together.
+async fn openrouter_runs_through_the_gateway(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions { extra: vec![("ORO_GATEWAY_OPENROUTER", "1".into())], ..Default::default() }).await;
+    let miner = TestWallet::new();
+    let management = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &management).await.status(), 200);
+    submit(&app, &miner).await;
+    let work = claim(&app).await;
+    let token = &work["inference_token"];
+    assert_eq!(token["provider"], "openrouter");
+    assert!(token["access_token"].as_str().unwrap().starts_with("oro-run-"), "{token}");
+    assert_eq!(token["base_url"].as_str().unwrap(), app.services.settings.gateway_base_url());
+    assert!(!work.to_string().contains("sk-or-v1-"), "the run's OpenRouter key is not handed out: {work}");
+    let keys = app.sim.list_openrouter_keys(&management);
+    let run_key_at_openrouter = keys.iter().find(|k| !k.disabled).expect("the run's key was minted");
+    assert_eq!(run_key_at_openrouter.limit, Some(5.0), "OpenRouter's own cap stays the backstop");
+
+    // A Chutes name is accepted and sent under OpenRouter's; the cost is OpenRouter's.
+    let answer = chat(&app, &work, json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["model"], "deepseek/deepseek-v3.2");
+    let charged = answer["usage"]["cost"].as_f64().unwrap();
+    let (spent, reserved): (f64, f64) =
+        sqlx::query_as("SELECT spent_usd, reserved_usd FROM run_keys WHERE eval_run_id = $1 AND minted_by = 'gateway:openrouter'")
+            .bind(work["eval_run_id"].as_str().unwrap())
+            .fetch_one(app.services.db.pool())
+            .await
+            .unwrap();
+    assert!((spent - charged).abs() < 1e-12 && reserved.abs() < 1e-12, "metered {spent}, OpenRouter charged {charged}");
+    let at_openrouter = app.sim.openrouter_key_info(&run_key_at_openrouter.hash).unwrap();
+    assert!((at_openrouter.usage - charged).abs() < 1e-9, "the request went out on the run's own key");
+    let runs: Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    assert!((runs["runs"][0]["spend_usd"].as_f64().unwrap() - charged).abs() < 1e-12, "live spend: {runs}");
+
+    let models: Value = app
+        .client
+        .get(format!("{}/models", token["base_url"].as_str().unwrap()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(models["data"].as_array().unwrap().iter().all(|m| m["owned_by"] == "openrouter"), "{models}");
+    assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "deepseek/deepseek-v3.2"), "{models}");
+
+    // The run's key is sealed at rest, not stored in the clear (masked labels aside).
+    let stored = app.everything_stored(backend).await;
+    let whole_keys = stored
+        .match_indices("sk-or-v1-")
+        .filter(|(at, prefix)| stored[at + prefix.len()..].chars().take(64).filter(char::is_ascii_hexdigit).count() == 64)
+        .count();
+    assert_eq!(whole_keys, 0, "an OpenRouter key is stored in the clear");
+    let sealed = || async {
+        let (sealed,): (Option<Vec<u8>>,) = sqlx::query_as("SELECT upstream_sealed FROM run_keys WHERE minted_by = 'gateway:openrouter'")
+            .fetch_one(app.services.db.pool())
+            .await
+            .unwrap();
+        sealed
+    };
+    assert!(sealed().await.is_some_and(|s| s.len() > 64), "the gateway holds the run's key sealed");
+
+    // Stop inference: the key at OpenRouter and the gateway token, at once.
+    let run_id = work["eval_run_id"].as_str().unwrap();
+    assert_eq!(app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap().status(), 200);
+    assert!(app.sim.openrouter_key_info(&run_key_at_openrouter.hash).unwrap().disabled);
+    let after = chat(&app, &work, json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    assert!(sealed().await.is_none(), "a dead key is not kept");
+
+    // The month counts the run once, at what OpenRouter says it spent.
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{run_id}/complete"))
+        .json(&json!({"terminal_status": "FAILED", "failure_reason": "inference stopped"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    app.services.reap_runs().await.unwrap();
+    let runs: Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    assert!((runs["month_spend_usd"]["openrouter"].as_f64().unwrap() - charged).abs() < 1e-9, "{runs}");
+    assert!((runs["runs"][0]["spend_usd"].as_f64().unwrap() - charged).abs() < 1e-9, "{runs}");
+}
+
 both_engines!(
+    streams_are_relayed_byte_for_byte,
+    a_client_leaving_mid_stream_is_charged,
+    a_provider_402_fails_the_run_with_no_credits,
+    openrouter_runs_through_the_gateway,
     the_gateway_leaks_neither_token,
     the_openai_package_is_a_client,
     a_chutes_run_gets_a_run_bound_token_and_is_metered,
