@@ -244,7 +244,18 @@ impl ApiClient {
 
     /// `Ok` when the status is one of `ok_statuses`, otherwise the server's refusal.
     pub fn expect(&self, response: ApiResponse, ok_statuses: &[u16]) -> Result<ApiResponse, ClientError> {
-        if ok_statuses.contains(&response.status) { Ok(response) } else { Err(refusal(&response)) }
+        if ok_statuses.contains(&response.status) {
+            return Ok(response);
+        }
+        Err(match refusal(&response) {
+            // No such route: most likely not our service at all (a wrong --base-url).
+            ClientError::Refused { status: 404, detail, body } if detail == "Not Found" || body.is_none() => ClientError::Refused {
+                status: 404,
+                detail: format!("{detail}: is {} an oro-inference server? Check --base-url (or ORO_API_URL)", self.base_url),
+                body,
+            },
+            other => other,
+        })
     }
 
     /// The body of an accepted answer as `T`.

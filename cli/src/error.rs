@@ -36,6 +36,19 @@ impl CliError {
         }
     }
 
+    /// The error for `--json`: `{"error": {"message", "exit_code", "status"?, "detail"?}}`, the
+    /// server's own body as `detail` when it sent one.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({"message": self.report(), "exit_code": self.exit_code()});
+        if let CliError::Client(ClientError::Refused { status, body, .. }) = self {
+            error["status"] = serde_json::json!(status);
+            if let Some(body) = body {
+                error["detail"] = body.clone();
+            }
+        }
+        serde_json::json!({ "error": error })
+    }
+
     /// The text for stderr, in oro-sdk's wording where it has one.
     pub fn report(&self) -> String {
         match self {

@@ -43,10 +43,10 @@ struct Cli {
 #[derive(Args)]
 struct GlobalArgs {
     /// Wallet name (the folder under the wallet path).
-    #[arg(long, global = true, default_value = "default")]
+    #[arg(long, global = true, env = "ORO_WALLET_NAME", default_value = "default")]
     wallet_name: String,
     /// Hotkey name: signs every request.
-    #[arg(long, global = true, default_value = "default")]
+    #[arg(long, global = true, env = "ORO_WALLET_HOTKEY", default_value = "default")]
     wallet_hotkey: String,
     /// Where wallets live.
     #[arg(long, global = true, env = "BT_WALLET_PATH", default_value = "~/.bittensor/wallets")]
@@ -54,7 +54,8 @@ struct GlobalArgs {
     /// The ORO API.
     #[arg(long, global = true, env = "ORO_API_URL", default_value = "https://api.oroagents.com")]
     base_url: String,
-    /// Print the server's JSON answer on stdout (messages go to stderr).
+    /// Print the server's JSON answer on stdout (messages go to stderr); an error is
+    /// `{"error": {...}}` on stdout too.
     #[arg(long, global = true)]
     json: bool,
 }
@@ -216,10 +217,14 @@ enum CompletionShell {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.global.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{}", error.report());
+            if json {
+                println!("{}", error.to_json());
+            }
             ExitCode::from(error.exit_code())
         }
     }

@@ -123,9 +123,25 @@ pub fn connect_openrouter(client: &ApiClient, wallet_name: &str, api_key: &Secre
     let path = format!("/v1/miner/inference-auth/{}", Provider::OpenRouter.as_str());
     let response = client.post_json(&path, &Credential { credential: api_key.expose_secret() })?;
     let response = client.expect(response, &[200])?;
-    out.line(&format!("Connected {}.", Provider::OpenRouter.as_str()));
+    let answer: Option<wire::api::ConnectionChanged> = serde_json::from_slice(&response.body).ok();
+    // The server's sentence names the masked key: "Connected OpenRouter (sk-or-v1-...abcd)."
+    let connected = answer
+        .as_ref()
+        .map(|a| a.message.trim_end_matches('.').to_owned())
+        .filter(|m| m.starts_with("Connected"))
+        .unwrap_or_else(|| format!("Connected {}", Provider::OpenRouter.display_name()));
+    out.line(&format!("{connected}; {}", default_clause(Provider::OpenRouter, answer.and_then(|a| a.default_provider))));
     out.json_value(&body_json(&response.body));
     Ok(())
+}
+
+/// After a connect: whether the provider just connected is the one the next run uses.
+fn default_clause(connected: Provider, default: Option<Provider>) -> String {
+    match default {
+        Some(d) if d == connected => "it is your default.".to_owned(),
+        Some(d) => format!("your default stays {} (`oro inference set-default {}` to switch).", d.display_name(), connected.as_str()),
+        None => "it is not your default yet (`oro inference set-default` to choose).".to_owned(),
+    }
 }
 
 /// What `connect chutes` needs besides the client.
@@ -153,6 +169,13 @@ pub fn connect_chutes(client: &ApiClient, wallet_name: &str, options: &ChutesCon
         }
     } else {
         out.notice(&format!("Open this URL in your browser to authorize: {url}"));
+        // Chutes sends the browser back to this machine's loopback port: from another
+        // computer that needs a tunnel.
+        let port = url::Url::parse(chutes_flow::REDIRECT_URI).ok().and_then(|u| u.port()).unwrap_or(8765);
+        out.notice(&format!(
+            "On a remote machine, first run `ssh -L {port}:localhost:{port} <this host>` on the computer with the browser, then open the URL there; or connect Chutes from the dashboard ({}/dashboard).",
+            client.base_url()
+        ));
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!("Waiting up to {} s for the Chutes callback on {} ...", options.timeout.as_secs(), chutes_flow::REDIRECT_URI);
@@ -171,7 +194,12 @@ pub fn connect_chutes(client: &ApiClient, wallet_name: &str, options: &ChutesCon
     let ExchangeCode { code, code_verifier, .. } = exchange;
     drop((zeroize::Zeroizing::new(code), zeroize::Zeroizing::new(code_verifier)));
     let response = client.expect(response?, &[200])?;
-    out.line(&format!("Connected {}.", Provider::Chutes.as_str()));
+    let answer: Option<wire::api::ExchangeCodeAnswer> = serde_json::from_slice(&response.body).ok();
+    out.line(&format!(
+        "Connected {}; {}",
+        Provider::Chutes.display_name(),
+        default_clause(Provider::Chutes, answer.and_then(|a| a.default_provider))
+    ));
     out.json_value(&body_json(&response.body));
     Ok(())
 }
@@ -181,7 +209,10 @@ pub fn set_default(client: &ApiClient, wallet_name: &str, provider: Provider, ou
     out.inference_header(wallet_name, client.hotkey().ss58(), Some(provider.as_str()), client.base_url());
     let response = client.patch_json("/v1/miner/inference-auth/default", &SetDefault { provider })?;
     let response = client.expect(response, &[200, 204])?;
-    out.line(&format!("Default provider set to {}. Applies to next claimed eval.", provider.as_str()));
+    out.line(&format!(
+        "{} is now your default: the next evaluation claimed uses it (runs already going finish where they started).",
+        provider.display_name()
+    ));
     out.json_value(&body_json(&response.body));
     Ok(())
 }
@@ -190,8 +221,20 @@ pub fn set_default(client: &ApiClient, wallet_name: &str, provider: Provider, ou
 pub fn disconnect(client: &ApiClient, wallet_name: &str, provider: Provider, out: Output) -> Result<(), CliError> {
     out.inference_header(wallet_name, client.hotkey().ss58(), Some(provider.as_str()), client.base_url());
     let response = client.delete(&format!("/v1/miner/inference-auth/{}", provider.as_str()))?;
+    if response.status == 404 && crate::client::refusal(&response).to_string().contains("is not connected") {
+        // Already the state asked for: nothing to undo.
+        out.line(&format!("{} was not connected; nothing to do.", provider.display_name()));
+        out.json_value(&body_json(&response.body));
+        return Ok(());
+    }
     let response = client.expect(response, &[200, 204])?;
-    out.line(&format!("Disconnected {}.", provider.as_str()));
+    let answer: Option<wire::api::ConnectionChanged> = serde_json::from_slice(&response.body).ok();
+    let then = match answer.map(|a| a.default_provider) {
+        Some(Some(other)) if other != provider => format!(" {} is your default now.", other.display_name()),
+        Some(None) => " No provider is connected now: connect one before your next submission.".to_owned(),
+        _ => String::new(),
+    };
+    out.line(&format!("Disconnected {}.{then}", provider.display_name()));
     out.json_value(&body_json(&response.body));
     Ok(())
 }

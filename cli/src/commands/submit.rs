@@ -104,6 +104,10 @@ pub fn submit(
                 for line in answer_lines(&answer) {
                     println!("{line}");
                 }
+                if answer.admission_status.eq_ignore_ascii_case("accepted") {
+                    println!();
+                    println!("Watch it: `oro runs` lists your runs with status, provider and spend, or {}/dashboard.", client.base_url());
+                }
             }
             Ok(())
         }

@@ -47,7 +47,7 @@ async fn connect_chutes_through_the_browser_flow() {
 
     let out = oro.finish().await;
     out.assert_ok().assert_clean();
-    assert_eq!(out.lines().last().copied(), Some("Connected chutes."));
+    assert_eq!(out.lines().last().copied(), Some("Connected Chutes; it is your default."));
     assert!(out.stdout.contains("Provider: chutes"), "{}", out.stdout);
     assert!(out.stdout.contains(&format!("Wallet:   plain ({})", wallets().plain_ss58)));
     let code = &query_of(&callback)["code"];
@@ -99,7 +99,7 @@ async fn a_callback_with_another_state_is_refused_and_the_flow_goes_on() {
     assert_eq!(status, 200);
     let out = oro.finish().await;
     out.assert_ok();
-    assert_eq!(out.lines().last().copied(), Some("Connected chutes."));
+    assert_eq!(out.lines().last().copied(), Some("Connected Chutes; it is your default."));
     assert!(chutes_connected(&app).await);
 }
 
@@ -136,7 +136,7 @@ async fn a_code_the_backend_cannot_exchange_exits_1() {
     out.assert_code(1).assert_clean();
     let last = out.stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("Error (HTTP 400): "), "{}", out.stderr);
-    assert!(!out.stdout.contains("Connected chutes."));
+    assert!(!out.stdout.contains("Connected Chutes"));
     assert!(!chutes_connected(&app).await);
 }
 
@@ -173,6 +173,6 @@ async fn the_browser_is_opened_with_the_authorize_url() {
     assert_eq!(browser_get(&callback).await.0, 200);
     let out = oro.finish().await;
     out.assert_ok();
-    assert_eq!(out.lines().last().copied(), Some("Connected chutes."));
+    assert_eq!(out.lines().last().copied(), Some("Connected Chutes; it is your default."));
     let _ = std::fs::remove_dir_all(dir);
 }

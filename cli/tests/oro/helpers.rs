@@ -180,6 +180,13 @@ impl OroCommand {
         self
     }
 
+    /// The wallet from `ORO_WALLET_NAME` and `ORO_WALLET_HOTKEY` instead of the options.
+    pub fn wallet_from_env(mut self) -> Self {
+        self.envs.push(("ORO_WALLET_NAME".into(), std::mem::take(&mut self.wallet_name)));
+        self.envs.push(("ORO_WALLET_HOTKEY".into(), std::mem::take(&mut self.wallet_hotkey)));
+        self
+    }
+
     pub fn stdin(mut self, bytes: &[u8]) -> Self {
         self.stdin = Some(bytes.to_vec());
         self
@@ -197,7 +204,9 @@ impl OroCommand {
         let mut line: Vec<String> = vec![OROBIN.to_owned()];
         line.extend(self.args.iter().cloned());
         line.extend(["--base-url".into(), self.base_url.clone(), "--wallet-path".into(), self.wallet_path.display().to_string()]);
-        line.extend(["--wallet-name".into(), self.wallet_name.clone(), "--wallet-hotkey".into(), self.wallet_hotkey.clone()]);
+        if !self.wallet_name.is_empty() {
+            line.extend(["--wallet-name".into(), self.wallet_name.clone(), "--wallet-hotkey".into(), self.wallet_hotkey.clone()]);
+        }
         let mut command = if self.terminal {
             let quoted: Vec<String> = line.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
             let mut script = Command::new("script");
@@ -208,7 +217,16 @@ impl OroCommand {
             direct.args(&line[1..]);
             direct
         };
-        for var in ["ORO_API_URL", "BT_WALLET_PATH", "ORO_WALLET_PASSWORD", "BROWSER", "CHUTES_CLIENT_ID", "ORO_CHUTES_API_BASE"] {
+        for var in [
+            "ORO_API_URL",
+            "BT_WALLET_PATH",
+            "ORO_WALLET_PASSWORD",
+            "BROWSER",
+            "CHUTES_CLIENT_ID",
+            "ORO_CHUTES_API_BASE",
+            "ORO_WALLET_NAME",
+            "ORO_WALLET_HOTKEY",
+        ] {
             command.env_remove(var);
         }
         for (key, value) in &self.envs {

@@ -33,7 +33,7 @@ async fn status_shows_nothing_then_the_connected_provider() {
     let connect = app.oro(&["inference", "connect", "openrouter", "--api-key", &key]).run().await;
     connect.assert_ok().assert_clean();
     let mut expected = header(&app, Some("openrouter"));
-    expected.push("Connected openrouter.".into());
+    expected.push(format!("Connected OpenRouter (sk-or-v1-...{}); it is your default.", &key[key.len() - 4..]));
     assert_eq!(connect.lines(), expected);
     assert!(!connect.stdout.contains(&key) && !connect.stderr.contains(&key), "the key is never echoed");
 
@@ -64,7 +64,7 @@ async fn connect_openrouter_reads_the_key_from_stdin() {
     let key = app.sim.create_openrouter_account(20.0);
     let out = app.oro(&["inference", "connect", "openrouter", "--api-key", "-"]).stdin(format!("{key}\n").as_bytes()).run().await;
     out.assert_ok().assert_clean();
-    assert_eq!(out.lines().last().copied(), Some("Connected openrouter."));
+    assert!(out.lines().last().unwrap().starts_with("Connected OpenRouter (sk-or-v1-..."), "{}", out.stdout);
     assert!(!out.stdout.contains(&key) && !out.stderr.contains(&key));
     let status = app.oro(&["inference", "status", "--json"]).run().await;
     assert!(connected(&status.json(), "openrouter"));
@@ -111,22 +111,27 @@ async fn set_default_and_disconnect() {
     let set = app.oro(&["inference", "set-default", "openrouter"]).run().await;
     set.assert_ok().assert_clean();
     let mut expected = header(&app, Some("openrouter"));
-    expected.push("Default provider set to openrouter. Applies to next claimed eval.".into());
+    expected
+        .push("OpenRouter is now your default: the next evaluation claimed uses it (runs already going finish where they started).".into());
     assert_eq!(set.lines(), expected);
 
     // Chutes is not connected: the server refuses, exit 1.
     let refused = app.oro(&["inference", "set-default", "chutes"]).run().await;
     refused.assert_code(1).assert_clean();
     assert!(refused.stderr.starts_with("Error (HTTP 4"), "{}", refused.stderr);
-    assert!(!refused.stdout.contains("Default provider set"));
+    assert!(!refused.stdout.contains("is now your default"));
     // Not a provider at all: bad usage.
     app.oro(&["inference", "set-default", "anthropic"]).run().await.assert_code(2);
 
     let gone = app.oro(&["inference", "disconnect", "openrouter"]).run().await;
     gone.assert_ok().assert_clean();
     let mut expected = header(&app, Some("openrouter"));
-    expected.push("Disconnected openrouter.".into());
+    expected.push("Disconnected OpenRouter. No provider is connected now: connect one before your next submission.".into());
     assert_eq!(gone.lines(), expected);
+    // Again: already so, a friendly no-op.
+    let again = app.oro(&["inference", "disconnect", "openrouter"]).run().await;
+    again.assert_ok().assert_clean();
+    assert_eq!(again.lines().last().copied(), Some("OpenRouter was not connected; nothing to do."));
     let status = app.oro(&["inference", "status", "--json"]).run().await;
     assert!(!connected(&status.json(), "openrouter"));
 }
@@ -154,6 +159,30 @@ async fn json_output_is_the_servers_json() {
     let gone = app.oro(&["inference", "disconnect", "openrouter", "--json"]).run().await;
     gone.assert_ok();
     assert_eq!(gone.json()["ok"], true);
+}
+
+/// With `--json` a refusal is JSON on stdout too (the exit code unchanged); a base URL that is
+/// not this service says so; the wallet can come from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_as_json_wrong_base_urls_and_the_wallet_from_the_environment() {
+    let app = spawn_app().await;
+    let refused = app.oro(&["inference", "set-default", "chutes", "--json"]).run().await;
+    refused.assert_code(1);
+    let error = &refused.json()["error"];
+    assert_eq!(error["status"], 409, "{}", refused.stdout);
+    assert_eq!(error["exit_code"], 1);
+    assert!(error["message"].as_str().unwrap().contains("is not connected"), "{}", refused.stdout);
+    assert!(error["detail"]["detail"].is_string(), "the server's own body: {}", refused.stdout);
+
+    // Another service at the base URL: its 404 says what is probably wrong.
+    let elsewhere = oro_against(&format!("{}/not-the-api", app.address), &["inference", "status"]).run().await;
+    elsewhere.assert_code(1);
+    assert!(elsewhere.stderr.contains("an oro-inference server?"), "{}", elsewhere.stderr);
+    assert!(elsewhere.stderr.contains("--base-url"), "{}", elsewhere.stderr);
+
+    let from_env = app.oro(&["inference", "status"]).wallet_from_env().run().await;
+    from_env.assert_ok();
+    assert_eq!(from_env.lines()[0], format!("Wallet:   plain ({})", wallets().plain_ss58));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +222,7 @@ async fn the_key_comes_from_a_file_and_never_blocks_a_pipe() {
     std::fs::write(&file, format!("{key}\n")).unwrap();
     let connect = app.oro(&["inference", "connect", "openrouter", "--api-key-file", file.to_str().unwrap()]).run().await;
     connect.assert_ok();
-    assert!(connect.stdout.contains("Connected openrouter."), "{}", connect.stdout);
+    assert!(connect.stdout.contains("Connected OpenRouter ("), "{}", connect.stdout);
     assert!(!connect.stdout.contains(&key) && !connect.stderr.contains(&key));
     std::fs::remove_file(&file).unwrap();
 

@@ -54,6 +54,11 @@ async fn submit_uploads_the_agent_when_a_provider_is_connected() {
     assert_eq!(lines[7], "Status:  ACCEPTED", "{}", out.stdout);
     assert!(lines[8].starts_with("Version: "), "{}", out.stdout);
     assert!(out.stdout.contains("Message: "), "{}", out.stdout);
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("Watch it: `oro runs` lists your runs with status, provider and spend, or {}/dashboard.", app.address).as_str()),
+        "the miner is told where to follow the run"
+    );
 
     let (name, file_name, code): (String, String, Vec<u8>) =
         sqlx::query_as("SELECT a.agent_name, v.file_name, v.code FROM agent_versions v JOIN agents a ON a.id = v.agent_id")
@@ -102,7 +107,7 @@ async fn the_first_submit_on_a_terminal_connects_chutes_then_submits() {
     let out = oro.finish().await;
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(out.stdout.contains("No inference provider connected: connecting Chutes first"), "{}", out.stdout);
-    assert!(out.stdout.contains("Connected chutes."), "{}", out.stdout);
+    assert!(out.stdout.contains("Connected Chutes; it is your default."), "{}", out.stdout);
     assert!(out.stdout.contains("Inference: connected=chutes, default=chutes"), "{}", out.stdout);
     assert!(out.stdout.contains("Status:  ACCEPTED"), "{}", out.stdout);
     assert_eq!(runs_of_the_test_wallet(&app).await, 1, "the submission is queued in the same command");
