@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use wire::Provider;
-use wire::api::{AuditEvents, Budget, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList, RunList};
+use wire::api::{AuditEvents, Budget, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList, RunList, StoppedInference};
 
 use crate::error::AppError;
 
@@ -37,7 +37,10 @@ mod server {
         let services = services()?;
         let session = session().await?;
         let hotkey: Option<String> = session.get(SESSION_HOTKEY).await.map_err(session_failed)?;
-        let hotkey = hotkey.and_then(|h| Hotkey::parse(&h).ok()).ok_or(AppError::NotSignedIn)?;
+        let hotkey = hotkey.and_then(|h| Hotkey::parse(&h).ok()).ok_or_else(|| {
+            crate::error::answer_with(401);
+            AppError::NotSignedIn
+        })?;
         let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
         roles::require_miner(&services.db, &caller).await?;
         Ok((services, caller.hotkey))
@@ -134,6 +137,13 @@ pub async fn load_runs() -> Result<RunList, AppError> {
     services.miner_runs(&hotkey, 20).await.map_err(|e| service::ServiceError::from(e).into())
 }
 
+/// Stop inference: the run's credential dies at once.
+#[server(endpoint = "stop_run")]
+pub async fn stop_run(eval_run_id: String) -> Result<StoppedInference, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    services.stop_run_inference(&hotkey, &eval_run_id).await.map_err(|e| service::ServiceError::from(e).into())
+}
+
 #[server(endpoint = "load_budget")]
 pub async fn load_budget() -> Result<Budget, AppError> {
     let (services, hotkey) = server::miner().await?;
@@ -148,12 +158,19 @@ pub async fn save_budget(monthly_usd: String) -> Result<Budget, AppError> {
     let value = if text.is_empty() {
         None
     } else {
-        Some(
-            text.parse::<f64>()
-                .map_err(|_| AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into()))?,
-        )
+        Some(text.parse::<f64>().map_err(|_| {
+            crate::error::answer_with(422);
+            AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into())
+        })?)
     };
-    services.set_budget(&hotkey, value).await.map_err(|e| service::ServiceError::from(e).into())
+    services.set_budget(&hotkey, value).await.map_err(|e| match e {
+        // The API's sentence names its JSON field; a person gets the amounts.
+        service::budget::BudgetError::Invalid => {
+            crate::error::answer_with(422);
+            AppError::Refused("Enter an amount from $0.01 to $1,000,000 (whole cents), or use Remove ceiling for none.".into())
+        }
+        e => service::ServiceError::from(e).into(),
+    })
 }
 
 /// The public model list.

@@ -25,12 +25,30 @@ impl FromServerFnError for AppError {
     }
 }
 
+/// Answers a failed server function with `status` instead of server_fn's blanket 500, so that a
+/// miner's mistake is a 4xx (and no operator alert); the page reads the error from the body
+/// either way.
+#[cfg(feature = "ssr")]
+pub fn answer_with(status: u16) {
+    if let (Some(response), Ok(status)) =
+        (leptos::prelude::use_context::<leptos_axum::ResponseOptions>(), axum::http::StatusCode::from_u16(status))
+    {
+        response.set_status(status);
+    }
+}
+
 #[cfg(feature = "ssr")]
 impl From<service::ServiceError> for AppError {
     fn from(e: service::ServiceError) -> Self {
+        answer_with(e.status());
         if e.status() >= 500 && !e.is_upstream() {
             tracing::error!(error = ?e, "server function failed");
             return AppError::Refused("The service could not complete this request; try again in a moment.".into());
+        }
+        if e.status() >= 500 {
+            tracing::warn!(error = %e, "provider trouble");
+        } else {
+            tracing::info!(status = e.status(), detail = %e, "refused");
         }
         AppError::Refused(e.to_string())
     }

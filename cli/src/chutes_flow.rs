@@ -195,9 +195,10 @@ fn handle_connection(mut stream: TcpStream, expected_state: &str) -> Option<Resu
             respond(
                 &mut stream,
                 "200 OK",
+                // The exchange has not happened yet: the terminal tells how it ends.
                 Some(page(
-                    "Authorization successful!",
-                    "Chutes is connected to the oro CLI. You can close this tab and go back to the terminal.",
+                    "Authorization received",
+                    "The oro CLI is finishing the connection with Chutes: your terminal says when it is done. You can close this tab.",
                 )),
             );
             Some(Ok(SecretString::from(code)))

@@ -15,7 +15,7 @@ use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
-    #[error("monthly_usd must be a positive number of dollars (at most 1,000,000), or null for no ceiling")]
+    #[error("monthly_usd must be a number of dollars from 0.01 to 1,000,000 (whole cents), or null for no ceiling")]
     Invalid,
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
@@ -66,13 +66,15 @@ impl Services {
         let (since, month) = month_start(clock::now());
         let committed_usd = committed_in(&mut tx, hotkey, since).await?;
         tx.commit().await?;
-        Ok(Budget { monthly_usd: row.and_then(|(b,)| b), committed_usd, month })
+        Ok(Budget { monthly_usd: row.and_then(|(b,)| b), committed_usd, month, run_cap_usd: Some(self.settings.run_key_cap_usd) })
     }
 
     pub async fn set_budget(&self, hotkey: &Hotkey, monthly_usd: Option<f64>) -> Result<Budget, BudgetError> {
-        if monthly_usd.is_some_and(|b| !b.is_finite() || b <= 0.0 || b > 1_000_000.0) {
+        if monthly_usd.is_some_and(|b| !b.is_finite() || !(0.01..=1_000_000.0).contains(&b)) {
             return Err(BudgetError::Invalid);
         }
+        // Dollars and cents, as it is shown.
+        let monthly_usd = monthly_usd.map(|b| (b * 100.0).round() / 100.0);
         let mut tx = self.db.pool().begin().await?;
         crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
         sqlx::query("UPDATE miners SET monthly_budget_usd = $1, updated_at = $2 WHERE hotkey = $3")

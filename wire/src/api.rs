@@ -334,6 +334,28 @@ pub struct Budget {
     /// The month counted, e.g. `2026-11`.
     #[serde(default)]
     pub month: String,
+    /// What each run commits when it starts (its cap): a ceiling below it lets no run start.
+    #[serde(default)]
+    pub run_cap_usd: Option<f64>,
+}
+
+impl Budget {
+    /// A warning when the ceiling leaves no room for the next run.
+    pub fn warning(&self) -> Option<String> {
+        let (ceiling, cap) = (self.monthly_usd?, self.run_cap_usd?);
+        if ceiling + 1e-9 < cap {
+            Some(format!(
+                "Every run commits its ${cap:.2} cap when it starts, so a ${ceiling:.2} ceiling lets no run start: raise it to at least ${cap:.2}."
+            ))
+        } else if self.committed_usd + cap > ceiling + 1e-9 {
+            Some(format!(
+                "${:.2} of ${ceiling:.2} is committed this month: the next run (${cap:.2}) would pass the ceiling and fail with \"monthly budget reached\".",
+                self.committed_usd
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

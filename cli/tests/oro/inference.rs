@@ -207,6 +207,12 @@ async fn budget_show_set_clear() {
     let json = app.oro(&["budget", "show", "--json"]).run().await;
     assert_eq!(json.json()["monthly_usd"], 25.0);
     app.oro(&["budget", "set", "--", "-3"]).run().await.assert_code(2);
+    app.oro(&["budget", "set", "0.001"]).run().await.assert_code(2);
+    // Below one run's cap: accepted, with the consequence spelled out.
+    let low = app.oro(&["budget", "set", "3"]).run().await;
+    low.assert_ok();
+    assert!(low.stdout.contains("Each run commits its cap of $5.00 when it starts."), "{}", low.stdout);
+    assert!(low.stderr.contains("Warning: Every run commits its $5.00 cap when it starts, so a $3.00 ceiling lets no run start"), "{}", low.stderr);
     let cleared = app.oro(&["budget", "clear"]).run().await;
     cleared.assert_ok();
     assert!(cleared.stdout.starts_with("Monthly budget: none"), "{}", cleared.stdout);

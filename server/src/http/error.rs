@@ -66,6 +66,8 @@ impl IntoResponse for ApiError {
                 }
             }
         } else {
+            // The caller's mistake or a refusal, not an incident: info, not an alert.
+            tracing::info!(status = status.as_u16(), detail = %self, "refused");
             self.to_string()
         };
         // oro-sdk parses every 422 as FastAPI's list (a text would crash it): a refusal the

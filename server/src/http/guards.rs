@@ -34,10 +34,17 @@ pub fn apply_common_layers<S: Clone + Send + Sync + 'static>(router: axum::Route
         ServiceBuilder::new()
             // Outermost: it counts every answer, the refusals of the layers below included.
             .layer(axum::middleware::from_fn(super::metrics::track_requests))
-            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // Paths only: query strings can carry OAuth codes.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            }))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        // Paths only: query strings can carry OAuth codes.
+                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                    })
+                    // Failures are logged once, where they are understood (`http/error.rs`:
+                    // our faults at error, provider trouble at warn, refusals at info), not
+                    // again here as ERROR for every 5xx.
+                    .on_failure(()),
+            )
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, std::time::Duration::from_secs(60)))
             .layer(axum::middleware::from_fn(refuse_oversized))
             // The backstop for bodies without a Content-Length (chunked), for every reader:

@@ -541,7 +541,52 @@ async fn chutes_userinfo_to_the_standard(backend: Backend) {
     assert_eq!(provider(&app.status(&other).await, "chutes")["label"], "pia");
 }
 
+/// A miner's mistakes on the dashboard are 4xx answers logged at info, not 500s logged as
+/// ERROR (an operator's alert); the page still reads the sentence from the body.
+async fn dashboard_mistakes_are_4xx_not_incidents(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let call = |name: &str, form: Vec<(&str, String)>| {
+        app.client.post(app.url(&format!("/api/{name}"))).header("sec-fetch-site", "same-origin").form(&form).send()
+    };
+    let signed_out = call("load_runs", vec![]).await.unwrap();
+    assert_eq!(signed_out.status(), 401);
+    assert!(signed_out.text().await.unwrap().contains("NotSignedIn"), "the page learns why");
+
+    let miner = TestWallet::new();
+    app.sign_in_browser(&miner).await;
+    let shape = call("connect_openrouter", vec![("credential", "not-a-key-at-all".into())]).await.unwrap();
+    assert_eq!(shape.status(), 422);
+    let refused_key = app.sim.create_openrouter_inference_key(5.0);
+    let inference_key = call("connect_openrouter", vec![("credential", refused_key)]).await.unwrap();
+    assert_eq!(inference_key.status(), 400, "an inference key where a management key belongs");
+    let said = inference_key.text().await.unwrap();
+    assert!(said.contains("management"), "the sentence for the page is in the body: {said}");
+    let budget = call("save_budget", vec![("monthly_usd", "twenty".into())]).await.unwrap();
+    assert_eq!(budget.status(), 422);
+    let negative = call("save_budget", vec![("monthly_usd", "-3".into())]).await.unwrap();
+    assert_eq!(negative.status(), 422);
+    let not_connected = call("disconnect_provider", vec![("provider", "chutes".into())]).await.unwrap();
+    assert_eq!(not_connected.status(), 404);
+
+    let logs = captured_logs();
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| {
+            l.contains("ERROR")
+                && ["/api/connect_openrouter", "/api/save_budget", "/api/disconnect_provider", "/api/load_runs"]
+                    .iter()
+                    .any(|p| l.contains(p))
+        })
+        .collect();
+    assert!(errors.is_empty(), "mistakes logged as errors: {errors:#?}");
+    assert!(
+        logs.lines().any(|l| l.contains("INFO") && l.contains("/api/connect_openrouter") && l.contains(" refused ") && l.contains("422")),
+        "refusals are logged at info"
+    );
+}
+
 both_engines!(
+    dashboard_mistakes_are_4xx_not_incidents,
     openrouter_connect_paths,
     chutes_connect_paths,
     dashboard_oauth_flow_binds_state,
