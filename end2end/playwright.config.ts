@@ -84,6 +84,10 @@ export default defineConfig({
       ORO_RATE_LIMIT_SIGN_IN_PER_IP: '1000/min',
       ORO_RATE_LIMIT_CONNECT_PER_IP: '1000/min',
       ORO_RATE_LIMIT_SUBMIT_PER_IP: '1000/min',
+      // The validator of runs.spec.ts (//Alice, tests/fixtures/api.ts); no cool-down between
+      // one miner's submissions.
+      ORO_VALIDATOR_HOTKEYS: '5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY',
+      ORO_SUBMIT_COOLDOWN_SECS: '0',
     },
   },
 });

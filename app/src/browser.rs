@@ -97,3 +97,18 @@ pub fn navigate_away(url: &str) {
         let _ = url;
     }
 }
+
+/// Replaces the address bar's URL with `path` without a navigation, so that what the old URL
+/// carried (an OAuth code and state) stays neither in the bar nor in the history.
+pub fn replace_url(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(path));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = path;
+    }
+}

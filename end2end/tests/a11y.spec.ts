@@ -1,8 +1,7 @@
 import AxeBuilder from '@axe-core/playwright';
 import type { Page } from '@playwright/test';
-import { SIMULATOR_URL } from './fixtures/env';
 import { createChutesUser, uniqueName } from './fixtures/simulator';
-import { expect, gotoHydrated, signInOnDashboard, snap, test, waitForHydration } from './fixtures/test';
+import { connectChutes, expect, gotoHydrated, signInOnDashboard, snap, test, waitForHydration } from './fixtures/test';
 import { installWallet } from './fixtures/wallet';
 
 type Violation = Awaited<ReturnType<AxeBuilder['analyze']>>['violations'][number];
@@ -25,17 +24,6 @@ async function expectNoSeriousViolations(page: Page, what: string) {
   const minor = results.violations.filter((v) => !blocking.includes(v));
   if (minor.length) console.log(`axe, ${what}: minor or moderate findings (not failing):\n${describe(minor)}`);
   expect(blocking, `axe found serious/critical WCAG 2 A/AA violations on ${what}:\n${describe(blocking)}`).toEqual([]);
-}
-
-/** Connects Chutes through the simulator's consent page and stays on our landing page. */
-async function connectChutes(page: Page, username: string) {
-  await page.locator('#chutes-connect').click();
-  await page.waitForURL(`${SIMULATOR_URL}/chutes/idp/authorize?**`);
-  await page.locator('#username').fill(username);
-  await page.locator('#approve').click();
-  await page.waitForURL('**/oauth/chutes/callback?**');
-  await waitForHydration(page);
-  await expect(page.locator('#oauth-result p.ok')).toContainText('Chutes is connected');
 }
 
 test.describe('accessibility (axe-core, WCAG 2 A/AA)', () => {

@@ -107,6 +107,13 @@ test('a miner connects OpenRouter and Chutes, switches the default and disconnec
     await expect(result.locator('p.ok')).toContainText('Chutes is connected');
     await expect(result.locator('p.ok')).toHaveAttribute('role', 'status');
     await snap(page, 'providers-chutes-callback-ok', testInfo);
+    // The single-use code is gone from the address bar (and so from the history)...
+    await expect(page).toHaveURL(/\/oauth\/chutes\/callback$/);
+    // ...and a reload tells the truth: connected, not "already used".
+    await page.reload();
+    await waitForHydration(page);
+    await expect(page.locator('#oauth-result p.ok')).toContainText('Chutes is connected');
+    await expect(page.locator('#oauth-result p.error')).toHaveCount(0);
     await page.locator('#back-to-dashboard').click();
     await expect(page).toHaveURL(/\/dashboard$/);
     await waitForHydration(page);

@@ -79,11 +79,12 @@ pub fn ModelsPage() -> impl IntoView {
                         view! {
                             <p class="count" aria-live="polite" id="model-count">{move || format!("{} of {} models", shown().len(), all.with_value(|a| a.len()))}</p>
                             <table class="models" id="models-table">
-                                <caption class="visually-hidden">"Allowlisted models with their Chutes and OpenRouter names"</caption>
+                                <caption class="visually-hidden">"Allowlisted models with their Chutes and OpenRouter names and prices"</caption>
                                 <thead>
                                     <tr>
                                         <th scope="col" class:active=move || provider.get() == Provider::Chutes>"Chutes name"</th>
                                         <th scope="col" class:active=move || provider.get() == Provider::OpenRouter>"OpenRouter name"</th>
+                                        <th scope="col"><abbr title="What the run gateway charges a run, in USD per million prompt (in) and completion (out) tokens">"Price / M tokens"</abbr></th>
                                         <th scope="col">"Sandbox lines"</th>
                                     </tr>
                                 </thead>
@@ -97,6 +98,7 @@ pub fn ModelsPage() -> impl IntoView {
                                                     <td><code>{entry.chutes_name.clone()}</code>" "<CopyButton text=entry.chutes_name.clone() label=entry.chutes_name.clone()/>
                                                         {entry.is_default.then(|| view! { <span class="badge">"default"</span> })}</td>
                                                     <td><code>{entry.openrouter_name.clone()}</code>" "<CopyButton text=entry.openrouter_name.clone() label=entry.openrouter_name.clone()/></td>
+                                                    <td class="price">{format!("${:.2} in · ${:.2} out", entry.input_usd_per_mtok, entry.output_usd_per_mtok)}</td>
                                                     <td><button type="button" aria-label=format!("Show sandbox lines for {label}") on:click=move |_| selected.set(Some(chosen.clone()))>"Show"</button></td>
                                                 </tr>
                                             }

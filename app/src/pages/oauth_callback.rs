@@ -5,7 +5,21 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::finish_chutes_connect;
+use crate::api::{finish_chutes_connect, load_provider_status};
+use crate::browser;
+
+/// The answer carried no refusal from Chutes (a declined consent must be told as one).
+fn error_free(q: &leptos_router::params::ParamsMap) -> bool {
+    q.get("error").is_none()
+}
+
+/// Whether the signed-in miner has Chutes connected now.
+async fn chutes_connected() -> bool {
+    load_provider_status().await.is_ok_and(|list| list.providers.iter().any(|p| p.provider == wire::Provider::Chutes && p.connected))
+}
+
+/// What the page says once it knows.
+const CONNECTED: &str = "Chutes is connected. Your runs can now bill your Chutes account.";
 
 #[component]
 pub fn OAuthCallbackPage() -> impl IntoView {
@@ -16,17 +30,21 @@ pub fn OAuthCallbackPage() -> impl IntoView {
         let state = q.get("state").unwrap_or_default();
         let code = q.get("code");
         let error = q.get("error");
-        if state.is_empty() {
-            outcome.set(Some(Err(
-                "This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".into()
-            )));
-            return;
-        }
+        // The code is single-use and the state is spent either way: keep neither in the address
+        // bar or the history (a reload then asks the service what is true, below).
+        browser::replace_url("/oauth/chutes/callback");
         spawn_local(async move {
-            let result = finish_chutes_connect(state, code, error).await;
-            outcome.set(Some(
-                result.map(|_| "Chutes is connected. Your runs can now bill your Chutes account.".to_string()).map_err(|e| e.to_string()),
-            ));
+            let result = if state.is_empty() {
+                Err("This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".to_string())
+            } else {
+                finish_chutes_connect(state, code, error).await.map(|_| CONNECTED.to_string()).map_err(|e| e.to_string())
+            };
+            // No answer to exchange (a reload, the back button): say what is, not what failed.
+            let result = match result {
+                Err(_) if error_free(&q) && chutes_connected().await => Ok(CONNECTED.to_string()),
+                other => other,
+            };
+            outcome.set(Some(result));
         });
     });
     view! {

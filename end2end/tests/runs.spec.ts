@@ -1,0 +1,90 @@
+// A miner watches a running run's spend grow on the dashboard without reloading, and stops
+// its inference: the run gateway then refuses the run's token.
+import { claimRun, submitAgent } from './fixtures/api';
+import { createChutesUser, uniqueName } from './fixtures/simulator';
+import { connectChutes, expect, signInOnDashboard, snap, test, waitForHydration } from './fixtures/test';
+import { installWallet } from './fixtures/wallet';
+
+test('a running run shows its live spend against its cap and can be stopped', async ({ page, request }, testInfo) => {
+  const wallet = await installWallet(page);
+  const chutesUser = uniqueName('e2e-runs');
+  await createChutesUser(request, chutesUser);
+  await signInOnDashboard(page, wallet);
+  await connectChutes(page, chutesUser);
+  await page.locator('#back-to-dashboard').click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await waitForHydration(page);
+
+  await submitAgent(request, wallet.pair, 'live-spend');
+  const work = await claimRun(request);
+  expect(work.inference_token.provider).toBe('chutes');
+  expect(work.inference_token.access_token).toMatch(/^oro-run-/);
+
+  // The page as it is now: no reload from here on (a reload would clear this mark).
+  await page.reload();
+  await waitForHydration(page);
+  await page.evaluate(() => ((window as any).__sameDocument = true));
+  const row = page.locator(`tr[data-run="${work.eval_run_id}"]`);
+  await expect(row.locator('.run-status')).toHaveText('running');
+  await expect(row.locator('.run-spend')).toContainText('$0.00 / $5.00');
+  await expect(row.locator('.run-spend .live')).toHaveText('(live)');
+  await expect(page.locator('#run-protection')).toContainText('run gateway');
+  await expect(page.locator('#run-protection')).toContainText('your Chutes token never leaves the service');
+
+  // The agent infers through the gateway; the dashboard's figure follows within seconds.
+  const chat = () =>
+    request.post(`${work.inference_token.base_url}/chat/completions`, {
+      headers: { Authorization: `Bearer ${work.inference_token.access_token}` },
+      data: { model: 'deepseek-ai/DeepSeek-V3.2-TEE', messages: [{ role: 'user', content: 'hello from the sandbox' }] },
+    });
+  expect((await chat()).status()).toBe(200);
+  await expect(row.locator('.run-spend')).toContainText(/\$0\.0\d*[1-9]\d* \/ \$5\.00/, { timeout: 15_000 });
+  expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
+  await snap(page, 'runs-live-spend', testInfo);
+
+  // Stop inference, confirmed, with the keyboard.
+  const stop = row.getByRole('button', { name: /Stop inference for run/ });
+  await stop.focus();
+  await page.keyboard.press('Enter');
+  const yes = row.getByRole('button', { name: 'Yes, stop' });
+  await expect(yes).toBeVisible();
+  await yes.focus();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#stop-outcome')).toContainText(`Stopped inference for run ${work.eval_run_id}`);
+  expect((await chat()).status()).toBe(401);
+  await snap(page, 'runs-stopped', testInfo);
+});
+
+test('the budget shows the run cap, warns below it, and is removed only on purpose', async ({ page }, testInfo) => {
+  const wallet = await installWallet(page);
+  await signInOnDashboard(page, wallet);
+  await expect(page.locator('#run-cap')).toHaveText('Each run commits its cap of $5.00 when it starts.');
+
+  // Empty: nothing is sent, and the way to have no ceiling is named.
+  await page.locator('#budget-save').click();
+  await expect(page.locator('#budget-outcome')).toContainText('use Remove ceiling');
+
+  // Below one run's cap: saved, with the consequence spelled out; the field keeps the value.
+  await page.locator('#budget-input').fill('3');
+  await page.locator('#budget-save').click();
+  await expect(page.locator('#budget-outcome')).toContainText('Monthly budget set to $3.00.');
+  await expect(page.locator('#budget-warning')).toContainText('lets no run start');
+  await expect(page.locator('#budget-input')).toHaveValue('3.00');
+  await snap(page, 'budget-below-cap', testInfo);
+
+  // A fraction of a cent is refused, not shown as $0.00.
+  await page.locator('#budget-input').fill('0.001');
+  await page.locator('#budget-save').click();
+  await expect(page.locator('#budget-outcome')).toHaveAttribute('role', 'alert');
+  await expect(page.locator('#budget-state')).toContainText('of $3.00 committed');
+
+  // Removing takes its own button and a confirmation, by keyboard.
+  await page.locator('#budget-remove').focus();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#budget-remove-confirm')).toBeVisible();
+  await page.locator('#budget-remove-confirm').focus();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#budget-outcome')).toContainText('Ceiling removed');
+  await expect(page.locator('#budget-state')).toContainText('No ceiling.');
+  await expect(page.locator('#budget-input')).toHaveValue('');
+});
