@@ -212,7 +212,11 @@ async fn budget_show_set_clear() {
     let low = app.oro(&["budget", "set", "3"]).run().await;
     low.assert_ok();
     assert!(low.stdout.contains("Each run commits its cap of $5.00 when it starts."), "{}", low.stdout);
-    assert!(low.stderr.contains("Warning: Every run commits its $5.00 cap when it starts, so a $3.00 ceiling lets no run start"), "{}", low.stderr);
+    assert!(
+        low.stderr.contains("Warning: Every run commits its $5.00 cap when it starts, so a $3.00 ceiling lets no run start"),
+        "{}",
+        low.stderr
+    );
     let cleared = app.oro(&["budget", "clear"]).run().await;
     cleared.assert_ok();
     assert!(cleared.stdout.starts_with("Monthly budget: none"), "{}", cleared.stdout);
