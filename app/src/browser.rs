@@ -112,3 +112,43 @@ pub fn replace_url(path: &str) {
         let _ = path;
     }
 }
+
+/// Moves the keyboard focus to the element with `id` once it is on the page and shown (it may
+/// still be rendering after a refetch): tried on each of the next frames for about two seconds.
+pub fn focus_when_present(id: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        fn attempt(id: String, left: u32) {
+            use wasm_bindgen::JsCast;
+            let element = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.get_element_by_id(&id))
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+            // Not there yet, or still hidden (a hidden element refuses the focus): next frame.
+            let focused = element.is_some_and(|element| {
+                let _ = element.focus();
+                focused_id().as_deref() == Some(id.as_str())
+            });
+            if !focused && left > 0 {
+                leptos::prelude::set_timeout(move || attempt(id, left - 1), std::time::Duration::from_millis(16));
+            }
+        }
+        attempt(id.to_owned(), 120);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = id;
+    }
+}
+
+/// The id of the element that has the keyboard focus.
+pub fn focused_id() -> Option<String> {
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window().and_then(|w| w.document()).and_then(|d| d.active_element()).map(|e| e.id())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        None
+    }
+}

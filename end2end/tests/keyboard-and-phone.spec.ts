@@ -38,6 +38,51 @@ test('sign in and connect OpenRouter with the keyboard alone', async ({ page, re
   expect(outline).not.toBe('none');
 });
 
+/** The id of the focused element. */
+const focused = (page: import('@playwright/test').Page) => page.evaluate(() => document.activeElement?.id ?? '');
+
+test('focus follows what changed: after sign-in, in the disconnect question, after a disconnect', async ({ page, request }) => {
+  const wallet = await installWallet(page);
+  const key = (await createOpenRouterAccount(request)).management_key;
+  await gotoHydrated(page, `${BASE_URL}/dashboard`);
+  await tabTo(page, '#connect-wallet');
+  await page.keyboard.press('Enter');
+  await tabTo(page, 'button.account');
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#signed-in-hotkey')).toHaveText(wallet.address);
+  await expect.poll(() => focused(page), { message: 'focus moves to the signed-in line, not <body>' }).toBe('signed-in');
+
+  await tabTo(page, '#openrouter-connect');
+  await page.keyboard.press('Enter');
+  await tabTo(page, '#openrouter-key');
+  await page.keyboard.type(key);
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'true');
+  await expect.poll(() => focused(page), { message: 'after connecting, the panel heading' }).toBe('providers-heading');
+
+  // The question takes the focus, keeps it on its two buttons, and Escape cancels.
+  await tabTo(page, '#openrouter-disconnect');
+  await page.keyboard.press('Enter');
+  await expect.poll(() => focused(page)).toBe('openrouter-confirm-disconnect');
+  await page.keyboard.press('Tab');
+  expect(await focused(page)).toBe('openrouter-cancel-disconnect');
+  await page.keyboard.press('Tab');
+  expect(await focused(page)).toBe('openrouter-confirm-disconnect');
+  await page.keyboard.press('Shift+Tab');
+  expect(await focused(page)).toBe('openrouter-cancel-disconnect');
+  await page.keyboard.press('Escape');
+  await expect(page.locator('#provider-openrouter div[role=alertdialog]')).toBeHidden();
+  await expect.poll(() => focused(page)).toBe('openrouter-disconnect');
+  await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'true');
+
+  // Answered: disconnected, and the focus is on the panel, not lost.
+  await page.keyboard.press('Enter');
+  await expect.poll(() => focused(page)).toBe('openrouter-confirm-disconnect');
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'false');
+  await expect.poll(() => focused(page)).toBe('providers-heading');
+});
+
 test.describe('on a phone', () => {
   test.use({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
 

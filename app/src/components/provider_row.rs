@@ -63,6 +63,9 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
             results.set(provider, Some(outcome));
             if ok {
                 version.bump();
+                // The rows are rebuilt: the panel's heading holds the focus, and the outcome
+                // is announced from its live region.
+                browser::focus_when_present("providers-heading");
             }
         });
     };
@@ -102,6 +105,39 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
         run(Box::pin(async move { set_default_provider(provider).await.map(|c| c.message).map_err(|e| e.to_string()) }));
     };
 
+    let confirm_id = format!("{id}-confirm-disconnect");
+    let cancel_id = format!("{id}-cancel-disconnect");
+    let disconnect_id = format!("{id}-disconnect");
+    let open_confirmation = {
+        let confirm_id = confirm_id.clone();
+        move |_| {
+            confirming.set(true);
+            browser::focus_when_present(&confirm_id);
+        }
+    };
+    let close_confirmation = {
+        let disconnect_id = disconnect_id.clone();
+        move || {
+            confirming.set(false);
+            browser::focus_when_present(&disconnect_id);
+        }
+    };
+    // A modal question: Tab stays on its two buttons, Escape answers "Cancel".
+    let dialog_keys = {
+        let (confirm_id, cancel_id, close) = (confirm_id.clone(), cancel_id.clone(), close_confirmation.clone());
+        move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+            "Escape" => {
+                ev.prevent_default();
+                close();
+            }
+            "Tab" => {
+                ev.prevent_default();
+                let next = if browser::focused_id().as_deref() == Some(confirm_id.as_str()) { &cancel_id } else { &confirm_id };
+                browser::focus_when_present(next);
+            }
+            _ => {}
+        }
+    };
     let disconnect = move |_| {
         confirming.set(false);
         run(Box::pin(async move { disconnect_provider(provider).await.map(|c| c.message).map_err(|e| e.to_string()) }));
@@ -149,7 +185,7 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
                     }.into_any(),
                 }}
                 {connected.then(|| view! {
-                    <button type="button" class="danger" id=format!("{id}-disconnect") on:click=move |_| confirming.set(true) disabled=move || busy.get()>
+                    <button type="button" class="danger" id=disconnect_id.clone() on:click=open_confirmation.clone() disabled=move || busy.get()>
                         "Disconnect"
                     </button>
                 })}
@@ -167,12 +203,13 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
                     <p class="key-hint" id=key_hint_id aria-live="polite">{move || openrouter_key_hint(&key.get()).unwrap_or_default()}</p>
                 </form>
             })}
-            <div role="alertdialog" class="confirm" aria-labelledby=format!("{id}-confirm-title") hidden=move || !confirming.get()>
+            <div role="alertdialog" aria-modal="true" class="confirm" aria-labelledby=format!("{id}-confirm-title") hidden=move || !confirming.get()
+                on:keydown=dialog_keys>
                 <p id=format!("{id}-confirm-title")><strong>{format!("Disconnect {name}?")}</strong></p>
                 <p>{disconnect_consequence}</p>
                 <p>{if is_default { "It is your default provider: the other connected provider becomes the default, or none (then your next submission needs a provider)." } else { "" }}</p>
-                <button type="button" class="danger" id=format!("{id}-confirm-disconnect") on:click=disconnect>"Yes, disconnect"</button>
-                <button type="button" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                <button type="button" class="danger" id=confirm_id on:click=disconnect>"Yes, disconnect"</button>
+                <button type="button" id=cancel_id on:click=move |_| close_confirmation()>"Cancel"</button>
             </div>
             <div class="row-result" aria-live="polite">
                 {move || busy.get().then(|| view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Working…"</p> })}

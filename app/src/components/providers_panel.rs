@@ -12,7 +12,7 @@ pub fn ProvidersPanel() -> impl IntoView {
     let status = Resource::new(move || version.0.get(), |_| load_provider_status());
     view! {
         <section class="panel" aria-labelledby="providers-heading">
-            <h2 id="providers-heading">"Inference providers"</h2>
+            <h2 id="providers-heading" tabindex="-1">"Inference providers"</h2>
             <p class="hint">"Your evaluation runs call models on the provider you choose as default. Changing the default applies from the next claimed run; runs already started finish where they began."</p>
             <Transition fallback=|| view! { <p class="progress" role="status">"Loading your connections…"</p> }>
                 {move || Suspend::new(async move {

@@ -86,7 +86,7 @@ pub fn RecentRuns() -> impl IntoView {
     });
     view! {
         <section class="panel" aria-labelledby="runs-heading">
-            <h2 id="runs-heading">"Recent runs"</h2>
+            <h2 id="runs-heading" tabindex="-1">"Recent runs"</h2>
             <Transition fallback=|| view! { <p class="progress" role="status">"Loading runs…"</p> }>
                 {move || Suspend::new(async move {
                     match runs.await {
@@ -152,6 +152,8 @@ fn RunRow(run: RunSummary, outcome: RwSignal<Option<Result<String, String>>>, li
             confirming.set(false);
             stopped.set(result.is_ok());
             outcome.set(Some(result.map(|s| s.message).map_err(|e| e.to_string())));
+            // The buttons are gone: the panel's heading holds the focus; the outcome is announced.
+            crate::browser::focus_when_present("runs-heading");
         });
     };
     let short_id: String = run.eval_run_id.chars().take(8).collect();

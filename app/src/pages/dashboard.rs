@@ -30,7 +30,7 @@ pub fn DashboardPage() -> impl IntoView {
                 match miner.await {
                     Ok(Some(hotkey)) => view! {
                         <div class="signed-in">
-                            <p>"Signed in as "<code id="signed-in-hotkey">{hotkey}</code></p>
+                            <p id="signed-in" tabindex="-1">"Signed in as "<code id="signed-in-hotkey">{hotkey}</code></p>
                             <button type="button" id="sign-out" on:click=do_sign_out disabled=move || signing_out.get()>"Sign out"</button>
                         </div>
                         <ProvidersPanel/>
@@ -42,7 +42,11 @@ pub fn DashboardPage() -> impl IntoView {
                         <section class="panel">
                             <h2>"Sign in"</h2>
                             <p>"Connect the wallet that holds your miner hotkey. You will sign a short message; it costs nothing and grants no transfer."</p>
-                            <WalletSignIn on_signed_in=Callback::new(move |_| session_version.update(|v| *v += 1))/>
+                            <WalletSignIn on_signed_in=Callback::new(move |_| {
+                                session_version.update(|v| *v += 1);
+                                // Where the page changed: the signed-in line, not <body>.
+                                crate::browser::focus_when_present("signed-in");
+                            })/>
                         </section>
                     }.into_any(),
                     Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
