@@ -1,6 +1,7 @@
 // The dashboard works with the keyboard alone, and the pages fit a phone's width.
-import { createOpenRouterAccount } from './fixtures/simulator';
-import { expect, gotoHydrated, snap, test } from './fixtures/test';
+import { claimRun, submitAgent } from './fixtures/api';
+import { createOpenRouterAccount, createOpenRouterInferenceKey } from './fixtures/simulator';
+import { expect, gotoHydrated, signInOnDashboard, snap, test, waitForHydration } from './fixtures/test';
 import { installWallet } from './fixtures/wallet';
 import { BASE_URL } from './fixtures/env';
 
@@ -94,4 +95,35 @@ test.describe('on a phone', () => {
       await snap(page, `phone${path === '/' ? '-home' : path.replace('/', '-')}`, testInfo);
     });
   }
+
+  test('/dashboard fits with runs listed and an error carrying a long address', async ({ page, request }, testInfo) => {
+    const wallet = await installWallet(page);
+    await signInOnDashboard(page, wallet);
+    const key = (await createOpenRouterAccount(request)).management_key;
+    await page.locator('#openrouter-connect').click();
+    await page.locator('#openrouter-key').fill(key);
+    await page.locator('#openrouter-submit').click();
+    await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'true');
+    await submitAgent(request, wallet.pair, 'phone-width');
+    const work = await claimRun(request);
+    await page.reload();
+    await waitForHydration(page);
+    const run = page.locator(`tr[data-run="${work.eval_run_id}"]`);
+    await expect(run.locator('.run-status')).toHaveText('running');
+
+    // An inference key where the management key belongs: the answer names a page to visit.
+    const inferenceKey = (await createOpenRouterInferenceKey(request)).key;
+    await page.locator('#openrouter-connect').click();
+    await page.locator('#openrouter-key').fill(inferenceKey);
+    await page.locator('#openrouter-submit').click();
+    const error = page.locator('#provider-openrouter p.error');
+    await expect(error).toContainText('management key');
+    await expect(error.locator('a[href^="https://openrouter.ai/"]')).toBeVisible();
+
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow, 'no sideways scrolling').toBeLessThanOrEqual(0);
+    const cardOverflow = await run.evaluate((row) => row.scrollWidth - row.clientWidth);
+    expect(cardOverflow, 'the run fits its card').toBeLessThanOrEqual(0);
+    await snap(page, 'phone-dashboard-runs-and-error', testInfo);
+  });
 });

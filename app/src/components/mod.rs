@@ -6,6 +6,31 @@ pub mod wallet_sign_in;
 
 use leptos::prelude::*;
 
+/// A message with its web addresses as links (a provider's page to top up, a key page), so
+/// that a long address is something to follow, and wraps, rather than text to copy.
+pub fn with_links(text: String) -> impl IntoView {
+    let mut parts: Vec<AnyView> = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("https://").or_else(|| rest.find("http://")) {
+        if start > 0 {
+            parts.push(rest[..start].to_owned().into_any());
+        }
+        let after = &rest[start..];
+        let mut end = after.find(char::is_whitespace).unwrap_or(after.len());
+        // A sentence's own punctuation is not part of the address.
+        while end > 0 && after[..end].ends_with(['.', ',', ')', ';', ':']) {
+            end -= 1;
+        }
+        let (href, shown) = (after[..end].to_owned(), after[..end].to_owned());
+        parts.push(view! { <a href=href rel="noopener noreferrer" target="_blank">{shown}</a> }.into_any());
+        rest = &after[end..];
+    }
+    if !rest.is_empty() {
+        parts.push(rest.to_owned().into_any());
+    }
+    parts
+}
+
 /// Bumped after every change on the dashboard, so its panels fetch again.
 #[derive(Clone, Copy)]
 pub struct DashboardVersion(pub RwSignal<u32>);

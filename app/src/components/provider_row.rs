@@ -214,8 +214,8 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
             <div class="row-result" aria-live="polite">
                 {move || busy.get().then(|| view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Working…"</p> })}
                 {move || results.get(provider).map(|r| match r {
-                    Ok(text) => view! { <p class="ok" role="status">{text}</p> }.into_any(),
-                    Err(text) => view! { <p class="error" role="alert">{text}</p> }.into_any(),
+                    Ok(text) => view! { <p class="ok" role="status">{super::with_links(text)}</p> }.into_any(),
+                    Err(text) => view! { <p class="error" role="alert">{super::with_links(text)}</p> }.into_any(),
                 })}
             </div>
         </li>

@@ -159,15 +159,15 @@ fn RunRow(run: RunSummary, outcome: RwSignal<Option<Result<String, String>>>, li
     let short_id: String = run.eval_run_id.chars().take(8).collect();
     view! {
         <tr data-run=run.eval_run_id.clone()>
-            <td>{run.agent_name}</td>
-            <td>{run.provider.map(|p| p.display_name()).unwrap_or("—")}</td>
-            <td class=move || format!("run-status {}", current.with(|(s, _)| s.clone()))>{move || current.with(|(s, _)| s.clone())}</td>
-            <td class="run-spend">
+            <td data-label="Agent">{run.agent_name}</td>
+            <td data-label="Provider">{run.provider.map(|p| p.display_name()).unwrap_or("—")}</td>
+            <td data-label="Status" class=move || format!("run-status {}", current.with(|(s, _)| s.clone()))>{move || current.with(|(s, _)| s.clone())}</td>
+            <td data-label="Spend / cap" class="run-spend">
                 {move || format!("{} / {}", money(current.with(|(_, spend)| *spend)), money(cap))}
                 {move || running().then(|| view! { " " <span class="live">"(live)"</span> })}
             </td>
-            <td>
-                {run.failure_reason.unwrap_or_default()}
+            <td data-label="Reason">
+                {run.failure_reason.map(|r| view! { <span>{r}</span> })}
                 <Show when=move || running() && stopped.get()>
                     <span class="hint">"Inference stopped"</span>
                 </Show>

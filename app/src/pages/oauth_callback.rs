@@ -54,7 +54,7 @@ pub fn OAuthCallbackPage() -> impl IntoView {
                 {move || match outcome.get() {
                     None => view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Finishing the connection with Chutes…"</p> }.into_any(),
                     Some(Ok(text)) => view! { <p class="ok" role="status">{text}</p> }.into_any(),
-                    Some(Err(text)) => view! { <p class="error" role="alert">"Chutes was not connected: "{text}</p> }.into_any(),
+                    Some(Err(text)) => view! { <p class="error" role="alert">"Chutes was not connected: "{crate::components::with_links(text)}</p> }.into_any(),
                 }}
             </div>
             <p><a href="/dashboard" id="back-to-dashboard">"Back to the dashboard"</a></p>
