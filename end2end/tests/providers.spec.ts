@@ -148,6 +148,8 @@ test('a miner connects OpenRouter and Chutes, switches the default and disconnec
     await expect(dialog).toBeVisible();
     await expect(dialog).toContainText('Disconnect OpenRouter?');
     await expect(dialog).toContainText('disabled, not deleted');
+    // Said for the case at hand: OpenRouter is not the default here.
+    await expect(dialog).toContainText('Your default provider does not change.');
     await snap(page, 'providers-disconnect-confirm', testInfo);
 
     await dialog.getByRole('button', { name: 'Cancel' }).click();
@@ -163,6 +165,13 @@ test('a miner connects OpenRouter and Chutes, switches the default and disconnec
     await expect(page.locator('#openrouter-default')).toHaveAttribute('aria-pressed', 'false');
     await expect(page.locator('#openrouter-default')).toBeDisabled();
     await expect(page.locator('#chutes-default')).toHaveAttribute('aria-pressed', 'true');
+  });
+
+  await test.step('the last provider: its question says what that means', async () => {
+    await page.locator('#chutes-disconnect').click();
+    await expect(chutes.locator('div[role=alertdialog]')).toContainText('It is your only provider: your next submission will need one connected first.');
+    await page.keyboard.press('Escape');
+    await expect(chutes.locator('div[role=alertdialog]')).toBeHidden();
   });
 
   await test.step('a reload shows the same state, and the activity log', async () => {

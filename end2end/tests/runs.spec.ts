@@ -15,7 +15,14 @@ test('a running run shows its live spend against its cap and can be stopped', as
   await expect(page).toHaveURL(/\/dashboard$/);
   await waitForHydration(page);
 
+  // Queued: the provider is chosen at the claim; the page says which it will be.
   await submitAgent(request, wallet.pair, 'live-spend');
+  await page.reload();
+  await waitForHydration(page);
+  const queued = page.locator('#runs-table tbody tr').first();
+  await expect(queued.locator('.run-status')).toHaveText('queued');
+  await expect(queued).toContainText('will use Chutes (your default)');
+  await expect(queued).toContainText(/version [0-9a-f]{8}…, submitted \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC/);
   const work = await claimRun(request);
   expect(work.inference_token.provider).toBe('chutes');
   expect(work.inference_token.access_token).toMatch(/^oro-run-/);

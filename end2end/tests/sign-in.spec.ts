@@ -48,6 +48,13 @@ test('signing in from the home page lands on the dashboard', async ({ page }) =>
   await page.locator('button.account', { hasText: wallet.address }).click();
   await expect(page).toHaveURL(/\/dashboard$/);
   await expect(page.locator('#signed-in-hotkey')).toHaveText(wallet.address);
+
+  // Back home, signed in: the way to the dashboard, not a second sign-in.
+  await gotoHydrated(page, '/');
+  await expect(page.locator('#open-dashboard')).toHaveText('Open dashboard');
+  await expect(page.locator('#connect-wallet')).toHaveCount(0);
+  await page.locator('#open-dashboard').click();
+  await expect(page).toHaveURL(/\/dashboard$/);
 });
 
 test('a refused signature shows an error and does not sign in', async ({ page }, testInfo) => {

@@ -1358,8 +1358,14 @@ impl Services {
                 .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
                 .fetch_one(self.db.pool())
                 .await?;
+        let (default_provider,): (Option<String>,) = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
+            .bind(hotkey.as_str())
+            .fetch_optional(self.db.pool())
+            .await?
+            .unwrap_or((None,));
         Ok(RunList {
             protection: Some(self.run_protection()),
+            default_provider: default_provider.and_then(|p| p.parse().ok()),
             month_spend_usd: [(Provider::OpenRouter, openrouter), (Provider::Chutes, chutes)]
                 .into_iter()
                 .filter_map(|(p, v)| v.map(|v| (p.as_str().to_owned(), v)))

@@ -294,6 +294,9 @@ pub struct RunList {
     /// How each provider's runs are protected on this service.
     #[serde(default)]
     pub protection: Option<RunProtection>,
+    /// The miner's default now: what a queued run will use when a validator claims it.
+    #[serde(default)]
+    pub default_provider: Option<Provider>,
 }
 
 /// What a validator holds for a run, per provider, and the cap on what it can spend.

@@ -29,7 +29,11 @@ fn openrouter_key_hint(key: &str) -> Option<String> {
 }
 
 #[component]
-pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
+pub fn ProviderRow(
+    status: ProviderStatus,
+    /// The other provider, when it is connected too: it takes over as the default.
+    other_connected: Option<Provider>,
+) -> impl IntoView {
     let version = expect_context::<DashboardVersion>();
     let provider = status.provider;
     let name = provider.display_name();
@@ -207,7 +211,11 @@ pub fn ProviderRow(status: ProviderStatus) -> impl IntoView {
                 on:keydown=dialog_keys>
                 <p id=format!("{id}-confirm-title")><strong>{format!("Disconnect {name}?")}</strong></p>
                 <p>{disconnect_consequence}</p>
-                <p>{if is_default { "It is your default provider: the other connected provider becomes the default, or none (then your next submission needs a provider)." } else { "" }}</p>
+                <p>{match (is_default, other_connected) {
+                    (true, Some(other)) => format!("It is your default provider: {} becomes your default.", other.display_name()),
+                    (true, None) => "It is your only provider: your next submission will need one connected first.".to_string(),
+                    (false, _) => "Your default provider does not change.".to_string(),
+                }}</p>
                 <button type="button" class="danger" id=confirm_id on:click=disconnect>"Yes, disconnect"</button>
                 <button type="button" id=cancel_id on:click=move |_| close_confirmation()>"Cancel"</button>
             </div>

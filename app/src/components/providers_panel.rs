@@ -19,6 +19,7 @@ pub fn ProvidersPanel() -> impl IntoView {
                     match status.await {
                         Ok(list) => {
                             let nothing_connected = list.providers.iter().all(|p| !p.connected);
+                            let connected: Vec<wire::Provider> = list.providers.iter().filter(|p| p.connected).map(|p| p.provider).collect();
                             view! {
                                 {nothing_connected.then(|| view! {
                                     <p class="notice" role="status" id="no-provider-notice">
@@ -26,7 +27,10 @@ pub fn ProvidersPanel() -> impl IntoView {
                                     </p>
                                 })}
                                 <ul class="provider-rows">
-                                    {list.providers.into_iter().map(|p| view! { <ProviderRow status=p/> }).collect_view()}
+                                    {list.providers.into_iter().map(|p| {
+                                        let other_connected = connected.iter().copied().find(|c| *c != p.provider);
+                                        view! { <ProviderRow status=p other_connected=other_connected/> }
+                                    }).collect_view()}
                                 </ul>
                             }.into_any()
                         }

@@ -112,7 +112,7 @@ pub fn RecentRuns() -> impl IntoView {
                                     <th scope="col">"Spend / cap"</th><th scope="col">"Reason"</th>
                                 </tr></thead>
                                 <tbody>
-                                    {list.runs.into_iter().map(|r| view! { <RunRow run=r outcome=outcome live=live/> }).collect_view()}
+                                    {list.runs.into_iter().map(|r| view! { <RunRow run=r outcome=outcome live=live default_provider=list.default_provider/> }).collect_view()}
                                 </tbody>
                             </table>
                         }.into_any(),
@@ -132,7 +132,12 @@ pub fn RecentRuns() -> impl IntoView {
 
 /// A run's row; a running run's spend is marked live and it has Stop inference, confirmed.
 #[component]
-fn RunRow(run: RunSummary, outcome: RwSignal<Option<Result<String, String>>>, live: LiveRuns) -> impl IntoView {
+fn RunRow(
+    run: RunSummary,
+    outcome: RwSignal<Option<Result<String, String>>>,
+    live: LiveRuns,
+    default_provider: Option<wire::Provider>,
+) -> impl IntoView {
     let confirming = RwSignal::new(false);
     let busy = RwSignal::new(false);
     // Stopped from this page: the run goes on at its validator, its credential is dead.
@@ -157,10 +162,23 @@ fn RunRow(run: RunSummary, outcome: RwSignal<Option<Result<String, String>>>, li
         });
     };
     let short_id: String = run.eval_run_id.chars().take(8).collect();
+    let version: String = run.agent_version_id.chars().take(8).collect();
+    let submitted = run.created_at.replace('T', " ").replace("+00:00", " UTC");
+    // Not claimed yet: the provider is chosen at the claim, from the default then.
+    let provider = match (run.provider, run.status.as_str(), default_provider) {
+        (Some(p), ..) => p.display_name().to_string(),
+        (None, "queued", Some(d)) => format!("will use {} (your default)", d.display_name()),
+        (None, "queued", None) => "none connected: connect a provider".to_string(),
+        (None, ..) => "—".to_string(),
+    };
     view! {
         <tr data-run=run.eval_run_id.clone()>
-            <td data-label="Agent">{run.agent_name}</td>
-            <td data-label="Provider">{run.provider.map(|p| p.display_name()).unwrap_or("—")}</td>
+            <td data-label="Agent">
+                {run.agent_name}
+                <br/>
+                <small class="hint" title=run.agent_version_id.clone()>{format!("version {version}…, submitted {submitted}")}</small>
+            </td>
+            <td data-label="Provider">{provider}</td>
             <td data-label="Status" class=move || format!("run-status {}", current.with(|(s, _)| s.clone()))>{move || current.with(|(s, _)| s.clone())}</td>
             <td data-label="Spend / cap" class="run-spend">
                 {move || format!("{} / {}", money(current.with(|(_, spend)| *spend)), money(cap))}

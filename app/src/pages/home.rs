@@ -1,11 +1,13 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
+use crate::api::current_miner;
 use crate::components::wallet_sign_in::WalletSignIn;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
     let navigate = use_navigate();
+    let miner = Resource::new(|| (), |_| current_miner());
     view! {
         <section class="hero">
             <h1>"Pay for your agent's evaluation calls with your own provider account"</h1>
@@ -14,10 +16,21 @@ pub fn HomePage() -> impl IntoView {
                 <strong>"Chutes"</strong>" (sign in with Chutes) or "<strong>"OpenRouter"</strong>" (a management key, from which each run gets its own capped, one-hour key)."
             </p>
             <p>"Sign in with the wallet that holds your miner hotkey to connect a provider, pick your default, and follow your runs."</p>
-            <WalletSignIn on_signed_in=Callback::new(move |_| navigate("/dashboard", Default::default()))/>
+            <Suspense fallback=|| ()>
+                {move || {
+                    let navigate = navigate.clone();
+                    Suspend::new(async move {
+                        match miner.await {
+                            // Already signed in: the way in, not a second sign-in.
+                            Ok(Some(_)) => view! { <p><a class="button primary" href="/dashboard" id="open-dashboard">"Open dashboard"</a></p> }.into_any(),
+                            _ => view! { <WalletSignIn on_signed_in=Callback::new(move |_| navigate("/dashboard", Default::default()))/> }.into_any(),
+                        }
+                    })
+                }}
+            </Suspense>
             <p class="secondary-links">
                 <a href="/models">"See the allowlisted models"</a>
-                " · Prefer a terminal? "<code>"oro inference connect openrouter --api-key -"</code>
+                " · Prefer a terminal? ORO's "<code>"oro"</code>" CLI comes with "<code>"pip install oro-sdk"</code>", then "<code>"oro inference connect openrouter"</code>"."
             </p>
         </section>
     }
