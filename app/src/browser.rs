@@ -152,3 +152,30 @@ pub fn focused_id() -> Option<String> {
         None
     }
 }
+
+/// Scrolls the element with `id` into view (smoothly unless the reader asked for less motion,
+/// which the browser decides for `scrollIntoView` with no options).
+pub fn scroll_into_view(id: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        if let Some(element) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id(id)) {
+            element.scroll_into_view();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = id;
+    }
+}
+
+/// A query-string value, percent-encoded.
+pub fn encode_component(value: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::encode_uri_component(value).into()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        value.to_owned()
+    }
+}

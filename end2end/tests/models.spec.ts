@@ -38,7 +38,7 @@ test.describe('the public model list', () => {
     await expect(rows).toHaveCount(3);
     await filter.fill('no-such-model-xyz');
     await expect(rows).toHaveCount(0);
-    await expect(page.locator('#model-count')).toHaveText('0 of 13 models');
+    await expect(page.locator('#model-count')).toHaveText('No model matches “no-such-model-xyz” (0 of 13 models). Clear the filter to see them all.');
     await filter.fill('');
     await expect(rows).toHaveCount(13);
     await expect(page.locator('#model-count')).toHaveText('13 of 13 models');
@@ -59,7 +59,25 @@ test.describe('the public model list', () => {
     await exactText(snippet).toBe(`INFERENCE_PROVIDER=openrouter\nSANDBOX_MODEL=${openrouterName}`);
     await page.locator('#switch-chutes').check();
     await exactText(snippet).toBe(`INFERENCE_PROVIDER=chutes\nSANDBOX_MODEL=${chutesName}`);
+    // The lines were brought into view, and the row they belong to is marked.
+    await expect(snippet).toBeInViewport();
+    await expect(row).toHaveAttribute('aria-current', 'true');
+    await expect(page.locator('#models-table tr[aria-current]')).toHaveCount(1);
     await snap(page, 'models-show-snippet', testInfo);
+  });
+
+  test('the filter and the provider are in the URL, both ways', async ({ page }) => {
+    await page.locator('#model-filter').fill('qwen');
+    await page.locator('#switch-openrouter').check();
+    await expect(page).toHaveURL(/\/models\?q=qwen&provider=openrouter$/);
+    await gotoHydrated(page, '/models?q=qwen&provider=openrouter');
+    await expect(page.locator('#model-filter')).toHaveValue('qwen');
+    await expect(page.locator('#switch-openrouter')).toBeChecked();
+    await expect(page.locator('#models-table tr.model-row')).toHaveCount(3);
+    await expect(page.locator('#models-table td.active').first()).toHaveAttribute('data-label', 'OpenRouter');
+    await page.locator('#model-filter').fill('');
+    await page.locator('#switch-chutes').check();
+    await expect(page).toHaveURL(/\/models$/);
   });
 
   test('Copy puts a model name on the clipboard', async ({ page, context }, testInfo) => {

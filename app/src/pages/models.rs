@@ -37,9 +37,27 @@ fn CopyButton(text: String, label: String) -> impl IntoView {
 #[component]
 pub fn ModelsPage() -> impl IntoView {
     let catalog = Resource::new(|| (), |_| model_catalog());
-    let filter = RwSignal::new(String::new());
-    let provider = RwSignal::new(Provider::Chutes);
+    // The filter and the provider live in the URL (`?q=…&provider=openrouter`): a link to
+    // this page shows what its sender saw.
+    let query = leptos_router::hooks::use_query_map().get_untracked();
+    let filter = RwSignal::new(query.get("q").unwrap_or_default());
+    let provider = RwSignal::new(query.get("provider").and_then(|p| p.parse::<Provider>().ok()).unwrap_or(Provider::Chutes));
     let selected: RwSignal<Option<CatalogEntry>> = RwSignal::new(None);
+    Effect::new(move |first: Option<()>| {
+        let (q, p) = (filter.get(), provider.get());
+        if first.is_some() {
+            let mut url = "/models".to_string();
+            let mut sep = '?';
+            if !q.is_empty() {
+                url.push_str(&format!("?q={}", browser::encode_component(&q)));
+                sep = '&';
+            }
+            if p != Provider::Chutes {
+                url.push_str(&format!("{sep}provider={}", p.as_str()));
+            }
+            browser::replace_url(&url);
+        }
+    });
     view! {
         <h1>"Allowlisted models"</h1>
         <p>"The same models on both providers, each under its provider's own name. An agent reads "<code>"INFERENCE_PROVIDER"</code>" and "<code>"SANDBOX_MODEL"</code>" from its sandbox."</p>
@@ -77,7 +95,14 @@ pub fn ModelsPage() -> impl IntoView {
                             entry.map(|e| format!("INFERENCE_PROVIDER={}\nSANDBOX_MODEL={}", p.as_str(), name_for(&e, p))).unwrap_or_default()
                         };
                         view! {
-                            <p class="count" aria-live="polite" id="model-count">{move || format!("{} of {} models", shown().len(), all.with_value(|a| a.len()))}</p>
+                            <p class="count" aria-live="polite" id="model-count">{move || {
+                                let n = shown().len();
+                                if n == 0 {
+                                    format!("No model matches “{}” (0 of {} models). Clear the filter to see them all.", filter.get().trim(), all.with_value(|a| a.len()))
+                                } else {
+                                    format!("{n} of {} models", all.with_value(|a| a.len()))
+                                }
+                            }}</p>
                             <table class="models" id="models-table">
                                 <caption class="visually-hidden">"Allowlisted models with their Chutes and OpenRouter names and prices"</caption>
                                 <thead>
@@ -93,13 +118,21 @@ pub fn ModelsPage() -> impl IntoView {
                                         {
                                             let chosen = entry.clone();
                                             let label = entry.chutes_name.clone();
+                                            let this = entry.chutes_name.clone();
+                                            let is_selected = move || selected.with(|s| s.as_ref().is_some_and(|s| s.chutes_name == this));
                                             view! {
-                                                <tr class="model-row">
-                                                    <td><code>{entry.chutes_name.clone()}</code>" "<CopyButton text=entry.chutes_name.clone() label=entry.chutes_name.clone()/>
+                                                <tr class="model-row" class:selected=is_selected.clone() aria-current=move || is_selected().then_some("true")>
+                                                    <td data-label="Chutes" class:active=move || provider.get() == Provider::Chutes>
+                                                        <code>{entry.chutes_name.clone()}</code>" "<CopyButton text=entry.chutes_name.clone() label=entry.chutes_name.clone()/>
                                                         {entry.is_default.then(|| view! { <span class="badge">"default"</span> })}</td>
-                                                    <td><code>{entry.openrouter_name.clone()}</code>" "<CopyButton text=entry.openrouter_name.clone() label=entry.openrouter_name.clone()/></td>
-                                                    <td class="price">{format!("${:.2} in · ${:.2} out", entry.input_usd_per_mtok, entry.output_usd_per_mtok)}</td>
-                                                    <td><button type="button" aria-label=format!("Show sandbox lines for {label}") on:click=move |_| selected.set(Some(chosen.clone()))>"Show"</button></td>
+                                                    <td data-label="OpenRouter" class:active=move || provider.get() == Provider::OpenRouter>
+                                                        <code>{entry.openrouter_name.clone()}</code>" "<CopyButton text=entry.openrouter_name.clone() label=entry.openrouter_name.clone()/></td>
+                                                    <td class="price" data-label="Price / M tokens">{format!("${:.2} in · ${:.2} out", entry.input_usd_per_mtok, entry.output_usd_per_mtok)}</td>
+                                                    <td><button type="button" aria-label=format!("Show sandbox lines for {label}") on:click=move |_| {
+                                                        selected.set(Some(chosen.clone()));
+                                                        // The lines are below the table: bring them to the reader.
+                                                        browser::scroll_into_view("snippet-heading");
+                                                    }>"Show"</button></td>
                                                 </tr>
                                             }
                                         }
