@@ -59,6 +59,10 @@ test('a miner connects OpenRouter and Chutes, switches the default and disconnec
     await expect(toggle).toHaveAttribute('aria-expanded', 'true');
     await expect(keyInput).toHaveAttribute('type', 'password');
 
+    // Nothing pasted yet: said plainly, nothing sent.
+    await page.locator('#openrouter-submit').click();
+    await expect(openrouter.locator('.row-result p.error')).toHaveText('Paste your key first.');
+
     await keyInput.fill('sk-or-v1-abc');
     await expect(hint).toHaveText('61 more characters expected');
     await keyInput.fill('sk-ant-123');

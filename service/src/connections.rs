@@ -42,11 +42,11 @@ pub enum ConnectionError {
     BadCredentialShape(String),
     #[error("{0}")]
     CredentialRefused(String),
-    #[error("{0} is not connected")]
+    #[error("{} is not connected", .0.display_name())]
     NotConnected(Provider),
-    #[error("{0} is not connected: connect it before making it the default")]
+    #[error("{} is not connected: connect it before making it the default", .0.display_name())]
     DefaultNotConnected(Provider),
-    #[error("{0} needs you to connect again: the provider no longer accepts the stored credential")]
+    #[error("{} needs you to connect again: it no longer accepts the stored credential", .0.display_name())]
     NeedsReconsent(Provider),
     #[error("redirect_uri is not one this service registered with Chutes")]
     RedirectUriNotAllowed,
@@ -60,10 +60,12 @@ pub enum ConnectionError {
     Conflict,
     #[error("another request is refreshing this Chutes credential; try again in a moment")]
     Busy,
-    #[error("{0} did not confirm the credential within {1} s, so nothing was stored; try again in a moment")]
+    #[error("{name} did not confirm the credential within {secs} s, so nothing was stored; try again in a moment", name = .0.display_name(), secs = .1)]
     ConnectTimedOut(Provider, u64),
     #[error(
-        "{0} is answering slowly: the connection did not finish within {1} s and is still being completed; run `oro inference status` in a minute to see whether it connected"
+        "{name} is answering slowly: the connection did not finish within {secs} s and is still being completed; run `oro inference status` in a minute to see whether it connected",
+        name = .0.display_name(),
+        secs = .1
     )]
     ConnectStillRunning(Provider, u64),
     #[error(transparent)]
@@ -115,16 +117,16 @@ impl OpenRouterKey {
     pub fn parse(text: &SecretString) -> Result<Self, ConnectionError> {
         let key = text.expose_secret().trim();
         let Some(rest) = key.strip_prefix("sk-or-v1-") else {
-            return Err(ConnectionError::BadCredentialShape("that is not an OpenRouter key: OpenRouter keys start with sk-or-v1-".into()));
+            return Err(ConnectionError::BadCredentialShape("That is not an OpenRouter key: OpenRouter keys start with sk-or-v1-".into()));
         };
         if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(ConnectionError::BadCredentialShape(
-                "the key contains characters OpenRouter keys never have (a space, a quote or a line break?)".into(),
+                "The key contains characters OpenRouter keys never have (a space, a quote or a line break?)".into(),
             ));
         }
         if rest.len() != 64 {
             return Err(ConnectionError::BadCredentialShape(format!(
-                "the key looks {}: OpenRouter keys have 64 characters after sk-or-v1- (this one has {})",
+                "The key looks {}: OpenRouter keys have 64 characters after sk-or-v1- (this one has {})",
                 if rest.len() < 64 { "truncated" } else { "too long" },
                 rest.len()
             )));
@@ -349,7 +351,7 @@ impl Services {
         };
         if !info.is_management_key() {
             return Err(ConnectionError::CredentialRefused(
-                "this is an OpenRouter inference key, not a management key: create a management key at https://openrouter.ai/settings/management-keys and paste that".into(),
+                "This is an OpenRouter inference key, not a management key: create a management key at https://openrouter.ai/settings/management-keys and paste that".into(),
             ));
         }
         let label = key.masked_label();
@@ -462,7 +464,7 @@ impl Services {
             return Err(ConnectionError::BadCodeVerifier);
         }
         if code.is_empty() || code.len() > 2048 {
-            return Err(ConnectionError::CredentialRefused("the authorization code is empty or too long".into()));
+            return Err(ConnectionError::CredentialRefused("The authorization code is empty or too long".into()));
         }
         let tokens = match self.chutes.exchange_code(code, code_verifier, redirect_uri).await {
             Ok(t) => t,
@@ -665,10 +667,11 @@ impl Services {
             message: match provider {
                 // ORO's own CLI refuses to submit while Chutes is the default (oro-sdk 5.0.3+).
                 Provider::Chutes => format!(
-                    "Default provider set to {provider}. Applies to next claimed eval. ORO's oro-sdk CLI 5.0.3 and newer refuses to submit while Chutes is the default: submit from the dashboard or with oro-inference's `oro`, or connect OpenRouter and run `oro inference set-default openrouter`."
+                    "{} is now your default: the next evaluation claimed uses it. ORO's oro-sdk CLI 5.0.3 and newer refuses to submit while Chutes is the default: submit from the dashboard or with oro-inference's `oro`, or connect OpenRouter and run `oro inference set-default openrouter`.",
+                    provider.display_name()
                 ),
                 Provider::OpenRouter => {
-                    format!("Default provider set to {provider}. Applies to next claimed eval.")
+                    format!("{} is now your default: the next evaluation claimed uses it.", provider.display_name())
                 }
             },
         })
@@ -746,7 +749,16 @@ impl Services {
             self.forget_upstream(hotkey);
         }
         tracing::info!(hotkey = %hotkey.short(), %provider, revoked = revocation.is_ok(), "disconnected");
-        Ok(ConnectionChanged { ok: true, provider, default_provider: new_default, message: format!("Disconnected {provider}.") })
+        Ok(ConnectionChanged {
+            ok: true,
+            provider,
+            default_provider: new_default,
+            message: match new_default {
+                Some(p) if p != provider => format!("Disconnected {}; {} is now your default.", provider.display_name(), p.display_name()),
+                Some(_) => format!("Disconnected {}.", provider.display_name()),
+                None => format!("Disconnected {}. No provider is connected now: your next submission needs one.", provider.display_name()),
+            },
+        })
     }
 
     /// Revokes what the credential can reach. Answers a sentence for the audit log.

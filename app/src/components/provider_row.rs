@@ -94,6 +94,10 @@ pub fn ProviderRow(
     let submit_key = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let credential = key.get_untracked().trim().to_string();
+        if credential.is_empty() {
+            results.set(provider, Some(Err("Paste your key first.".into())));
+            return;
+        }
         if let Some(hint) = openrouter_key_hint(&credential).filter(|h| !h.is_empty()) {
             results.set(provider, Some(Err(hint)));
             return;

@@ -188,7 +188,7 @@ async fn default_and_disconnect(backend: Backend) {
     assert_eq!(status, 409);
     assert!(text.contains("not connected"), "{text}");
     let (status, text) = detail(app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap()).await;
-    assert_eq!((status, text.as_str()), (404, "chutes is not connected"));
+    assert_eq!((status, text.as_str()), (404, "Chutes is not connected"));
 
     let key = app.sim.create_openrouter_account(20.0);
     assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
@@ -221,6 +221,11 @@ async fn default_and_disconnect(backend: Backend) {
     let gone: serde_json::Value =
         app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap().json().await.unwrap();
     assert_eq!(gone["default_provider"], "openrouter");
+    assert_eq!(gone["message"], "Disconnected Chutes; OpenRouter is now your default.", "what changed, in people's names");
+    assert_eq!(
+        changed["message"],
+        "Chutes is now your default: the next evaluation claimed uses it. ORO's oro-sdk CLI 5.0.3 and newer refuses to submit while Chutes is the default: submit from the dashboard or with oro-inference's `oro`, or connect OpenRouter and run `oro inference set-default openrouter`."
+    );
     assert_eq!(app.sim.chutes_refresh_tokens_alive("carol"), 0);
     assert!(app.sim.chutes_revoked_tokens("carol") >= 1);
 
@@ -228,6 +233,8 @@ async fn default_and_disconnect(backend: Backend) {
     app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKeysPatch, kind: FaultKind::Status(503), remaining: None });
     let response = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/openrouter").send().await.unwrap();
     assert_eq!(response.status(), 200);
+    let last: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(last["message"], "Disconnected OpenRouter. No provider is connected now: your next submission needs one.");
     let st = app.status(&miner).await;
     assert_eq!(st["default_provider"], serde_json::Value::Null, "nothing connected, no default");
     assert!(st["providers"].as_array().unwrap().iter().all(|p| p["connected"] == false));

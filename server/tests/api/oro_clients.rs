@@ -191,7 +191,7 @@ async fn every_cli_release_on_every_miner_path(backend: Backend) {
         if release.at_least((5, 0, 1)) {
             oro(&app, &release, &home, &["inference", "connect", "chutes"]).await.expect(1, "Chutes is no longer supported", v);
         }
-        oro(&app, &release, &home, &["inference", "set-default", "chutes"]).await.expect(1, "Error (HTTP 409): chutes is not connected", v);
+        oro(&app, &release, &home, &["inference", "set-default", "chutes"]).await.expect(1, "Error (HTTP 409): Chutes is not connected", v);
 
         // Chutes as the default: the 5.0.3+ CLI refuses to submit and says how to switch.
         connect_chutes_for(&app, &hotkey, &format!("sdk-{}", v.replace('.', "-"))).await;
@@ -223,7 +223,7 @@ async fn every_cli_release_on_every_miner_path(backend: Backend) {
         oro(&app, &release, &home, &["inference", "disconnect", "openrouter"]).await.expect(0, "Disconnected openrouter.", v);
         oro(&app, &release, &home, &["inference", "disconnect", "openrouter"]).await.expect(
             1,
-            "Error (HTTP 404): openrouter is not connected",
+            "Error (HTTP 404): OpenRouter is not connected",
             v,
         );
         let _ = std::fs::remove_dir_all(&home);

@@ -166,7 +166,7 @@ async fn python_cli_against_our_api(backend: Backend) {
     assert!(out.contains("Disconnected openrouter."), "{out}");
     let (code, _, err) = oro(&app, &home, &["inference", "disconnect", "openrouter"]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("Error (HTTP 404): openrouter is not connected"), "{err}");
+    assert!(err.contains("Error (HTTP 404): OpenRouter is not connected"), "{err}");
 
     // The server agrees (read through the service layer: only the Python wallet can sign).
     let state = app.services.inference_auth_status(&service::domain::Hotkey::parse(&hotkey).unwrap()).await.unwrap();
