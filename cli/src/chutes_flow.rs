@@ -57,7 +57,7 @@ pub fn random_state() -> String {
 }
 
 /// The IdP's authorize URL, parameters in oro-sdk's order, form-encoded like `urlencode`.
-pub fn authorize_url(idp_base: &str, client_id: &str, state: &str, challenge: &str) -> String {
+pub fn authorize_url(idp_base: &str, client_id: &str, scopes: &str, state: &str, challenge: &str) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", client_id)
@@ -65,7 +65,7 @@ pub fn authorize_url(idp_base: &str, client_id: &str, state: &str, challenge: &s
         .append_pair("code_challenge", challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("state", state)
-        .append_pair("scope", SCOPE)
+        .append_pair("scope", scopes)
         .finish();
     format!("{}/idp/authorize?{query}", idp_base.trim().trim_end_matches('/'))
 }
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn the_authorize_url_is_oro_sdks() {
-        let url = authorize_url("https://api.chutes.ai/", "cid_x", "st", "ch");
+        let url = authorize_url("https://api.chutes.ai/", "cid_x", SCOPE, "st", "ch");
         assert_eq!(
             url,
             "https://api.chutes.ai/idp/authorize?response_type=code&client_id=cid_x&redirect_uri=http%3A%2F%2Flocalhost%3A8765%2Fcallback&code_challenge=ch&code_challenge_method=S256&state=st&scope=chutes%3Ainvoke"

@@ -153,12 +153,13 @@ struct ChutesArgs {
     /// Chutes: do not open a browser, only print the URL.
     #[arg(long)]
     no_browser: bool,
-    /// Chutes: the identity provider's base URL.
-    #[arg(long, env = "ORO_CHUTES_API_BASE", default_value = chutes_flow::DEFAULT_CHUTES_IDP_BASE)]
-    chutes_base: String,
-    /// Chutes: the OAuth client id (oro-sdk reads CHUTES_CLIENT_ID too).
-    #[arg(long, env = "CHUTES_CLIENT_ID", default_value = chutes_flow::DEFAULT_CHUTES_CLIENT_ID, hide = true)]
-    chutes_client_id: String,
+    /// Chutes: the identity provider's base URL (default: the one the server is configured
+    /// with, from /v1/public/chutes-oauth).
+    #[arg(long, env = "ORO_CHUTES_API_BASE")]
+    chutes_base: Option<String>,
+    /// Chutes: the OAuth client id (oro-sdk reads CHUTES_CLIENT_ID too; default: the server's).
+    #[arg(long, env = "CHUTES_CLIENT_ID", hide = true)]
+    chutes_client_id: Option<String>,
     /// Chutes: seconds to wait for the browser to come back.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     timeout: u64,
@@ -169,6 +170,7 @@ impl ChutesArgs {
         ChutesConnectOptions {
             idp_base: self.chutes_base,
             client_id: self.chutes_client_id,
+            scopes: None,
             open_browser: !self.no_browser,
             timeout: Duration::from_secs(self.timeout),
         }

@@ -129,6 +129,17 @@ pub struct CatalogEntry {
     pub output_usd_per_mtok: f64,
 }
 
+/// `GET /v1/public/chutes-oauth`: how a client starts "sign in with Chutes" for this service
+/// (the code comes back to this service's exchange, which holds the client secret). Public, as
+/// every authorize URL shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChutesOAuthInfo {
+    /// The identity provider's base: the authorize page is `{authorize_base}/idp/authorize`.
+    pub authorize_base: String,
+    pub client_id: String,
+    pub scopes: String,
+}
+
 /// `POST /v1/auth/challenge`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChallengeRequest {

@@ -135,6 +135,29 @@ pub fn connect_openrouter(client: &ApiClient, wallet_name: &str, api_key: &Secre
     Ok(())
 }
 
+/// The IdP, client and scopes to sign in with: what the options say, else what the server is
+/// configured with (its exchange holds the client's secret), else oro-sdk's defaults (a server
+/// from before `/v1/public/chutes-oauth`).
+fn chutes_oauth(client: &ApiClient, options: &ChutesConnectOptions) -> (String, String, String) {
+    let server: Option<wire::api::ChutesOAuthInfo> = if options.idp_base.is_some() && options.client_id.is_some() {
+        None
+    } else {
+        client.get("/v1/public/chutes-oauth").ok().filter(|r| r.status == 200).and_then(|r| serde_json::from_slice(&r.body).ok())
+    };
+    let idp_base = options
+        .idp_base
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.authorize_base.clone()))
+        .unwrap_or_else(|| chutes_flow::DEFAULT_CHUTES_IDP_BASE.to_owned());
+    let client_id = options
+        .client_id
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.client_id.clone()))
+        .unwrap_or_else(|| chutes_flow::DEFAULT_CHUTES_CLIENT_ID.to_owned());
+    let scopes = options.scopes.clone().or_else(|| server.map(|s| s.scopes)).unwrap_or_else(|| chutes_flow::SCOPE.to_owned());
+    (idp_base, client_id, scopes)
+}
+
 /// After a connect: whether the provider just connected is the one the next run uses.
 fn default_clause(connected: Provider, default: Option<Provider>) -> String {
     match default {
@@ -146,8 +169,10 @@ fn default_clause(connected: Provider, default: Option<Provider>) -> String {
 
 /// What `connect chutes` needs besides the client.
 pub struct ChutesConnectOptions {
-    pub idp_base: String,
-    pub client_id: String,
+    /// `None`: as the server is configured (`/v1/public/chutes-oauth`).
+    pub idp_base: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Option<String>,
     pub open_browser: bool,
     pub timeout: Duration,
 }
@@ -158,7 +183,8 @@ pub fn connect_chutes(client: &ApiClient, wallet_name: &str, options: &ChutesCon
     let state = chutes_flow::random_state();
     // Listen before the browser can come back.
     let listener = LoopbackListener::bind()?;
-    let url = chutes_flow::authorize_url(&options.idp_base, &options.client_id, &state, &pkce.challenge);
+    let (idp_base, client_id, scopes) = chutes_oauth(client, options);
+    let url = chutes_flow::authorize_url(&idp_base, &client_id, &scopes, &state, &pkce.challenge);
     if options.open_browser {
         out.notice("Opening browser for Chutes authentication...");
         let opened = chutes_flow::open_browser(&url);

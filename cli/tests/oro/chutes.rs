@@ -5,12 +5,12 @@ use crate::helpers::*;
 
 const REDIRECT: &str = "http://localhost:8765/callback";
 
-/// Starts `connect chutes --no-browser` and returns it with the authorize URL it printed.
+/// Starts `connect chutes --no-browser` and returns it with the authorize URL it printed. The
+/// IdP and client come from the server's configuration (`/v1/public/chutes-oauth`).
 async fn start(app: &TestApp, extra: &[&str]) -> (RunningOro, String) {
-    let chutes_base = app.chutes_base();
-    let mut args = vec!["inference", "connect", "chutes", "--no-browser", "--chutes-base", &chutes_base];
+    let mut args = vec!["inference", "connect", "chutes", "--no-browser"];
     args.extend_from_slice(extra);
-    let mut oro = app.oro(&args).env("CHUTES_CLIENT_ID", &app.services.settings.chutes_client_id).spawn();
+    let mut oro = app.oro(&args).spawn();
     let line = oro.line_containing("/idp/authorize?").await;
     (oro, url_in(&line))
 }
@@ -32,7 +32,7 @@ async fn connect_chutes_through_the_browser_flow() {
     let query = query_of(&url);
     assert_eq!(query["client_id"], client_id);
     assert_eq!(query["redirect_uri"], REDIRECT);
-    assert_eq!(query["scope"], "chutes:invoke");
+    assert_eq!(query["scope"], app.services.settings.chutes_scopes.as_str(), "the server's scopes");
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["code_challenge"].len(), 43);
     assert!(query["state"].len() >= 43);

@@ -21,6 +21,18 @@ pub fn routes() -> Router<AppState> {
         .route("/health/deep", get(ready))
         .route("/v1/public/inference/models", get(models))
         .route("/v1/public/agent-code/{run_id}", get(agent_code))
+        .route("/v1/public/chutes-oauth", get(chutes_oauth))
+}
+
+/// Where our `oro` CLI sends a miner to sign in with Chutes: this service's own IdP and
+/// client, so that the code it brings back is one this service can exchange.
+async fn chutes_oauth(State(services): State<Services>) -> Json<wire::api::ChutesOAuthInfo> {
+    let settings = &services.settings;
+    Json(wire::api::ChutesOAuthInfo {
+        authorize_base: settings.chutes_api_base.clone(),
+        client_id: settings.chutes_client_id.clone(),
+        scopes: settings.chutes_scopes.clone(),
+    })
 }
 
 async fn health() -> Json<wire::api::Health> {
