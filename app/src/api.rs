@@ -137,6 +137,13 @@ pub async fn load_runs() -> Result<RunList, AppError> {
     services.miner_runs(&hotkey, 20).await.map_err(|e| service::ServiceError::from(e).into())
 }
 
+/// Whether a connected account can pay for the next run.
+#[server(endpoint = "check_balance")]
+pub async fn check_balance(provider: Provider) -> Result<wire::api::ProviderBalance, AppError> {
+    let (services, hotkey) = server::miner().await?;
+    Ok(services.provider_balance(&hotkey, provider).await?)
+}
+
 /// Stop inference: the run's credential dies at once.
 #[server(endpoint = "stop_run")]
 pub async fn stop_run(eval_run_id: String) -> Result<StoppedInference, AppError> {

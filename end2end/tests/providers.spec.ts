@@ -96,6 +96,8 @@ test('a miner connects OpenRouter and Chutes, switches the default and disconnec
     // The confirmation must still be there once the row shows the new state.
     await expect(openrouter.locator('.row-result p.ok')).toHaveText(`Connected OpenRouter (${maskedKey}).`);
     await expect(openrouter.locator('.row-result p.ok')).toHaveAttribute('role', 'status');
+    // Whether it can pay a run, read from OpenRouter as the row appears.
+    await expect(page.locator('#openrouter-balance')).toHaveText('Balance: $50.00 at OpenRouter.');
     await expect(openrouter.locator('.provider-state')).toContainText('Connected since');
     await expect(openrouter.locator('.credential-label')).toContainText(maskedKey);
     await expect(openrouter).not.toContainText(managementKey); // never shown back
@@ -124,6 +126,11 @@ test('a miner connects OpenRouter and Chutes, switches the default and disconnec
   });
 
   const chutes = row(page, 'chutes');
+
+  await test.step('Chutes reports no balance: a 1-token call says whether it can pay', async () => {
+    await page.locator('#chutes-check-balance').click();
+    await expect(page.locator('#chutes-balance')).toContainText('the account can pay');
+  });
 
   await test.step('both connected; switch the default to Chutes', async () => {
     await expect(chutes).toHaveAttribute('data-connected', 'true');

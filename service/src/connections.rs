@@ -939,7 +939,14 @@ impl Services {
         if stored.rows_affected() == 0 {
             return Ok(false);
         }
-        audit::record(&mut tx, hotkey, Some(Provider::Chutes), "rotated", "refresh token used and rotated for a run").await?;
+        audit::record(
+            &mut tx,
+            hotkey,
+            Some(Provider::Chutes),
+            "rotated",
+            "refresh token used and rotated for a fresh access token (a run, the run gateway or a balance check)",
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1032,6 +1039,65 @@ impl Services {
                 Err(ConnectionError::NeedsReconsent(Provider::Chutes))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Where a miner adds funds.
+const OPENROUTER_TOP_UP: &str = "https://openrouter.ai/settings/credits";
+const CHUTES_TOP_UP: &str = "https://chutes.ai";
+
+impl Services {
+    /// Whether the miner's account at `provider` can pay for the next run: OpenRouter's credits
+    /// against one run's cap; for Chutes, which reports no balance, a 1-token call on the
+    /// default model (it costs about a millionth of a dollar).
+    pub async fn provider_balance(&self, hotkey: &Hotkey, provider: Provider) -> Result<wire::api::ProviderBalance, ConnectionError> {
+        let cap = self.settings.run_key_cap_usd;
+        match provider {
+            Provider::OpenRouter => {
+                let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+                    .bind(hotkey.as_str())
+                    .bind(provider.as_str())
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                let (ciphertext,) = row.ok_or(ConnectionError::NotConnected(provider))?;
+                let key = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
+                let credits = self.openrouter.credits(&key).await?;
+                let left = (credits.total_credits - credits.total_usage).max(0.0);
+                let can_pay_a_run = left + 1e-9 >= cap;
+                let message = if can_pay_a_run {
+                    format!("Balance: ${left:.2} at OpenRouter.")
+                } else {
+                    format!(
+                        "Balance: ${left:.2} at OpenRouter, less than one run's cap (${cap:.2}): runs may fail with no credits. Top up at {OPENROUTER_TOP_UP}"
+                    )
+                };
+                Ok(wire::api::ProviderBalance { provider, balance_usd: Some(left), can_pay_a_run, message })
+            }
+            Provider::Chutes => {
+                let token = self.gateway_upstream_token(hotkey).await.map_err(|e| match e {
+                    crate::gateway::GatewayError::Storage(e) => ConnectionError::Storage(e),
+                    _ => ConnectionError::NotConnected(provider),
+                })?;
+                let model = self.default_model(provider).await.map_err(|_| ConnectionError::NotConnected(provider))?;
+                match self.chutes.preflight(&token, &model).await {
+                    Ok(()) => Ok(wire::api::ProviderBalance {
+                        provider,
+                        balance_usd: None,
+                        can_pay_a_run: true,
+                        message: "Chutes accepted a 1-token test call: the account can pay. (Chutes does not report a balance.)".into(),
+                    }),
+                    Err(ProviderError::NoCredits { .. }) => Ok(wire::api::ProviderBalance {
+                        provider,
+                        balance_usd: Some(0.0),
+                        can_pay_a_run: false,
+                        message: format!(
+                            "Chutes says the account is out of funds: runs will fail with no credits. Top up at {CHUTES_TOP_UP}"
+                        ),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 }

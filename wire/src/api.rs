@@ -129,6 +129,18 @@ pub struct CatalogEntry {
     pub output_usd_per_mtok: f64,
 }
 
+/// Whether a connected account can pay for the next run (the dashboard's balance line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderBalance {
+    pub provider: Provider,
+    /// What is left, where the provider says (OpenRouter's credits minus usage).
+    pub balance_usd: Option<f64>,
+    /// Whether the account can pay one run's cap (Chutes: whether a 1-token call was accepted).
+    pub can_pay_a_run: bool,
+    /// The sentence to show, with where to top up when it cannot.
+    pub message: String,
+}
+
 /// `GET /v1/public/chutes-oauth`: how a client starts "sign in with Chutes" for this service
 /// (the code comes back to this service's exchange, which holds the client secret). Public, as
 /// every authorize URL shows it.

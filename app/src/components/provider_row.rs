@@ -6,7 +6,7 @@ use wire::Provider;
 use wire::api::{ConnectionState, ProviderStatus};
 
 use super::{DashboardVersion, RowResults};
-use crate::api::{begin_chutes_connect, connect_openrouter, disconnect_provider, set_default_provider};
+use crate::api::{begin_chutes_connect, check_balance, connect_openrouter, disconnect_provider, set_default_provider};
 use crate::browser;
 
 /// What the pasted key looks like, checked as the miner types (the server checks again).
@@ -56,6 +56,24 @@ pub fn ProviderRow(
         _ => "Not connected".to_string(),
     };
     let needs_reconsent = status.state == Some(ConnectionState::NeedsReconsent);
+
+    // Whether the account can pay the next run: OpenRouter's credits as soon as the row is
+    // shown (in the browser; a cheap read), Chutes on request (a 1-token call).
+    let balance: RwSignal<Option<Result<wire::api::ProviderBalance, String>>> = RwSignal::new(None);
+    let checking = RwSignal::new(false);
+    let check = move || {
+        checking.set(true);
+        spawn_local(async move {
+            let result = check_balance(provider).await.map_err(|e| e.to_string());
+            checking.set(false);
+            balance.set(Some(result));
+        });
+    };
+    Effect::new(move |_| {
+        if connected && provider == Provider::OpenRouter {
+            check();
+        }
+    });
 
     let run = move |work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>>>>| {
         busy.set(true);
@@ -166,6 +184,22 @@ pub fn ProviderRow(
                 <h3>{name}</h3>
                 <p class="provider-state" class:warn=needs_reconsent>{state_text}</p>
                 {status.label.clone().map(|l| view! { <p class="credential-label">"Credential: "<code>{l}</code></p> })}
+                {connected.then(|| view! {
+                    <p class="balance" id=format!("{id}-balance") aria-live="polite">
+                        {move || match balance.get() {
+                            Some(Ok(b)) => view! { <span class:warn=!b.can_pay_a_run>{super::with_links(b.message)}</span> }.into_any(),
+                            Some(Err(e)) => view! { <span class="warn">{format!("The balance could not be read: {e}")}</span> }.into_any(),
+                            None if checking.get() => view! { <span class="hint">"Checking the balance…"</span> }.into_any(),
+                            None => ().into_any(),
+                        }}
+                        {(provider == Provider::Chutes).then(|| view! {
+                            " "
+                            <button type="button" class="link-like" id="chutes-check-balance" on:click=move |_| check() disabled=move || checking.get()>
+                                "Check that Chutes can pay"
+                            </button>
+                        })}
+                    </p>
+                })}
             </div>
             <div class="provider-actions">
                 <button type="button" class="default-toggle" id=format!("{id}-default")

@@ -592,7 +592,44 @@ async fn dashboard_mistakes_are_4xx_not_incidents(backend: Backend) {
     );
 }
 
+/// The dashboard's balance line: OpenRouter's credits against one run's cap, and for Chutes
+/// (no balance to read) whether a 1-token call is accepted; where to top up when not.
+async fn balances_say_whether_the_next_run_can_pay(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(50.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    assert_eq!(app.connect_chutes(&miner, "bella").await.status(), 200);
+    app.sign_in_browser(&miner).await;
+    let check = |provider: &str| {
+        let provider = provider.to_owned();
+        let request =
+            app.client.post(app.url("/api/check_balance")).header("sec-fetch-site", "same-origin").form(&[("provider", provider)]);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let rich = check("openrouter").await;
+    assert_eq!((rich["balance_usd"].as_f64(), rich["can_pay_a_run"].as_bool()), (Some(50.0), Some(true)), "{rich}");
+    assert_eq!(rich["message"], "Balance: $50.00 at OpenRouter.");
+    app.sim.set_openrouter_credits(&key, 3.0).unwrap();
+    let poor = check("openrouter").await;
+    assert_eq!(poor["can_pay_a_run"], false, "$3 left cannot cover a $5 cap: {poor}");
+    assert!(poor["message"].as_str().unwrap().contains("https://openrouter.ai/settings/credits"), "{poor}");
+
+    let chutes = check("chutes").await;
+    assert_eq!(chutes["can_pay_a_run"], true, "{chutes}");
+    app.sim.set_chutes_balance("bella", 0.0, false).unwrap();
+    let broke = check("chutes").await;
+    assert_eq!(broke["can_pay_a_run"], false, "{broke}");
+    assert!(broke["message"].as_str().unwrap().starts_with("Chutes says the account is out of funds"), "{broke}");
+    assert!(!broke.to_string().contains("cak_") && !poor.to_string().contains(&key), "no credential in the answer");
+}
+
 both_engines!(
+    balances_say_whether_the_next_run_can_pay,
     dashboard_mistakes_are_4xx_not_incidents,
     openrouter_connect_paths,
     chutes_connect_paths,
