@@ -218,6 +218,7 @@ enum CompletionShell {
 }
 
 fn main() -> ExitCode {
+    output::read_local_offset();
     let cli = Cli::parse();
     let json = cli.global.json;
     match run(cli) {

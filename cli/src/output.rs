@@ -53,6 +53,25 @@ pub fn body_json(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
+/// This machine's offset from UTC, read once at start-up (reading it later, with other threads
+/// running, is refused by the `time` crate).
+static LOCAL_OFFSET: std::sync::OnceLock<time::UtcOffset> = std::sync::OnceLock::new();
+
+/// Call first thing in `main`, while the process has one thread.
+pub fn read_local_offset() {
+    let _ = LOCAL_OFFSET.set(time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC));
+}
+
+/// An RFC 3339 time in this machine's time zone, as `python_datetime` writes it: what a
+/// person at this terminal reads as "when".
+pub fn local_datetime(text: &str, sep: char) -> String {
+    let offset = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
+    match OffsetDateTime::parse(text.trim(), &Rfc3339) {
+        Ok(t) => python_datetime(&t.to_offset(offset).format(&Rfc3339).unwrap_or_else(|_| text.to_owned()), sep),
+        Err(_) => python_datetime(text, sep),
+    }
+}
+
 /// Python's `datetime.isoformat()` of an RFC 3339 time (`2025-01-02T03:04:05+00:00`);
 /// with `sep = ' '` it is `str(datetime)`. Unparseable text is shown as it came.
 pub fn python_datetime(text: &str, sep: char) -> String {

@@ -10,7 +10,7 @@ use wire::api::{ExchangeCode, InferenceAuthList, SetDefault};
 use crate::chutes_flow::{self, LoopbackListener, Pkce};
 use crate::client::ApiClient;
 use crate::error::CliError;
-use crate::output::{Output, body_json, python_datetime};
+use crate::output::{Output, body_json, local_datetime};
 
 const STATUS_PATH: &str = "/v1/miner/inference-auth";
 const EXCHANGE_CODE_PATH: &str = "/v1/miner/chutes/exchange-code";
@@ -46,7 +46,7 @@ pub fn status_table(list: &InferenceAuthList) -> Vec<String> {
     ];
     for p in &list.providers {
         let is_default = if list.default_provider == Some(p.provider) || p.is_default { "yes" } else { "" };
-        let updated = p.updated_at.as_deref().map(|t| python_datetime(t, 'T')).unwrap_or_default();
+        let updated = p.updated_at.as_deref().map(|t| local_datetime(t, 'T')).unwrap_or_default();
         let state = p
             .state
             .map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())

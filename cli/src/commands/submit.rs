@@ -8,7 +8,7 @@ use wire::api::{InferenceAuthList, SubmitAnswer};
 
 use crate::client::{ApiClient, printable};
 use crate::error::CliError;
-use crate::output::{Output, body_json, python_datetime};
+use crate::output::{Output, body_json, local_datetime};
 
 pub const NO_PROVIDER_CONNECTED: &str = "No inference provider connected. Run `oro inference connect chutes` (interactive) or `oro inference connect openrouter --api-key sk-or-v1-...` before submitting.";
 
@@ -169,7 +169,7 @@ fn interrupt_says(message: &'static str) -> std::sync::Arc<std::sync::atomic::At
 /// `Next allowed at:` for the fields that are present.
 pub fn answer_lines(answer: &SubmitAnswer) -> Vec<String> {
     let mut lines = vec![format!("Status:  {}", printable(&answer.admission_status))];
-    let next = answer.next_allowed_at.as_deref().map(|t| python_datetime(t, ' '));
+    let next = answer.next_allowed_at.as_deref().map(|t| local_datetime(t, ' '));
     let fields = [
         ("Version:", answer.agent_version_id.as_deref().map(printable)),
         ("Message:", Some(printable(&answer.message)).filter(|m| !m.is_empty())),

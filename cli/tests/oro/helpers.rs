@@ -229,6 +229,8 @@ impl OroCommand {
         ] {
             command.env_remove(var);
         }
+        // Times print in the local zone: UTC unless a test says otherwise.
+        command.env("TZ", "UTC0");
         for (key, value) in &self.envs {
             command.env(key, value);
         }

@@ -50,6 +50,11 @@ async fn status_shows_nothing_then_the_connected_provider() {
     assert!(!status.stdout.contains("No providers connected"));
     assert!(!status.stdout.contains(&key[9..]), "only the masked label is shown");
 
+    // In this machine's time zone.
+    let india = app.oro(&["inference", "status"]).env("TZ", "IST-5:30").run().await;
+    let row = india.lines().into_iter().find(|l| l.starts_with("openrouter")).expect("an openrouter row").to_owned();
+    assert!(row.contains("+05:30"), "{row}");
+
     let json = app.oro(&["inference", "status", "--json"]).run().await;
     json.assert_ok();
     let body = json.json();
