@@ -87,12 +87,14 @@ test('focus follows what changed: after sign-in, in the disconnect question, aft
 test.describe('on a phone', () => {
   test.use({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
 
-  for (const path of ['/', '/models', '/dashboard']) {
+  // The landing page without an answer from Chutes shows its longest error.
+  for (const path of ['/', '/models', '/dashboard', '/oauth/chutes/callback']) {
     test(`${path} fits the screen`, async ({ page }, testInfo) => {
       await gotoHydrated(page, `${BASE_URL}${path}`);
+      if (path.startsWith('/oauth')) await expect(page.locator('#oauth-result p.error')).toBeVisible();
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       expect(overflow, 'no sideways scrolling').toBeLessThanOrEqual(0);
-      await snap(page, `phone${path === '/' ? '-home' : path.replace('/', '-')}`, testInfo);
+      await snap(page, `phone${path === '/' ? '-home' : path.replaceAll('/', '-')}`, testInfo);
     });
   }
 
