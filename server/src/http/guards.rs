@@ -89,9 +89,10 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
             format!("request body too large: at most {} MiB", MAX_BODY_BYTES / (1024 * 1024)),
         )
     };
-    // Only an upload is worth reading past the limit (a client still sending its file must
-    // hear the 413); anything else is refused without reading a byte.
-    if path == "/v1/miner/submit" && length <= 4 * MAX_BODY_BYTES as u64 {
+    // A body a little over the limit is read and dropped (for at most 10 s), so that a client
+    // still sending it hears the 413 rather than a broken pipe; a far larger one is refused
+    // without reading a byte.
+    if length <= 4 * MAX_BODY_BYTES as u64 {
         use http_body_util::BodyExt;
         let mut body = req.into_body();
         let drain = async { while let Some(Ok(_)) = body.frame().await {} };
