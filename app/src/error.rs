@@ -30,6 +30,10 @@ impl FromServerFnError for AppError {
 /// either way.
 #[cfg(feature = "ssr")]
 pub fn answer_with(status: u16) {
+    let server_function = leptos::prelude::use_context::<http::request::Parts>().is_some_and(|p| p.uri.path().starts_with("/api/"));
+    if !server_function {
+        return;
+    }
     if let (Some(response), Ok(status)) =
         (leptos::prelude::use_context::<leptos_axum::ResponseOptions>(), axum::http::StatusCode::from_u16(status))
     {

@@ -177,7 +177,7 @@ async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static st
     }
     if provider == Provider::OpenRouter {
         // OpenRouter's usage accounting: the answer's `usage.cost` is what OpenRouter charged.
-        request.entry("usage").or_insert_with(|| json!({"include": true}));
+        request.insert("usage".into(), json!({"include": true}));
     }
     let url = format!("{}/{path}", base.trim_end_matches('/'));
     let ours_before = started.elapsed();
@@ -229,13 +229,17 @@ async fn forward(gw: Gateway, headers: HeaderMap, body: Bytes, path: &'static st
     (Some(provider), stream(gw.services.clone(), upstream, model, reservation, client_asked_usage, body.len()))
 }
 
-/// A 402 from the provider: the account (or the run's key) cannot pay. The client gets the
-/// provider's answer; the run is marked to fail with the reason a miner reads.
+/// A 402 from the provider. The client gets the provider's answer either way. When the
+/// miner's account itself cannot pay, the run is marked to fail with the reason a miner reads;
+/// a refusal of this one request (OpenRouter's "fewer max_tokens", or the run key's own limit,
+/// which the agent can live with by asking for less) leaves the run alone, as the gateway's
+/// own cap does.
 async fn mark_no_credits(services: &Services, reservation: &Reservation, body: &[u8]) {
-    let said = format!("402 payment required: {}", String::from_utf8_lossy(&body[..body.len().min(2048)]));
-    let reason = service::runs::normalize_failure_reason(Some(&said))
-        .filter(|r| r.starts_with("no credits"))
-        .unwrap_or_else(|| format!("no credits: insufficient balance on the {} account", reservation.provider.display_name()));
+    let said = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_lowercase();
+    if said.contains("max_tokens") || said.contains("key limit") || said.contains("openrouter_key_limit") {
+        return;
+    }
+    let reason = format!("no credits: insufficient balance on the {} account", reservation.provider.display_name());
     if let Err(e) = services.mark_provider_refusal(&reservation.run_id, &reason).await {
         tracing::error!(run = %reservation.run_id, error = %e, "gateway: could not mark the run as out of credits");
     }
@@ -284,8 +288,10 @@ fn usage_of(answer: &Value) -> Option<Usage> {
 }
 
 async fn settle(services: &Services, reservation: &Reservation, cost: f64) {
-    // What a request cost is never more than what it reserved: `max_tokens` bounds the answer.
-    let cost = cost.min(reservation.reserved_usd);
+    // From token counts, a request costs at most what it reserved (`max_tokens` bounds the
+    // answer). A provider's own charge (OpenRouter's `usage.cost`) is recorded as it is, even
+    // above the estimate: the truth, with OpenRouter's cap on the run key as the backstop.
+    let cost = if reservation.provider == Provider::OpenRouter { cost } else { cost.min(reservation.reserved_usd) };
     if let Err(e) = services.settle_run_spend(reservation, cost).await {
         // The reservation stays held (counted against the cap): never less safe.
         tracing::error!(run = %reservation.run_id, error = %e, "gateway: could not settle a request's cost");

@@ -1075,10 +1075,15 @@ impl Services {
                 Ok(wire::api::ProviderBalance { provider, balance_usd: Some(left), can_pay_a_run, message })
             }
             Provider::Chutes => {
-                let token = self.gateway_upstream_token(hotkey).await.map_err(|e| match e {
-                    crate::gateway::GatewayError::Storage(e) => ConnectionError::Storage(e),
-                    _ => ConnectionError::NotConnected(provider),
-                })?;
+                // The gateway's copy when it has one (no refresh, no rotation), else a fresh one.
+                let token = match self.cached_upstream(hotkey) {
+                    Some(token) => token,
+                    None => {
+                        let tokens = self.chutes_access_token(hotkey).await?;
+                        self.remember_upstream(hotkey, &tokens.access_token, tokens.expires_in);
+                        tokens.access_token
+                    }
+                };
                 let model = self.default_model(provider).await.map_err(|_| ConnectionError::NotConnected(provider))?;
                 match self.chutes.preflight(&token, &model).await {
                     Ok(()) => Ok(wire::api::ProviderBalance {

@@ -284,12 +284,27 @@ impl Services {
     /// Turns a reservation into what the request cost (one statement: the run's live spend is
     /// this row's; `eval_runs.spend_usd` gets it when the token is retired).
     pub async fn settle_run_spend(&self, reservation: &Reservation, cost_usd: f64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2 WHERE key_hash = $3")
-            .bind(reservation.reserved_usd)
-            .bind(cost_usd.max(0.0))
-            .bind(&reservation.key_hash)
-            .execute(self.db.pool())
-            .await?;
+        // A token retired while this request ran (stop, complete, disconnect) had its spend
+        // recorded then: bring that record up to date too, so nothing generated goes uncounted.
+        let settled: Option<(Option<i64>, f64)> = sqlx::query_as(
+            "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2,
+                 usage_usd = CASE WHEN disabled_at IS NULL THEN usage_usd ELSE spent_usd + $2 END
+             WHERE key_hash = $3 RETURNING disabled_at, spent_usd",
+        )
+        .bind(reservation.reserved_usd)
+        .bind(cost_usd.max(0.0))
+        .bind(&reservation.key_hash)
+        .fetch_optional(self.db.pool())
+        .await?;
+        if let Some((Some(_), spent)) = settled
+            && reservation.provider == Provider::Chutes
+        {
+            sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2")
+                .bind(spent)
+                .bind(&reservation.run_id)
+                .execute(self.db.pool())
+                .await?;
+        }
         Ok(())
     }
 
@@ -330,7 +345,7 @@ impl Services {
             .insert(miner.as_str().to_owned(), (Instant::now() + lifetime, SecretString::from(token.expose_secret().to_owned())));
     }
 
-    fn cached_upstream(&self, miner: &Hotkey) -> Option<SecretString> {
+    pub(crate) fn cached_upstream(&self, miner: &Hotkey) -> Option<SecretString> {
         let cache = self.gateway.upstream.lock().expect("gateway cache lock");
         cache
             .get(miner.as_str())

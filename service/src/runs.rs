@@ -548,7 +548,7 @@ impl Services {
         }
         let (delay, bump) = if storage { (5, 0) } else { (requeue_backoff(retries), 1) };
         sqlx::query(
-            "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, not_before = $2, claim_retries = claim_retries + $7, updated_at = $6
+            "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, not_before = $2, claim_retries = claim_retries + $7, updated_at = $6
              WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
         )
         .bind(STATUS_QUEUED)
@@ -626,7 +626,7 @@ impl Services {
                 let backoff = requeue_backoff(retries);
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
                 metrics::counter!("oro_claim_requeues_total").increment(1);
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, provider_refusal = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")
                     .bind(STATUS_QUEUED)
                     .bind(now + backoff)
                     .bind(now)
@@ -1221,7 +1221,7 @@ impl Services {
                     .await?
             } else {
                 // Back to the queue; the next claim mints a new credential (on the default then).
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, attempts = $5, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
+                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, attempts = $5, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
                     .bind(STATUS_QUEUED)
                     .bind(now)
                     .bind(&id)

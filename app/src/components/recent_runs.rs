@@ -68,10 +68,17 @@ pub fn RecentRuns() -> impl IntoView {
     let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
     // In the browser only (effects do not run on the server): while a run is running, fetch
     // its figures again every few seconds.
+    // A refetched list is newer than any live figures.
+    Effect::new(move |_| {
+        runs.track();
+        live.0.set(None);
+    });
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
             move || {
-                if runs.get_untracked().is_some_and(|r| r.as_ref().is_ok_and(any_running)) {
+                let running = live.0.with_untracked(|l| l.as_ref().map(any_running));
+                let running = running.unwrap_or_else(|| runs.get_untracked().is_some_and(|r| r.as_ref().is_ok_and(any_running)));
+                if running {
                     spawn_local(async move {
                         if let Ok(list) = load_runs().await {
                             live.0.set(Some(list));

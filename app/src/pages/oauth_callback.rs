@@ -34,14 +34,16 @@ pub fn OAuthCallbackPage() -> impl IntoView {
         // bar or the history (a reload then asks the service what is true, below).
         browser::replace_url("/oauth/chutes/callback");
         spawn_local(async move {
-            let result = if state.is_empty() {
+            let reload = state.is_empty();
+            let result = if reload {
                 Err("This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".to_string())
             } else {
                 finish_chutes_connect(state, code, error).await.map(|_| CONNECTED.to_string()).map_err(|e| e.to_string())
             };
-            // No answer to exchange (a reload, the back button): say what is, not what failed.
+            // No answer to exchange (a reload) or one already spent (the back button, a second
+            // tab): say what is, not what failed. A fresh exchange that failed is told as such.
             let result = match result {
-                Err(_) if error_free(&q) && chutes_connected().await => Ok(CONNECTED.to_string()),
+                Err(e) if error_free(&q) && (reload || e.contains("already used")) && chutes_connected().await => Ok(CONNECTED.to_string()),
                 other => other,
             };
             outcome.set(Some(result));

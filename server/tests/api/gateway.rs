@@ -591,6 +591,29 @@ async fn openrouter_runs_through_the_gateway(backend: Backend) {
     };
     assert!(sealed().await.is_some_and(|s| s.len() > 64), "the gateway holds the run's key sealed");
 
+    // The run key's own limit: OpenRouter's 402 passes through, and the run is not failed for
+    // it (the agent can ask for less); an account out of credits is.
+    let refusal = || async {
+        let (r,): (Option<String>,) = sqlx::query_as("SELECT provider_refusal FROM eval_runs WHERE id = $1")
+            .bind(work["eval_run_id"].as_str().unwrap())
+            .fetch_one(app.services.db.pool())
+            .await
+            .unwrap();
+        r
+    };
+    let limit_usage = at_openrouter.usage;
+    app.sim.set_openrouter_key_usage(&run_key_at_openrouter.hash, 5.0).unwrap();
+    let hi = json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]});
+    let limited = chat(&app, &work, hi.clone()).send().await.unwrap();
+    assert_eq!(limited.status(), 402);
+    assert!(limited.text().await.unwrap().contains("Key limit exceeded"));
+    assert_eq!(refusal().await, None, "the key's own limit does not fail the run");
+    app.sim.set_openrouter_key_usage(&run_key_at_openrouter.hash, limit_usage).unwrap();
+    app.sim.set_openrouter_credits(&management, 0.0).unwrap();
+    assert_eq!(chat(&app, &work, hi).send().await.unwrap().status(), 402);
+    assert_eq!(refusal().await.as_deref(), Some("no credits: insufficient balance on the OpenRouter account"));
+    app.sim.set_openrouter_credits(&management, 10.0).unwrap();
+
     // Stop inference: the key at OpenRouter and the gateway token, at once.
     let run_id = work["eval_run_id"].as_str().unwrap();
     assert_eq!(app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap().status(), 200);
@@ -616,7 +639,66 @@ async fn openrouter_runs_through_the_gateway(backend: Backend) {
     assert!((runs["runs"][0]["spend_usd"].as_f64().unwrap() - charged).abs() < 1e-9, "{runs}");
 }
 
+/// A refusal belongs to the attempt that met it: a run put back in the queue (its validator
+/// vanished) starts clean, and succeeds on its next attempt once the account can pay.
+async fn a_requeued_run_forgets_its_refusal(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (miner, work) = chutes_run(&app, "rosa").await;
+    let run_id = work["eval_run_id"].as_str().unwrap().to_owned();
+    app.sim.set_chutes_balance("rosa", 0.0, false).unwrap();
+    let hi = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 402);
+    // The validator vanishes; the reaper puts the run back.
+    sqlx::query("UPDATE eval_runs SET lease_expires_at = 0 WHERE id = $1").bind(&run_id).execute(app.services.db.pool()).await.unwrap();
+    app.services.reap_runs().await.unwrap();
+    let (refusal,): (Option<String>,) = sqlx::query_as("SELECT provider_refusal FROM eval_runs WHERE id = $1")
+        .bind(&run_id)
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(refusal, None, "the requeued run starts clean");
+    // The miner tops up; the next attempt pays and succeeds.
+    app.sim.set_chutes_balance("rosa", 20.0, true).unwrap();
+    let again = claim(&app).await;
+    assert_eq!(again["eval_run_id"].as_str(), Some(run_id.as_str()));
+    assert_eq!(chat(&app, &again, hi).send().await.unwrap().status(), 200);
+    let done = app
+        .signed(&app.validator, Method::POST, &format!("/v1/validator/evaluation-runs/{run_id}/complete"))
+        .json(&json!({"terminal_status": "SUCCESS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let runs: Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    assert_eq!(runs["runs"][0]["status"], "succeeded", "{runs}");
+}
+
+/// A request still in flight when its token is retired (Stop inference) is settled into the
+/// run's recorded spend, not lost.
+async fn a_request_settled_after_a_stop_still_counts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (miner, work) = chutes_run(&app, "sara").await;
+    let run_id = work["eval_run_id"].as_str().unwrap();
+    let token = work["inference_token"]["access_token"].as_str().unwrap();
+    let in_flight = app.services.reserve_run_spend(token, 0.25).await.unwrap();
+    assert_eq!(app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap().status(), 200);
+    app.services.settle_run_spend(&in_flight, 0.1).await.unwrap();
+    let (spend,): (Option<f64>,) =
+        sqlx::query_as("SELECT spend_usd FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(app.services.db.pool()).await.unwrap();
+    assert!((spend.unwrap() - 0.1).abs() < 1e-12, "the run's spend includes the late request: {spend:?}");
+    let (usage, reserved): (Option<f64>, f64) = sqlx::query_as("SELECT usage_usd, reserved_usd FROM run_keys WHERE eval_run_id = $1")
+        .bind(run_id)
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert!((usage.unwrap() - 0.1).abs() < 1e-12 && reserved.abs() < 1e-12, "{usage:?} {reserved}");
+    let runs: Value = app.get_signed(&miner, "/v1/miner/runs").await.json().await.unwrap();
+    assert!((runs["month_spend_usd"]["chutes"].as_f64().unwrap() - 0.1).abs() < 1e-12, "{runs}");
+}
+
 both_engines!(
+    a_requeued_run_forgets_its_refusal,
+    a_request_settled_after_a_stop_still_counts,
     streams_are_relayed_byte_for_byte,
     a_client_leaving_mid_stream_is_charged,
     a_provider_402_fails_the_run_with_no_credits,
