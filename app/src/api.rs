@@ -110,7 +110,19 @@ pub async fn begin_chutes_connect() -> Result<String, AppError> {
 #[server(endpoint = "finish_chutes_connect")]
 pub async fn finish_chutes_connect(state: String, code: Option<String>, error: Option<String>) -> Result<ExchangeCodeAnswer, AppError> {
     let (services, hotkey) = server::miner().await?;
-    Ok(services.finish_chutes_authorization(&hotkey, &state, code.as_deref(), error.as_deref()).await?)
+    match services.finish_chutes_authorization(&hotkey, &state, code.as_deref(), error.as_deref()).await {
+        // A spent state (the back button, a second tab) after a connection that went through:
+        // the truth is "connected", not "already used".
+        Err(service::connections::ConnectionError::OAuthStateInvalid) => {
+            let status = services.inference_auth_status(&hotkey).await?;
+            if status.providers.iter().any(|p| p.provider == Provider::Chutes && p.connected) {
+                Ok(ExchangeCodeAnswer { ok: true, default_provider: status.default_provider })
+            } else {
+                Err(service::connections::ConnectionError::OAuthStateInvalid.into())
+            }
+        }
+        other => Ok(other?),
+    }
 }
 
 #[server(endpoint = "set_default_provider")]

@@ -14,38 +14,14 @@ async function tabTo(page: import('@playwright/test').Page, selector: string, li
   throw new Error(`never reached ${selector} with Tab`);
 }
 
-test('sign in and connect OpenRouter with the keyboard alone', async ({ page, request }) => {
-  const wallet = await installWallet(page);
-  const key = (await createOpenRouterAccount(request)).management_key;
-  await gotoHydrated(page, `${BASE_URL}/dashboard`);
-
-  await tabTo(page, '#connect-wallet');
-  await page.keyboard.press('Enter');
-  await tabTo(page, 'button.account');
-  await page.keyboard.press('Enter');
-  await expect(page.locator('#signed-in-hotkey')).toHaveText(wallet.address);
-
-  await tabTo(page, '#openrouter-connect');
-  await page.keyboard.press('Enter');
-  await tabTo(page, '#openrouter-key');
-  await page.keyboard.type(key);
-  await page.keyboard.press('Enter');
-  await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'true');
-  await expect(page.locator('#provider-openrouter p.ok')).toContainText('Connected OpenRouter');
-
-  // Focus is visible where it lands.
-  await tabTo(page, '#openrouter-disconnect');
-  const outline = await page.locator('#openrouter-disconnect').evaluate((el) => getComputedStyle(el).outlineStyle);
-  expect(outline).not.toBe('none');
-});
-
 /** The id of the focused element. */
 const focused = (page: import('@playwright/test').Page) => page.evaluate(() => document.activeElement?.id ?? '');
 
-test('focus follows what changed: after sign-in, in the disconnect question, after a disconnect', async ({ page, request }) => {
+test('sign in and connect OpenRouter with the keyboard alone; focus follows what changed', async ({ page, request }) => {
   const wallet = await installWallet(page);
   const key = (await createOpenRouterAccount(request)).management_key;
   await gotoHydrated(page, `${BASE_URL}/dashboard`);
+
   await tabTo(page, '#connect-wallet');
   await page.keyboard.press('Enter');
   await tabTo(page, 'button.account');
@@ -59,10 +35,15 @@ test('focus follows what changed: after sign-in, in the disconnect question, aft
   await page.keyboard.type(key);
   await page.keyboard.press('Enter');
   await expect(page.locator('#provider-openrouter')).toHaveAttribute('data-connected', 'true');
+  await expect(page.locator('#provider-openrouter p.ok')).toContainText('Connected OpenRouter');
   await expect.poll(() => focused(page), { message: 'after connecting, the panel heading' }).toBe('providers-heading');
 
-  // The question takes the focus, keeps it on its two buttons, and Escape cancels.
+  // Focus is visible where it lands.
   await tabTo(page, '#openrouter-disconnect');
+  const outline = await page.locator('#openrouter-disconnect').evaluate((el) => getComputedStyle(el).outlineStyle);
+  expect(outline).not.toBe('none');
+
+  // The question takes the focus, keeps it on its two buttons, and Escape cancels.
   await page.keyboard.press('Enter');
   await expect.poll(() => focused(page)).toBe('openrouter-confirm-disconnect');
   await page.keyboard.press('Tab');

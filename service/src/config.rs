@@ -282,16 +282,15 @@ impl Settings {
                 *slot = crate::rate_limit::Limit::parse(&value).map_err(|problem| bad(name, problem))?;
             }
         }
-        let trust_forwarded_for = match get("ORO_TRUST_FORWARDED_FOR").as_deref() {
-            None | Some("0") | Some("false") | Some("no") => false,
-            Some("1") | Some("true") | Some("yes") => true,
-            Some(_) => return Err(bad("ORO_TRUST_FORWARDED_FOR", "expected 1 or 0")),
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name).as_deref() {
+                None | Some("0") | Some("false") | Some("no") => Ok(false),
+                Some("1") | Some("true") | Some("yes") => Ok(true),
+                Some(_) => Err(bad(name, "expected 1 or 0")),
+            }
         };
-        let gateway_openrouter = match get("ORO_GATEWAY_OPENROUTER").as_deref() {
-            None | Some("0") | Some("false") | Some("no") => false,
-            Some("1") | Some("true") | Some("yes") => true,
-            Some(_) => return Err(bad("ORO_GATEWAY_OPENROUTER", "expected 1 or 0")),
-        };
+        let trust_forwarded_for = flag("ORO_TRUST_FORWARDED_FOR")?;
+        let gateway_openrouter = flag("ORO_GATEWAY_OPENROUTER")?;
         let metrics_token = get("ORO_METRICS_TOKEN").map(SecretString::from);
         let require_bound_signatures: Vec<String> = get("ORO_REQUIRE_BOUND_SIGNATURES")
             .map(|v| v.split(',').map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty()).collect())
@@ -302,13 +301,6 @@ impl Settings {
                 format!("{unknown:.20}: expected a comma-separated list of {}", BOUND_SIGNATURE_ROUTES.join(", ")),
             ));
         }
-        let flag = |name: &'static str| -> Result<bool, ConfigError> {
-            match get(name).as_deref() {
-                None | Some("0") | Some("false") | Some("no") => Ok(false),
-                Some("1") | Some("true") | Some("yes") => Ok(true),
-                Some(_) => Err(bad(name, "expected 1 or 0")),
-            }
-        };
         // Production serves miners' keys: plain http would carry session cookies and signed
         // requests in the clear, and an open /metrics tells anyone the service's traffic.
         if production && public_url.scheme() != "https" && !flag("ORO_ALLOW_INSECURE_PUBLIC_URL")? {

@@ -1075,15 +1075,8 @@ impl Services {
                 Ok(wire::api::ProviderBalance { provider, balance_usd: Some(left), can_pay_a_run, message })
             }
             Provider::Chutes => {
-                // The gateway's copy when it has one (no refresh, no rotation), else a fresh one.
-                let token = match self.cached_upstream(hotkey) {
-                    Some(token) => token,
-                    None => {
-                        let tokens = self.chutes_access_token(hotkey).await?;
-                        self.remember_upstream(hotkey, &tokens.access_token, tokens.expires_in);
-                        tokens.access_token
-                    }
-                };
+                // The gateway's copy when it has one (no refresh, no rotation).
+                let token = self.chutes_token_held_here(hotkey).await?;
                 let model = self.default_model(provider).await.map_err(|_| ConnectionError::NotConnected(provider))?;
                 match self.chutes.preflight(&token, &model).await {
                     Ok(()) => Ok(wire::api::ProviderBalance {

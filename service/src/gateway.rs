@@ -308,9 +308,18 @@ impl Services {
         Ok(())
     }
 
-    /// The miner's Chutes access token for forwarding: from memory while it is fresh, else
-    /// through the usual refresh (one at a time per miner).
+    /// The miner's Chutes access token for forwarding, as the gateway's refusals put it.
     pub async fn gateway_upstream_token(&self, miner: &Hotkey) -> Result<SecretString, GatewayError> {
+        self.chutes_token_held_here(miner).await.map_err(|e| match e {
+            ConnectionError::Storage(e) => GatewayError::Storage(e),
+            e => GatewayError::Connection(e.to_string()),
+        })
+    }
+
+    /// The miner's Chutes access token for calls this service makes itself (the gateway, a
+    /// balance check): from memory while it is fresh, else through the usual refresh (one at a
+    /// time per miner; another replica's refresh is waited for).
+    pub(crate) async fn chutes_token_held_here(&self, miner: &Hotkey) -> Result<SecretString, ConnectionError> {
         if let Some(token) = self.cached_upstream(miner) {
             return Ok(token);
         }
@@ -328,8 +337,7 @@ impl Services {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(ConnectionError::Storage(e)) => return Err(e.into()),
-                Err(e) => return Err(GatewayError::Connection(e.to_string())),
+                Err(e) => return Err(e),
             }
         };
         self.remember_upstream(miner, &tokens.access_token, tokens.expires_in);
@@ -345,7 +353,7 @@ impl Services {
             .insert(miner.as_str().to_owned(), (Instant::now() + lifetime, SecretString::from(token.expose_secret().to_owned())));
     }
 
-    pub(crate) fn cached_upstream(&self, miner: &Hotkey) -> Option<SecretString> {
+    fn cached_upstream(&self, miner: &Hotkey) -> Option<SecretString> {
         let cache = self.gateway.upstream.lock().expect("gateway cache lock");
         cache
             .get(miner.as_str())

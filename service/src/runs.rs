@@ -213,10 +213,6 @@ pub fn normalize_failure_reason(reason: Option<&str>) -> Option<String> {
     Some(crate::providers::scrub(reason))
 }
 
-fn status_reported_failed(terminal: &str) -> bool {
-    !matches!(terminal, "SUCCESS" | "SUCCEEDED" | "COMPLETED")
-}
-
 /// A bounded label for a failure reason (`oro_run_failures_total{reason}`): the reasons
 /// themselves carry amounts and names.
 pub fn failure_label(reason: &str) -> &'static str {
@@ -1020,10 +1016,11 @@ impl Services {
         .bind(STATUS_FAILED)
         .fetch_optional(self.db.pool())
         .await?;
-        let Some((status, reason)) = completed else {
+        let Some((recorded, reason)) = completed else {
             return Err(RunError::NotYours);
         };
-        let status = if status == STATUS_SUCCEEDED { STATUS_SUCCEEDED } else { STATUS_FAILED };
+        let reported = status;
+        let status = if recorded == STATUS_SUCCEEDED { STATUS_SUCCEEDED } else { STATUS_FAILED };
         metrics::counter!("oro_runs_completed_total", "status" => status).increment(1);
         if let Some(reason) = &reason {
             count_failure(reason, "evaluation");
@@ -1040,7 +1037,7 @@ impl Services {
         Ok(CompleteRunAnswer {
             eval_run_id: run_id.to_owned(),
             // A reported success that the provider's refusal overrode reads as a failure.
-            status: if succeeded || status_reported_failed(&terminal) { terminal } else { "FAILED".into() },
+            status: if status == reported { terminal } else { "FAILED".into() },
             work_item: WorkItemStatus { included_success_count: i64::from(succeeded), required_successes: 1, is_closed: true },
             agent_version_became_eligible: succeeded,
             final_score: body.validator_score.filter(|s| s.is_finite()),

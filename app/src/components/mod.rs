@@ -11,7 +11,7 @@ use leptos::prelude::*;
 pub fn with_links(text: String) -> impl IntoView {
     let mut parts: Vec<AnyView> = Vec::new();
     let mut rest = text.as_str();
-    while let Some(start) = rest.find("https://").or_else(|| rest.find("http://")) {
+    while let Some(start) = ["https://", "http://"].iter().filter_map(|scheme| rest.find(scheme)).min() {
         if start > 0 {
             parts.push(rest[..start].to_owned().into_any());
         }
@@ -21,7 +21,8 @@ pub fn with_links(text: String) -> impl IntoView {
         while end > 0 && after[..end].ends_with(['.', ',', ')', ';', ':']) {
             end -= 1;
         }
-        let (href, shown) = (after[..end].to_owned(), after[..end].to_owned());
+        let href = after[..end].to_owned();
+        let shown = href.clone();
         parts.push(view! { <a href=href rel="noopener noreferrer" target="_blank">{shown}</a> }.into_any());
         rest = &after[end..];
     }

@@ -48,9 +48,8 @@ fn protection_text(p: &RunProtection) -> String {
 
 /// The latest figures of the runs shown, fetched in the background while one is running: rows
 /// read their spend and status from here, so the table is not rebuilt (focus and an open
-/// confirmation stay where they are).
-/// A plain signal, filled only in the browser: a resource read here would hold the server's
-/// render of the table back.
+/// confirmation stay where they are). A plain signal, filled only in the browser: a resource
+/// read here would hold the server's render of the table back.
 #[derive(Clone, Copy)]
 struct LiveRuns(RwSignal<Option<RunList>>);
 
@@ -66,13 +65,13 @@ pub fn RecentRuns() -> impl IntoView {
     let runs = Resource::new(move || version.0.get(), |_| load_runs());
     let live = LiveRuns(RwSignal::new(None));
     let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    // In the browser only (effects do not run on the server): while a run is running, fetch
-    // its figures again every few seconds.
     // A refetched list is newer than any live figures.
     Effect::new(move |_| {
         runs.track();
         live.0.set(None);
     });
+    // In the browser only (effects do not run on the server): while a run is running, fetch
+    // its figures again every few seconds.
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
             move || {

@@ -8,11 +8,6 @@ use leptos_router::hooks::use_query_map;
 use crate::api::{finish_chutes_connect, load_provider_status};
 use crate::browser;
 
-/// The answer carried no refusal from Chutes (a declined consent must be told as one).
-fn error_free(q: &leptos_router::params::ParamsMap) -> bool {
-    q.get("error").is_none()
-}
-
 /// Whether the signed-in miner has Chutes connected now.
 async fn chutes_connected() -> bool {
     load_provider_status().await.is_ok_and(|list| list.providers.iter().any(|p| p.provider == wire::Provider::Chutes && p.connected))
@@ -34,17 +29,13 @@ pub fn OAuthCallbackPage() -> impl IntoView {
         // bar or the history (a reload then asks the service what is true, below).
         browser::replace_url("/oauth/chutes/callback");
         spawn_local(async move {
-            let reload = state.is_empty();
-            let result = if reload {
-                Err("This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".to_string())
-            } else {
+            // No answer to exchange (a reload of this page): say what is, not what is missing.
+            let result = if !state.is_empty() {
                 finish_chutes_connect(state, code, error).await.map(|_| CONNECTED.to_string()).map_err(|e| e.to_string())
-            };
-            // No answer to exchange (a reload) or one already spent (the back button, a second
-            // tab): say what is, not what failed. A fresh exchange that failed is told as such.
-            let result = match result {
-                Err(e) if error_free(&q) && (reload || e.contains("already used")) && chutes_connected().await => Ok(CONNECTED.to_string()),
-                other => other,
+            } else if chutes_connected().await {
+                Ok(CONNECTED.to_string())
+            } else {
+                Err("This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".to_string())
             };
             outcome.set(Some(result));
         });

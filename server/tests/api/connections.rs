@@ -628,7 +628,36 @@ async fn balances_say_whether_the_next_run_can_pay(backend: Backend) {
     assert!(!broke.to_string().contains("cak_") && !poor.to_string().contains(&key), "no credential in the answer");
 }
 
+/// The landing page's exchange with a state already spent (the back button, a second tab):
+/// "connected" when the miner is, the refusal when not.
+async fn a_spent_oauth_state_tells_the_truth(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let wallet = TestWallet::new();
+    let miner = service::domain::Hotkey::parse(&wallet.hotkey).unwrap();
+    app.sign_in_browser(&wallet).await;
+    let finish = |state: String| {
+        app.client.post(app.url("/api/finish_chutes_connect")).header("sec-fetch-site", "same-origin").form(&[("state", state)]).send()
+    };
+    // Spent before anything was connected: refused, and said so.
+    let (_, state) = app.services.begin_chutes_authorization(&miner).await.unwrap();
+    app.services.finish_chutes_authorization(&miner, &state, None, Some("access_denied")).await.unwrap_err();
+    let refused = finish(state).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("already used"));
+    // Spent by the exchange that connected Chutes: the page hears the truth.
+    let (url, state) = app.services.begin_chutes_authorization(&miner).await.unwrap();
+    let q: std::collections::HashMap<_, _> = url::Url::parse(&url).unwrap().query_pairs().into_owned().collect();
+    app.sim.create_chutes_user("dora", 3.0, false);
+    let code = app.sim.issue_chutes_code("dora", &q["client_id"], &q["redirect_uri"], &q["code_challenge"], &q["scope"]);
+    app.services.finish_chutes_authorization(&miner, &state, Some(&code), None).await.unwrap();
+    let again = finish(state).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let answer: serde_json::Value = again.json().await.unwrap();
+    assert_eq!((answer["ok"].as_bool(), answer["default_provider"].as_str()), (Some(true), Some("chutes")), "{answer}");
+}
+
 both_engines!(
+    a_spent_oauth_state_tells_the_truth,
     balances_say_whether_the_next_run_can_pay,
     dashboard_mistakes_are_4xx_not_incidents,
     openrouter_connect_paths,

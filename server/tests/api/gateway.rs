@@ -576,12 +576,13 @@ async fn openrouter_runs_through_the_gateway(backend: Backend) {
     assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "deepseek/deepseek-v3.2"), "{models}");
 
     // The run's key is sealed at rest, not stored in the clear (masked labels aside).
-    let stored = app.everything_stored(backend).await;
-    let whole_keys = stored
-        .match_indices("sk-or-v1-")
-        .filter(|(at, prefix)| stored[at + prefix.len()..].chars().take(64).filter(char::is_ascii_hexdigit).count() == 64)
-        .count();
-    assert_eq!(whole_keys, 0, "an OpenRouter key is stored in the clear");
+    let whole_keys = |text: &str| {
+        text.match_indices("sk-or-v1-")
+            .filter(|(at, prefix)| text[at + prefix.len()..].chars().take(64).filter(char::is_ascii_hexdigit).count() == 64)
+            .count()
+    };
+    assert_eq!(whole_keys(&app.everything_stored(backend).await), 0, "an OpenRouter key is stored in the clear");
+    assert_eq!(whole_keys(&captured_logs()), 0, "an OpenRouter key is in the logs");
     let sealed = || async {
         let (sealed,): (Option<Vec<u8>>,) = sqlx::query_as("SELECT upstream_sealed FROM run_keys WHERE minted_by = 'gateway:openrouter'")
             .fetch_one(app.services.db.pool())
