@@ -64,6 +64,8 @@ pub fn App() -> impl IntoView {
                     <A href="/" attr:class="brand">"ORO inference"</A>
                     <A href="/dashboard">"Dashboard"</A>
                     <A href="/models">"Models"</A>
+                    // A page the server renders on its own (no route here): a full load.
+                    <a href="/docs" rel="external">"API"</a>
                 </nav>
             </header>
             <main id="main" tabindex="-1">

@@ -72,11 +72,34 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway", operation_id = "create_chat_completion",
+    summary = "OpenAI's chat completions, on the run's provider, metered against the run's cap",
+    description = "The body is OpenAI's. `model` may be either provider's name for an allowlisted model; it is sent under the run \
+                   provider's name. The request's worst case is reserved before it is forwarded and settled to the provider's \
+                   reported usage after. With `stream: true` the answer is the provider's server-sent events, passed through.",
+    request_body(content = Object, description = "OpenAI's chat completion request."),
+    responses(
+        (status = 200, description = "The provider's answer (JSON, or `text/event-stream` when streaming).", body = Object),
+        (status = 400, description = "A model that is not allowlisted (the message names the models page), or a malformed body.", body = crate::http::openapi::OpenAiError),
+        (status = 402, description = "The run has spent its cap (`run_cap_reached`), or the provider account cannot pay (the provider's own answer).", body = crate::http::openapi::OpenAiError),
+        (status = 429, description = "The provider is rate limiting: its answer and `Retry-After`, passed through."),
+        (status = 502, description = "The provider could not be reached.", body = crate::http::openapi::OpenAiError),
+    ))]
+pub(crate) async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     counted(forward(gw, headers, body, "chat/completions").await)
 }
 
-async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+#[utoipa::path(post, path = "/v1/completions", tag = "gateway", operation_id = "create_completion",
+    summary = "OpenAI's legacy completions, on the run's provider, metered against the run's cap",
+    request_body(content = Object, description = "OpenAI's completion request."),
+    responses(
+        (status = 200, description = "The provider's answer (JSON, or `text/event-stream` when streaming).", body = Object),
+        (status = 400, description = "A model that is not allowlisted (the message names the models page), or a malformed body.", body = crate::http::openapi::OpenAiError),
+        (status = 402, description = "The run has spent its cap (`run_cap_reached`), or the provider account cannot pay (the provider's own answer).", body = crate::http::openapi::OpenAiError),
+        (status = 429, description = "The provider is rate limiting: its answer and `Retry-After`, passed through."),
+        (status = 502, description = "The provider could not be reached.", body = crate::http::openapi::OpenAiError),
+    ))]
+pub(crate) async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     counted(forward(gw, headers, body, "completions").await)
 }
 
@@ -97,7 +120,10 @@ fn record_usage(provider: Provider, model: &PricedModel, usage: Usage, cost: f64
 }
 
 /// `GET /v1/models`: the allowlisted models under the run provider's names.
-async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/v1/models", tag = "gateway", operation_id = "list_run_models",
+    summary = "The allowlisted models under the run provider's names (OpenAI's list shape)",
+    responses((status = 200, description = "`{\"object\": \"list\", \"data\": [{\"id\": ...}]}`", body = Object)))]
+pub(crate) async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     let provider = match gw.services.check_run_token(bearer(&headers).unwrap_or_default()).await {
         Ok(provider) => provider,
         Err(e) => return refusal(&e),

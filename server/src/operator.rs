@@ -36,6 +36,8 @@ pub enum Command {
         #[command(subcommand)]
         action: VaultAction,
     },
+    /// Print the OpenAPI document this deployment serves at /openapi.json (no database needed).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,9 +140,13 @@ async fn role_action(db: &Db, role: &str, action: RoleAction) -> anyhow::Result<
 }
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    if let Command::Openapi = command {
+        println!("{}", crate::http::openapi::Published::new(&settings).json);
+        return Ok(());
+    }
     let db = Db::connect(&settings.database_url).await?;
     match command {
-        Command::Serve => unreachable!("serve is handled by main"),
+        Command::Serve | Command::Openapi => unreachable!("handled before the database opens"),
         Command::Validators { action } => role_action(&db, ROLE_VALIDATOR, action).await?,
         Command::Bans { action } => role_action(&db, ROLE_BANNED, action).await?,
         Command::Miners { action } => match action {

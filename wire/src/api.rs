@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::Provider;
 
 /// An error answer, FastAPI's shape: `{"detail": "..."}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = HTTPError))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub detail: String,
 }
 
 /// The state of one provider connection, as a miner sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
@@ -23,6 +26,7 @@ pub enum ConnectionState {
 }
 
 /// `GET /v1/miner/inference-auth/{provider}` and one row of the list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderStatus {
     pub provider: Provider,
@@ -40,6 +44,7 @@ pub struct ProviderStatus {
 }
 
 /// `GET /v1/miner/inference-auth`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InferenceAuthList {
     pub providers: Vec<ProviderStatus>,
@@ -47,19 +52,27 @@ pub struct InferenceAuthList {
 }
 
 /// `POST /v1/miner/inference-auth/{provider}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = StoreInferenceCredentialRequest))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectCredential {
+    #[cfg_attr(feature = "openapi", schema(write_only, format = Password))]
     pub credential: String,
 }
 
 /// `POST /v1/miner/chutes/exchange-code`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ExchangeChutesCodeRequest))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExchangeCode {
+    #[cfg_attr(feature = "openapi", schema(write_only, format = Password))]
     pub code: String,
+    #[cfg_attr(feature = "openapi", schema(write_only, format = Password))]
     pub code_verifier: String,
     pub redirect_uri: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeCodeAnswer {
     pub ok: bool,
@@ -67,12 +80,16 @@ pub struct ExchangeCodeAnswer {
 }
 
 /// `POST /v1/miner/chutes-auth` (legacy).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = StoreChutesTokenRequest))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LegacyChutesAuth {
+    #[cfg_attr(feature = "openapi", schema(write_only, format = Password))]
     pub refresh_token: String,
 }
 
 /// `GET /v1/miner/chutes-auth/status` (legacy).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegacyChutesStatus {
     pub connected: bool,
@@ -80,12 +97,15 @@ pub struct LegacyChutesStatus {
 }
 
 /// `PATCH /v1/miner/inference-auth/default`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = SetDefaultProviderRequest))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetDefault {
     pub provider: Provider,
 }
 
 /// The answer of connect, set-default and disconnect.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionChanged {
     pub ok: bool,
@@ -95,6 +115,7 @@ pub struct ConnectionChanged {
 }
 
 /// One entry of the per-miner audit log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub at: String,
@@ -103,12 +124,14 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvents {
     pub events: Vec<AuditEvent>,
 }
 
 /// `GET /v1/public/inference/models?ranked=false`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelList {
     pub models: Vec<String>,
@@ -117,6 +140,7 @@ pub struct ModelList {
 }
 
 /// One canonical model under both providers' names (our page's view of the catalog).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogEntry {
     pub chutes_name: String,
@@ -130,6 +154,7 @@ pub struct CatalogEntry {
 }
 
 /// Whether a connected account can pay for the next run (the dashboard's balance line).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderBalance {
     pub provider: Provider,
@@ -144,6 +169,7 @@ pub struct ProviderBalance {
 /// `GET /v1/public/chutes-oauth`: how a client starts "sign in with Chutes" for this service
 /// (the code comes back to this service's exchange, which holds the client secret). Public, as
 /// every authorize URL shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChutesOAuthInfo {
     /// The identity provider's base: the authorize page is `{authorize_base}/idp/authorize`.
@@ -153,11 +179,13 @@ pub struct ChutesOAuthInfo {
 }
 
 /// `POST /v1/auth/challenge`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChallengeRequest {
     pub hotkey: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChallengeAnswer {
     pub challenge: String,
@@ -166,6 +194,7 @@ pub struct ChallengeAnswer {
 }
 
 /// `POST /v1/auth/session`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionRequest {
     pub hotkey: String,
@@ -173,8 +202,10 @@ pub struct SessionRequest {
     pub signature: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionAnswer {
+    #[cfg_attr(feature = "openapi", schema(read_only, format = Password))]
     pub session_token: String,
     /// Unix seconds, as bittensor-auth answers.
     pub expires_at: i64,
@@ -182,31 +213,38 @@ pub struct SessionAnswer {
 }
 
 /// `POST /v1/auth/logout`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogoutAnswer {
     pub success: bool,
 }
 
 /// The per-run scoped credential a validator receives with a claim.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InferenceToken {
     pub provider: Provider,
+    #[cfg_attr(feature = "openapi", schema(read_only, format = Password))]
     pub access_token: String,
     pub base_url: String,
     pub expires_at: String,
 }
 
 /// The variables a run's sandbox gets (our addition to the claim answer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[allow(non_snake_case)]
 pub struct SandboxEnv {
     pub INFERENCE_PROVIDER: Provider,
+    #[cfg_attr(feature = "openapi", schema(read_only, format = Password))]
     pub INFERENCE_ACCESS_TOKEN: String,
     pub INFERENCE_BASE_URL: String,
     pub SANDBOX_MODEL: String,
 }
 
 /// `POST /v1/validator/work/claim` -> 200.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ClaimWorkResponse))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimAnswer {
     pub eval_run_id: String,
@@ -219,26 +257,32 @@ pub struct ClaimAnswer {
     /// For validators of the oro-sdk 1.0.50 generation (ORO's public validator), which know
     /// only this field: the Chutes token of a Chutes run, absent on OpenRouter runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(read_only, format = Password))]
     pub chutes_access_token: Option<String>,
     #[serde(default)]
     pub sandbox_env: Option<SandboxEnv>,
 }
 
 /// `POST /v1/validator/evaluation-runs/{id}/complete`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = CompleteRunRequest))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CompleteRun {
     pub terminal_status: String,
     #[serde(default)]
     pub validator_score: Option<f64>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub score_components: Option<serde_json::Value>,
     #[serde(default)]
     pub failure_reason: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub sandbox_metadata: Option<serde_json::Value>,
 }
 
 /// How far an agent version's work item is (`CompleteRunAnswer::work_item`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItemStatus {
     pub included_success_count: i64,
@@ -247,6 +291,8 @@ pub struct WorkItemStatus {
 }
 
 /// `POST /v1/validator/evaluation-runs/{id}/complete` -> 200 (oro-sdk's `CompleteRunResponse`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = CompleteRunResponse))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompleteRunAnswer {
     pub eval_run_id: String,
@@ -258,6 +304,7 @@ pub struct CompleteRunAnswer {
 }
 
 /// `/heartbeat` and `/progress` -> 200 (oro-sdk's `HeartbeatResponse`, `ProgressUpdateResponse`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRenewed {
     pub ok: bool,
@@ -268,6 +315,7 @@ pub struct LeaseRenewed {
 }
 
 /// `POST /v1/miner/submit` -> 200.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmitAnswer {
     pub admission_status: String,
@@ -282,6 +330,7 @@ pub struct SubmitAnswer {
 }
 
 /// One run as its miner sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub eval_run_id: String,
@@ -298,6 +347,7 @@ pub struct RunSummary {
 }
 
 /// `POST /v1/miner/runs/{id}/stop`: the run's credential is dead from this answer on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoppedInference {
     pub eval_run_id: String,
@@ -308,6 +358,7 @@ pub struct StoppedInference {
 }
 
 /// `GET /v1/miner/runs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunList {
     pub runs: Vec<RunSummary>,
@@ -323,6 +374,7 @@ pub struct RunList {
 }
 
 /// What a validator holds for a run, per provider, and the cap on what it can spend.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunProtection {
     pub run_cap_usd: f64,
@@ -331,6 +383,7 @@ pub struct RunProtection {
 }
 
 /// The kind of credential a validator holds for a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunCredentialKind {
@@ -350,6 +403,7 @@ impl RunCredentialKind {
 }
 
 /// `GET|PUT /v1/miner/budget`: the miner's monthly ceiling on per-run key caps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Budget {
     /// `null`: no ceiling.
@@ -384,12 +438,14 @@ impl Budget {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetBudget {
     pub monthly_usd: Option<f64>,
 }
 
 /// `GET /health`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
@@ -397,6 +453,7 @@ pub struct Health {
 }
 
 /// An agent version's place in evaluation, in oro-sdk's words (`AgentVersionState`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AgentVersionState {
@@ -409,6 +466,7 @@ pub enum AgentVersionState {
 }
 
 /// One version of a miner's agent (oro-sdk's `AgentLatestVersion` and `AgentVersionHistoryEntry`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentVersionEntry {
     pub agent_version_id: String,
@@ -420,6 +478,7 @@ pub struct AgentVersionEntry {
 }
 
 /// One agent of a miner (oro-sdk's `AgentPublic`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MinerAgent {
     pub agent_id: String,
@@ -430,6 +489,7 @@ pub struct MinerAgent {
 }
 
 /// `GET /v1/miner/agents` (oro-sdk's `MinerAgentsResponse`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MinerAgents {
     pub agents: Vec<MinerAgent>,
@@ -439,6 +499,7 @@ pub struct MinerAgents {
 }
 
 /// `GET /v1/miner/agent-versions/{id}` (oro-sdk's `AgentVersionStatus`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentVersionStatus {
     pub agent_version_id: String,

@@ -21,13 +21,32 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/auth/logout", post(logout))
 }
 
-async fn challenge(State(services): State<Services>, ApiJson(body): ApiJson<ChallengeRequest>) -> Result<Json<ChallengeAnswer>, ApiError> {
+#[utoipa::path(post, path = "/v1/auth/challenge", tag = "auth", operation_id = "request_challenge",
+    summary = "A challenge for the hotkey to sign",
+    request_body = ChallengeRequest,
+    responses((status = 200, body = ChallengeAnswer), (status = 400, description = "Not an SS58 hotkey.", body = wire::api::ErrorDetail)))]
+pub(super) async fn challenge(
+    State(services): State<Services>,
+    ApiJson(body): ApiJson<ChallengeRequest>,
+) -> Result<Json<ChallengeAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
     let issued = sessions::issue_challenge(&services.db, &hotkey).await?;
     Ok(Json(ChallengeAnswer { challenge: issued.challenge, expires_at: issued.expires_at }))
 }
 
-async fn session(State(services): State<Services>, ApiJson(body): ApiJson<SessionRequest>) -> Result<Json<SessionAnswer>, ApiError> {
+#[utoipa::path(post, path = "/v1/auth/session", tag = "auth", operation_id = "create_session_endpoint",
+    summary = "Trade a signed challenge for a bearer session",
+    request_body = SessionRequest,
+    responses(
+        (status = 200, body = SessionAnswer),
+        (status = 401, description = "A bad signature, or an unknown or used challenge.", body = wire::api::ErrorDetail),
+        (status = 403, description = "A banned hotkey.", body = wire::api::ErrorDetail),
+        (status = 429, description = "Too many sign-ins.", body = super::openapi::CodedError),
+    ))]
+pub(super) async fn session(
+    State(services): State<Services>,
+    ApiJson(body): ApiJson<SessionRequest>,
+) -> Result<Json<SessionAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
     // The signature first: roles (and so a ban) are told only to the key's holder.
     sessions::redeem_challenge(&services.db, &hotkey, &body.challenge, &body.signature).await?;
@@ -43,7 +62,10 @@ async fn session(State(services): State<Services>, ApiJson(body): ApiJson<Sessio
     Ok(Json(SessionAnswer { session_token: opened.token, expires_at: opened.expires_at, role: role.to_owned() }))
 }
 
-async fn logout(State(services): State<Services>, headers: HeaderMap) -> Result<Json<LogoutAnswer>, ApiError> {
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", operation_id = "logout", summary = "End the bearer session",
+    security(("session" = [])),
+    responses((status = 200, body = LogoutAnswer), (status = 401, description = "No such session.", body = wire::api::ErrorDetail)))]
+pub(super) async fn logout(State(services): State<Services>, headers: HeaderMap) -> Result<Json<LogoutAnswer>, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

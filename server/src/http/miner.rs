@@ -44,11 +44,18 @@ fn uuid_from_path(name: &str, text: &str) -> Result<String, ApiError> {
     })
 }
 
-async fn agents(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<MinerAgents>, ApiError> {
+#[utoipa::path(get, path = "/v1/miner/agents", tag = "miner", operation_id = "list_miner_agents",
+    summary = "The miner's agents, each with its latest version",
+    responses((status = 200, body = MinerAgents)))]
+pub(super) async fn agents(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<MinerAgents>, ApiError> {
     Ok(Json(services.miner_agents(&caller.hotkey).await.map_err(service::ServiceError::from)?))
 }
 
-async fn agent_versions(
+#[utoipa::path(get, path = "/v1/miner/agents/{agent_id}/versions", tag = "miner", operation_id = "list_agent_versions",
+    summary = "Every version of one of the miner's agents",
+    params(("agent_id" = String, Path, description = "A UUID.")),
+    responses((status = 200, body = Vec<AgentVersionEntry>), (status = 404, description = "No such agent of this miner.", body = super::openapi::CodedError)))]
+pub(super) async fn agent_versions(
     State(services): State<Services>,
     Miner(caller): Miner,
     Path(agent_id): Path<String>,
@@ -57,7 +64,11 @@ async fn agent_versions(
     Ok(Json(services.agent_versions(&caller.hotkey, &agent_id).await.map_err(service::ServiceError::from)?))
 }
 
-async fn agent_version(
+#[utoipa::path(get, path = "/v1/miner/agent-versions/{agent_version_id}", tag = "miner", operation_id = "get_owned_agent_version_status",
+    summary = "Where one of the miner's agent versions is in evaluation",
+    params(("agent_version_id" = String, Path, description = "A UUID.")),
+    responses((status = 200, body = AgentVersionStatus), (status = 404, description = "No such version of this miner.", body = super::openapi::CodedError)))]
+pub(super) async fn agent_version(
     State(services): State<Services>,
     Miner(caller): Miner,
     Path(id): Path<String>,
@@ -76,13 +87,20 @@ fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
 
 /// Lists the providers the miner has a stored credential for (connected, or needing
 /// re-consent): oro-sdk prints "No providers connected" only for an empty list.
-async fn status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<InferenceAuthList>, ApiError> {
+#[utoipa::path(get, path = "/v1/miner/inference-auth", tag = "miner", operation_id = "list_inference_auth",
+    summary = "The providers the miner has a stored credential for, and the default",
+    responses((status = 200, body = InferenceAuthList)))]
+pub(super) async fn status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<InferenceAuthList>, ApiError> {
     let mut list = services.inference_auth_status(&caller.hotkey).await.map_err(service::ServiceError::from)?;
     list.providers.retain(|p| p.state != Some(wire::api::ConnectionState::NotConnected));
     Ok(Json(list))
 }
 
-async fn one(
+#[utoipa::path(get, path = "/v1/miner/inference-auth/{provider}", tag = "miner", operation_id = "get_inference_auth_status_one",
+    summary = "One provider's connection",
+    params(("provider" = Provider, Path, description = "`chutes` or `openrouter`.")),
+    responses((status = 200, body = ProviderStatus)))]
+pub(super) async fn one(
     State(services): State<Services>,
     Miner(caller): Miner,
     Path(provider): Path<String>,
@@ -91,7 +109,20 @@ async fn one(
     Ok(Json(services.provider_status(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
 }
 
-async fn connect(
+#[utoipa::path(post, path = "/v1/miner/inference-auth/{provider}", tag = "miner", operation_id = "store_inference_credential",
+    summary = "Connect a provider with a pasted credential",
+    description = "OpenRouter: a management key (`sk-or-v1-...`), checked with OpenRouter before it is kept. Chutes: a refresh \
+                   token (the OAuth exchange is the usual way). The credential is sealed at rest and never answered back. The first \
+                   connected provider becomes the default.",
+    params(("provider" = Provider, Path, description = "`chutes` or `openrouter`.")),
+    request_body = ConnectCredential,
+    responses(
+        (status = 200, body = ConnectionChanged),
+        (status = 400, description = "The provider refused the credential.", body = wire::api::ErrorDetail),
+        (status = 402, description = "The account has no credits.", body = wire::api::ErrorDetail),
+        (status = 503, description = "The provider could not be reached to check it, or is rate limiting: retry.", body = wire::api::ErrorDetail),
+    ))]
+pub(super) async fn connect(
     State(services): State<Services>,
     Miner(caller): Miner,
     Path(provider): Path<String>,
@@ -107,7 +138,12 @@ async fn connect(
     Ok(Json(changed.map_err(service::ServiceError::from)?))
 }
 
-async fn disconnect(
+#[utoipa::path(delete, path = "/v1/miner/inference-auth/{provider}", tag = "miner", operation_id = "delete_inference_credential",
+    summary = "Disconnect a provider",
+    description = "Runs in flight finish on their provider; OpenRouter per-run keys are disabled, not deleted.",
+    params(("provider" = Provider, Path, description = "`chutes` or `openrouter`.")),
+    responses((status = 200, body = ConnectionChanged)))]
+pub(super) async fn disconnect(
     State(services): State<Services>,
     Miner(caller): Miner,
     Path(provider): Path<String>,
@@ -116,7 +152,11 @@ async fn disconnect(
     Ok(Json(services.disconnect(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
 }
 
-async fn set_default(
+#[utoipa::path(patch, path = "/v1/miner/inference-auth/default", tag = "miner", operation_id = "set_default_inference_provider",
+    summary = "Choose the provider used from the next claim on",
+    request_body = SetDefault,
+    responses((status = 200, body = ConnectionChanged), (status = 409, description = "That provider is not connected.", body = wire::api::ErrorDetail)))]
+pub(super) async fn set_default(
     State(services): State<Services>,
     Miner(caller): Miner,
     ApiJson(body): ApiJson<SetDefault>,
@@ -124,7 +164,15 @@ async fn set_default(
     Ok(Json(services.set_default_provider(&caller.hotkey, body.provider).await.map_err(service::ServiceError::from)?))
 }
 
-async fn exchange_code(
+#[utoipa::path(post, path = "/v1/miner/chutes/exchange-code", tag = "miner", operation_id = "exchange_chutes_code",
+    summary = "Finish \"sign in with Chutes\": exchange the authorization code (PKCE)",
+    request_body = ExchangeCode,
+    responses(
+        (status = 200, body = ExchangeCodeAnswer),
+        (status = 400, description = "Chutes refused the code (used, expired, or consent denied).", body = wire::api::ErrorDetail),
+        (status = 503, description = "Chutes could not be reached: retry.", body = wire::api::ErrorDetail),
+    ))]
+pub(super) async fn exchange_code(
     State(services): State<Services>,
     Miner(caller): Miner,
     ApiJson(body): ApiJson<ExchangeCode>,
@@ -135,7 +183,11 @@ async fn exchange_code(
     Ok(Json(answer.map_err(service::ServiceError::from)?))
 }
 
-async fn legacy_chutes_auth(
+#[utoipa::path(post, path = "/v1/miner/chutes-auth", tag = "miner", operation_id = "store_chutes_token",
+    summary = "Connect Chutes with a refresh token (older oro-sdk)",
+    request_body = LegacyChutesAuth,
+    responses((status = 200, body = ConnectionChanged), (status = 400, description = "Chutes refused the token.", body = wire::api::ErrorDetail)))]
+pub(super) async fn legacy_chutes_auth(
     State(services): State<Services>,
     Miner(caller): Miner,
     ApiJson(body): ApiJson<LegacyChutesAuth>,
@@ -145,13 +197,28 @@ async fn legacy_chutes_auth(
     Ok(Json(services.connect_chutes_with_refresh_token(&caller.hotkey, &token).await.map_err(service::ServiceError::from)?))
 }
 
-async fn legacy_chutes_status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<LegacyChutesStatus>, ApiError> {
+#[utoipa::path(get, path = "/v1/miner/chutes-auth/status", tag = "miner", operation_id = "get_chutes_auth_status",
+    summary = "Whether Chutes is connected (older oro-sdk)",
+    responses((status = 200, body = LegacyChutesStatus)))]
+pub(super) async fn legacy_chutes_status(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+) -> Result<Json<LegacyChutesStatus>, ApiError> {
     let status = services.provider_status(&caller.hotkey, Provider::Chutes).await.map_err(service::ServiceError::from)?;
     Ok(Json(LegacyChutesStatus { connected: status.connected, updated_at: status.updated_at }))
 }
 
 /// `oro submit`: multipart `agent_name` and `file`.
-async fn submit(
+#[utoipa::path(post, path = "/v1/miner/submit", tag = "miner", operation_id = "submit_agent",
+    summary = "Submit an agent version for evaluation",
+    request_body(content = super::openapi::BodySubmitAgent, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, body = SubmitAnswer),
+        (status = 400, description = "No provider connected, a bad agent name or file.", body = super::openapi::CodedError),
+        (status = 413, description = "The file is too large.", body = super::openapi::CodedError),
+        (status = 429, description = "The submission cooldown is running.", body = super::openapi::CodedError),
+    ))]
+pub(super) async fn submit(
     State(services): State<Services>,
     Miner(caller): Miner,
     mut form: axum::extract::Multipart,
@@ -185,15 +252,32 @@ async fn submit(
 }
 
 #[derive(Deserialize)]
-struct RunsQuery {
+pub(super) struct RunsQuery {
     limit: Option<i64>,
 }
 
-async fn runs(State(services): State<Services>, Miner(caller): Miner, ApiQuery(q): ApiQuery<RunsQuery>) -> Result<Json<RunList>, ApiError> {
+#[utoipa::path(get, path = "/v1/miner/runs", tag = "miner", operation_id = "list_miner_runs",
+    summary = "The miner's evaluation runs, with spend against each run's cap",
+    params(("limit" = Option<i64>, Query, description = "At most this many, newest first (default 50).")),
+    responses((status = 200, body = RunList)))]
+pub(super) async fn runs(
+    State(services): State<Services>,
+    Miner(caller): Miner,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> Result<Json<RunList>, ApiError> {
     Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await.map_err(service::ServiceError::from)?))
 }
 
-async fn stop_run(
+#[utoipa::path(post, path = "/v1/miner/runs/{eval_run_id}/stop", tag = "miner", operation_id = "stop_run_inference",
+    summary = "Stop inference: the run's credential dies now",
+    params(("eval_run_id" = String, Path, description = "A UUID.")),
+    responses(
+        (status = 200, body = wire::api::StoppedInference),
+        (status = 404, description = "No such run of this miner.", body = super::openapi::CodedError),
+        (status = 409, description = "The run is not running.", body = wire::api::ErrorDetail),
+        (status = 502, description = "The provider did not confirm the key's end; retry.", body = wire::api::ErrorDetail),
+    ))]
+pub(super) async fn stop_run(
     State(services): State<Services>,
     Miner(caller): Miner,
     Path(eval_run_id): Path<String>,
@@ -202,11 +286,18 @@ async fn stop_run(
     Ok(Json(services.stop_run_inference(&caller.hotkey, &eval_run_id).await.map_err(service::ServiceError::from)?))
 }
 
-async fn budget(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<Budget>, ApiError> {
+#[utoipa::path(get, path = "/v1/miner/budget", tag = "miner", operation_id = "get_budget",
+    summary = "The miner's monthly ceiling on what runs commit",
+    responses((status = 200, body = Budget)))]
+pub(super) async fn budget(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<Budget>, ApiError> {
     Ok(Json(services.budget(&caller.hotkey).await.map_err(service::ServiceError::from)?))
 }
 
-async fn set_budget(
+#[utoipa::path(put, path = "/v1/miner/budget", tag = "miner", operation_id = "set_budget",
+    summary = "Set or remove (`null`) the monthly ceiling",
+    request_body = SetBudget,
+    responses((status = 200, body = Budget), (status = 422, description = "Negative, or not a whole number of cents.", body = super::openapi::HttpValidationError)))]
+pub(super) async fn set_budget(
     State(services): State<Services>,
     Miner(caller): Miner,
     ApiJson(body): ApiJson<SetBudget>,
@@ -215,11 +306,15 @@ async fn set_budget(
 }
 
 #[derive(Deserialize)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     limit: Option<i64>,
 }
 
-async fn events(
+#[utoipa::path(get, path = "/v1/miner/inference-auth/events", tag = "miner", operation_id = "list_inference_auth_events",
+    summary = "The miner's audit log: connects, disconnects, default changes, runs' credentials",
+    params(("limit" = Option<i64>, Query, description = "At most this many, newest first (default 100).")),
+    responses((status = 200, body = AuditEvents)))]
+pub(super) async fn events(
     State(services): State<Services>,
     Miner(caller): Miner,
     ApiQuery(q): ApiQuery<EventsQuery>,

@@ -2,22 +2,44 @@
 //! answers (`error.rs`, once).
 
 mod auth_routes;
+mod docs;
 pub mod error;
 pub mod extract;
 pub mod guards;
 pub mod metrics;
 mod miner;
+pub mod openapi;
 mod oro_backend;
 mod public;
 mod validator;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
 
 use crate::startup::AppState;
 
 pub fn api_router(services: service::Services) -> Router<AppState> {
+    // Built once: the document depends only on the code and this deployment's URLs.
+    let published = openapi::Published::new(&services.settings);
+    let reference: std::sync::Arc<str> = docs::render(&serde_json::to_value(&*published.document).unwrap_or_default()).into();
     Router::new()
         .route("/metrics", axum::routing::get(metrics::render))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], published.json.to_string())
+            }),
+        )
+        .route(
+            "/docs",
+            axum::routing::get(move || async move {
+                let mut answer =
+                    ([(header::CACHE_CONTROL, "public, max-age=300")], axum::response::Html(reference.to_string())).into_response();
+                answer.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(docs::CSP));
+                answer
+            }),
+        )
         .merge(public::routes())
         .merge(auth_routes::routes())
         .merge(miner::routes())

@@ -18,15 +18,18 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         // oro-sdk's `deep_health_check`: the same question as readiness.
-        .route("/health/deep", get(ready))
+        .route("/health/deep", get(deep_health))
         .route("/v1/public/inference/models", get(models))
-        .route("/v1/public/agent-code/{run_id}", get(agent_code))
+        .route("/v1/public/agent-code/{eval_run_id}", get(agent_code))
         .route("/v1/public/chutes-oauth", get(chutes_oauth))
 }
 
 /// Where our `oro` CLI sends a miner to sign in with Chutes: this service's own IdP and
 /// client, so that the code it brings back is one this service can exchange.
-async fn chutes_oauth(State(services): State<Services>) -> Json<wire::api::ChutesOAuthInfo> {
+#[utoipa::path(get, path = "/v1/public/chutes-oauth", tag = "public", operation_id = "get_chutes_oauth",
+    summary = "How a client starts \"sign in with Chutes\" for this service",
+    responses((status = 200, description = "The authorize base, client id and scopes.", body = wire::api::ChutesOAuthInfo)))]
+pub(super) async fn chutes_oauth(State(services): State<Services>) -> Json<wire::api::ChutesOAuthInfo> {
     let settings = &services.settings;
     Json(wire::api::ChutesOAuthInfo {
         authorize_base: settings.chutes_api_base.clone(),
@@ -35,13 +38,21 @@ async fn chutes_oauth(State(services): State<Services>) -> Json<wire::api::Chute
     })
 }
 
-async fn health() -> Json<wire::api::Health> {
+#[utoipa::path(get, path = "/health", tag = "public", operation_id = "health_check", summary = "Liveness",
+    responses((status = 200, body = wire::api::Health)))]
+pub(super) async fn health() -> Json<wire::api::Health> {
     Json(wire::api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 /// Ready when the database answers, within 2 s: a load balancer's probe must hear "no"
 /// before its own timeout, not wait out the pool's.
-async fn ready(State(services): State<Services>) -> Response {
+#[utoipa::path(get, path = "/health/ready", tag = "public", operation_id = "readiness_check",
+    summary = "Readiness: the database answers within 2 s",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\", \"database\": \"ok\"}`", body = Object),
+        (status = 503, description = "The database did not answer.", body = wire::api::ErrorDetail),
+    ))]
+pub(super) async fn ready(State(services): State<Services>) -> Response {
     let answered = tokio::time::timeout(std::time::Duration::from_secs(2), services.db.ping()).await;
     let problem = match answered {
         Ok(Ok(())) => {
@@ -54,13 +65,39 @@ async fn ready(State(services): State<Services>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"detail": "database unreachable"}))).into_response()
 }
 
+/// oro-sdk's `deep_health_check`: the same question as readiness.
+#[utoipa::path(get, path = "/health/deep", tag = "public", operation_id = "deep_health_check", summary = "Readiness (oro-sdk's name)",
+    responses(
+        (status = 200, body = Object),
+        (status = 503, description = "The database did not answer.", body = wire::api::ErrorDetail),
+    ))]
+pub(super) async fn deep_health(state: State<Services>) -> Response {
+    ready(state).await
+}
+
 #[derive(Deserialize)]
-struct ModelsQuery {
+pub(super) struct ModelsQuery {
     provider: Option<String>,
     ranked: Option<String>,
 }
 
-async fn models(State(services): State<Services>, Query(q): Query<ModelsQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/public/inference/models", tag = "public", operation_id = "get_inference_models",
+    summary = "The allowlisted models, under one provider's names",
+    description = "The same canonical set on both providers. `aliases` maps each Chutes name to its OpenRouter name (accepted on \
+                   OpenRouter runs). Cached for a minute; revalidate with `If-None-Match`.",
+    params(
+        ("provider" = Option<Provider>, Query, description = "Whose names to list (default `chutes`)."),
+        ("ranked" = Option<bool>, Query, description = "Accepted for oro-sdk; the list has one order."),
+    ),
+    responses(
+        (status = 200, body = wire::api::ModelList, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`."),
+    ))]
+pub(super) async fn models(
+    State(services): State<Services>,
+    Query(q): Query<ModelsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let provider = match q.provider.as_deref() {
         None | Some("") => Provider::Chutes,
         Some(p) => p.parse::<Provider>().map_err(|e| ApiError::Validation {
@@ -93,14 +130,26 @@ async fn models(State(services): State<Services>, Query(q): Query<ModelsQuery>, 
 }
 
 #[derive(Deserialize)]
-struct CodeLink {
+pub(super) struct CodeLink {
     expires: i64,
     sig: String,
 }
 
 /// The presigned `code_download_url` of a claim: no signed headers (ORO's validator fetches
 /// it with a plain GET); the link itself is the credential.
-async fn agent_code(
+#[utoipa::path(get, path = "/v1/public/agent-code/{eval_run_id}", tag = "public", operation_id = "get_agent_code_by_link",
+    summary = "A claim's `code_download_url`: the agent file, for the link's holder",
+    params(
+        ("eval_run_id" = String, Path, description = "The run the link was made for."),
+        ("expires" = i64, Query, description = "Unix seconds after which the link is refused."),
+        ("sig" = String, Query, description = "The link's signature."),
+    ),
+    responses(
+        (status = 200, description = "The agent's Python file, as a download.", content_type = "text/x-python"),
+        (status = 403, description = "A bad or expired link.", body = wire::api::ErrorDetail),
+        (status = 404, description = "No such run.", body = super::openapi::CodedError),
+    ))]
+pub(super) async fn agent_code(
     State(services): State<Services>,
     Path(run_id): Path<String>,
     super::extract::ApiQuery(link): super::extract::ApiQuery<CodeLink>,

@@ -10,6 +10,7 @@ mod faults;
 mod foundation;
 mod gateway;
 mod hardening;
+mod openapi;
 mod oro_clients;
 mod python_sdk;
 mod runs;

@@ -20,6 +20,13 @@ if ! "$venvs/openai/bin/python" -c 'import openai' 2>/dev/null; then
   python3 -m venv "$venvs/openai"
   "$venvs/openai/bin/pip" install -q openai
 fi
+# openapi-python-client (the generator oro-sdk's own client comes from) makes a client from our
+# /openapi.json in server/tests/api/openapi.rs.
+if ! "$venvs/openapi/bin/openapi-python-client" --version 2>/dev/null | grep -q " 0.29.1"; then
+  echo "installing openapi-python-client into .venv-oro/openapi"
+  python3 -m venv "$venvs/openapi"
+  "$venvs/openapi/bin/pip" install -q "openapi-python-client==0.29.1"
+fi
 base_site="$("$venvs/base/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 grep -v '^#' "$here/versions.txt" | while read -r version _; do
   [ -n "$version" ] || continue
