@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 #[utoipa::path(post, path = "/v1/auth/challenge", tag = "auth", operation_id = "request_challenge",
     summary = "A challenge for the hotkey to sign",
     request_body = ChallengeRequest,
-    responses((status = 200, body = ChallengeAnswer), (status = 400, description = "Not an SS58 hotkey.", body = wire::api::ErrorDetail)))]
+    responses((status = 200, body = ChallengeAnswer), (status = 401, description = "Not an SS58 hotkey, or a banned one.", body = wire::api::ErrorDetail)))]
 pub(super) async fn challenge(
     State(services): State<Services>,
     ApiJson(body): ApiJson<ChallengeRequest>,

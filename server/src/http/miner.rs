@@ -53,7 +53,7 @@ pub(super) async fn agents(State(services): State<Services>, Miner(caller): Mine
 
 #[utoipa::path(get, path = "/v1/miner/agents/{agent_id}/versions", tag = "miner", operation_id = "list_agent_versions",
     summary = "Every version of one of the miner's agents",
-    params(("agent_id" = String, Path, description = "A UUID.")),
+    params(("agent_id" = String, Path, format = Uuid)),
     responses((status = 200, body = Vec<AgentVersionEntry>), (status = 404, description = "No such agent of this miner.", body = super::openapi::CodedError)))]
 pub(super) async fn agent_versions(
     State(services): State<Services>,
@@ -66,7 +66,7 @@ pub(super) async fn agent_versions(
 
 #[utoipa::path(get, path = "/v1/miner/agent-versions/{agent_version_id}", tag = "miner", operation_id = "get_owned_agent_version_status",
     summary = "Where one of the miner's agent versions is in evaluation",
-    params(("agent_version_id" = String, Path, description = "A UUID.")),
+    params(("agent_version_id" = String, Path, format = Uuid)),
     responses((status = 200, body = AgentVersionStatus), (status = 404, description = "No such version of this miner.", body = super::openapi::CodedError)))]
 pub(super) async fn agent_version(
     State(services): State<Services>,
@@ -142,7 +142,7 @@ pub(super) async fn connect(
     summary = "Disconnect a provider",
     description = "Runs in flight finish on their provider; OpenRouter per-run keys are disabled, not deleted.",
     params(("provider" = Provider, Path, description = "`chutes` or `openrouter`.")),
-    responses((status = 200, body = ConnectionChanged)))]
+    responses((status = 200, body = ConnectionChanged), (status = 404, description = "That provider is not connected.", body = wire::api::ErrorDetail)))]
 pub(super) async fn disconnect(
     State(services): State<Services>,
     Miner(caller): Miner,
@@ -214,15 +214,17 @@ pub(super) async fn legacy_chutes_status(
     request_body(content = super::openapi::BodySubmitAgent, content_type = "multipart/form-data"),
     responses(
         (status = 200, body = SubmitAnswer),
-        (status = 400, description = "No provider connected, a bad agent name or file.", body = super::openapi::CodedError),
+        (status = 400, description = "No provider connected, a bad agent name or file (with its `error_code`), or a form that does not parse.", body = wire::api::ErrorDetail),
         (status = 413, description = "The file is too large.", body = super::openapi::CodedError),
         (status = 429, description = "The submission cooldown is running.", body = super::openapi::CodedError),
     ))]
 pub(super) async fn submit(
     State(services): State<Services>,
     Miner(caller): Miner,
-    mut form: axum::extract::Multipart,
+    form: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<SubmitAnswer>, ApiError> {
+    // axum's own refusal is plain text; oro-sdk and the document expect `{"detail": ...}`.
+    let mut form = form.map_err(|e| ApiError::Status(axum::http::StatusCode::BAD_REQUEST, e.body_text()))?;
     services.limit_hotkey(Action::Submit, &caller.hotkey).await?;
     let bad = |loc: &str, msg: &str| ApiError::Validation { loc: vec!["body".into(), loc.into()], msg: msg.into(), kind: "missing" };
     let mut agent_name = None;
@@ -270,7 +272,7 @@ pub(super) async fn runs(
 
 #[utoipa::path(post, path = "/v1/miner/runs/{eval_run_id}/stop", tag = "miner", operation_id = "stop_run_inference",
     summary = "Stop inference: the run's credential dies now",
-    params(("eval_run_id" = String, Path, description = "A UUID.")),
+    params(("eval_run_id" = String, Path, format = Uuid)),
     responses(
         (status = 200, body = wire::api::StoppedInference),
         (status = 404, description = "No such run of this miner.", body = super::openapi::CodedError),

@@ -107,6 +107,34 @@ pub struct BodySubmitAgent {
     file: Vec<u8>,
 }
 
+/// The model list's two forms.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ModelListAnswer {
+    Plain(wire::api::ModelList),
+    Ranked(RankedModelList),
+}
+
+/// `GET /v1/public/inference/models?ranked=true`: oro-sdk's ranked form.
+#[derive(ToSchema, serde::Serialize)]
+#[allow(dead_code)]
+pub struct RankedModelList {
+    models: Vec<RankedModel>,
+    /// How the list is ordered (`catalog_order`).
+    ranked_by: String,
+    /// When the list last changed (RFC 3339).
+    as_of: String,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[allow(dead_code)]
+pub struct RankedModel {
+    id: String,
+    rank_metric: Option<f64>,
+    healthy: bool,
+}
+
 /// The run gateway's error, OpenAI's shape (every OpenAI client reads it).
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -135,7 +163,8 @@ pub struct OpenAiErrorBody {
                        The routes and bodies follow ORO's backend (oro-sdk) wherever it has them. Errors are FastAPI's shape: \
                        `{\"detail\": \"...\"}`, a 422 lists the fields that did not parse, and refusals oro-sdk reads by code carry \
                        `error_code`. Miner and validator routes take either the four signed-request headers or a bearer \
-                       session from `/v1/auth/session`.",
+                       session from `/v1/auth/session`. Text holding a NUL character, anywhere in \
+                       a request, is refused with a 422.",
         license(name = "MIT"),
     ),
     paths(

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -87,15 +87,18 @@ pub(super) struct ModelsQuery {
                    OpenRouter runs). Cached for a minute; revalidate with `If-None-Match`.",
     params(
         ("provider" = Option<Provider>, Query, description = "Whose names to list (default `chutes`)."),
-        ("ranked" = Option<bool>, Query, description = "Accepted for oro-sdk; the list has one order."),
+        ("ranked" = Option<bool>, Query, description = "oro-sdk's ranked form: each model with its health, in catalog order."),
     ),
     responses(
-        (status = 200, body = wire::api::ModelList, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 200, description = "The plain list, or with `ranked=true` the ranked form.",
+            body = super::openapi::ModelListAnswer,
+            headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`."),
     ))]
 pub(super) async fn models(
     State(services): State<Services>,
-    Query(q): Query<ModelsQuery>,
+    // FastAPI's 422 for a query that does not parse (`?ranked=x&ranked=y`), as the document says.
+    super::extract::ApiQuery(q): super::extract::ApiQuery<ModelsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let provider = match q.provider.as_deref() {

@@ -50,7 +50,7 @@ pub(super) async fn claim(State(services): State<Services>, Validator(caller): V
 /// The body (the validator's resource report) is optional: oro-sdk 5.0.2 and newer send none.
 #[utoipa::path(post, path = "/v1/validator/evaluation-runs/{eval_run_id}/heartbeat", tag = "validator", operation_id = "heartbeat",
     summary = "Renew the run's lease",
-    params(("eval_run_id" = String, Path, description = "A UUID.")),
+    params(("eval_run_id" = String, Path, format = Uuid)),
     request_body(content = Option<super::openapi::HeartbeatRequest>, description = "The validator's resource report (optional)."),
     responses(
         (status = 200, body = LeaseRenewed),
@@ -68,7 +68,7 @@ pub(super) async fn heartbeat(
 
 #[utoipa::path(post, path = "/v1/validator/evaluation-runs/{eval_run_id}/progress", tag = "validator", operation_id = "update_progress",
     summary = "Report per-problem progress (renews the lease)",
-    params(("eval_run_id" = String, Path, description = "A UUID.")),
+    params(("eval_run_id" = String, Path, format = Uuid)),
     request_body = super::openapi::ProgressUpdateRequest,
     responses(
         (status = 200, body = LeaseRenewed),
@@ -89,7 +89,7 @@ pub(super) async fn progress(
     summary = "Finish the run: its credential dies with this answer",
     description = "A run whose provider account could not pay is recorded as failed with \"no credits: ...\", whatever the \
                    validator reports.",
-    params(("eval_run_id" = String, Path, description = "A UUID.")),
+    params(("eval_run_id" = String, Path, format = Uuid)),
     request_body = CompleteRun,
     responses(
         (status = 200, body = CompleteRunAnswer),
@@ -107,7 +107,7 @@ pub(super) async fn complete(
 
 #[utoipa::path(get, path = "/v1/validator/agent-versions/{agent_version_id}/code", tag = "validator", operation_id = "get_agent_code",
     summary = "The agent file of a run this validator holds",
-    params(("agent_version_id" = String, Path, description = "A UUID.")),
+    params(("agent_version_id" = String, Path, format = Uuid)),
     responses(
         (status = 200, description = "The agent's Python file, as a download.", content_type = "text/x-python"),
         (status = 404, description = "No such version among this validator's runs.", body = super::openapi::CodedError),

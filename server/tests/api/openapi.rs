@@ -271,8 +271,68 @@ async fn generated_client_matches_oro_sdk_and_works(backend: Backend) {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// schemathesis (PyPI) generates requests from the document for every REST operation, signed
+/// by a real wallet, and checks each answer against it: a documented status, content type,
+/// headers and body schema, and never a 5xx from our own code. A route whose answers drift
+/// from its attributes fails here.
+async fn every_answer_matches_the_document(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            // Refusals are the point of many cases: they must not be held back or banned.
+            extra: vec![
+                ("ORO_REFUSAL_HOLD_MS", "0".into()),
+                ("ORO_RATE_LIMIT_FAILED_AUTH_PER_IP", "100000/min".into()),
+                ("ORO_RATE_LIMIT_SIGNED_PER_IP", "100000/min".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let schemathesis = installed(sdk_root().join("schemathesis/bin/schemathesis"));
+    let python = installed(sdk_root().join(newest_release()).join("bin/python"));
+    let work = std::env::temp_dir().join(format!("oro-schemathesis-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&work).unwrap();
+    let script = format!(
+        "from bittensor_wallet import Wallet\nw = Wallet(name='caller', hotkey='h1', path='{}/.bittensor/wallets')\nw.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)\nprint(w.hotkey.ss58_address)\n",
+        work.display()
+    );
+    let out = Command::new(&python).arg("-c").arg(script).env("HOME", &work).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hotkey = service::domain::Hotkey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    // A validator may call the miner routes too: one wallet reaches every operation.
+    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::ROLE_VALIDATOR, "schemathesis").await.unwrap();
+
+    let checks =
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";
+    let out = Command::new(&schemathesis)
+        .args(["run", &app.url("/openapi.json"), "--url", &app.address, "--max-examples", "10", "--seed", "1", "--checks", checks])
+        // The gateway's operations live on their own server; gateway.rs tests them with real clients.
+        .args(["--exclude-path-regex", "^/v1/(chat/completions|completions|models)$", "--phases", "coverage,fuzzing", "--no-color"])
+        .current_dir(&work)
+        .env("HOME", &work)
+        .env("ORO_ST_WALLET", "caller")
+        .env("PYTHONPATH", Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi"))
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found answers that differ from the document:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tested = stdout.lines().find(|l| l.trim_start().starts_with("Tested:")).unwrap_or_default().trim().to_owned();
+    eprintln!("schemathesis: {tested}; {}", stdout.lines().find(|l| l.contains("generated")).unwrap_or_default().trim());
+    assert_eq!(tested, "Tested: 31", "schemathesis tested another number of operations than the document's REST ones\n{stdout}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 both_engines!(
     every_documented_operation_is_served_as_documented,
     reference_page_renders_every_operation,
-    generated_client_matches_oro_sdk_and_works
+    generated_client_matches_oro_sdk_and_works,
+    every_answer_matches_the_document
 );

@@ -27,7 +27,16 @@ if ! "$venvs/openapi/bin/openapi-python-client" --version 2>/dev/null | grep -q 
   python3 -m venv "$venvs/openapi"
   "$venvs/openapi/bin/pip" install -q "openapi-python-client==0.29.1"
 fi
+# schemathesis checks every answer against the document (server/tests/api/openapi.rs); it signs
+# requests with bittensor_wallet from the shared venv.
+if ! "$venvs/schemathesis/bin/schemathesis" --version 2>/dev/null | grep -q " 4.32.5"; then
+  echo "installing schemathesis into .venv-oro/schemathesis"
+  python3 -m venv "$venvs/schemathesis"
+  "$venvs/schemathesis/bin/pip" install -q "schemathesis==4.32.5"
+fi
 base_site="$("$venvs/base/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+st_site="$("$venvs/schemathesis/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$base_site" > "$st_site/oro-shared-deps.pth"
 grep -v '^#' "$here/versions.txt" | while read -r version _; do
   [ -n "$version" ] || continue
   venv="$venvs/$version"
