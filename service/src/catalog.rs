@@ -57,10 +57,13 @@ pub async fn seed_if_empty(db: &Db) -> Result<(), sqlx::Error> {
     if count > 0 {
         return Ok(());
     }
+    // Replicas starting together on an empty database seed at once: a row the other inserted
+    // first conflicts on either of its unique names (chutes_name or openrouter_name, whichever
+    // index PostgreSQL checks first), and either way it is already there.
     for (position, (chutes, openrouter)) in CANONICAL_MODELS.iter().enumerate() {
         sqlx::query(
             "INSERT INTO catalog_models (chutes_name, openrouter_name, position, is_default, healthy, updated_at)
-             VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (chutes_name) DO NOTHING",
+             VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT DO NOTHING",
         )
         .bind(*chutes)
         .bind(*openrouter)

@@ -20,10 +20,11 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sqlx::AnyConnection;
 use zeroize::Zeroize;
 
 use crate::clock;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 
 const FORMAT_VERSION: u8 = 1;
 const DATA_KEY_ID_LEN: usize = 32;
@@ -282,20 +283,41 @@ async fn data_key_rows(db: &Db) -> Result<Vec<(String, String, Vec<u8>, i64)>, s
 
 /// A new data key under the current master key, newer than every other: it becomes the one
 /// that seals.
-async fn create_data_key(db: &Db, masters: &MasterKeys) -> Result<(String, Key32), VaultError> {
+async fn create_data_key(conn: &mut AnyConnection, masters: &MasterKeys) -> Result<(String, Key32), VaultError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let key = random_key();
     let wrapped = wrap(masters.get(masters.current_id()).expect("current key"), key.expose_secret(), &id);
-    let (newest,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM vault_data_keys").fetch_one(db.pool()).await?;
+    let (newest,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM vault_data_keys").fetch_one(&mut *conn).await?;
     let created_at = clock::now().max(newest.unwrap_or(0) + 1);
     sqlx::query("INSERT INTO vault_data_keys (id, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&id)
         .bind(masters.current_id())
         .bind(wrapped)
         .bind(created_at)
-        .execute(db.pool())
+        .execute(&mut *conn)
         .await?;
     Ok((id, key))
+}
+
+/// The advisory-lock namespace (PostgreSQL's two-key form) of creating the first data key.
+const FIRST_DATA_KEY_LOCK_SPACE: i32 = 0x0a17;
+
+/// The first data key, made once however many replicas start together on an empty database.
+/// On PostgreSQL they take turns (an advisory lock held by the transaction), so each after the
+/// first finds its key. Without the turns each made its own, and a replica that had loaded
+/// only its own key opened nothing the others sealed until its next refresh (a minute): their
+/// connections failed its claims and its gateway. SQLite has one process.
+async fn create_first_data_key(db: &Db, masters: &MasterKeys) -> Result<(), VaultError> {
+    let mut tx = db.pool().begin().await?;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, 0)").bind(FIRST_DATA_KEY_LOCK_SPACE).execute(&mut *tx).await?;
+    }
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys").fetch_one(&mut *tx).await?;
+    if count == 0 {
+        create_data_key(&mut tx, masters).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 impl Vault {
@@ -303,9 +325,7 @@ impl Vault {
     pub async fn open(db: &Db, masters: &MasterKeys) -> Result<Self, VaultError> {
         let masters = masters.duplicate();
         if data_key_rows(db).await?.is_empty() {
-            // Replicas starting together on an empty database may each create one; every
-            // replica loads them all below, so each opens what any of them sealed.
-            create_data_key(db, &masters).await?;
+            create_first_data_key(db, &masters).await?;
         }
         let keys = DataKeys { by_id: HashMap::new(), current: String::new() };
         let vault = Vault { inner: Arc::new(VaultInner { masters: std::sync::RwLock::new(masters), keys: std::sync::RwLock::new(keys) }) };
@@ -511,7 +531,7 @@ pub async fn rotate_master_key(
         masters.replace_file()?;
     }
     if added_key || needs_data_key {
-        create_data_key(db, &masters).await?;
+        create_data_key(&mut *db.pool().acquire().await?, &masters).await?;
         tokio::time::sleep(replica_wait).await;
     }
     let vault = Vault::open(db, &masters).await?;
@@ -581,7 +601,7 @@ pub async fn retire_unused_master_keys(db: &Db, key_file: &Path) -> Result<Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Backend, testing::TestDatabase};
+    use crate::db::testing::TestDatabase;
 
     fn key_file() -> PathBuf {
         std::env::temp_dir().join(format!("oro-mk-{}", uuid::Uuid::new_v4().simple())).join("master.key")
@@ -698,5 +718,34 @@ mod tests {
     #[tokio::test]
     async fn vault_on_postgres() {
         seal_open_bind_and_rotate(Backend::Postgres).await;
+    }
+
+    /// Replicas starting together on an empty PostgreSQL database (each with its own pool, as
+    /// separate processes have) share one first data key, so each opens what another sealed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_opening_together_share_the_first_data_key() {
+        let test_db = TestDatabase::create(Backend::Postgres).await;
+        let path = key_file();
+        let masters = MasterKeys::load(&path, true).unwrap();
+        let mut pools = Vec::new();
+        for _ in 0..4 {
+            pools.push(test_db.connect().await);
+        }
+        // Polled together: each waits on its own connections, so their statements interleave.
+        let (a, b, c, d) = tokio::join!(
+            Vault::open(&pools[0], &masters),
+            Vault::open(&pools[1], &masters),
+            Vault::open(&pools[2], &masters),
+            Vault::open(&pools[3], &masters)
+        );
+        let vaults = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
+        assert_eq!(data_key_rows(&pools[0]).await.unwrap().len(), 1, "one first data key");
+        let context = Vault::credential_context("5F", wire::Provider::OpenRouter);
+        let sealed = vaults[3].seal(&context, &SecretString::from("sk-or-v1-shared"));
+        for vault in &vaults {
+            assert_eq!(vault.current_data_key(), vaults[0].current_data_key());
+            assert_eq!(vault.open_sealed(&context, &sealed).unwrap().expose_secret(), "sk-or-v1-shared");
+        }
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }
