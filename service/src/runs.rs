@@ -833,7 +833,6 @@ impl Services {
     fn sweep_unrecorded_run_keys(&self, run_id: &str, miner: &Hotkey, management_key: SecretString) {
         let (services, run_id, miner) = (self.clone(), run_id.to_owned(), miner.clone());
         tokio::spawn(async move {
-            let name = format!("oro-run-{run_id}");
             for pause in [1, 5, 20, 40] {
                 tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
                 // While the run is held by a claim, a key of its name may be that claim's,
@@ -843,28 +842,60 @@ impl Services {
                 if !matches!(&status, Ok(Some((s,))) if s != STATUS_RUNNING) {
                     continue;
                 }
-                let Ok(keys) = services.openrouter.list_keys(&management_key).await else {
-                    continue;
-                };
-                for key in keys.into_iter().filter(|k| !k.disabled && k.name.as_deref() == Some(name.as_str())) {
-                    let recorded: Result<Option<(String,)>, _> = sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1")
-                        .bind(&key.hash)
-                        .fetch_optional(services.db.pool())
-                        .await;
-                    if !matches!(recorded, Ok(None)) {
-                        continue;
-                    }
-                    if services.openrouter.disable_key(&management_key, &key.hash).await.is_ok() {
-                        tracing::warn!(run = %run_id, "disabled a run key OpenRouter minted after our request had given up");
-                        let detail = format!(
-                            "the OpenRouter management key disabled run key {name}, minted after the claim had given up waiting for it"
-                        );
-                        let _ =
-                            crate::audit::record_now(&services.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await;
-                    }
-                }
+                services
+                    .disable_unrecorded_run_keys(&run_id, &miner, &management_key, "minted after the claim had given up waiting for it")
+                    .await;
             }
         });
+    }
+
+    /// Disables the live keys named after this run that no claim recorded; the caller makes
+    /// sure no claim holds the run (its own key may not be recorded yet). `why` ends the
+    /// miner's audit line.
+    async fn disable_unrecorded_run_keys(&self, run_id: &str, miner: &Hotkey, management_key: &SecretString, why: &str) -> usize {
+        let name = format!("oro-run-{run_id}");
+        let Ok(keys) = self.openrouter.list_keys(management_key).await else {
+            return 0;
+        };
+        let mut disabled = 0;
+        for key in keys.into_iter().filter(|k| !k.disabled && k.name.as_deref() == Some(name.as_str())) {
+            let recorded: Result<Option<(String,)>, _> =
+                sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1").bind(&key.hash).fetch_optional(self.db.pool()).await;
+            if !matches!(recorded, Ok(None)) {
+                continue;
+            }
+            if self.openrouter.disable_key(management_key, &key.hash).await.is_ok() {
+                disabled += 1;
+                tracing::warn!(run = %run_id, "disabled a run key that no claim recorded");
+                let detail = format!("the OpenRouter management key disabled run key {name}, {why}");
+                let _ = crate::audit::record_now(&self.db, miner, Some(Provider::OpenRouter), "credential_used", &detail).await;
+            }
+        }
+        disabled
+    }
+
+    /// A run abandoned between OpenRouter's mint and our record of it (the claiming replica
+    /// died in between): the key is live, capped, and known to no row. The run's lease has
+    /// expired and it is not yet requeued, so no claim holds it: any key of its name is that
+    /// lost one.
+    async fn disable_keys_of_a_lost_claim(&self, run_id: &str, miner: &str) {
+        let Ok(miner) = Hotkey::parse(miner) else {
+            return;
+        };
+        let row: Result<Option<(String, Vec<u8>)>, _> =
+            sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+                .bind(miner.as_str())
+                .bind(Provider::OpenRouter.as_str())
+                .fetch_optional(self.db.pool())
+                .await;
+        let Ok(Some((_, ciphertext))) = row else {
+            return;
+        };
+        let Ok(management_key) = self.vault.open_sealed(&Vault::credential_context(miner.as_str(), Provider::OpenRouter), &ciphertext)
+        else {
+            return;
+        };
+        self.disable_unrecorded_run_keys(run_id, &miner, &management_key, "minted by a claim that ended before recording it").await;
     }
 
     /// `GET /key` with the new key, retrying 401 (propagation) with full-jitter exponential
@@ -1190,14 +1221,17 @@ impl Services {
     /// `MAX_ATTEMPTS`), and per-run keys of finished, abandoned or expired runs are disabled.
     pub async fn reap_runs(&self) -> Result<usize, RunError> {
         let now = clock::now();
-        let abandoned: Vec<(String, i64, Option<String>)> =
-            sqlx::query_as("SELECT id, attempts, key_hash FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
+        let abandoned: Vec<(String, i64, Option<String>, Option<String>, String)> =
+            sqlx::query_as("SELECT id, attempts, key_hash, provider, hotkey FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
                 .bind(STATUS_RUNNING)
                 .bind(now)
                 .fetch_all(self.db.pool())
                 .await?;
         let mut reaped = 0;
-        for (id, abandoned_before, key_hash) in abandoned {
+        for (id, abandoned_before, key_hash, provider, miner) in abandoned {
+            if key_hash.is_none() && provider.as_deref() == Some(Provider::OpenRouter.as_str()) {
+                self.disable_keys_of_a_lost_claim(&id, &miner).await;
+            }
             // Retire the vanished validator's key first, while the run still names it, so its
             // spend is recorded against the run and the month.
             if let Some(hash) = &key_hash

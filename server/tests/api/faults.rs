@@ -315,7 +315,55 @@ async fn key_minted_after_the_claim_gave_up_is_disabled(backend: Backend) {
     assert!(events.to_string().contains("minted after the claim had given up"), "{events}");
 }
 
+/// The replica claiming a run dies after OpenRouter minted its key and before the key was
+/// recorded: the run is left running, under an expiring lease, and no row names the key. The
+/// reaper disables the key by its name before the run goes back to the queue (it says so in
+/// the miner's audit log), and the next claim's own key is left alone.
+async fn key_of_a_claim_lost_before_recording_is_disabled_by_the_reaper(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    let submitted = app.services.submit_agent(&hotkey(&miner), "lost", "lost.py", AGENT).await.unwrap();
+    let run = submitted.eval_run_id.unwrap();
+    // What the dead claim left: the run reserved and pinned, no key recorded, and the key it
+    // had OpenRouter mint (through OpenRouter's own API, with the miner's management key).
+    sqlx::query("UPDATE eval_runs SET status = 'running', provider = 'openrouter', validator_hotkey = $1, lease_expires_at = 0, claimed_at = 0 WHERE id = $2")
+        .bind(&app.validator.hotkey)
+        .bind(&run)
+        .execute(app.services.db.pool())
+        .await
+        .unwrap();
+    let minted = app
+        .client
+        .post(format!("{}/keys", app.services.settings.openrouter_api_base.trim_end_matches('/')))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": format!("oro-run-{run}"), "limit": 5.0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(minted.status().is_success(), "{}", minted.text().await.unwrap());
+    assert_eq!(live_keys(&app, &key).len(), 1);
+
+    assert_eq!(app.services.reap_runs().await.unwrap(), 1);
+    assert!(live_keys(&app, &key).is_empty(), "the lost claim's key is still live");
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(&run).fetch_one(app.services.db.pool()).await.unwrap();
+    assert_eq!(status, "queued");
+    let events: serde_json::Value = app.get_signed(&miner, "/v1/miner/inference-auth/events").await.json().await.unwrap();
+    assert!(events.to_string().contains("minted by a claim that ended before recording it"), "{events}");
+
+    // The run's next claim mints a key of the same name, which stays live.
+    let (code, answer) = claim(&app).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["eval_run_id"], run.as_str());
+    let live = live_keys(&app, &key);
+    assert_eq!(live.len(), 1, "the new claim's key");
+    assert_eq!(live[0].name, format!("oro-run-{run}"));
+}
+
 both_engines!(
+    key_of_a_claim_lost_before_recording_is_disabled_by_the_reaper,
     connect_faults_store_nothing,
     openrouter_mint_faults_requeue,
     chutes_refresh_faults_requeue,

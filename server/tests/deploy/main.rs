@@ -657,12 +657,10 @@ async fn claims_while_a_replica_dies(
         assert_eq!((status.as_str(), holder.as_deref()), ("running", Some(d.validators[*v].hotkey.as_str())), "run {id}");
     }
     // At OpenRouter: one live run key per handed-out run, the one its run names. The keys of
-    // claims that died with the replica were disabled by the reaper if the claim had recorded
-    // them. A key the claim had not recorded yet (OpenRouter minted it, the replica died before
-    // the INSERT into run_keys) stays live until it expires, since the reaper only disables
-    // keys the database knows: a known gap, tolerated here only for runs the kill orphaned and
-    // only unrecorded (capped, expiring after ORO_RUN_KEY_TTL_SECS, its secret died with the
-    // process). Any other live key is a leak.
+    // claims that died with the replica were disabled by the reaper: those the claim had
+    // recorded through run_keys, and those OpenRouter minted just before the replica died (no
+    // row names them) by their name, `oro-run-{run}`, before the run went back to the queue.
+    // Any other live key is a leak.
     let named: HashSet<String> =
         sqlx::query_as::<_, (String,)>("SELECT key_hash FROM eval_runs WHERE status = 'running' AND key_hash IS NOT NULL")
             .fetch_all(db.pool())
@@ -680,19 +678,28 @@ async fn claims_while_a_replica_dies(
         .collect();
     let orphan_names: HashSet<String> = orphans.iter().map(|id| format!("oro-run-{id}")).collect();
     let mut live_named = 0;
-    let mut unrecorded = Vec::new();
     for key in
         management_keys.iter().flat_map(|k| control.list_openrouter_keys(k)).filter(|k| !k.disabled && !k.deleted && !k.is_management)
     {
         if named.contains(&key.hash) {
             live_named += 1;
-        } else if orphan_names.contains(&key.name) && !recorded.contains(&key.hash) {
-            unrecorded.push(key.name);
         } else {
-            panic!("run key {} ({}) is live at OpenRouter, and no handed-out run names it", key.name, key.hash);
+            let how = if !orphan_names.contains(&key.name) {
+                "no handed-out run names it"
+            } else if recorded.contains(&key.hash) {
+                "the reaper left a recorded key of a lost claim live"
+            } else {
+                "the reaper left an unrecorded key of a lost claim live"
+            };
+            panic!("run key {} ({}) is live at OpenRouter: {how}", key.name, key.hash);
         }
     }
     assert_eq!(live_named, handed.len(), "each handed-out run's key is live at OpenRouter");
+    // The keys the reaper found by name (told to their miners).
+    let (unrecorded,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE detail LIKE '%ended before recording it%'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
 
     let by_replica: HashMap<String, usize> =
         d.access_lines().iter().filter_map(|l| l.upstreams.last().cloned()).fold(HashMap::new(), |mut m, u| {
@@ -701,11 +708,11 @@ async fn claims_while_a_replica_dies(
         });
     eprintln!(
         "replica killed with {out_before_kill} of {queued} runs out; {} claims answered ({lost_claims} lost with the replica, \
-         leaving {} runs to the reaper, {} unrecorded keys live at OpenRouter), {} miner calls answered ({retried} after a retry, \
+         leaving {} runs to the reaper, which disabled {} keys no row named), {} miner calls answered ({retried} after a retry, \
          {lost_posts} submits lost, {replayed} signed GETs refused as replays), {} runs handed out in all; nginx's answers by replica: {by_replica:?}",
         first_pass.len(),
         orphans.len(),
-        unrecorded.len(),
+        unrecorded,
         calls.len(),
         handed.len()
     );
