@@ -1221,14 +1221,14 @@ impl Services {
     /// `MAX_ATTEMPTS`), and per-run keys of finished, abandoned or expired runs are disabled.
     pub async fn reap_runs(&self) -> Result<usize, RunError> {
         let now = clock::now();
-        let abandoned: Vec<(String, i64, Option<String>, Option<String>, String)> =
+        let abandoned: Vec<AbandonedRun> =
             sqlx::query_as("SELECT id, attempts, key_hash, provider, hotkey FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
                 .bind(STATUS_RUNNING)
                 .bind(now)
                 .fetch_all(self.db.pool())
                 .await?;
         let mut reaped = 0;
-        for (id, abandoned_before, key_hash, provider, miner) in abandoned {
+        for AbandonedRun { id, attempts: abandoned_before, key_hash, provider, hotkey: miner } in abandoned {
             if key_hash.is_none() && provider.as_deref() == Some(Provider::OpenRouter.as_str()) {
                 self.disable_keys_of_a_lost_claim(&id, &miner).await;
             }
@@ -1433,6 +1433,16 @@ pub enum ServiceRetireError {
     Vault(#[from] VaultError),
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
+}
+
+/// A running run whose lease ran out, as the reaper reads it.
+#[derive(sqlx::FromRow)]
+struct AbandonedRun {
+    id: String,
+    attempts: i64,
+    key_hash: Option<String>,
+    provider: Option<String>,
+    hotkey: String,
 }
 
 #[cfg(test)]
