@@ -344,6 +344,11 @@ async fn catalog_only(services: service::Services) -> Figures {
 fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // `ORO_BENCH_ONLY=signatures`: the signature table alone, to compare two builds quickly.
+    if std::env::var("ORO_BENCH_ONLY").as_deref() == Ok("signatures") {
+        println!("{}", signatures(&server_rt));
+        return;
+    }
     let load_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
 
     // The real binary in its own process, on its own SQLite database.

@@ -250,6 +250,47 @@ pub mod testing {
 mod tests {
     use super::*;
 
+    /// The two migration sets say the same thing in two dialects: the PostgreSQL file is the
+    /// SQLite file with its three type names translated, and nothing else. A schema change
+    /// written to one set only, or differently, fails here.
+    #[test]
+    fn migration_sets_do_not_drift() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let names = |dialect: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(root.join(dialect))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+            names.sort();
+            names
+        };
+        let (sqlite, postgres) = (names("sqlite"), names("postgres"));
+        assert_eq!(sqlite, postgres, "the same migrations, by name, in both dialects");
+        assert!(sqlite.len() >= 8);
+        let word = |text: &str, from: &str, to: &str| {
+            // Whole words only: `INTEGER` in an identifier would be a different column.
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text;
+            while let Some(at) = rest.find(from) {
+                let before = rest[..at].chars().next_back();
+                let after = rest[at + from.len()..].chars().next();
+                let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+                out.push_str(&rest[..at]);
+                out.push_str(if boundary(before) && boundary(after) { to } else { from });
+                rest = &rest[at + from.len()..];
+            }
+            out.push_str(rest);
+            out
+        };
+        for name in &sqlite {
+            let lite = std::fs::read_to_string(root.join("sqlite").join(name)).unwrap();
+            let pg = std::fs::read_to_string(root.join("postgres").join(name)).unwrap();
+            let translated = word(&word(&word(&lite, "INTEGER", "BIGINT"), "BLOB", "BYTEA"), "REAL", "DOUBLE PRECISION");
+            assert!(translated == pg, "{name}: the PostgreSQL migration is not the SQLite one with its types translated");
+        }
+    }
+
     #[test]
     fn sqlite_urls_get_created_on_first_run() {
         let dir = std::env::temp_dir().join(format!("oro-url-{}", uuid::Uuid::new_v4().simple()));
