@@ -169,16 +169,20 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::refuse_cross_site));
 
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(services.settings.max_concurrent_requests));
-    let router = Router::new()
+    let signed_and_pages = Router::new()
         .merge(http::api_router(services.clone()))
         .merge(pages)
         .layer(session_layer)
         .layer(axum::middleware::from_fn_with_state(services.clone(), http::guards::limit_by_client_ip))
-        .layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load))
+        .layer(axum::middleware::from_fn_with_state(slots.clone(), http::guards::shed_load))
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(http::guards::Door::new(services.clone())),
             http::guards::refuse_at_the_door,
         ));
+    // The public routes take the same request slots, and nothing else of the above: no
+    // session to load, no per-IP window to count, no signature to hold at the door.
+    let public = http::public_router(&services).layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load));
+    let router = public.merge(signed_and_pages);
     http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }
 

@@ -14,8 +14,20 @@ use crate::providers::{ProviderError, http_client};
 use crate::session_store::DbSessionStore;
 use crate::vault::{MasterKeys, Vault, VaultError};
 
+/// The service layer: one `Arc`, so that a request's clone (every extractor and handler takes
+/// one) is a counter bump, not five `String`s and a dozen counters.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<ServicesInner>);
+
+impl std::ops::Deref for Services {
+    type Target = ServicesInner;
+
+    fn deref(&self) -> &ServicesInner {
+        &self.0
+    }
+}
+
+pub struct ServicesInner {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub vault: Vault,
@@ -126,7 +138,7 @@ impl Services {
         let signed_limiter =
             Arc::new(crate::rate_limit::LocalLimiter::new(crate::rate_limit::Action::Signed, settings.rate_limits.signed_per_ip));
         let settings = Arc::new(settings);
-        Ok(Services {
+        Ok(Services(Arc::new(ServicesInner {
             settings: settings.clone(),
             db,
             vault,
@@ -140,7 +152,7 @@ impl Services {
             )),
             catalog_cache: Arc::default(),
             gateway: Arc::default(),
-        })
+        })))
     }
 
     /// One pass of background upkeep: forget what expired, retry failed revocations, reap

@@ -19,12 +19,14 @@ use axum::response::IntoResponse;
 
 use crate::startup::AppState;
 
-pub fn api_router(services: service::Services) -> Router<AppState> {
+/// The unauthenticated, cacheable routes (health, the model list, the OpenAPI document and
+/// its page, presigned code links, the Chutes OAuth facts). `startup.rs` serves them on a lean
+/// stack: none of the session, per-IP or door layers the signed routes and pages need.
+pub fn public_router(services: &service::Services) -> Router<AppState> {
     // Built once: the document depends only on the code and this deployment's URLs.
     let published = openapi::Published::new(&services.settings);
     let reference: std::sync::Arc<str> = docs::render(&serde_json::to_value(&*published.document).unwrap_or_default()).into();
     Router::new()
-        .route("/metrics", axum::routing::get(metrics::render))
         .route(
             "/openapi.json",
             axum::routing::get(move || async move {
@@ -41,6 +43,14 @@ pub fn api_router(services: service::Services) -> Router<AppState> {
             }),
         )
         .merge(public::routes())
+        .method_not_allowed_fallback(oro_backend::method_not_allowed)
+        .route_layer(axum::middleware::from_fn(guards::refuse_nul_characters))
+}
+
+/// Everything else of the REST API: signed requests, bearer sessions, ORO's backend's routes.
+pub fn api_router(services: service::Services) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::render))
         .merge(auth_routes::routes())
         .merge(miner::routes())
         .merge(validator::routes())
