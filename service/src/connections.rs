@@ -333,6 +333,7 @@ impl Services {
 
     /// `POST /v1/miner/inference-auth/openrouter`: checks the key's shape, then asks
     /// OpenRouter whether it is a live management key; stores it only then.
+    #[tracing::instrument(name = "connect_openrouter", skip_all, fields(miner = %hotkey.short()))]
     pub async fn connect_openrouter(&self, hotkey: &Hotkey, credential: &SecretString) -> Result<ConnectionChanged, ConnectionError> {
         let key = OpenRouterKey::parse(credential)?;
         let deadline = Instant::now() + self.connect_deadline();
@@ -435,6 +436,7 @@ impl Services {
         }
     }
 
+    #[tracing::instrument(name = "connect_chutes", skip_all, fields(miner = %hotkey.short()))]
     pub async fn connect_chutes_with_code(
         &self,
         hotkey: &Hotkey,
@@ -535,6 +537,7 @@ impl Services {
 
     /// Legacy `POST /v1/miner/chutes-auth {refresh_token}`: proves the token by spending it
     /// once and keeps its successor.
+    #[tracing::instrument(name = "connect_chutes_refresh_token", skip_all, fields(miner = %hotkey.short()))]
     pub async fn connect_chutes_with_refresh_token(
         &self,
         hotkey: &Hotkey,
@@ -681,6 +684,7 @@ impl Services {
     /// refresh token; OpenRouter: disables every per-run key this management key minted),
     /// then forgets the credential. A provider that is down does not keep the miner
     /// connected: what could not be revoked is kept sealed and retried later.
+    #[tracing::instrument(name = "disconnect", skip_all, fields(miner = %hotkey.short(), provider = %provider))]
     pub async fn disconnect(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
         let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(hotkey.as_str())
@@ -1051,6 +1055,7 @@ impl Services {
     /// Whether the miner's account at `provider` can pay for the next run: OpenRouter's credits
     /// against one run's cap; for Chutes, which reports no balance, a 1-token call on the
     /// default model (it costs about a millionth of a dollar).
+    #[tracing::instrument(name = "provider_balance", skip_all, fields(miner = %hotkey.short(), provider = %provider))]
     pub async fn provider_balance(&self, hotkey: &Hotkey, provider: Provider) -> Result<wire::api::ProviderBalance, ConnectionError> {
         let cap = self.settings.run_key_cap_usd;
         match provider {

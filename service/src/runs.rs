@@ -347,6 +347,7 @@ impl Services {
     }
 
     /// `POST /v1/validator/work/claim`: `None` when there is no work.
+    #[tracing::instrument(name = "claim_work", skip_all, fields(validator = %validator.hotkey.short()))]
     pub async fn claim_work(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
         let started = std::time::Instant::now();
         let result = self.claim_next(validator).await;
@@ -709,6 +710,7 @@ impl Services {
         }))
     }
 
+    #[tracing::instrument(name = "mint_openrouter_key", skip_all, fields(run = %run_id, miner = %miner.short()))]
     async fn mint_openrouter_key(&self, run_id: &str, miner: &Hotkey) -> Result<Result<InferenceToken, MintFailure>, RunError> {
         let row: Option<(String, Vec<u8>)> =
             sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
@@ -922,6 +924,7 @@ impl Services {
         }
     }
 
+    #[tracing::instrument(name = "chutes_run_token", skip_all, fields(miner = %miner.short(), model = %model))]
     async fn chutes_run_token(&self, miner: &Hotkey, model: &str) -> Result<Result<InferenceToken, MintFailure>, RunError> {
         let tokens = match self.chutes_access_token(miner).await {
             Ok(t) => t,
@@ -1015,6 +1018,7 @@ impl Services {
 
     /// `/complete`: records the outcome, then disables the run's OpenRouter key and records
     /// what it spent.
+    #[tracing::instrument(name = "complete_run", skip_all, fields(run = %run_id, validator = %validator.hotkey.short()))]
     pub async fn complete_run(&self, validator: &Caller, run_id: &str, body: &CompleteRun) -> Result<CompleteRunAnswer, RunError> {
         let terminal = body.terminal_status.to_ascii_uppercase();
         let status = match terminal.as_str() {
@@ -1076,6 +1080,7 @@ impl Services {
     }
 
     /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
+    #[tracing::instrument(name = "retire_run_key", skip_all)]
     async fn retire_run_key(&self, hash: &str) -> Result<(), ServiceRetireError> {
         let row: Option<(String, String, Option<i64>, String)> =
             sqlx::query_as("SELECT hotkey, minted_by, disabled_at, eval_run_id FROM run_keys WHERE key_hash = $1")
@@ -1147,6 +1152,7 @@ impl Services {
     /// `POST /v1/miner/runs/{id}/stop` (Stop inference): the miner kills a running run's
     /// credential at once (the gateway token, or the OpenRouter run key at OpenRouter). The run
     /// itself goes on at the validator, and fails when its agent can no longer infer.
+    #[tracing::instrument(name = "stop_run_inference", skip_all, fields(run = %run_id, miner = %miner.short()))]
     pub async fn stop_run_inference(&self, miner: &Hotkey, run_id: &str) -> Result<wire::api::StoppedInference, RunError> {
         if uuid::Uuid::parse_str(run_id).is_err() {
             return Err(RunError::NotFound);
@@ -1219,6 +1225,7 @@ impl Services {
 
     /// The reaper: runs whose validator vanished go back to the queue (or fail after
     /// `MAX_ATTEMPTS`), and per-run keys of finished, abandoned or expired runs are disabled.
+    #[tracing::instrument(name = "reap_runs", skip_all)]
     pub async fn reap_runs(&self) -> Result<usize, RunError> {
         let now = clock::now();
         let abandoned: Vec<AbandonedRun> =

@@ -39,7 +39,8 @@ pub fn routes() -> Router<AppState> {
 pub(super) async fn claim(State(services): State<Services>, Validator(caller): Validator, _body: Bytes) -> Result<Response, ApiError> {
     // A claim spends a refresh token and mints keys: it must never stop half-way because the
     // validator hung up or the request timed out, so it runs in its own task.
-    let claim = tokio::spawn(async move { services.claim_work(&caller).await });
+    // The request's span goes along, so the claim's provider calls log under this request.
+    let claim = tokio::spawn(tracing::Instrument::in_current_span(async move { services.claim_work(&caller).await }));
     let outcome = claim.await.map_err(|e| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, format!("claim task failed: {e}")))?;
     match outcome.map_err(service::ServiceError::from)? {
         Some(answer) => Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
