@@ -80,10 +80,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     request_body(content = Object, description = "OpenAI's chat completion request."),
     responses(
         (status = 200, description = "The provider's answer (JSON, or `text/event-stream` when streaming).", body = Object),
-        (status = 400, description = "A model that is not allowlisted (the message names the models page), or a malformed body.", body = crate::http::openapi::OpenAiError),
-        (status = 402, description = "The run has spent its cap (`run_cap_reached`), or the provider account cannot pay (the provider's own answer).", body = crate::http::openapi::OpenAiError),
-        (status = 429, description = "The provider is rate limiting: its answer and `Retry-After`, passed through."),
-        (status = 502, description = "The provider could not be reached.", body = crate::http::openapi::OpenAiError),
     ))]
 pub(crate) async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     counted(forward(gw, headers, body, "chat/completions").await)
@@ -94,10 +90,6 @@ pub(crate) async fn chat_completions(State(gw): State<Gateway>, headers: HeaderM
     request_body(content = Object, description = "OpenAI's completion request."),
     responses(
         (status = 200, description = "The provider's answer (JSON, or `text/event-stream` when streaming).", body = Object),
-        (status = 400, description = "A model that is not allowlisted (the message names the models page), or a malformed body.", body = crate::http::openapi::OpenAiError),
-        (status = 402, description = "The run has spent its cap (`run_cap_reached`), or the provider account cannot pay (the provider's own answer).", body = crate::http::openapi::OpenAiError),
-        (status = 429, description = "The provider is rate limiting: its answer and `Retry-After`, passed through."),
-        (status = 502, description = "The provider could not be reached.", body = crate::http::openapi::OpenAiError),
     ))]
 pub(crate) async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     counted(forward(gw, headers, body, "completions").await)

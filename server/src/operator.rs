@@ -141,7 +141,7 @@ async fn role_action(db: &Db, role: &str, action: RoleAction) -> anyhow::Result<
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     if let Command::Openapi = command {
-        println!("{}", crate::http::openapi::Published::new(&settings).json);
+        println!("{}", crate::http::openapi::document(&settings).to_pretty_json()?);
         return Ok(());
     }
     let db = Db::connect(&settings.database_url).await?;

@@ -271,18 +271,8 @@ fn capitalize(s: &str) -> String {
 }
 
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    // Quotes too: the text also lands in attribute values (ids, hrefs).
+    html_escape::encode_quoted_attribute(s).into_owned()
 }
 
 /// Escaped text with `code` spans: the descriptions' only markup.

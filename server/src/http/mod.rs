@@ -15,7 +15,6 @@ mod validator;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
-use axum::response::IntoResponse;
 
 use crate::startup::AppState;
 
@@ -23,23 +22,33 @@ use crate::startup::AppState;
 /// its page, presigned code links, the Chutes OAuth facts). `startup.rs` serves them on a lean
 /// stack: none of the session, per-IP or door layers the signed routes and pages need.
 pub fn public_router(services: &service::Services) -> Router<AppState> {
-    // Built once: the document depends only on the code and this deployment's URLs.
-    let published = openapi::Published::new(&services.settings);
-    let reference: std::sync::Arc<str> = docs::render(&serde_json::to_value(&*published.document).unwrap_or_default()).into();
+    // Built once: the document depends only on the code and this deployment's URLs. Each answer
+    // shares these bytes (a `Bytes` clone is a counter bump).
+    let document = serde_json::to_value(openapi::document(&services.settings)).expect("the OpenAPI document serializes");
+    let json = axum::body::Bytes::from(serde_json::to_vec_pretty(&document).expect("a JSON value serializes"));
+    let reference = axum::body::Bytes::from(docs::render(&document));
     Router::new()
         .route(
             "/openapi.json",
-            axum::routing::get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], published.json.to_string())
+            axum::routing::get(move || {
+                let json = json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], json) }
             }),
         )
         .route(
             "/docs",
-            axum::routing::get(move || async move {
-                let mut answer =
-                    ([(header::CACHE_CONTROL, "public, max-age=300")], axum::response::Html(reference.to_string())).into_response();
-                answer.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(docs::CSP));
-                answer
+            axum::routing::get(move || {
+                let reference = reference.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+                            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+                            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(docs::CSP)),
+                        ],
+                        reference,
+                    )
+                }
             }),
         )
         .merge(public::routes())

@@ -6,8 +6,6 @@
 //! validator route (signed headers, or a bearer session), the error answers every such route
 //! can give, and the gateway's own server entry.
 
-use std::sync::Arc;
-
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, ResponseBuilder, Server, content::Content};
 use utoipa::{OpenApi, ToSchema};
@@ -258,6 +256,23 @@ pub fn document(settings: &service::Settings) -> Document {
             if is_gateway {
                 op.security = Some(vec![SecurityRequirement::new("run_token", Vec::<String>::new())]);
                 add_response(op, "401", "No run token, or the run has ended.", "OpenAiError");
+                // What refuses a completion: the allowlist, the cap, and the provider.
+                if op.request_body.is_some() {
+                    add_response(
+                        op,
+                        "400",
+                        "A model that is not allowlisted (the message names the models page), or a malformed body.",
+                        "OpenAiError",
+                    );
+                    add_response(
+                        op,
+                        "402",
+                        "The run has spent its cap (`run_cap_reached`), or the provider account cannot pay (the provider's own answer).",
+                        "OpenAiError",
+                    );
+                    add_response(op, "429", "The provider is rate limiting: its answer and `Retry-After`, passed through.", "OpenAiError");
+                    add_response(op, "502", "The provider could not be reached.", "OpenAiError");
+                }
             } else if tags.iter().any(|t| t == "miner" || t == "validator") {
                 op.security = Some(vec![signed.clone(), session.clone()]);
                 add_response(
@@ -274,7 +289,8 @@ pub fn document(settings: &service::Settings) -> Document {
                 );
                 add_response(op, "429", "Too many requests from this hotkey or address: wait `Retry-After` seconds.", "CodedError");
             }
-            if op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+            // FastAPI's 422 is the REST API's; the gateway answers in OpenAI's shape (above).
+            if !is_gateway && (op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty())) {
                 add_response(op, "422", "A field that did not parse.", "HTTPValidationError");
             }
             // OpenAPI wants every answer described; a success needs no more than its body.
@@ -315,19 +331,4 @@ fn add_response(op: &mut utoipa::openapi::path::Operation, status: &str, descrip
         .content("application/json", Content::new(Some(Ref::from_schema_name(schema))))
         .build();
     op.responses.responses.insert(status.to_owned(), response.into());
-}
-
-/// The document as served: built once at start-up.
-#[derive(Clone)]
-pub struct Published {
-    pub json: Arc<str>,
-    pub document: Arc<Document>,
-}
-
-impl Published {
-    pub fn new(settings: &service::Settings) -> Self {
-        let document = document(settings);
-        let json = document.to_pretty_json().expect("the OpenAPI document serializes");
-        Published { json: json.into(), document: Arc::new(document) }
-    }
 }

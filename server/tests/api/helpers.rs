@@ -2,7 +2,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use reqwest::{Method, RequestBuilder, Response};
-use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey};
 use server::startup::Application;
 pub use service::db::Backend;
 use service::db::testing::TestDatabase;
@@ -24,42 +23,9 @@ macro_rules! both_engines {
     };
 }
 
-/// A hotkey with its sr25519 keypair, signing like a Bittensor wallet.
-#[derive(Clone)]
-pub struct TestWallet {
-    pub pair: Keypair,
-    pub hotkey: String,
-}
-
-impl TestWallet {
-    pub fn new() -> Self {
-        let mut seed = [0u8; 32];
-        seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let pair = MiniSecretKey::from_bytes(&seed).unwrap().expand_to_keypair(ExpansionMode::Ed25519);
-        let hotkey = wire::ss58::encode(&pair.public.to_bytes());
-        TestWallet { pair, hotkey }
-    }
-
-    pub fn sign(&self, message: &[u8]) -> String {
-        format!("0x{}", hex::encode(self.pair.sign_simple(b"substrate", message).to_bytes()))
-    }
-
-    /// The four signed-request headers for a given timestamp and nonce.
-    pub fn headers_at(&self, timestamp: i64, nonce: &str) -> Vec<(&'static str, String)> {
-        let message = wire::signing::request_message(&self.hotkey, &timestamp.to_string(), nonce);
-        vec![
-            ("X-Hotkey", self.hotkey.clone()),
-            ("X-Timestamp", timestamp.to_string()),
-            ("X-Nonce", nonce.to_string()),
-            ("X-Signature", self.sign(message.as_bytes())),
-        ]
-    }
-
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        self.headers_at(service::clock::now(), &uuid::Uuid::new_v4().to_string())
-    }
-}
+#[path = "../support/wallet.rs"]
+mod wallet;
+pub use wallet::TestWallet;
 
 pub struct TestApp {
     pub address: String,
@@ -293,4 +259,20 @@ pub async fn detail(response: Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     (status, body["detail"].as_str().map(str::to_owned).unwrap_or_else(|| body["detail"].to_string()))
+}
+
+/// Bittensor wallets (hotkey `h1`) made by a venv's own `bittensor_wallet` under `home`, as a
+/// miner or validator makes them; their hotkeys, in order.
+pub async fn bittensor_wallets(python: &std::path::Path, home: &std::path::Path, names: &[&str]) -> Vec<String> {
+    let mut hotkeys = Vec::new();
+    for name in names {
+        let script = format!(
+            "from bittensor_wallet import Wallet\nw = Wallet(name='{name}', hotkey='h1', path='{}/.bittensor/wallets')\nw.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)\nprint(w.hotkey.ss58_address)\n",
+            home.display()
+        );
+        let out = tokio::process::Command::new(python).arg("-c").arg(script).env("HOME", home).output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        hotkeys.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+    }
+    hotkeys
 }

@@ -226,16 +226,7 @@ async fn generated_client_matches_oro_sdk_and_works(backend: Backend) {
     std::fs::create_dir_all(&work).unwrap();
 
     // Wallets made by bittensor_wallet itself, the validator's put in the validator set.
-    let mut hotkeys = Vec::new();
-    for name in ["miner", "validator"] {
-        let script = format!(
-            "from bittensor_wallet import Wallet\nw = Wallet(name='{name}', hotkey='h1', path='{}/.bittensor/wallets')\nw.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)\nprint(w.hotkey.ss58_address)\n",
-            work.display()
-        );
-        let out = Command::new(&python).arg("-c").arg(script).env("HOME", &work).output().await.unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        hotkeys.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
-    }
+    let hotkeys = bittensor_wallets(&python, &work, &["miner", "validator"]).await;
     let validator = service::domain::Hotkey::parse(&hotkeys[1]).unwrap();
     service::auth::roles::grant(&app.services.db, &validator, service::auth::roles::ROLE_VALIDATOR, "generated client").await.unwrap();
 
@@ -293,13 +284,8 @@ async fn every_answer_matches_the_document(backend: Backend) {
     let python = installed(sdk_root().join(newest_release()).join("bin/python"));
     let work = std::env::temp_dir().join(format!("oro-schemathesis-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&work).unwrap();
-    let script = format!(
-        "from bittensor_wallet import Wallet\nw = Wallet(name='caller', hotkey='h1', path='{}/.bittensor/wallets')\nw.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)\nprint(w.hotkey.ss58_address)\n",
-        work.display()
-    );
-    let out = Command::new(&python).arg("-c").arg(script).env("HOME", &work).output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let hotkey = service::domain::Hotkey::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let caller = bittensor_wallets(&python, &work, &["caller"]).await.remove(0);
+    let hotkey = service::domain::Hotkey::parse(&caller).unwrap();
     // A validator may call the miner routes too: one wallet reaches every operation.
     service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::ROLE_VALIDATOR, "schemathesis").await.unwrap();
 

@@ -64,17 +64,7 @@ fn releases() -> Vec<Release> {
 
 /// Bittensor wallets made by the release's own `bittensor_wallet`, under `home`.
 async fn make_wallets(release: &Release, home: &Path, names: &[&str]) -> Vec<String> {
-    let mut hotkeys = Vec::new();
-    for name in names {
-        let script = format!(
-            "from bittensor_wallet import Wallet\nw = Wallet(name='{name}', hotkey='h1', path='{}/.bittensor/wallets')\nw.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)\nprint(w.hotkey.ss58_address)\n",
-            home.display()
-        );
-        let out = Command::new(release.bin("python")).arg("-c").arg(script).env("HOME", home).output().await.unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        hotkeys.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
-    }
-    hotkeys
+    bittensor_wallets(&release.bin("python"), home, names).await
 }
 
 fn fresh_home(tag: &str) -> PathBuf {

@@ -23,13 +23,7 @@ fn venv_bin(name: &str) -> PathBuf {
 
 /// A Bittensor wallet made by Python's bittensor_wallet, under a throw-away HOME.
 async fn make_wallet(home: &Path) -> String {
-    let script = format!(
-        "from bittensor_wallet import Wallet\nw = Wallet(name='test', hotkey='h1', path='{}/.bittensor/wallets')\nw.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)\nprint(w.hotkey.ss58_address)\n",
-        home.display()
-    );
-    let out = Command::new(venv_bin("python")).arg("-c").arg(script).env("HOME", home).output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    bittensor_wallets(&venv_bin("python"), home, &["test"]).await.remove(0)
 }
 
 async fn oro(app: &TestApp, home: &Path, args: &[&str]) -> (i32, String, String) {

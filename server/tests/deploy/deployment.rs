@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey};
 use service::db::Backend;
 use service::db::testing::TestDatabase;
 
@@ -37,44 +36,9 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A hotkey with its sr25519 keypair, signing as a Bittensor wallet does (as the API tests'
-/// `TestWallet`).
-#[derive(Clone)]
-pub struct Wallet {
-    pair: Keypair,
-    pub hotkey: String,
-}
-
-impl Wallet {
-    pub fn new() -> Self {
-        let mut seed = [0u8; 32];
-        seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let pair = MiniSecretKey::from_bytes(&seed).unwrap().expand_to_keypair(ExpansionMode::Ed25519);
-        let hotkey = wire::ss58::encode(&pair.public.to_bytes());
-        Wallet { pair, hotkey }
-    }
-
-    pub fn sign(&self, message: &[u8]) -> String {
-        format!("0x{}", hex::encode(self.pair.sign_simple(b"substrate", message).to_bytes()))
-    }
-
-    /// The four signed-request headers, with a fresh nonce.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let (timestamp, nonce) = (service::clock::now().to_string(), uuid::Uuid::new_v4().to_string());
-        let message = wire::signing::request_message(&self.hotkey, &timestamp, &nonce);
-        vec![
-            ("X-Hotkey", self.hotkey.clone()),
-            ("X-Timestamp", timestamp),
-            ("X-Nonce", nonce),
-            ("X-Signature", self.sign(message.as_bytes())),
-        ]
-    }
-
-    pub fn sign_request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        self.headers().into_iter().fold(request, |r, (name, value)| r.header(name, value))
-    }
-}
+#[path = "../support/wallet.rs"]
+mod wallet;
+pub use wallet::TestWallet as Wallet;
 
 /// A child process, killed (SIGKILL) and reaped when dropped; its output goes to `log`.
 pub struct Process {

@@ -661,21 +661,11 @@ async fn claims_while_a_replica_dies(
     // recorded through run_keys, and those OpenRouter minted just before the replica died (no
     // row names them) by their name, `oro-run-{run}`, before the run went back to the queue.
     // Any other live key is a leak.
-    let named: HashSet<String> =
-        sqlx::query_as::<_, (String,)>("SELECT key_hash FROM eval_runs WHERE status = 'running' AND key_hash IS NOT NULL")
-            .fetch_all(db.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(h,)| h)
-            .collect();
-    let recorded: HashSet<String> = sqlx::query_as::<_, (String,)>("SELECT key_hash FROM run_keys")
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(h,)| h)
-        .collect();
+    let hashes = |sql: &'static str| async move {
+        sqlx::query_as::<_, (String,)>(sql).fetch_all(db.pool()).await.unwrap().into_iter().map(|(h,)| h).collect::<HashSet<String>>()
+    };
+    let named = hashes("SELECT key_hash FROM eval_runs WHERE status = 'running' AND key_hash IS NOT NULL").await;
+    let recorded = hashes("SELECT key_hash FROM run_keys").await;
     let orphan_names: HashSet<String> = orphans.iter().map(|id| format!("oro-run-{id}")).collect();
     let mut live_named = 0;
     for key in
