@@ -3,9 +3,10 @@
 
 use leptos::prelude::*;
 use wire::Provider;
-use wire::api::{AuditEvents, Budget, CatalogEntry, ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList, RunList, StoppedInference};
+use wire::api::{ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
 
 use crate::error::AppError;
+use crate::view::{BalanceView, BudgetSaved, DashboardView, ModelRow, RunsView};
 
 #[cfg(feature = "ssr")]
 mod server {
@@ -137,41 +138,42 @@ pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged
     Ok(services.disconnect(&hotkey, provider).await?)
 }
 
-#[server(endpoint = "load_audit_events")]
-pub async fn load_audit_events() -> Result<AuditEvents, AppError> {
+/// Everything the signed-in dashboard shows, in one round trip: its first render on the server
+/// and every refresh after a change.
+#[server(endpoint = "load_dashboard")]
+pub async fn load_dashboard() -> Result<DashboardView, AppError> {
     let (services, hotkey) = server::miner().await?;
-    services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into())
+    // One after another: on SQLite they would queue for its one connection anyway.
+    let providers = services.inference_auth_status(&hotkey).await.map_err(AppError::from);
+    let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(|e| service::ServiceError::from(e).into());
+    let budget = services.budget(&hotkey).await.map(Into::into).map_err(|e| service::ServiceError::from(e).into());
+    let audit = services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into());
+    Ok(DashboardView { providers, runs, budget, audit })
 }
 
 #[server(endpoint = "load_runs")]
-pub async fn load_runs() -> Result<RunList, AppError> {
+pub async fn load_runs() -> Result<RunsView, AppError> {
     let (services, hotkey) = server::miner().await?;
-    services.miner_runs(&hotkey, 20).await.map_err(|e| service::ServiceError::from(e).into())
+    services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(|e| service::ServiceError::from(e).into())
 }
 
 /// Whether a connected account can pay for the next run.
 #[server(endpoint = "check_balance")]
-pub async fn check_balance(provider: Provider) -> Result<wire::api::ProviderBalance, AppError> {
+pub async fn check_balance(provider: Provider) -> Result<BalanceView, AppError> {
     let (services, hotkey) = server::miner().await?;
-    Ok(services.provider_balance(&hotkey, provider).await?)
+    Ok(services.provider_balance(&hotkey, provider).await?.into())
 }
 
-/// Stop inference: the run's credential dies at once.
+/// Stop inference: the run's credential dies at once. The answer is the sentence to show.
 #[server(endpoint = "stop_run")]
-pub async fn stop_run(eval_run_id: String) -> Result<StoppedInference, AppError> {
+pub async fn stop_run(eval_run_id: String) -> Result<String, AppError> {
     let (services, hotkey) = server::miner().await?;
-    services.stop_run_inference(&hotkey, &eval_run_id).await.map_err(|e| service::ServiceError::from(e).into())
-}
-
-#[server(endpoint = "load_budget")]
-pub async fn load_budget() -> Result<Budget, AppError> {
-    let (services, hotkey) = server::miner().await?;
-    services.budget(&hotkey).await.map_err(|e| service::ServiceError::from(e).into())
+    services.stop_run_inference(&hotkey, &eval_run_id).await.map(|s| s.message).map_err(|e| service::ServiceError::from(e).into())
 }
 
 /// `monthly_usd` empty: no ceiling.
 #[server(endpoint = "save_budget")]
-pub async fn save_budget(monthly_usd: String) -> Result<Budget, AppError> {
+pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
     let (services, hotkey) = server::miner().await?;
     let text = monthly_usd.trim().trim_start_matches('$');
     let value = if text.is_empty() {
@@ -182,7 +184,7 @@ pub async fn save_budget(monthly_usd: String) -> Result<Budget, AppError> {
             AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into())
         })?)
     };
-    services.set_budget(&hotkey, value).await.map_err(|e| match e {
+    services.set_budget(&hotkey, value).await.map(BudgetSaved::from).map_err(|e| match e {
         // The API's sentence names its JSON field; a person gets the amounts.
         service::budget::BudgetError::Invalid => {
             crate::error::answer_with(422);
@@ -192,9 +194,9 @@ pub async fn save_budget(monthly_usd: String) -> Result<Budget, AppError> {
     })
 }
 
-/// The public model list.
+/// The public model list, priced in words.
 #[server(endpoint = "model_catalog")]
-pub async fn model_catalog() -> Result<Vec<CatalogEntry>, AppError> {
+pub async fn model_catalog() -> Result<Vec<ModelRow>, AppError> {
     let services = server::services()?;
-    services.catalog().await.map_err(|e| service::ServiceError::from(e).into())
+    services.catalog().await.map(|list| list.into_iter().map(ModelRow::from).collect()).map_err(|e| service::ServiceError::from(e).into())
 }

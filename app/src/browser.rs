@@ -98,6 +98,49 @@ pub fn navigate_away(url: &str) {
     }
 }
 
+/// Loads the page at `path` (this site) afresh, in place of the current entry of the history:
+/// after a sign-in or sign-out the server renders the page for the new session.
+pub fn reload_at(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        replace_url(path);
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().reload();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = path;
+    }
+}
+
+/// The address's fragment, without its `#`.
+pub fn fragment() -> Option<String> {
+    #[cfg(feature = "hydrate")]
+    {
+        let hash = web_sys::window()?.location().hash().ok()?;
+        hash.strip_prefix('#').filter(|h| !h.is_empty()).map(str::to_owned)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        None
+    }
+}
+
+/// A value of the address's query string.
+pub fn query_param(name: &str) -> Option<String> {
+    #[cfg(feature = "hydrate")]
+    {
+        let search = web_sys::window()?.location().search().ok()?;
+        web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = name;
+        None
+    }
+}
+
 /// Replaces the address bar's URL with `path` without a navigation, so that what the old URL
 /// carried (an OAuth code and state) stays neither in the bar nor in the history.
 pub fn replace_url(path: &str) {

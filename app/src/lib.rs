@@ -1,21 +1,48 @@
 #![recursion_limit = "512"]
-//! The Leptos application: server-rendered pages that hydrate in the browser.
+//! The Leptos application, in islands: every page is rendered whole on the server, and the
+//! browser runs only the interactive parts (`#[island]`: the wallet sign-in, sign-out, the
+//! dashboard's panels, the model list's filter, the OAuth landing page's exchange). Links are
+//! plain navigations; there is no router in the browser.
 //! Server functions (`api`) are thin: they find the signed-in miner and call the same
-//! service layer as the REST API.
+//! service layer as the REST API. What the pages show is put in words on the server (`view`).
 
 pub mod api;
 mod browser;
 mod components;
 pub mod error;
 mod pages;
+pub mod view;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
+
+/// The browser side's start: the reactive system for the islands, which the loader then
+/// hydrates one by one (each island is an export of this crate's wasm).
+#[cfg(feature = "hydrate")]
+pub fn start_islands() {
+    leptos::mount::hydrate_islands();
+}
+
+/// Where the pages find the stylesheet and the wallet wrapper: the server provides the
+/// content-hashed names of the built site (cached by browsers for good); these are the plain
+/// names of an unbuilt one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetPaths {
+    pub stylesheet: String,
+    pub wallet_script: String,
+}
+
+impl Default for AssetPaths {
+    fn default() -> Self {
+        AssetPaths { stylesheet: "/pkg/oro.css".into(), wallet_script: "/oro.js".into() }
+    }
+}
 
 /// The HTML document around every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let assets = use_context::<AssetPaths>().unwrap_or_default();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -24,8 +51,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
-                <script src="/oro.js"></script>
-                <HydrationScripts options/>
+                <link rel="stylesheet" href=assets.stylesheet/>
+                // Wallet extensions' bridge, needed only once a miner clicks: it waits for the page.
+                <script src=assets.wallet_script defer></script>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -55,7 +84,6 @@ pub fn App() -> impl IntoView {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, policy);
     }
     view! {
-        <Stylesheet id="leptos" href="/pkg/oro.css"/>
         <Title text="ORO inference providers"/>
         <Router>
             <a class="skip-link" href="#main">"Skip to content"</a>
@@ -69,11 +97,13 @@ pub fn App() -> impl IntoView {
                 </nav>
             </header>
             <main id="main" tabindex="-1">
+                // Async: a page is sent once its data is read (milliseconds, from our own
+                // database), whole, with no streaming scripts to run before it reads right.
                 <Routes fallback=|| view! { <h1>"Page not found"</h1><p><a href="/">"Back to the start"</a></p> }>
-                    <Route path=path!("/") view=pages::home::HomePage/>
-                    <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage/>
-                    <Route path=path!("/oauth/chutes/callback") view=pages::oauth_callback::OAuthCallbackPage/>
-                    <Route path=path!("/models") view=pages::models::ModelsPage/>
+                    <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/oauth/chutes/callback") view=pages::oauth_callback::OAuthCallbackPage ssr=SsrMode::Async/>
+                    <Route path=path!("/models") view=pages::models::ModelsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -1,19 +1,25 @@
 pub mod audit_log;
+pub mod dashboard_panels;
 pub mod provider_row;
 pub mod providers_panel;
 pub mod recent_runs;
+pub mod sign_out;
 pub mod wallet_sign_in;
 
+use leptos::either::Either;
 use leptos::prelude::*;
+
+/// The signed-in line's id: where the focus goes once a miner has signed in.
+pub const SIGNED_IN_ID: &str = "signed-in";
 
 /// A message with its web addresses as links (a provider's page to top up, a key page), so
 /// that a long address is something to follow, and wraps, rather than text to copy.
 pub fn with_links(text: String) -> impl IntoView {
-    let mut parts: Vec<AnyView> = Vec::new();
+    let mut parts: Vec<Either<String, _>> = Vec::new();
     let mut rest = text.as_str();
     while let Some(start) = ["https://", "http://"].iter().filter_map(|scheme| rest.find(scheme)).min() {
         if start > 0 {
-            parts.push(rest[..start].to_owned().into_any());
+            parts.push(Either::Left(rest[..start].to_owned()));
         }
         let after = &rest[start..];
         let mut end = after.find(char::is_whitespace).unwrap_or(after.len());
@@ -23,11 +29,11 @@ pub fn with_links(text: String) -> impl IntoView {
         }
         let href = after[..end].to_owned();
         let shown = href.clone();
-        parts.push(view! { <a href=href rel="noopener noreferrer" target="_blank">{shown}</a> }.into_any());
+        parts.push(Either::Right(view! { <a href=href rel="noopener noreferrer" target="_blank">{shown}</a> }));
         rest = &after[end..];
     }
     if !rest.is_empty() {
-        parts.push(rest.to_owned().into_any());
+        parts.push(Either::Left(rest.to_owned()));
     }
     parts
 }

@@ -1,5 +1,6 @@
 //! One provider: its state, Connect, Default and Disconnect.
 
+use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wire::Provider;
@@ -59,7 +60,7 @@ pub fn ProviderRow(
 
     // Whether the account can pay the next run: OpenRouter's credits as soon as the row is
     // shown (in the browser; a cheap read), Chutes on request (a 1-token call).
-    let balance: RwSignal<Option<Result<wire::api::ProviderBalance, String>>> = RwSignal::new(None);
+    let balance: RwSignal<Option<Result<crate::view::BalanceView, String>>> = RwSignal::new(None);
     let checking = RwSignal::new(false);
     let check = move || {
         checking.set(true);
@@ -187,10 +188,10 @@ pub fn ProviderRow(
                 {connected.then(|| view! {
                     <p class="balance" id=format!("{id}-balance") aria-live="polite">
                         {move || match balance.get() {
-                            Some(Ok(b)) => view! { <span class:warn=!b.can_pay_a_run>{super::with_links(b.message)}</span> }.into_any(),
-                            Some(Err(e)) => view! { <span class="warn">{format!("The balance could not be read: {e}")}</span> }.into_any(),
-                            None if checking.get() => view! { <span class="hint">"Checking the balance…"</span> }.into_any(),
-                            None => ().into_any(),
+                            Some(Ok(b)) => EitherOf4::A(view! { <span class:warn=!b.can_pay_a_run>{super::with_links(b.message)}</span> }),
+                            Some(Err(e)) => EitherOf4::B(view! { <span class="warn">{format!("The balance could not be read: {e}")}</span> }),
+                            None if checking.get() => EitherOf4::C(view! { <span class="hint">"Checking the balance…"</span> }),
+                            None => EitherOf4::D(()),
                         }}
                         {(provider == Provider::Chutes).then(|| view! {
                             " "
@@ -214,17 +215,17 @@ pub fn ProviderRow(
                     {if connected { if is_default { "This is your default provider." } else { "" } } else { "Disabled: connect this provider before making it the default." }}
                 </span>
                 {match provider {
-                    Provider::Chutes => view! {
+                    Provider::Chutes => Either::Left(view! {
                         <button type="button" class="connect" id="chutes-connect" on:click=connect_chutes disabled=move || busy.get()>
                             {if connected { "Reconnect" } else { "Connect Chutes" }}
                         </button>
-                    }.into_any(),
-                    Provider::OpenRouter => view! {
+                    }),
+                    Provider::OpenRouter => Either::Right(view! {
                         <button type="button" class="connect" id="openrouter-connect" aria-expanded=move || show_paste.get().to_string()
                             aria-controls="openrouter-paste" on:click=move |_| show_paste.update(|s| *s = !*s) disabled=move || busy.get()>
                             {if connected { "Replace key" } else { "Connect OpenRouter" }}
                         </button>
-                    }.into_any(),
+                    }),
                 }}
                 {connected.then(|| view! {
                     <button type="button" class="danger" id=disconnect_id.clone() on:click=open_confirmation.clone() disabled=move || busy.get()>
@@ -260,8 +261,8 @@ pub fn ProviderRow(
             <div class="row-result" aria-live="polite">
                 {move || busy.get().then(|| view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Working…"</p> })}
                 {move || results.get(provider).map(|r| match r {
-                    Ok(text) => view! { <p class="ok" role="status">{super::with_links(text)}</p> }.into_any(),
-                    Err(text) => view! { <p class="error" role="alert">{super::with_links(text)}</p> }.into_any(),
+                    Ok(text) => Either::Left(view! { <p class="ok" role="status">{super::with_links(text)}</p> }),
+                    Err(text) => Either::Right(view! { <p class="error" role="alert">{super::with_links(text)}</p> }),
                 })}
             </div>
         </li>

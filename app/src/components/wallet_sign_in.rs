@@ -1,6 +1,7 @@
 //! Connect wallet: find the injected wallets, pick an account, sign the server's sign-in
 //! message. Every step shows where it is; every failure says what to do next.
 
+use leptos::either::EitherOf6;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -35,8 +36,26 @@ async fn sign_in(wallet: String, address: String) -> Result<String, String> {
     finish_sign_in(message, signature).await.map_err(|e| e.to_string())
 }
 
-#[component]
-pub fn WalletSignIn(#[prop(into)] on_signed_in: Callback<String>) -> impl IntoView {
+/// Where a signed-in miner goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AfterSignIn {
+    /// To the dashboard (from the home page).
+    OpenDashboard,
+    /// The dashboard again, now rendered for the miner, with the focus on the signed-in line.
+    ShowDashboard,
+}
+
+/// The session cookie is set: load the signed-in page (the server renders it whole).
+fn go(after: AfterSignIn) {
+    match after {
+        AfterSignIn::OpenDashboard => browser::navigate_away("/dashboard"),
+        // The fragment names where the page changed; the dashboard moves the focus there.
+        AfterSignIn::ShowDashboard => browser::reload_at(&format!("/dashboard#{}", crate::components::SIGNED_IN_ID)),
+    }
+}
+
+#[island]
+pub fn WalletSignIn(after: AfterSignIn) -> impl IntoView {
     let step = RwSignal::new(Step::Idle);
 
     let load_accounts = move |wallet: String| {
@@ -66,9 +85,9 @@ pub fn WalletSignIn(#[prop(into)] on_signed_in: Callback<String>) -> impl IntoVi
         step.set(Step::Working("Approve the sign-in request in your wallet…".into()));
         spawn_local(async move {
             match sign_in(wallet, address).await {
-                Ok(hotkey) => {
-                    step.set(Step::Idle);
-                    on_signed_in.run(hotkey);
+                Ok(_) => {
+                    step.set(Step::Working("Signed in: opening your dashboard…".into()));
+                    go(after);
                 }
                 Err(e) => step.set(Step::Failed(e)),
             }
@@ -83,8 +102,8 @@ pub fn WalletSignIn(#[prop(into)] on_signed_in: Callback<String>) -> impl IntoVi
             </button>
             <div aria-live="polite" class="wallet-step">
                 {move || match step.get() {
-                    Step::Idle => ().into_any(),
-                    Step::NoWallet => view! {
+                    Step::Idle => EitherOf6::A(()),
+                    Step::NoWallet => EitherOf6::B(view! {
                         <div class="notice" role="status" id="no-wallet">
                             <p>"No wallet extension found in this browser. Install one, create or import your hotkey account, then reload this page:"</p>
                             <ul>
@@ -93,8 +112,8 @@ pub fn WalletSignIn(#[prop(into)] on_signed_in: Callback<String>) -> impl IntoVi
                                 }).collect_view()}
                             </ul>
                         </div>
-                    }.into_any(),
-                    Step::ChooseWallet(wallets) => view! {
+                    }),
+                    Step::ChooseWallet(wallets) => EitherOf6::C(view! {
                         <fieldset>
                             <legend>"Choose a wallet"</legend>
                             {wallets.into_iter().map(|w| {
@@ -102,9 +121,9 @@ pub fn WalletSignIn(#[prop(into)] on_signed_in: Callback<String>) -> impl IntoVi
                                 view! { <button type="button" on:click=move |_| load_accounts(id.clone())>{wallet_name(&w)}</button> }
                             }).collect_view()}
                         </fieldset>
-                    }.into_any(),
-                    Step::Working(text) => view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>{text}</p> }.into_any(),
-                    Step::ChooseAccount { wallet, accounts } => view! {
+                    }),
+                    Step::Working(text) => EitherOf6::D(view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>{text}</p> }),
+                    Step::ChooseAccount { wallet, accounts } => EitherOf6::E(view! {
                         <fieldset>
                             <legend>"Choose the hotkey account to sign in with"</legend>
                             <ul class="accounts">
@@ -122,8 +141,8 @@ pub fn WalletSignIn(#[prop(into)] on_signed_in: Callback<String>) -> impl IntoVi
                                 }).collect_view()}
                             </ul>
                         </fieldset>
-                    }.into_any(),
-                    Step::Failed(text) => view! { <p class="error" role="alert">{text}</p> }.into_any(),
+                    }),
+                    Step::Failed(text) => EitherOf6::F(view! { <p class="error" role="alert">{text}</p> }),
                 }}
             </div>
         </div>

@@ -1,13 +1,10 @@
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
 
 use crate::api::current_miner;
-use crate::components::wallet_sign_in::WalletSignIn;
+use crate::components::wallet_sign_in::{AfterSignIn, WalletSignIn};
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let navigate = use_navigate();
-    let miner = Resource::new(|| (), |_| current_miner());
     view! {
         <section class="hero">
             <h1>"Pay for your agent's evaluation calls with your own provider account"</h1>
@@ -17,16 +14,13 @@ pub fn HomePage() -> impl IntoView {
             </p>
             <p>"Sign in with the wallet that holds your miner hotkey to connect a provider, pick your default, and follow your runs."</p>
             <Suspense fallback=|| ()>
-                {move || {
-                    let navigate = navigate.clone();
-                    Suspend::new(async move {
-                        match miner.await {
-                            // Already signed in: the way in, not a second sign-in.
-                            Ok(Some(_)) => view! { <p><a class="button primary" href="/dashboard" id="open-dashboard">"Open dashboard"</a></p> }.into_any(),
-                            _ => view! { <WalletSignIn on_signed_in=Callback::new(move |_| navigate("/dashboard", Default::default()))/> }.into_any(),
-                        }
-                    })
-                }}
+                {Suspend::new(async move {
+                    match current_miner().await {
+                        // Already signed in: the way in, not a second sign-in.
+                        Ok(Some(_)) => view! { <p><a class="button primary" href="/dashboard" id="open-dashboard">"Open dashboard"</a></p> }.into_any(),
+                        _ => view! { <WalletSignIn after=AfterSignIn::OpenDashboard/> }.into_any(),
+                    }
+                })}
             </Suspense>
             <p class="secondary-links">
                 <a href="/models">"See the allowlisted models"</a>

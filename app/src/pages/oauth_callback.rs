@@ -1,9 +1,9 @@
 //! Where Chutes sends the miner back after consent. The code exchange runs once, in the
 //! browser after hydration (never during a server render, which a reload could repeat).
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::hooks::use_query_map;
 
 use crate::api::{finish_chutes_connect, load_provider_status};
 use crate::browser;
@@ -18,13 +18,24 @@ const CONNECTED: &str = "Chutes is connected. Your runs can now bill your Chutes
 
 #[component]
 pub fn OAuthCallbackPage() -> impl IntoView {
-    let query = use_query_map();
+    view! {
+        <section class="panel" aria-labelledby="oauth-heading">
+            <h1 id="oauth-heading">"Connecting Chutes"</h1>
+            <OAuthFinisher/>
+            <p><a href="/dashboard" id="back-to-dashboard">"Back to the dashboard"</a></p>
+        </section>
+    }
+}
+
+/// The exchange and what came of it: the page's island. It reads the answer from the address
+/// in the browser (the server never sees a render with the code in it).
+#[island]
+fn OAuthFinisher() -> impl IntoView {
     let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
     Effect::new(move |_| {
-        let q = query.get_untracked();
-        let state = q.get("state").unwrap_or_default();
-        let code = q.get("code");
-        let error = q.get("error");
+        let state = browser::query_param("state").unwrap_or_default();
+        let code = browser::query_param("code");
+        let error = browser::query_param("error");
         // The code is single-use and the state is spent either way: keep neither in the address
         // bar or the history (a reload then asks the service what is true, below).
         browser::replace_url("/oauth/chutes/callback");
@@ -41,16 +52,12 @@ pub fn OAuthCallbackPage() -> impl IntoView {
         });
     });
     view! {
-        <section class="panel" aria-labelledby="oauth-heading">
-            <h1 id="oauth-heading">"Connecting Chutes"</h1>
-            <div aria-live="polite" id="oauth-result">
+        <div aria-live="polite" id="oauth-result">
                 {move || match outcome.get() {
-                    None => view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Finishing the connection with Chutes…"</p> }.into_any(),
-                    Some(Ok(text)) => view! { <p class="ok" role="status">{text}</p> }.into_any(),
-                    Some(Err(text)) => view! { <p class="error" role="alert">"Chutes was not connected: "{crate::components::with_links(text)}</p> }.into_any(),
+                    None => EitherOf3::A(view! { <p class="progress" role="status"><span class="spinner" aria-hidden="true"></span>"Finishing the connection with Chutes…"</p> }),
+                    Some(Ok(text)) => EitherOf3::B(view! { <p class="ok" role="status">{text}</p> }),
+                    Some(Err(text)) => EitherOf3::C(view! { <p class="error" role="alert">"Chutes was not connected: "{crate::components::with_links(text)}</p> }),
                 }}
-            </div>
-            <p><a href="/dashboard" id="back-to-dashboard">"Back to the dashboard"</a></p>
-        </section>
+        </div>
     }
 }
