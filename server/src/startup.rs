@@ -21,6 +21,8 @@ use crate::http;
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub services: Services,
+    /// The browser bundle under its hashed names (`http/assets.rs`).
+    pub assets: std::sync::Arc<http::assets::SiteAssets>,
 }
 
 pub struct Application {
@@ -67,8 +69,13 @@ impl Application {
         http::metrics::handle();
         let db = Db::connect(&settings.database_url).await?;
         let services = Services::build(settings, db).await?;
-        let leptos_options = leptos_options(&listener)?;
-        let state = AppState { leptos_options, services: services.clone() };
+        let mut leptos_options = leptos_options(&listener)?;
+        let assets = std::sync::Arc::new(http::assets::SiteAssets::load(std::path::Path::new(leptos_options.site_root.as_ref())));
+        // The island loader asks for `<output name>.js` and `.wasm`: the hashed names.
+        if let Some(name) = &assets.bundle_name {
+            leptos_options.output_name = name.as_str().into();
+        }
+        let state = AppState { leptos_options, services: services.clone(), assets };
         let router = router(state);
         let housekeeping = tokio::spawn(housekeeping(services.clone()));
         Ok(Application { listener, gateway_listener, router, services, simulator, housekeeping })
@@ -156,7 +163,11 @@ pub fn router(state: AppState) -> Router {
             routes,
             {
                 let services = services.clone();
-                move || provide_context(services.clone())
+                let paths = state.assets.paths.clone();
+                move || {
+                    provide_context(services.clone());
+                    provide_context(paths.clone());
+                }
             },
             {
                 let options = state.leptos_options.clone();
@@ -181,7 +192,7 @@ pub fn router(state: AppState) -> Router {
         ));
     // The public routes take the same request slots, and nothing else of the above: no
     // session to load, no per-IP window to count, no signature to hold at the door.
-    let public = http::public_router(&services).layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load));
+    let public = http::public_router(&services, &state.assets).layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load));
     let router = public.merge(signed_and_pages);
     http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }

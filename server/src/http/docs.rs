@@ -12,7 +12,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; bas
 
 const TAG_ORDER: [&str; 5] = ["public", "auth", "miner", "validator", "gateway"];
 
-pub fn render(doc: &Value) -> String {
+pub fn render(doc: &Value, stylesheet: &str) -> String {
     let mut html = String::with_capacity(64 * 1024);
     let title = text(&doc["info"]["title"]);
     let version = text(&doc["info"]["version"]);
@@ -20,7 +20,7 @@ pub fn render(doc: &Value) -> String {
         html,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\">\
-         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/pkg/oro.css\">\
+         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"{css}\">\
          <title>API reference · {t}</title></head><body>\
          <a class=\"skip-link\" href=\"#main\">Skip to content</a>\
          <header class=\"site-header\"><nav aria-label=\"Main\"><a href=\"/\" class=\"brand\">ORO inference</a>\
@@ -29,6 +29,7 @@ pub fn render(doc: &Value) -> String {
          <p>{t} {v}, OpenAPI {o}. The document itself: <a href=\"/openapi.json\"><code>/openapi.json</code></a> \
          (generate a client from it, e.g. with <code>openapi-python-client</code>).</p>",
         t = esc(&title),
+        css = esc(stylesheet),
         v = esc(&version),
         o = esc(&text(&doc["openapi"])),
     );

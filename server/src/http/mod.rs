@@ -1,6 +1,7 @@
 //! The REST API: thin handlers that parse, call the service layer, and map typed errors to
 //! answers (`error.rs`, once).
 
+pub mod assets;
 mod auth_routes;
 mod docs;
 pub mod error;
@@ -19,14 +20,14 @@ use axum::http::{HeaderValue, header};
 use crate::startup::AppState;
 
 /// The unauthenticated, cacheable routes (health, the model list, the OpenAPI document and
-/// its page, presigned code links, the Chutes OAuth facts). `startup.rs` serves them on a lean
+/// its page, the browser bundle, presigned code links, the Chutes OAuth facts). `startup.rs` serves them on a lean
 /// stack: none of the session, per-IP or door layers the signed routes and pages need.
-pub fn public_router(services: &service::Services) -> Router<AppState> {
+pub fn public_router(services: &service::Services, assets: &assets::SiteAssets) -> Router<AppState> {
     // Built once: the document depends only on the code and this deployment's URLs. Each answer
     // shares these bytes (a `Bytes` clone is a counter bump).
     let document = serde_json::to_value(openapi::document(&services.settings)).expect("the OpenAPI document serializes");
     let json = axum::body::Bytes::from(serde_json::to_vec_pretty(&document).expect("a JSON value serializes"));
-    let reference = axum::body::Bytes::from(docs::render(&document));
+    let reference = axum::body::Bytes::from(docs::render(&document, &assets.paths.stylesheet));
     Router::new()
         .route(
             "/openapi.json",
@@ -51,6 +52,7 @@ pub fn public_router(services: &service::Services) -> Router<AppState> {
                 }
             }),
         )
+        .route("/pkg/{name}", axum::routing::get(assets::serve))
         .merge(public::routes())
         .method_not_allowed_fallback(oro_backend::method_not_allowed)
         .route_layer(axum::middleware::from_fn(guards::refuse_nul_characters))
