@@ -38,3 +38,34 @@ test('the health endpoint answers', async ({ request }) => {
   expect(response.ok()).toBeTruthy();
   expect(await response.json()).toMatchObject({ status: 'ok' });
 });
+
+test('the bundle is fetched under content-hashed names, cached for good', async ({ page }) => {
+  const fetched: { url: string; cacheControl: string; encoding: string }[] = [];
+  page.on('response', (response) => {
+    const path = new URL(response.url()).pathname;
+    if (/\.(js|wasm|css)$/.test(path)) {
+      const headers = response.headers();
+      fetched.push({ url: path, cacheControl: headers['cache-control'] ?? '', encoding: headers['content-encoding'] ?? '' });
+    }
+  });
+  await gotoHydrated(page, '/');
+  await page.waitForLoadState('networkidle');
+  const names = fetched.map((f) => f.url);
+  expect(names).toContainEqual(expect.stringMatching(/^\/pkg\/oro\.[0-9a-f]{16}\.wasm$/));
+  expect(names).toContainEqual(expect.stringMatching(/^\/pkg\/oro\.[0-9a-f]{16}\.js$/));
+  expect(names).toContainEqual(expect.stringMatching(/^\/pkg\/oro\.[0-9a-f]{16}\.css$/));
+  expect(names).toContainEqual(expect.stringMatching(/^\/pkg\/wallet\.[0-9a-f]{16}\.js$/));
+  for (const file of fetched) expect(file.cacheControl, file.url).toBe('public, max-age=31536000, immutable');
+  // A second visit asks the server for none of them.
+  fetched.length = 0;
+  await gotoHydrated(page, '/models');
+  await page.waitForLoadState('networkidle');
+  const fromNetwork = await page.evaluate(() =>
+    performance
+      .getEntriesByType('resource')
+      .filter((e) => /\.(js|wasm|css)$/.test(new URL(e.name).pathname))
+      .filter((e) => (e as PerformanceResourceTiming).transferSize > 0)
+      .map((e) => e.name),
+  );
+  expect(fromNetwork, 'served from the browser cache').toEqual([]);
+});
