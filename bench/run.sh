@@ -2,7 +2,8 @@
 # Runs the benchmarks in release and writes docs/benchmarks.md: each figure next to a baseline
 # measured in the same run, with the machine it ran on.
 #
-#   ./bench/run.sh              server benches: http (model list, signatures, memory), claims,
+#   ./bench/run.sh              server benches: http (model list, signatures, memory), signature
+#                               instructions (bench/signatures.sh, valgrind), claims,
 #                               flood (claims while another address floods), gateway (the run
 #                               gateway's overhead at fixed rates)
 #   ./bench/run.sh --frontend   also ./bench/frontend.sh (cargo leptos release build, Chromium)
@@ -26,7 +27,7 @@ done
 
 FRAGMENTS="${CARGO_TARGET_DIR:-target}/bench"
 mkdir -p "$FRAGMENTS"
-rm -f "$FRAGMENTS/http.md" "$FRAGMENTS/claims.md" "$FRAGMENTS/flood.md" "$FRAGMENTS/gateway.md"
+rm -f "$FRAGMENTS/http.md" "$FRAGMENTS/signatures.md" "$FRAGMENTS/claims.md" "$FRAGMENTS/flood.md" "$FRAGMENTS/gateway.md"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed() { echo $(( $(date +%s) - $1 )); }
 
@@ -47,6 +48,10 @@ children_cpu; BUSY0=$(machine_busy); OURS0=$CHILDREN_CPU; WALL0=$(date +%s)
 t=$(date +%s)
 cargo bench -p server --bench http
 HTTP_SECS=$(elapsed "$t")
+
+t=$(date +%s)
+./bench/signatures.sh > "$FRAGMENTS/signatures.md"
+SIGNATURES_SECS=$(elapsed "$t")
 
 t=$(date +%s)
 cargo bench -p server --bench claims
@@ -91,9 +96,15 @@ CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "| build | \`cargo bench\` (release profile) at $COMMIT |"
   echo "| load average before the run | $LOAD_BEFORE |"
   echo "| other processes while the server benches ran | $OTHERS |"
-  echo "| times | build ${BUILD_SECS} s, http bench ${HTTP_SECS} s, claims bench ${CLAIMS_SECS} s, flood bench ${FLOOD_SECS} s, gateway bench ${GATEWAY_SECS} s$([ -n "$FRONTEND_SECS" ] && echo ", frontend ${FRONTEND_SECS} s") |"
+  echo "| times | build ${BUILD_SECS} s, http bench ${HTTP_SECS} s, signature instructions ${SIGNATURES_SECS} s, claims bench ${CLAIMS_SECS} s, flood bench ${FLOOD_SECS} s, gateway bench ${GATEWAY_SECS} s$([ -n "$FRONTEND_SECS" ] && echo ", frontend ${FRONTEND_SECS} s") |"
   echo
   cat "$FRAGMENTS/http.md"
+  echo
+  echo "### Signature checks in instructions (\`bench/signatures.sh\`)"
+  echo
+  echo "The rates above vary by about 10% between runs on a shared machine; callgrind's instruction counts do not."
+  echo
+  cat "$FRAGMENTS/signatures.md"
   echo
   cat "$FRAGMENTS/claims.md"
   echo

@@ -1,7 +1,38 @@
 //! sr25519 verification as Substrate wallets sign: context `substrate`, over the bare message
 //! or its `<Bytes>`-wrapped form.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+
 use schnorrkel::{PublicKey, Signature};
+
+/// How many parsed keys are kept; past that the cache starts again (a flood of fresh keys then
+/// costs what it cost without a cache, no more memory).
+const KEYS_KEPT: usize = 16_384;
+
+/// Public keys already parsed, by their bytes. Parsing decompresses a curve point (a square
+/// root in the field), about a tenth of a verification, and the same few hundred hotkeys sign
+/// every request. Only valid keys are kept; what a key parses to never changes, so a stale
+/// entry cannot exist.
+static PARSED_KEYS: LazyLock<RwLock<HashMap<[u8; 32], PublicKey>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
+
+fn parsed_key(bytes: &[u8; 32]) -> Option<PublicKey> {
+    if let Some(key) = PARSED_KEYS.read().ok().and_then(|keys| keys.get(bytes).copied()) {
+        return Some(key);
+    }
+    let key = PublicKey::from_bytes(bytes).ok()?;
+    if let Ok(mut keys) = PARSED_KEYS.write() {
+        remember(&mut keys, *bytes, key, KEYS_KEPT);
+    }
+    Some(key)
+}
+
+fn remember(keys: &mut HashMap<[u8; 32], PublicKey>, bytes: [u8; 32], key: PublicKey, kept: usize) {
+    if keys.len() >= kept && !keys.contains_key(&bytes) {
+        keys.clear();
+    }
+    keys.insert(bytes, key);
+}
 
 /// Parses `0x` + 128 hex digits (the `0x` is optional) into a 64-byte signature.
 pub fn parse_signature_hex(text: &str) -> Option<[u8; 64]> {
@@ -25,7 +56,7 @@ pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bo
     if is_identity(public_key) {
         return false;
     }
-    let Ok(key) = PublicKey::from_bytes(public_key) else {
+    let Some(key) = parsed_key(public_key) else {
         return false;
     };
     let Ok(signature) = Signature::from_bytes(signature) else {
@@ -59,6 +90,31 @@ pub(crate) mod tests {
         assert!(!verify(&public, b"hellO", &bare));
         assert!(!verify(&keypair(2).public.to_bytes(), b"hello", &bare));
         assert!(parse_signature_hex("0x1234").is_none());
+    }
+
+    #[test]
+    fn parsed_keys_are_remembered_within_a_bound() {
+        let pair = keypair(3);
+        let public = pair.public.to_bytes();
+        let signature = parse_signature_hex(&sign_hex(&pair, b"x")).unwrap();
+        assert!(verify(&public, b"x", &signature));
+        assert!(PARSED_KEYS.read().unwrap().contains_key(&public), "kept after the first use");
+        assert!(verify(&public, b"x", &signature), "the kept key verifies as the parsed one did");
+        assert!(!verify(&public, b"y", &signature));
+        // Not a point's canonical encoding: refused, and not kept.
+        let invalid = [0xff; 32];
+        assert!(PublicKey::from_bytes(&invalid).is_err());
+        assert!(!verify(&invalid, b"x", &signature));
+        assert!(!PARSED_KEYS.read().unwrap().contains_key(&invalid));
+
+        let mut keys = HashMap::new();
+        for seed in 10..13 {
+            remember(&mut keys, keypair(seed).public.to_bytes(), keypair(seed).public, 2);
+            assert!(keys.len() <= 2, "never more than the bound");
+        }
+        assert_eq!(keys.len(), 1, "full: it started again with the newest key");
+        remember(&mut keys, keypair(12).public.to_bytes(), keypair(12).public, 1);
+        assert_eq!(keys.len(), 1, "a key already kept does not empty the cache");
     }
 
     #[test]
