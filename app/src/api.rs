@@ -145,8 +145,8 @@ pub async fn load_dashboard() -> Result<DashboardView, AppError> {
     let (services, hotkey) = server::miner().await?;
     // One after another: on SQLite they would queue for its one connection anyway.
     let providers = services.inference_auth_status(&hotkey).await.map_err(AppError::from);
-    let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(|e| service::ServiceError::from(e).into());
-    let budget = services.budget(&hotkey).await.map(Into::into).map_err(|e| service::ServiceError::from(e).into());
+    let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(AppError::from);
+    let budget = services.budget(&hotkey).await.map(Into::into).map_err(AppError::from);
     let audit = services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into());
     Ok(DashboardView { providers, runs, budget, audit })
 }
@@ -154,7 +154,7 @@ pub async fn load_dashboard() -> Result<DashboardView, AppError> {
 #[server(endpoint = "load_runs")]
 pub async fn load_runs() -> Result<RunsView, AppError> {
     let (services, hotkey) = server::miner().await?;
-    services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(|e| service::ServiceError::from(e).into())
+    Ok(services.miner_runs(&hotkey, 20).await?.into())
 }
 
 /// Whether a connected account can pay for the next run.
@@ -168,7 +168,7 @@ pub async fn check_balance(provider: Provider) -> Result<BalanceView, AppError> 
 #[server(endpoint = "stop_run")]
 pub async fn stop_run(eval_run_id: String) -> Result<String, AppError> {
     let (services, hotkey) = server::miner().await?;
-    services.stop_run_inference(&hotkey, &eval_run_id).await.map(|s| s.message).map_err(|e| service::ServiceError::from(e).into())
+    Ok(services.stop_run_inference(&hotkey, &eval_run_id).await?.message)
 }
 
 /// `monthly_usd` empty: no ceiling.
@@ -190,7 +190,7 @@ pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
             crate::error::answer_with(422);
             AppError::Refused("Enter an amount from $0.01 to $1,000,000 (whole cents), or use Remove ceiling for none.".into())
         }
-        e => service::ServiceError::from(e).into(),
+        e => e.into(),
     })
 }
 
@@ -198,5 +198,5 @@ pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
 #[server(endpoint = "model_catalog")]
 pub async fn model_catalog() -> Result<Vec<ModelRow>, AppError> {
     let services = server::services()?;
-    services.catalog().await.map(|list| list.into_iter().map(ModelRow::from).collect()).map_err(|e| service::ServiceError::from(e).into())
+    Ok(services.catalog().await?.into_iter().map(ModelRow::from).collect())
 }

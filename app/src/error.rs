@@ -41,40 +41,64 @@ pub fn answer_with(status: u16) {
     }
 }
 
+/// The one place a kind of failure becomes the status of a page's server function. The
+/// same statuses as the API's (`server/src/http/error.rs`): logs and metrics read alike.
+#[cfg(feature = "ssr")]
+pub fn status_for(failure: service::failure::Failure) -> u16 {
+    use service::failure::Failure;
+    match failure {
+        Failure::Invalid => 422,
+        Failure::Refused => 400,
+        Failure::NoCredits => 402,
+        Failure::Unauthenticated => 401,
+        Failure::Forbidden => 403,
+        Failure::NotFound => 404,
+        Failure::Conflict => 409,
+        Failure::TooLarge => 413,
+        Failure::TooSoon => 429,
+        Failure::ProviderUnavailable => 503,
+        Failure::ProviderFailed => 502,
+        Failure::ProviderTimeout => 504,
+        Failure::Internal => 500,
+    }
+}
+
 #[cfg(feature = "ssr")]
 impl From<service::ServiceError> for AppError {
     fn from(e: service::ServiceError) -> Self {
-        answer_with(e.status());
-        if e.status() >= 500 && !e.is_upstream() {
+        let failure = e.failure();
+        answer_with(status_for(failure));
+        if failure.is_ours_or_provider() && !e.is_upstream() {
             tracing::error!(error = ?e, "server function failed");
             return AppError::Refused("The service could not complete this request; try again in a moment.".into());
         }
-        if e.status() >= 500 {
+        if failure.is_ours_or_provider() {
             tracing::warn!(error = %e, "provider trouble");
         } else {
-            tracing::info!(status = e.status(), detail = %e, "refused");
+            tracing::info!(status = status_for(failure), detail = %e, "refused");
         }
         AppError::Refused(e.to_string())
     }
 }
 
-#[cfg(feature = "ssr")]
-impl From<service::auth::AuthError> for AppError {
-    fn from(e: service::auth::AuthError) -> Self {
-        service::ServiceError::from(e).into()
-    }
+/// The domain's errors reach the page through `ServiceError`, so a server function's `?` is
+/// enough.
+macro_rules! through_service {
+    ($($error:ty),* $(,)?) => {
+        $(#[cfg(feature = "ssr")]
+        impl From<$error> for AppError {
+            fn from(e: $error) -> Self {
+                service::ServiceError::from(e).into()
+            }
+        })*
+    };
 }
 
-#[cfg(feature = "ssr")]
-impl From<service::connections::ConnectionError> for AppError {
-    fn from(e: service::connections::ConnectionError) -> Self {
-        service::ServiceError::from(e).into()
-    }
-}
-
-#[cfg(feature = "ssr")]
-impl From<service::rate_limit::RateLimitError> for AppError {
-    fn from(e: service::rate_limit::RateLimitError) -> Self {
-        service::ServiceError::from(e).into()
-    }
-}
+through_service!(
+    service::auth::AuthError,
+    service::connections::ConnectionError,
+    service::rate_limit::RateLimitError,
+    service::runs::RunError,
+    service::budget::BudgetError,
+    service::catalog::CatalogError,
+);

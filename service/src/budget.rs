@@ -22,10 +22,10 @@ pub enum BudgetError {
 }
 
 impl BudgetError {
-    pub fn status(&self) -> u16 {
+    pub fn failure(&self) -> crate::failure::Failure {
         match self {
-            BudgetError::Invalid => 422,
-            BudgetError::Storage(_) => 500,
+            BudgetError::Invalid => crate::failure::Failure::Invalid,
+            BudgetError::Storage(_) => crate::failure::Failure::Internal,
         }
     }
 }

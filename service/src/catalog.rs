@@ -42,12 +42,13 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    pub fn status(&self) -> u16 {
+    pub fn failure(&self) -> crate::failure::Failure {
+        use crate::failure::Failure;
         match self {
-            CatalogError::BadName | CatalogError::BadPrice => 422,
-            CatalogError::Duplicate(_) => 409,
-            CatalogError::Unknown(_) => 404,
-            CatalogError::Storage(_) => 500,
+            CatalogError::BadName | CatalogError::BadPrice => Failure::Invalid,
+            CatalogError::Duplicate(_) => Failure::Conflict,
+            CatalogError::Unknown(_) => Failure::NotFound,
+            CatalogError::Storage(_) => Failure::Internal,
         }
     }
 }

@@ -12,6 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Transaction};
 use wire::Provider;
+
+use crate::failure::Failure;
 use wire::api::{ConnectionChanged, ConnectionState, ExchangeCodeAnswer, InferenceAuthList, ProviderStatus};
 
 use crate::audit;
@@ -77,36 +79,38 @@ pub enum ConnectionError {
 }
 
 impl ConnectionError {
-    pub fn status(&self) -> u16 {
+    pub fn failure(&self) -> Failure {
         match self {
-            ConnectionError::BadCredentialShape(_) | ConnectionError::BadCodeVerifier => 422,
+            ConnectionError::BadCredentialShape(_) | ConnectionError::BadCodeVerifier => Failure::Invalid,
             ConnectionError::CredentialRefused(_)
             | ConnectionError::RedirectUriNotAllowed
             | ConnectionError::OAuthStateInvalid
-            | ConnectionError::ConsentDenied(_) => 400,
-            ConnectionError::NotConnected(_) => 404,
-            ConnectionError::DefaultNotConnected(_) | ConnectionError::NeedsReconsent(_) | ConnectionError::Conflict => 409,
-            ConnectionError::Busy => 503,
-            ConnectionError::ConnectTimedOut(..) | ConnectionError::ConnectStillRunning(..) => 504,
-            ConnectionError::Provider(e) => provider_status(e),
-            ConnectionError::Vault(_) | ConnectionError::Storage(_) => 500,
+            | ConnectionError::ConsentDenied(_) => Failure::Refused,
+            ConnectionError::NotConnected(_) => Failure::NotFound,
+            ConnectionError::DefaultNotConnected(_) | ConnectionError::NeedsReconsent(_) | ConnectionError::Conflict => Failure::Conflict,
+            ConnectionError::Busy => Failure::ProviderUnavailable,
+            ConnectionError::ConnectTimedOut(..) | ConnectionError::ConnectStillRunning(..) => Failure::ProviderTimeout,
+            ConnectionError::Provider(e) => provider_failure(e),
+            ConnectionError::Vault(_) | ConnectionError::Storage(_) => Failure::Internal,
         }
     }
 }
 
-/// How a provider's trouble reaches our caller: 400 when the miner's credential or grant is
-/// at fault, 502/503/504 when the provider is.
-pub fn provider_status(e: &ProviderError) -> u16 {
+/// Whose a provider's trouble is: the miner's when their credential or grant is at fault, the
+/// provider's otherwise.
+pub fn provider_failure(e: &ProviderError) -> Failure {
     match e {
-        ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. } => 400,
-        ProviderError::NoCredits { .. } => 402,
-        ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. } | ProviderError::Unreachable { .. } => 503,
-        ProviderError::Timeout { .. } => 504,
+        ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. } => Failure::Refused,
+        ProviderError::NoCredits { .. } => Failure::NoCredits,
+        ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. } | ProviderError::Unreachable { .. } => {
+            Failure::ProviderUnavailable
+        }
+        ProviderError::Timeout { .. } => Failure::ProviderTimeout,
         // The grant the service asks for is the operator's configuration, not the miner's.
         ProviderError::Refused { .. }
         | ProviderError::Malformed { .. }
         | ProviderError::InsufficientScope { .. }
-        | ProviderError::NoRefreshToken { .. } => 502,
+        | ProviderError::NoRefreshToken { .. } => Failure::ProviderFailed,
     }
 }
 

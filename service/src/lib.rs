@@ -13,6 +13,7 @@ pub mod config;
 pub mod connections;
 pub mod db;
 pub mod domain;
+pub mod failure;
 pub mod gateway;
 pub mod providers;
 pub mod rate_limit;

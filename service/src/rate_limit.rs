@@ -185,10 +185,10 @@ pub enum RateLimitError {
 }
 
 impl RateLimitError {
-    pub fn status(&self) -> u16 {
+    pub fn failure(&self) -> crate::failure::Failure {
         match self {
-            RateLimitError::Limited { .. } => 429,
-            RateLimitError::Storage(_) => 500,
+            RateLimitError::Limited { .. } => crate::failure::Failure::TooSoon,
+            RateLimitError::Storage(_) => crate::failure::Failure::Internal,
         }
     }
 
@@ -375,7 +375,7 @@ mod tests {
             hit(db, Action::Connect, Scope::Ip, "192.0.2.1", limit, now).await.unwrap();
         }
         let refused = hit(db, Action::Connect, Scope::Ip, "192.0.2.1", limit, now).await.unwrap_err();
-        assert_eq!(refused.status(), 429);
+        assert_eq!(refused.failure(), crate::failure::Failure::TooSoon);
         assert_eq!(refused.retry_after_secs(), Some(50));
         assert!(refused.to_string().contains("too many connect attempts from this address: at most 3 per minute"), "{refused}");
         // Another address, another action: their own counters.

@@ -22,6 +22,7 @@ use crate::code_url::CodeGrant;
 use crate::connections::{ConnectionError, STATE_CONNECTED, key_fingerprint};
 use crate::db::Backend;
 use crate::domain::{Caller, Hotkey};
+use crate::failure::Failure;
 use crate::providers::ProviderError;
 use crate::services::Services;
 use crate::vault::{Vault, VaultError};
@@ -98,48 +99,19 @@ pub enum RunError {
 }
 
 impl RunError {
-    pub fn status(&self) -> u16 {
+    pub fn failure(&self) -> Failure {
         match self {
-            RunError::NoProviderConnected | RunError::InvalidAgentName | RunError::InvalidFile(_) => 400,
-            RunError::FileTooLarge => 413,
-            RunError::Cooldown { .. } => 429,
-            RunError::NotFound | RunError::AgentVersionNotFound | RunError::AgentNotFound => 404,
-            RunError::DownloadLinkExpired | RunError::DownloadLinkInvalid => 403,
-            RunError::NotYours | RunError::LeaseExpired | RunError::AlreadyComplete(_) | RunError::AtCapacity => 409,
-            RunError::BadTerminalStatus => 422,
-            RunError::NotRunning(_) | RunError::CannotStop => 409,
-            RunError::StopFailed(_) => 502,
-            RunError::Vault(_) | RunError::Storage(_) => 500,
+            RunError::NoProviderConnected | RunError::InvalidAgentName | RunError::InvalidFile(_) => Failure::Refused,
+            RunError::FileTooLarge => Failure::TooLarge,
+            RunError::Cooldown { .. } => Failure::TooSoon,
+            RunError::NotFound | RunError::AgentVersionNotFound | RunError::AgentNotFound => Failure::NotFound,
+            RunError::DownloadLinkExpired | RunError::DownloadLinkInvalid => Failure::Forbidden,
+            RunError::NotYours | RunError::LeaseExpired | RunError::AlreadyComplete(_) | RunError::AtCapacity => Failure::Conflict,
+            RunError::BadTerminalStatus => Failure::Invalid,
+            RunError::NotRunning(_) | RunError::CannotStop => Failure::Conflict,
+            RunError::StopFailed(_) => Failure::ProviderFailed,
+            RunError::Vault(_) | RunError::Storage(_) => Failure::Internal,
         }
-    }
-
-    /// Extra fields of the SDK's error models (`error_code`, `remaining_seconds`, ...).
-    pub fn extra_fields(&self) -> Option<serde_json::Value> {
-        Some(match self {
-            // No code of the SDK's 400 models fits, and any other code crashes its parser: the
-            // sentence alone (it parses as the first 400 model and prints the detail).
-            RunError::NoProviderConnected => return None,
-            RunError::InvalidAgentName => serde_json::json!({"error_code": "INVALID_AGENT_NAME"}),
-            RunError::InvalidFile(_) => serde_json::json!({"error_code": "INVALID_FILE"}),
-            RunError::FileTooLarge => serde_json::json!({"error_code": "FILE_TOO_LARGE"}),
-            RunError::Cooldown { remaining_seconds, next_allowed_at } => serde_json::json!({
-                "error_code": "COOLDOWN_ACTIVE",
-                "remaining_seconds": remaining_seconds,
-                "next_allowed_at": clock::rfc3339(*next_allowed_at),
-            }),
-            RunError::NotFound => serde_json::json!({"error_code": "EVAL_RUN_NOT_FOUND"}),
-            RunError::AgentVersionNotFound => {
-                serde_json::json!({"error_code": "AGENT_VERSION_NOT_FOUND"})
-            }
-            RunError::AgentNotFound => serde_json::json!({"error_code": "AGENT_NOT_FOUND"}),
-            RunError::NotYours => serde_json::json!({"error_code": "NOT_RUN_OWNER"}),
-            RunError::LeaseExpired => serde_json::json!({"error_code": "LEASE_EXPIRED"}),
-            RunError::AlreadyComplete(_) => {
-                serde_json::json!({"error_code": "RUN_ALREADY_COMPLETE"})
-            }
-            RunError::AtCapacity => serde_json::json!({"error_code": "AT_CAPACITY"}),
-            _ => return None,
-        })
     }
 }
 

@@ -8,6 +8,7 @@ use crate::catalog::CatalogError;
 use crate::config::{Environment, Settings};
 use crate::connections::ConnectionError;
 use crate::db::Db;
+use crate::failure::Failure;
 use crate::providers::chutes::ChutesClient;
 use crate::providers::openrouter::OpenRouterClient;
 use crate::providers::{ProviderError, http_client};
@@ -67,15 +68,15 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    pub fn status(&self) -> u16 {
+    pub fn failure(&self) -> Failure {
         match self {
-            ServiceError::Connection(e) => e.status(),
-            ServiceError::Catalog(e) => e.status(),
-            ServiceError::Run(e) => e.status(),
-            ServiceError::Auth(e) => e.status(),
-            ServiceError::Budget(e) => e.status(),
-            ServiceError::RateLimited(e) => e.status(),
-            ServiceError::Vault(_) | ServiceError::Storage(_) => 500,
+            ServiceError::Connection(e) => e.failure(),
+            ServiceError::Catalog(e) => e.failure(),
+            ServiceError::Run(e) => e.failure(),
+            ServiceError::Auth(e) => e.failure(),
+            ServiceError::Budget(e) => e.failure(),
+            ServiceError::RateLimited(e) => e.failure(),
+            ServiceError::Vault(_) | ServiceError::Storage(_) => Failure::Internal,
         }
     }
 
@@ -92,7 +93,7 @@ impl ServiceError {
         )
     }
 
-    /// The request field a bad-value refusal (422) is about.
+    /// The request field an `Invalid` refusal is about.
     pub fn field(&self) -> Option<&'static str> {
         match self {
             // The legacy route names it refresh_token; both carry the pasted credential.

@@ -7,6 +7,54 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use service::auth::AuthError;
+use service::clock;
+use service::failure::Failure;
+use service::runs::RunError;
+
+/// The one place a kind of failure becomes an HTTP status for the API.
+pub fn status_for(failure: Failure) -> StatusCode {
+    match failure {
+        Failure::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        Failure::Refused => StatusCode::BAD_REQUEST,
+        Failure::NoCredits => StatusCode::PAYMENT_REQUIRED,
+        Failure::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Failure::Forbidden => StatusCode::FORBIDDEN,
+        Failure::NotFound => StatusCode::NOT_FOUND,
+        Failure::Conflict => StatusCode::CONFLICT,
+        Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Failure::TooSoon => StatusCode::TOO_MANY_REQUESTS,
+        Failure::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Failure::ProviderFailed => StatusCode::BAD_GATEWAY,
+        Failure::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Extra fields of oro-sdk's error models for a run's refusal (`error_code`,
+/// `remaining_seconds`, ...): what its generated client parses.
+fn sdk_fields(error: &RunError) -> Option<serde_json::Value> {
+    Some(match error {
+        // No code of the SDK's 400 models fits, and any other code crashes its parser: the
+        // sentence alone (it parses as the first 400 model and prints the detail).
+        RunError::NoProviderConnected => return None,
+        RunError::InvalidAgentName => json!({"error_code": "INVALID_AGENT_NAME"}),
+        RunError::InvalidFile(_) => json!({"error_code": "INVALID_FILE"}),
+        RunError::FileTooLarge => json!({"error_code": "FILE_TOO_LARGE"}),
+        RunError::Cooldown { remaining_seconds, next_allowed_at } => json!({
+            "error_code": "COOLDOWN_ACTIVE",
+            "remaining_seconds": remaining_seconds,
+            "next_allowed_at": clock::rfc3339(*next_allowed_at),
+        }),
+        RunError::NotFound => json!({"error_code": "EVAL_RUN_NOT_FOUND"}),
+        RunError::AgentVersionNotFound => json!({"error_code": "AGENT_VERSION_NOT_FOUND"}),
+        RunError::AgentNotFound => json!({"error_code": "AGENT_NOT_FOUND"}),
+        RunError::NotYours => json!({"error_code": "NOT_RUN_OWNER"}),
+        RunError::LeaseExpired => json!({"error_code": "LEASE_EXPIRED"}),
+        RunError::AlreadyComplete(_) => json!({"error_code": "RUN_ALREADY_COMPLETE"}),
+        RunError::AtCapacity => json!({"error_code": "AT_CAPACITY"}),
+        _ => return None,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -21,11 +69,24 @@ pub enum ApiError {
     Status(StatusCode, String),
 }
 
-impl From<service::rate_limit::RateLimitError> for ApiError {
-    fn from(e: service::rate_limit::RateLimitError) -> Self {
-        ApiError::Service(e.into())
-    }
+/// The domain's errors reach the API through `ServiceError`, so a handler's `?` is enough.
+macro_rules! through_service {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                ApiError::Service(e.into())
+            }
+        })*
+    };
 }
+
+through_service!(
+    service::rate_limit::RateLimitError,
+    service::runs::RunError,
+    service::connections::ConnectionError,
+    service::catalog::CatalogError,
+    service::budget::BudgetError,
+);
 
 impl ApiError {
     pub fn retry_after_secs(&self) -> Option<i64> {
@@ -37,8 +98,8 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Auth(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-            ApiError::Service(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::Auth(e) => status_for(e.failure()),
+            ApiError::Service(e) => status_for(e.failure()),
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Status(s, _) => *s,
         }
@@ -71,7 +132,7 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         // oro-sdk parses every 422 as FastAPI's list (a text would crash it): a refusal the
-        // domain calls a bad value is one entry, at the field it names.
+        // domain calls invalid is one entry, at the field it names.
         if status == StatusCode::UNPROCESSABLE_ENTITY {
             let loc = match &self {
                 ApiError::Service(e) => e.field().map(|f| vec!["body", f]).unwrap_or_else(|| vec!["body"]),
@@ -81,7 +142,7 @@ impl IntoResponse for ApiError {
         }
         let mut body = json!({"detail": detail});
         if let ApiError::Service(service::ServiceError::Run(e)) = &self
-            && let (Some(extra), Some(map)) = (e.extra_fields(), body.as_object_mut())
+            && let (Some(extra), Some(map)) = (sdk_fields(e), body.as_object_mut())
             && let Some(extra) = extra.as_object()
         {
             map.extend(extra.clone());
@@ -101,5 +162,20 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pages' server functions answer with the API's statuses: one meaning per kind.
+    #[test]
+    fn the_pages_and_the_api_give_a_failure_the_same_status() {
+        for failure in Failure::ALL {
+            assert_eq!(app::error::status_for(failure), status_for(failure).as_u16(), "{failure:?}");
+            // Ours or the provider's: a 5xx; the caller's: a 4xx.
+            assert_eq!(status_for(failure).is_server_error(), failure.is_ours_or_provider(), "{failure:?}");
+        }
     }
 }

@@ -48,7 +48,7 @@ fn uuid_from_path(name: &str, text: &str) -> Result<String, ApiError> {
     summary = "The miner's agents, each with its latest version",
     responses((status = 200, body = MinerAgents)))]
 pub(super) async fn agents(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<MinerAgents>, ApiError> {
-    Ok(Json(services.miner_agents(&caller.hotkey).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.miner_agents(&caller.hotkey).await?))
 }
 
 #[utoipa::path(get, path = "/v1/miner/agents/{agent_id}/versions", tag = "miner", operation_id = "list_agent_versions",
@@ -61,7 +61,7 @@ pub(super) async fn agent_versions(
     Path(agent_id): Path<String>,
 ) -> Result<Json<Vec<AgentVersionEntry>>, ApiError> {
     let agent_id = uuid_from_path("agent_id", &agent_id)?;
-    Ok(Json(services.agent_versions(&caller.hotkey, &agent_id).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.agent_versions(&caller.hotkey, &agent_id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/miner/agent-versions/{agent_version_id}", tag = "miner", operation_id = "get_owned_agent_version_status",
@@ -74,7 +74,7 @@ pub(super) async fn agent_version(
     Path(id): Path<String>,
 ) -> Result<Json<AgentVersionStatus>, ApiError> {
     let id = uuid_from_path("agent_version_id", &id)?;
-    Ok(Json(services.agent_version_status(&caller.hotkey, &id).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.agent_version_status(&caller.hotkey, &id).await?))
 }
 
 fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
@@ -91,7 +91,7 @@ fn provider_from_path(text: &str) -> Result<Provider, ApiError> {
     summary = "The providers the miner has a stored credential for, and the default",
     responses((status = 200, body = InferenceAuthList)))]
 pub(super) async fn status(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<InferenceAuthList>, ApiError> {
-    let mut list = services.inference_auth_status(&caller.hotkey).await.map_err(service::ServiceError::from)?;
+    let mut list = services.inference_auth_status(&caller.hotkey).await?;
     list.providers.retain(|p| p.state != Some(wire::api::ConnectionState::NotConnected));
     Ok(Json(list))
 }
@@ -106,7 +106,7 @@ pub(super) async fn one(
     Path(provider): Path<String>,
 ) -> Result<Json<ProviderStatus>, ApiError> {
     let provider = provider_from_path(&provider)?;
-    Ok(Json(services.provider_status(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.provider_status(&caller.hotkey, provider).await?))
 }
 
 #[utoipa::path(post, path = "/v1/miner/inference-auth/{provider}", tag = "miner", operation_id = "store_inference_credential",
@@ -135,7 +135,7 @@ pub(super) async fn connect(
         // A pasted Chutes credential is a refresh token (as the legacy route takes it).
         Provider::Chutes => services.connect_chutes_with_refresh_token(&caller.hotkey, &credential).await,
     };
-    Ok(Json(changed.map_err(service::ServiceError::from)?))
+    Ok(Json(changed?))
 }
 
 #[utoipa::path(delete, path = "/v1/miner/inference-auth/{provider}", tag = "miner", operation_id = "delete_inference_credential",
@@ -149,7 +149,7 @@ pub(super) async fn disconnect(
     Path(provider): Path<String>,
 ) -> Result<Json<ConnectionChanged>, ApiError> {
     let provider = provider_from_path(&provider)?;
-    Ok(Json(services.disconnect(&caller.hotkey, provider).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.disconnect(&caller.hotkey, provider).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/miner/inference-auth/default", tag = "miner", operation_id = "set_default_inference_provider",
@@ -161,7 +161,7 @@ pub(super) async fn set_default(
     Miner(caller): Miner,
     ApiJson(body): ApiJson<SetDefault>,
 ) -> Result<Json<ConnectionChanged>, ApiError> {
-    Ok(Json(services.set_default_provider(&caller.hotkey, body.provider).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.set_default_provider(&caller.hotkey, body.provider).await?))
 }
 
 #[utoipa::path(post, path = "/v1/miner/chutes/exchange-code", tag = "miner", operation_id = "exchange_chutes_code",
@@ -180,7 +180,7 @@ pub(super) async fn exchange_code(
     services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let verifier = SecretString::from(body.code_verifier);
     let answer = services.connect_chutes_with_code(&caller.hotkey, &body.code, &verifier, &body.redirect_uri).await;
-    Ok(Json(answer.map_err(service::ServiceError::from)?))
+    Ok(Json(answer?))
 }
 
 #[utoipa::path(post, path = "/v1/miner/chutes-auth", tag = "miner", operation_id = "store_chutes_token",
@@ -194,7 +194,7 @@ pub(super) async fn legacy_chutes_auth(
 ) -> Result<Json<ConnectionChanged>, ApiError> {
     services.limit_hotkey(Action::Connect, &caller.hotkey).await?;
     let token = SecretString::from(body.refresh_token);
-    Ok(Json(services.connect_chutes_with_refresh_token(&caller.hotkey, &token).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.connect_chutes_with_refresh_token(&caller.hotkey, &token).await?))
 }
 
 #[utoipa::path(get, path = "/v1/miner/chutes-auth/status", tag = "miner", operation_id = "get_chutes_auth_status",
@@ -204,7 +204,7 @@ pub(super) async fn legacy_chutes_status(
     State(services): State<Services>,
     Miner(caller): Miner,
 ) -> Result<Json<LegacyChutesStatus>, ApiError> {
-    let status = services.provider_status(&caller.hotkey, Provider::Chutes).await.map_err(service::ServiceError::from)?;
+    let status = services.provider_status(&caller.hotkey, Provider::Chutes).await?;
     Ok(Json(LegacyChutesStatus { connected: status.connected, updated_at: status.updated_at }))
 }
 
@@ -249,7 +249,7 @@ pub(super) async fn submit(
     }
     let agent_name = agent_name.ok_or_else(|| bad("agent_name", "Field required"))?;
     let (file_name, bytes) = file.ok_or_else(|| bad("file", "Field required"))?;
-    let answer = services.submit_agent(&caller.hotkey, &agent_name, &file_name, &bytes).await.map_err(service::ServiceError::from)?;
+    let answer = services.submit_agent(&caller.hotkey, &agent_name, &file_name, &bytes).await?;
     Ok(Json(answer))
 }
 
@@ -267,7 +267,7 @@ pub(super) async fn runs(
     Miner(caller): Miner,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.miner_runs(&caller.hotkey, q.limit.unwrap_or(50)).await?))
 }
 
 #[utoipa::path(post, path = "/v1/miner/runs/{eval_run_id}/stop", tag = "miner", operation_id = "stop_run_inference",
@@ -285,14 +285,14 @@ pub(super) async fn stop_run(
     Path(eval_run_id): Path<String>,
 ) -> Result<Json<wire::api::StoppedInference>, ApiError> {
     let eval_run_id = uuid_from_path("eval_run_id", &eval_run_id)?;
-    Ok(Json(services.stop_run_inference(&caller.hotkey, &eval_run_id).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.stop_run_inference(&caller.hotkey, &eval_run_id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/miner/budget", tag = "miner", operation_id = "get_budget",
     summary = "The miner's monthly ceiling on what runs commit",
     responses((status = 200, body = Budget)))]
 pub(super) async fn budget(State(services): State<Services>, Miner(caller): Miner) -> Result<Json<Budget>, ApiError> {
-    Ok(Json(services.budget(&caller.hotkey).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.budget(&caller.hotkey).await?))
 }
 
 #[utoipa::path(put, path = "/v1/miner/budget", tag = "miner", operation_id = "set_budget",
@@ -304,7 +304,7 @@ pub(super) async fn set_budget(
     Miner(caller): Miner,
     ApiJson(body): ApiJson<SetBudget>,
 ) -> Result<Json<Budget>, ApiError> {
-    Ok(Json(services.set_budget(&caller.hotkey, body.monthly_usd).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.set_budget(&caller.hotkey, body.monthly_usd).await?))
 }
 
 #[derive(Deserialize)]

@@ -120,7 +120,7 @@ pub(super) async fn models(
             });
         }
     };
-    let body = services.catalog_json_cached(provider, ranked).await.map_err(service::ServiceError::from)?;
+    let body = services.catalog_json_cached(provider, ranked).await?;
     // The list changes only when an operator edits it: an ETag over the body lets clients
     // and caches revalidate for free.
     let etag = body.etag.clone();
@@ -157,6 +157,6 @@ pub(super) async fn agent_code(
     Path(run_id): Path<String>,
     super::extract::ApiQuery(link): super::extract::ApiQuery<CodeLink>,
 ) -> Result<Response, ApiError> {
-    let (file_name, code) = services.agent_code_by_link(&run_id, link.expires, &link.sig).await.map_err(service::ServiceError::from)?;
+    let (file_name, code) = services.agent_code_by_link(&run_id, link.expires, &link.sig).await?;
     Ok(super::validator::code_download(file_name, code))
 }

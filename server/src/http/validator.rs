@@ -42,7 +42,7 @@ pub(super) async fn claim(State(services): State<Services>, Validator(caller): V
     // The request's span goes along, so the claim's provider calls log under this request.
     let claim = tokio::spawn(tracing::Instrument::in_current_span(async move { services.claim_work(&caller).await }));
     let outcome = claim.await.map_err(|e| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, format!("claim task failed: {e}")))?;
-    match outcome.map_err(service::ServiceError::from)? {
+    match outcome? {
         Some(answer) => Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -63,7 +63,7 @@ pub(super) async fn heartbeat(
     Validator(caller): Validator,
     Path(id): Path<String>,
 ) -> Result<Json<LeaseRenewed>, ApiError> {
-    let lease = services.heartbeat(&caller, &id, None).await.map_err(service::ServiceError::from)?;
+    let lease = services.heartbeat(&caller, &id, None).await?;
     Ok(Json(LeaseRenewed { ok: true, accepted: None, lease_expires_at: lease }))
 }
 
@@ -82,7 +82,7 @@ pub(super) async fn progress(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Json<LeaseRenewed>, ApiError> {
-    let lease = services.heartbeat(&caller, &id, Some(&body)).await.map_err(service::ServiceError::from)?;
+    let lease = services.heartbeat(&caller, &id, Some(&body)).await?;
     Ok(Json(LeaseRenewed { ok: true, accepted: Some(true), lease_expires_at: lease }))
 }
 
@@ -103,7 +103,7 @@ pub(super) async fn complete(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CompleteRun>,
 ) -> Result<Json<CompleteRunAnswer>, ApiError> {
-    Ok(Json(services.complete_run(&caller, &id, &body).await.map_err(service::ServiceError::from)?))
+    Ok(Json(services.complete_run(&caller, &id, &body).await?))
 }
 
 #[utoipa::path(get, path = "/v1/validator/agent-versions/{agent_version_id}/code", tag = "validator", operation_id = "get_agent_code",
@@ -118,7 +118,7 @@ pub(super) async fn code(
     Validator(caller): Validator,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (file_name, code) = services.agent_code(&caller, &id).await.map_err(service::ServiceError::from)?;
+    let (file_name, code) = services.agent_code(&caller, &id).await?;
     Ok(code_download(file_name, code))
 }
 

@@ -1,3 +1,5 @@
+use crate::failure::Failure;
+
 /// Why a caller was refused. Each says which check failed; none carries a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -50,12 +52,12 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// 401 for "we don't know who you are", 403 for "we know, and no", 500 for our fault.
-    pub fn status(&self) -> u16 {
+    /// "We don't know who you are", "we know, and no", or our fault.
+    pub fn failure(&self) -> Failure {
         match self {
-            AuthError::Banned | AuthError::NotAllowlisted | AuthError::NotValidator | AuthError::CrossSite => 403,
-            AuthError::Storage(_) => 500,
-            _ => 401,
+            AuthError::Banned | AuthError::NotAllowlisted | AuthError::NotValidator | AuthError::CrossSite => Failure::Forbidden,
+            AuthError::Storage(_) => Failure::Internal,
+            _ => Failure::Unauthenticated,
         }
     }
 }
