@@ -328,7 +328,9 @@ fn stream(
     prompt_bytes: usize,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(async move {
+    // Tracked: shutdown waits for the settlement at the end of the stream.
+    let tracker = services.clone();
+    tracker.spawn_background(async move {
         let mut pending: Vec<u8> = Vec::new();
         let mut usage: Option<Usage> = None;
         let mut generated_chars = 0usize;

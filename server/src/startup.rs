@@ -128,6 +128,9 @@ impl Application {
         let _ = stop_gateway.send(true);
         let _ = gateway.await;
         housekeeping.abort();
+        // Requests are answered; what they started in the background finishes before the
+        // database closes under it.
+        services.drain_background_work().await;
         services.db.close().await;
         drop(simulator);
         result

@@ -87,6 +87,9 @@ pub struct Settings {
     /// A connect answers within this, whatever the provider does: oro-sdk gives up after 15 s
     /// and never retries a POST, so a slower answer would be lost on the miner's side.
     pub connect_deadline_secs: u64,
+    /// At shutdown, how long to wait for background work (a run put back, a stream's
+    /// settlement, a revocation) after the last request is answered.
+    pub shutdown_grace_secs: u64,
     /// Requests served at once; past it the service answers 503 at the door instead of
     /// queueing work it cannot finish in time.
     pub max_concurrent_requests: usize,
@@ -342,6 +345,7 @@ impl Settings {
             log_format,
             provider_timeout_secs: seconds("ORO_PROVIDER_TIMEOUT_SECS", 15, 1, 300)? as u64,
             connect_deadline_secs: seconds("ORO_CONNECT_DEADLINE_SECS", 10, 1, 60)? as u64,
+            shutdown_grace_secs: seconds("ORO_SHUTDOWN_GRACE_SECS", 20, 0, 600)? as u64,
             require_bound_signatures,
             max_concurrent_requests: number("ORO_MAX_CONCURRENT_REQUESTS", 512.0, 1.0, 100_000.0)?.round() as usize,
             refusal_hold: std::time::Duration::from_millis(number("ORO_REFUSAL_HOLD_MS", 1000.0, 0.0, 10_000.0)?.round() as u64),

@@ -326,7 +326,7 @@ impl Services {
         if let Some(id) = replaced_grant {
             // Revoked now, in the background; the queued row makes sure it happens anyway.
             let services = self.clone();
-            tokio::spawn(async move {
+            self.spawn_background(async move {
                 if let Err(e) = services.retry_pending_revocation(&id).await {
                     tracing::warn!(error = %e, "revoking the replaced Chutes grant failed; housekeeping retries it");
                 }
@@ -374,7 +374,7 @@ impl Services {
             let old_key = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), Provider::OpenRouter), &old)?;
             if key_fingerprint(&old_key) != key_fingerprint(key.secret()) {
                 let (services, hotkey) = (self.clone(), hotkey.clone());
-                let cleanup = tokio::spawn(async move {
+                let cleanup = self.spawn_background(async move {
                     if let Err(e) = services.revoke_at_provider(&hotkey, Provider::OpenRouter, &old_key).await
                         && let Err(e) =
                             queue_revocation(services.db.pool(), &hotkey, Provider::OpenRouter, &old, &e.to_string(), clock::now() + 60)
@@ -426,7 +426,7 @@ impl Services {
         &self,
         work: impl Future<Output = Result<T, ConnectionError>> + Send + 'static,
     ) -> Result<T, ConnectionError> {
-        let task = tokio::spawn(work);
+        let task = self.spawn_background(work);
         match tokio::time::timeout(self.connect_deadline(), task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),

@@ -462,7 +462,7 @@ impl Services {
         // OUR_FAULT_RETRIES tries the run fails with a reason instead of bouncing forever.
         let storage = matches!(error, RunError::Storage(_));
         let reason = error.to_string();
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             let started = std::time::Instant::now();
             let mut pause = std::time::Duration::from_millis(200);
             loop {
@@ -806,7 +806,7 @@ impl Services {
     /// them; never while a claim holds the run (its own key may not be recorded yet).
     fn sweep_unrecorded_run_keys(&self, run_id: &str, miner: &Hotkey, management_key: SecretString) {
         let (services, run_id, miner) = (self.clone(), run_id.to_owned(), miner.clone());
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             for pause in [1, 5, 20, 40] {
                 tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
                 // While the run is held by a claim, a key of its name may be that claim's,

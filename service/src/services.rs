@@ -43,6 +43,11 @@ pub struct ServicesInner {
     pub failed_auth_limiter: Arc<crate::rate_limit::LocalLimiter>,
     pub(crate) catalog_cache: Arc<crate::catalog::CatalogCache>,
     pub(crate) gateway: Arc<crate::gateway::GatewayCache>,
+    /// Work that outlives the request that started it (a run put back after a failed claim,
+    /// the sweep for unrecorded run keys, a replaced credential's revocation, a Chutes connect
+    /// past its deadline, a stream's settlement): tracked, so that shutdown waits for it
+    /// (`drain_background_work`) instead of cutting it off mid-write.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// Every error the service layer answers, mapped once to HTTP by the server and once to a
@@ -153,7 +158,40 @@ impl Services {
             )),
             catalog_cache: Arc::default(),
             gateway: Arc::default(),
+            background: tokio_util::task::TaskTracker::new(),
         })))
+    }
+
+    /// Starts work that outlives its request, in the current span, tracked for shutdown.
+    pub fn spawn_background<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.background.spawn(tracing::Instrument::in_current_span(work))
+    }
+
+    /// Background work still running.
+    pub fn background_work(&self) -> usize {
+        self.background.len()
+    }
+
+    /// At shutdown, once the last request is answered: waits up to `ORO_SHUTDOWN_GRACE_SECS`
+    /// for background work to finish. Returns how many tasks were still running then (what
+    /// they leave undone, the reaper and the revocation queue finish on the next start).
+    pub async fn drain_background_work(&self) -> usize {
+        self.background.close();
+        let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
+        if tokio::time::timeout(grace, self.background.wait()).await.is_ok() {
+            return 0;
+        }
+        let left = self.background.len();
+        tracing::warn!(
+            left,
+            grace_secs = grace.as_secs(),
+            "background work still running at shutdown; the reaper and the revocation queue finish it later"
+        );
+        left
     }
 
     /// One pass of background upkeep: forget what expired, retry failed revocations, reap

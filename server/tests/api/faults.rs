@@ -897,3 +897,28 @@ async fn rotation_killed_half_way_resumes(backend: Backend) {
 }
 
 both_engines!(rotation_killed_half_way_resumes);
+
+/// Shutdown waits for what requests left running in the background (a run put back, a
+/// stream's settlement, a revocation; here a stand-in that finishes after 300 ms) before the
+/// database closes, within `ORO_SHUTDOWN_GRACE_SECS`; past the grace it stops waiting.
+async fn shutdown_waits_for_background_work(backend: Backend) {
+    for (grace, work, finishes) in [(5, Duration::from_millis(300), true), (1, Duration::from_secs(30), false)] {
+        let options = AppOptions { extra: vec![("ORO_SHUTDOWN_GRACE_SECS", grace.to_string())], ..Default::default() };
+        let mut app = spawn_app_with(backend, options).await;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        app.services.spawn_background(async move {
+            tokio::time::sleep(work).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        assert_eq!(app.services.background_work(), 1);
+        let started = Instant::now();
+        app.shut_down().await;
+        assert_eq!(done.load(Ordering::SeqCst), finishes, "grace {grace} s, work {work:?}");
+        if !finishes {
+            assert!(started.elapsed() < Duration::from_secs(10), "it stopped waiting after the grace: {:?}", started.elapsed());
+        }
+    }
+}
+
+both_engines!(shutdown_waits_for_background_work);

@@ -36,6 +36,7 @@ pub struct TestApp {
     pub validator: TestWallet,
     _db: TestDatabase,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -123,14 +124,24 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let services = app.services().clone();
     let sim = app.simulator().expect("simulator on").control();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
+    let running = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
-    TestApp { address, client, services, sim, key_file, validator, _db: db, shutdown: Some(tx) }
+    TestApp { address, client, services, sim, key_file, validator, _db: db, shutdown: Some(tx), running: Some(running) }
 }
 
 impl TestApp {
+    /// Shuts the server down as SIGTERM does, and returns once `run_until` has.
+    pub async fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.expect("the server task").expect("the server stops cleanly");
+        }
+    }
+
     /// Everything the service stored, as text, for tests that look for a planted secret.
     /// SQLite: the database files themselves, byte for byte (WAL included); PostgreSQL: every
     /// row of every table.
