@@ -5,25 +5,25 @@ use wire::api::{AgentVersionEntry, AgentVersionState, AgentVersionStatus, MinerA
 
 use crate::clock;
 use crate::domain::Hotkey;
-use crate::runs::{RunError, STATUS_FAILED, STATUS_QUEUED, STATUS_RUNNING, STATUS_SUCCEEDED};
+use crate::runs::{RunError, RunStatus};
 use crate::services::Services;
 
-fn state_of(run_status: Option<&str>) -> AgentVersionState {
+fn state_of(run_status: Option<RunStatus>) -> AgentVersionState {
     match run_status {
-        Some(STATUS_RUNNING) => AgentVersionState::Running,
-        Some(STATUS_SUCCEEDED) => AgentVersionState::Eligible,
-        Some(STATUS_FAILED) => AgentVersionState::Discarded,
-        Some(STATUS_QUEUED) | Some(_) | None => AgentVersionState::Queued,
+        Some(RunStatus::Running) => AgentVersionState::Running,
+        Some(RunStatus::Succeeded) => AgentVersionState::Eligible,
+        Some(RunStatus::Failed) => AgentVersionState::Discarded,
+        Some(RunStatus::Queued) | None => AgentVersionState::Queued,
     }
 }
 
 /// agent id, version id, submitted at, run status, score: every version of one miner, oldest first.
-type VersionRow = (String, String, i64, Option<String>, Option<f64>);
+type VersionRow = (String, String, i64, Option<RunStatus>, Option<f64>);
 
 struct Version {
     agent_id: String,
     entry: AgentVersionEntry,
-    run_status: Option<String>,
+    run_status: Option<RunStatus>,
     /// Unix seconds (the entry carries the same instant as text).
     created: i64,
 }
@@ -49,7 +49,7 @@ impl Services {
                         agent_version_id: id,
                         version_number: *number,
                         submitted_at: clock::rfc3339(created),
-                        state: state_of(status.as_deref()),
+                        state: state_of(status),
                         final_score: score,
                     },
                     agent_id,
@@ -105,7 +105,7 @@ impl Services {
         let version = versions.into_iter().find(|v| v.entry.agent_version_id == agent_version_id).ok_or(RunError::AgentVersionNotFound)?;
         let (agent_name,): (String,) =
             sqlx::query_as("SELECT agent_name FROM agents WHERE id = $1").bind(&version.agent_id).fetch_one(self.db.pool()).await?;
-        let status = version.run_status.as_deref();
+        let status = version.run_status;
         Ok(AgentVersionStatus {
             agent_version_id: version.entry.agent_version_id,
             agent_name,
@@ -115,9 +115,9 @@ impl Services {
             state: version.entry.state,
             suite_id: crate::runs::CURRENT_SUITE_ID,
             required_successes: 1,
-            success_count: i64::from(status == Some(STATUS_SUCCEEDED)),
-            active_count: i64::from(status == Some(STATUS_RUNNING)),
-            is_closed: matches!(status, Some(STATUS_SUCCEEDED | STATUS_FAILED)),
+            success_count: i64::from(status == Some(RunStatus::Succeeded)),
+            active_count: i64::from(status == Some(RunStatus::Running)),
+            is_closed: status.is_some_and(RunStatus::is_final),
             final_score: version.entry.final_score,
         })
     }

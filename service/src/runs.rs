@@ -40,10 +40,69 @@ pub const CLAIM_BUDGET: std::time::Duration = std::time::Duration::from_secs(30)
 /// The evaluation suite new runs are queued against.
 pub const CURRENT_SUITE_ID: i64 = 1;
 
-pub const STATUS_QUEUED: &str = "queued";
-pub const STATUS_RUNNING: &str = "running";
-pub const STATUS_SUCCEEDED: &str = "succeeded";
-pub const STATUS_FAILED: &str = "failed";
+/// Where a run is in its life; stored (and shown on the wire) as `as_str()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Submitted, waiting for a validator's claim.
+    Queued,
+    /// Claimed: a validator holds it, and its credential is live.
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed].into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Succeeded or failed: nothing more happens to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl sqlx::Type<sqlx::Any> for RunStatus {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <str as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <str as sqlx::Type<sqlx::Any>>::compatible(ty)
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for RunStatus {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        let text: &'q str = self.as_str();
+        <&str as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&text, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for RunStatus {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+        RunStatus::parse(&text).ok_or_else(|| format!("unknown run status {text:?}").into())
+    }
+}
 
 /// What works with each client: every `oro` connects OpenRouter; Chutes connects on the
 /// dashboard or with oro-inference's own `oro`, since ORO's `oro` dropped it in 5.0.1.
@@ -75,7 +134,7 @@ pub enum RunError {
     #[error("the lease on this run ran out and it went back to the queue: stop working on it")]
     LeaseExpired,
     #[error("this run is already complete ({0})")]
-    AlreadyComplete(String),
+    AlreadyComplete(RunStatus),
     #[error("validator at capacity: finish a run before claiming another")]
     AtCapacity,
     #[error("this download link has expired: fetch the code with a signed GET of /v1/validator/agent-versions/<agent_version_id>/code")]
@@ -300,7 +359,7 @@ impl Services {
             .bind(&version_id)
             .bind(hotkey.as_str())
             .bind(CURRENT_SUITE_ID)
-            .bind(STATUS_QUEUED)
+            .bind(RunStatus::Queued)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -337,7 +396,7 @@ impl Services {
     async fn runs_held(&self, validator: &Hotkey) -> Result<i64, RunError> {
         let (holding,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM eval_runs WHERE validator_hotkey = $1 AND status = $2")
             .bind(validator.as_str())
-            .bind(STATUS_RUNNING)
+            .bind(RunStatus::Running)
             .fetch_one(self.db.pool())
             .await?;
         Ok(holding)
@@ -491,7 +550,7 @@ impl Services {
         let retries: Option<(i64,)> =
             sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1 AND status = $2 AND validator_hotkey = $3")
                 .bind(run_id)
-                .bind(STATUS_RUNNING)
+                .bind(RunStatus::Running)
                 .bind(validator)
                 .fetch_optional(self.db.pool())
                 .await?;
@@ -505,11 +564,11 @@ impl Services {
             );
             count_failure(&failure, "claim");
             sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
-                .bind(STATUS_FAILED)
+                .bind(RunStatus::Failed)
                 .bind(failure)
                 .bind(now)
                 .bind(run_id)
-                .bind(STATUS_RUNNING)
+                .bind(RunStatus::Running)
                 .bind(validator)
                 .execute(self.db.pool())
                 .await?;
@@ -520,10 +579,10 @@ impl Services {
             "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, not_before = $2, claim_retries = claim_retries + $7, updated_at = $6
              WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
         )
-        .bind(STATUS_QUEUED)
+        .bind(RunStatus::Queued)
         .bind(now + delay)
         .bind(run_id)
-        .bind(STATUS_RUNNING)
+        .bind(RunStatus::Running)
         .bind(validator)
         .bind(now)
         .bind(bump)
@@ -564,10 +623,10 @@ impl Services {
                 .await?;
         }
         let reserved = sqlx::query_as(&sql)
-            .bind(STATUS_RUNNING)
+            .bind(RunStatus::Running)
             .bind(validator.as_str())
             .bind(now)
-            .bind(STATUS_QUEUED)
+            .bind(RunStatus::Queued)
             .bind(MAX_RUNS_PER_VALIDATOR)
             .fetch_optional(&mut *tx)
             .await?;
@@ -582,7 +641,7 @@ impl Services {
                 tracing::info!(run = %run_id, %reason, "run failed at claim");
                 count_failure(&reason, "claim");
                 sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, cap_usd = NULL, updated_at = $3 WHERE id = $4")
-                    .bind(STATUS_FAILED)
+                    .bind(RunStatus::Failed)
                     .bind(reason)
                     .bind(now)
                     .bind(run_id)
@@ -596,7 +655,7 @@ impl Services {
                 tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
                 metrics::counter!("oro_claim_requeues_total").increment(1);
                 sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, provider_refusal = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")
-                    .bind(STATUS_QUEUED)
+                    .bind(RunStatus::Queued)
                     .bind(now + backoff)
                     .bind(now)
                     .bind(run_id)
@@ -811,9 +870,9 @@ impl Services {
                 tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
                 // While the run is held by a claim, a key of its name may be that claim's,
                 // minted but not yet recorded: look again later.
-                let status: Result<Option<(String,)>, _> =
+                let status: Result<Option<(RunStatus,)>, _> =
                     sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(&run_id).fetch_optional(services.db.pool()).await;
-                if !matches!(&status, Ok(Some((s,))) if s != STATUS_RUNNING) {
+                if !matches!(&status, Ok(Some((s,))) if *s != RunStatus::Running) {
                     continue;
                 }
                 services
@@ -937,29 +996,29 @@ impl Services {
     /// The run, if this validator holds it; otherwise why not, in the SDK's terms: gone back
     /// to the queue (`LeaseExpired`), completed by this validator (`AlreadyComplete`), or
     /// someone else's (`NotYours`).
-    async fn leased_run(&self, validator: &Caller, run_id: &str) -> Result<(String, Option<String>), RunError> {
+    async fn leased_run(&self, validator: &Caller, run_id: &str) -> Result<(RunStatus, Option<String>), RunError> {
         // ORO's run ids are UUIDs; anything else names no run (and never reaches the database).
         if uuid::Uuid::parse_str(run_id).is_err() {
             return Err(RunError::NotFound);
         }
-        let row: Option<(String, Option<String>, Option<String>)> =
+        let row: Option<(RunStatus, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1")
                 .bind(run_id)
                 .fetch_optional(self.db.pool())
                 .await?;
         let (status, holder, key_hash) = row.ok_or(RunError::NotFound)?;
         let mine = holder.as_deref() == Some(validator.hotkey.as_str());
-        match status.as_str() {
-            STATUS_RUNNING if mine => Ok((status, key_hash)),
-            STATUS_QUEUED => Err(RunError::LeaseExpired),
-            STATUS_SUCCEEDED | STATUS_FAILED if mine => Err(RunError::AlreadyComplete(status)),
+        match status {
+            RunStatus::Running if mine => Ok((status, key_hash)),
+            RunStatus::Queued => Err(RunError::LeaseExpired),
+            RunStatus::Succeeded | RunStatus::Failed if mine => Err(RunError::AlreadyComplete(status)),
             _ => Err(RunError::NotYours),
         }
     }
 
     /// As `leased_run`, for the routes whose SDK models know no `LEASE_EXPIRED` (progress,
     /// complete): there a run that went back to the queue is simply no longer the caller's.
-    async fn owned_run(&self, validator: &Caller, run_id: &str) -> Result<(String, Option<String>), RunError> {
+    async fn owned_run(&self, validator: &Caller, run_id: &str) -> Result<(RunStatus, Option<String>), RunError> {
         self.leased_run(validator, run_id).await.map_err(|e| if matches!(e, RunError::LeaseExpired) { RunError::NotYours } else { e })
     }
 
@@ -977,7 +1036,7 @@ impl Services {
             .bind(progress)
             .bind(clock::now())
             .bind(run_id)
-            .bind(STATUS_RUNNING)
+            .bind(RunStatus::Running)
             .bind(validator.hotkey.as_str())
             .execute(self.db.pool())
             .await?;
@@ -994,12 +1053,12 @@ impl Services {
     pub async fn complete_run(&self, validator: &Caller, run_id: &str, body: &CompleteRun) -> Result<CompleteRunAnswer, RunError> {
         let terminal = body.terminal_status.to_ascii_uppercase();
         let status = match terminal.as_str() {
-            "SUCCESS" | "SUCCEEDED" | "COMPLETED" => STATUS_SUCCEEDED,
-            "FAILED" | "FAILURE" | "ERROR" | "TIMED_OUT" | "TIMEOUT" | "CANCELLED" => STATUS_FAILED,
+            "SUCCESS" | "SUCCEEDED" | "COMPLETED" => RunStatus::Succeeded,
+            "FAILED" | "FAILURE" | "ERROR" | "TIMED_OUT" | "TIMEOUT" | "CANCELLED" => RunStatus::Failed,
             _ => return Err(RunError::BadTerminalStatus),
         };
         let (_, key_hash) = self.owned_run(validator, run_id).await?;
-        let reason = if status == STATUS_FAILED {
+        let reason = if status == RunStatus::Failed {
             normalize_failure_reason(body.failure_reason.as_deref())
                 .or_else(|| Some(format!("the validator reported {}", body.terminal_status.to_ascii_uppercase())))
         } else {
@@ -1008,7 +1067,7 @@ impl Services {
         let now = clock::now();
         // A run whose provider refused payment through the gateway fails with that reason,
         // whatever the validator saw.
-        let completed: Option<(String, Option<String>)> = sqlx::query_as(
+        let completed: Option<(RunStatus, Option<String>)> = sqlx::query_as(
             "UPDATE eval_runs SET status = CASE WHEN provider_refusal IS NULL THEN $1 ELSE $8 END, failure_reason = COALESCE(provider_refusal, $2),
                  score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4
              WHERE id = $5 AND status = $6 AND validator_hotkey = $7 RETURNING status, failure_reason",
@@ -1018,17 +1077,17 @@ impl Services {
         .bind(crate::db::NullableF64(body.validator_score.filter(|s| s.is_finite())))
         .bind(now)
         .bind(run_id)
-        .bind(STATUS_RUNNING)
+        .bind(RunStatus::Running)
         .bind(validator.hotkey.as_str())
-        .bind(STATUS_FAILED)
+        .bind(RunStatus::Failed)
         .fetch_optional(self.db.pool())
         .await?;
         let Some((recorded, reason)) = completed else {
             return Err(RunError::NotYours);
         };
         let reported = status;
-        let status = if recorded == STATUS_SUCCEEDED { STATUS_SUCCEEDED } else { STATUS_FAILED };
-        metrics::counter!("oro_runs_completed_total", "status" => status).increment(1);
+        let status = if recorded == RunStatus::Succeeded { RunStatus::Succeeded } else { RunStatus::Failed };
+        metrics::counter!("oro_runs_completed_total", "status" => status.as_str()).increment(1);
         if let Some(reason) = &reason {
             count_failure(reason, "evaluation");
         }
@@ -1040,7 +1099,7 @@ impl Services {
         }
         // One run is the whole work item of an agent version here: a success makes the
         // version eligible and closes the item either way.
-        let succeeded = status == STATUS_SUCCEEDED;
+        let succeeded = status == RunStatus::Succeeded;
         Ok(CompleteRunAnswer {
             eval_run_id: run_id.to_owned(),
             // A reported success that the provider's refusal overrode reads as a failure.
@@ -1129,7 +1188,7 @@ impl Services {
         if uuid::Uuid::parse_str(run_id).is_err() {
             return Err(RunError::NotFound);
         }
-        let row: Option<(String, String, Option<String>, Option<String>)> =
+        let row: Option<(RunStatus, String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT status, hotkey, key_hash, provider FROM eval_runs WHERE id = $1")
                 .bind(run_id)
                 .fetch_optional(self.db.pool())
@@ -1138,8 +1197,8 @@ impl Services {
         let Some((status, _, key_hash, provider)) = row.filter(|(_, owner, _, _)| owner == miner.as_str()) else {
             return Err(RunError::NotFound);
         };
-        if status != STATUS_RUNNING {
-            return Err(RunError::NotRunning(status));
+        if status != RunStatus::Running {
+            return Err(RunError::NotRunning(status.to_string()));
         }
         let provider: Provider = provider.and_then(|p| p.parse().ok()).ok_or_else(|| RunError::NotRunning("still being claimed".into()))?;
         let Some(hash) = key_hash else {
@@ -1202,7 +1261,7 @@ impl Services {
         let now = clock::now();
         let abandoned: Vec<AbandonedRun> =
             sqlx::query_as("SELECT id, attempts, key_hash, provider, hotkey FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
-                .bind(STATUS_RUNNING)
+                .bind(RunStatus::Running)
                 .bind(now)
                 .fetch_all(self.db.pool())
                 .await?;
@@ -1221,21 +1280,21 @@ impl Services {
             let abandoned_now = abandoned_before + 1;
             let done = if abandoned_now >= MAX_ATTEMPTS {
                 sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, lease_expires_at = NULL, attempts = $6, updated_at = $3 WHERE id = $4 AND status = $5 AND lease_expires_at < $3")
-                    .bind(STATUS_FAILED)
+                    .bind(RunStatus::Failed)
                     .bind(format!("abandoned: {abandoned_now} validators took this run and stopped reporting"))
                     .bind(now)
                     .bind(&id)
-                    .bind(STATUS_RUNNING)
+                    .bind(RunStatus::Running)
                     .bind(abandoned_now)
                     .execute(self.db.pool())
                     .await?
             } else {
                 // Back to the queue; the next claim mints a new credential (on the default then).
                 sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, attempts = $5, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
-                    .bind(STATUS_QUEUED)
+                    .bind(RunStatus::Queued)
                     .bind(now)
                     .bind(&id)
-                    .bind(STATUS_RUNNING)
+                    .bind(RunStatus::Running)
                     .bind(abandoned_now)
                     .execute(self.db.pool())
                     .await?
@@ -1258,7 +1317,7 @@ impl Services {
              ORDER BY k.expires_at LIMIT 100",
         )
         .bind(now)
-        .bind(STATUS_RUNNING)
+        .bind(RunStatus::Running)
         .fetch_all(self.db.pool())
         .await?;
         for (hash,) in stale {
@@ -1282,7 +1341,7 @@ impl Services {
         if expires < clock::now() {
             return Err(RunError::DownloadLinkExpired);
         }
-        let row: Option<(String, Option<String>, String)> =
+        let row: Option<(String, Option<String>, RunStatus)> =
             sqlx::query_as("SELECT agent_version_id, validator_hotkey, status FROM eval_runs WHERE id = $1")
                 .bind(run_id)
                 .fetch_optional(self.db.pool())
@@ -1290,7 +1349,7 @@ impl Services {
         let Some((agent_version_id, Some(validator), status)) = row else {
             return Err(RunError::DownloadLinkInvalid);
         };
-        if status != STATUS_RUNNING
+        if status != RunStatus::Running
             || !self.code_urls.verify(&CodeGrant { run_id, agent_version_id: &agent_version_id, validator: &validator, expires }, sig)
         {
             return Err(RunError::DownloadLinkInvalid);
@@ -1313,7 +1372,7 @@ impl Services {
             sqlx::query_as("SELECT id FROM eval_runs WHERE agent_version_id = $1 AND validator_hotkey = $2 AND status = $3 LIMIT 1")
                 .bind(agent_version_id)
                 .bind(validator.hotkey.as_str())
-                .bind(STATUS_RUNNING)
+                .bind(RunStatus::Running)
                 .fetch_optional(self.db.pool())
                 .await?;
         if held.is_none() {
@@ -1438,6 +1497,16 @@ mod tests {
         assert!(normalize_failure_reason(Some(cap)).unwrap().contains("per-run spending cap"));
         assert_eq!(normalize_failure_reason(Some("sandbox crashed")).unwrap(), "sandbox crashed");
         assert_eq!(normalize_failure_reason(Some("  ")), None);
+    }
+
+    #[test]
+    fn run_statuses_read_back_as_written() {
+        for status in [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed] {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        assert_eq!(RunStatus::parse("RUNNING"), None, "stored in lower case only");
+        assert!(RunStatus::Failed.is_final() && !RunStatus::Running.is_final());
     }
 
     #[test]
