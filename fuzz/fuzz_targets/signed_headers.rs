@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(verified.nonce.bytes().all(|b| b.is_ascii_graphic()), "nonce {:?}", verified.nonce);
             assert!((verified.timestamp - case.now).abs() <= case.skew_secs, "timestamp {} now {}", verified.timestamp, case.now);
         }
-        Err(refused) => assert_eq!(refused.status(), 401, "{refused}"),
+        Err(refused) => assert_eq!(refused.failure(), service::failure::Failure::Unauthenticated, "{refused}"),
     }
 });
