@@ -3,7 +3,7 @@
 //! layer the API uses), so they need no running server.
 
 use clap::Subcommand;
-use service::auth::roles::{self, ROLE_BANNED, ROLE_MINER, ROLE_VALIDATOR};
+use service::auth::roles::{self, Grant};
 use service::domain::Hotkey;
 use service::{Db, Services, Settings};
 
@@ -117,7 +117,7 @@ fn hotkey(text: &str) -> anyhow::Result<Hotkey> {
     Hotkey::parse(text.trim()).map_err(|e| anyhow::anyhow!("{text:.16}: not a Bittensor hotkey ({e})"))
 }
 
-async fn role_action(db: &Db, role: &str, action: RoleAction) -> anyhow::Result<()> {
+async fn role_action(db: &Db, role: Grant, action: RoleAction) -> anyhow::Result<()> {
     match action {
         RoleAction::Add { hotkey: h, note } => {
             roles::grant(db, &hotkey(&h)?, role, &note).await?;
@@ -147,8 +147,8 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     let db = Db::connect(&settings.database_url).await?;
     match command {
         Command::Serve | Command::Openapi => unreachable!("handled before the database opens"),
-        Command::Validators { action } => role_action(&db, ROLE_VALIDATOR, action).await?,
-        Command::Bans { action } => role_action(&db, ROLE_BANNED, action).await?,
+        Command::Validators { action } => role_action(&db, Grant::Validator, action).await?,
+        Command::Bans { action } => role_action(&db, Grant::Banned, action).await?,
         Command::Miners { action } => match action {
             MinerAction::AllowlistOn => {
                 roles::set_allowlist_enabled(&db, true).await?;
@@ -158,12 +158,12 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 roles::set_allowlist_enabled(&db, false).await?;
                 println!("miner allowlist is OFF: any valid hotkey may act as a miner");
             }
-            MinerAction::Add { hotkey: h, note } => role_action(&db, ROLE_MINER, RoleAction::Add { hotkey: h, note }).await?,
-            MinerAction::Remove { hotkey: h } => role_action(&db, ROLE_MINER, RoleAction::Remove { hotkey: h }).await?,
+            MinerAction::Add { hotkey: h, note } => role_action(&db, Grant::Miner, RoleAction::Add { hotkey: h, note }).await?,
+            MinerAction::Remove { hotkey: h } => role_action(&db, Grant::Miner, RoleAction::Remove { hotkey: h }).await?,
             MinerAction::List => {
                 let on = roles::allowlist_enabled(&db).await?;
                 println!("# allowlist {}", if on { "on" } else { "off" });
-                role_action(&db, ROLE_MINER, RoleAction::List).await?;
+                role_action(&db, Grant::Miner, RoleAction::List).await?;
             }
         },
         Command::Catalog { action } => {

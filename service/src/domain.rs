@@ -82,3 +82,10 @@ pub struct Caller {
     pub hotkey: Hotkey,
     pub is_validator: bool,
 }
+
+impl Caller {
+    /// The role this caller acts in.
+    pub fn role(&self) -> Role {
+        if self.is_validator { Role::Validator } else { Role::Miner }
+    }
+}

@@ -51,7 +51,7 @@ pub(super) async fn session(
     // The signature first: roles (and so a ban) are told only to the key's holder.
     sessions::redeem_challenge(&services.db, &hotkey, &body.challenge, &body.signature).await?;
     let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
-    let role = if caller.is_validator { "validator" } else { "miner" };
+    let role = caller.role().as_str();
     let opened = sessions::open_session(&services.db, &hotkey, role, services.settings.api_session_ttl_secs).await?;
     // Counted once the signature has proved the hotkey: naming someone's hotkey in bad
     // requests must not lock them out.

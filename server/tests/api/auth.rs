@@ -90,16 +90,16 @@ async fn roles_ban_and_allowlist(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
     let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
-    service::auth::roles::grant(&app.services.db, &hotkey, "banned", "test").await.unwrap();
+    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Banned, "test").await.unwrap();
     let (status, text) = detail(app.get_signed(&miner, ROUTE).await).await;
     assert_eq!((status, text.as_str()), (403, "hotkey is banned"));
-    service::auth::roles::revoke(&app.services.db, &hotkey, "banned").await.unwrap();
+    service::auth::roles::revoke(&app.services.db, &hotkey, service::auth::roles::Grant::Banned).await.unwrap();
     assert_eq!(app.get_signed(&miner, ROUTE).await.status(), 200);
 
     service::auth::roles::set_allowlist_enabled(&app.services.db, true).await.unwrap();
     let (status, text) = detail(app.get_signed(&miner, ROUTE).await).await;
     assert_eq!((status, text.as_str()), (403, "hotkey is not on the miner allowlist"));
-    service::auth::roles::grant(&app.services.db, &hotkey, "miner", "").await.unwrap();
+    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Miner, "").await.unwrap();
     assert_eq!(app.get_signed(&miner, ROUTE).await.status(), 200);
 }
 

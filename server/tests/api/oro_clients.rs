@@ -250,7 +250,7 @@ async fn every_validator_release_through_a_run(backend: Backend) {
             service::auth::roles::grant(
                 &app.services.db,
                 &Hotkey::parse(&hotkey).unwrap(),
-                service::auth::roles::ROLE_VALIDATOR,
+                service::auth::roles::Grant::Validator,
                 "oro-sdk test",
             )
             .await

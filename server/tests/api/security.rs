@@ -51,7 +51,7 @@ async fn the_identity_hotkey_signs_nothing(backend: Backend) {
 async fn a_session_tells_a_ban_only_to_the_key_holder(backend: Backend) {
     let app = spawn_app(backend).await;
     let banned = TestWallet::new();
-    roles::grant(&app.services.db, &Hotkey::parse(&banned.hotkey).unwrap(), roles::ROLE_BANNED, "test").await.unwrap();
+    roles::grant(&app.services.db, &Hotkey::parse(&banned.hotkey).unwrap(), roles::Grant::Banned, "test").await.unwrap();
     let challenge = |wallet: &TestWallet| {
         let body = serde_json::json!({"hotkey": wallet.hotkey});
         let request = app.client.post(app.url("/v1/auth/challenge")).json(&body);

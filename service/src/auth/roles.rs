@@ -6,20 +6,50 @@ use crate::clock;
 use crate::db::Db;
 use crate::domain::{Caller, Hotkey};
 
-pub const ROLE_VALIDATOR: &str = "validator";
-pub const ROLE_BANNED: &str = "banned";
-pub const ROLE_MINER: &str = "miner";
+/// A role an operator grants a hotkey (`hotkey_roles.role`, stored as `as_str()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// In the validator set (besides `ORO_VALIDATOR_HOTKEYS`).
+    Validator,
+    /// Refused everywhere.
+    Banned,
+    /// On the miner allowlist (which matters only while it is switched on).
+    Miner,
+}
+
+impl Grant {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Grant::Validator => "validator",
+            Grant::Banned => "banned",
+            Grant::Miner => "miner",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Grant> {
+        [Grant::Validator, Grant::Banned, Grant::Miner].into_iter().find(|g| g.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 const ALLOWLIST_SETTING: &str = "miner_allowlist_enabled";
 
 /// Looks a hotkey up: refuses a banned one, and says whether it is a validator (by the
 /// `validators` table or the `ORO_VALIDATOR_HOTKEYS` setting).
 pub async fn resolve(db: &Db, configured_validators: &[String], hotkey: Hotkey) -> Result<Caller, AuthError> {
-    let roles: Vec<(String,)> =
+    let rows: Vec<(String,)> =
         sqlx::query_as("SELECT role FROM hotkey_roles WHERE hotkey = $1").bind(hotkey.as_str()).fetch_all(db.pool()).await?;
-    if roles.iter().any(|(r,)| r == ROLE_BANNED) {
+    // A role this build does not know (written by a newer one) grants nothing here.
+    let grants: Vec<Grant> = rows.iter().filter_map(|(r,)| Grant::parse(r)).collect();
+    if grants.contains(&Grant::Banned) {
         return Err(AuthError::Banned);
     }
-    let is_validator = roles.iter().any(|(r,)| r == ROLE_VALIDATOR) || configured_validators.iter().any(|v| v == hotkey.as_str());
+    let is_validator = grants.contains(&Grant::Validator) || configured_validators.iter().any(|v| v == hotkey.as_str());
     Ok(Caller { hotkey, is_validator })
 }
 
@@ -30,7 +60,7 @@ pub async fn require_miner(db: &Db, caller: &Caller) -> Result<(), AuthError> {
     }
     let row: Option<(String,)> = sqlx::query_as("SELECT role FROM hotkey_roles WHERE hotkey = $1 AND role = $2")
         .bind(caller.hotkey.as_str())
-        .bind(ROLE_MINER)
+        .bind(Grant::Miner.as_str())
         .fetch_optional(db.pool())
         .await?;
     if row.is_some() { Ok(()) } else { Err(AuthError::NotAllowlisted) }
@@ -59,13 +89,13 @@ pub async fn set_allowlist_enabled(db: &Db, enabled: bool) -> Result<(), sqlx::E
     Ok(())
 }
 
-pub async fn grant(db: &Db, hotkey: &Hotkey, role: &str, note: &str) -> Result<(), sqlx::Error> {
+pub async fn grant(db: &Db, hotkey: &Hotkey, role: Grant, note: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO hotkey_roles (hotkey, role, note, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (hotkey, role) DO UPDATE SET note = excluded.note",
     )
     .bind(hotkey.as_str())
-    .bind(role)
+    .bind(role.as_str())
     .bind(note)
     .bind(clock::now())
     .execute(db.pool())
@@ -73,13 +103,30 @@ pub async fn grant(db: &Db, hotkey: &Hotkey, role: &str, note: &str) -> Result<(
     Ok(())
 }
 
-pub async fn revoke(db: &Db, hotkey: &Hotkey, role: &str) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("DELETE FROM hotkey_roles WHERE hotkey = $1 AND role = $2").bind(hotkey.as_str()).bind(role).execute(db.pool()).await?;
+pub async fn revoke(db: &Db, hotkey: &Hotkey, role: Grant) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM hotkey_roles WHERE hotkey = $1 AND role = $2")
+        .bind(hotkey.as_str())
+        .bind(role.as_str())
+        .execute(db.pool())
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// (hotkey, note) pairs holding a role.
-pub async fn list(db: &Db, role: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT hotkey, note FROM hotkey_roles WHERE role = $1 ORDER BY hotkey").bind(role).fetch_all(db.pool()).await
+pub async fn list(db: &Db, role: Grant) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT hotkey, note FROM hotkey_roles WHERE role = $1 ORDER BY hotkey").bind(role.as_str()).fetch_all(db.pool()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Grant;
+
+    #[test]
+    fn grants_read_back_as_written() {
+        for grant in [Grant::Validator, Grant::Banned, Grant::Miner] {
+            assert_eq!(Grant::parse(grant.as_str()), Some(grant));
+            assert_eq!(grant.to_string(), grant.as_str());
+        }
+        assert_eq!(Grant::parse("admin"), None, "a role this build does not know grants nothing");
+    }
 }
