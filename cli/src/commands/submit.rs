@@ -155,7 +155,11 @@ fn interrupt_says(message: &'static str) -> std::sync::Arc<std::sync::atomic::At
             let Ok(mut interrupt) = interrupt else { return };
             if interrupt.recv().await.is_some() {
                 if watching.load(std::sync::atomic::Ordering::SeqCst) {
-                    eprintln!("\nInterrupted. {message}");
+                    // One write: eprintln! writes each piece separately, and the flow's own
+                    // lines (printed by the other thread at this very moment) could land
+                    // between "Interrupted." and what it means.
+                    use std::io::Write;
+                    let _ = std::io::stderr().write_all(format!("\nInterrupted. {message}\n").as_bytes());
                 }
                 std::process::exit(130);
             }
