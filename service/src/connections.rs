@@ -26,8 +26,39 @@ use crate::providers::chutes::{self, TokenSet};
 use crate::services::Services;
 use crate::vault::{Vault, VaultError};
 
-pub const STATE_CONNECTED: &str = "connected";
-pub const STATE_NEEDS_RECONSENT: &str = "needs_reconsent";
+/// A stored connection's state (`connections.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The credential opens: runs can use it.
+    Connected,
+    /// The provider refused the stored credential (Chutes `invalid_grant`): the miner has to
+    /// connect again.
+    NeedsReconsent,
+}
+
+impl State {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            State::Connected => "connected",
+            State::NeedsReconsent => "needs_reconsent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        [State::Connected, State::NeedsReconsent].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+crate::db::text_column!(State);
+
+impl From<State> for ConnectionState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Connected => ConnectionState::Connected,
+            State::NeedsReconsent => ConnectionState::NeedsReconsent,
+        }
+    }
+}
 /// How long a refresh may hold a Chutes credential before another replica may take it: longer
 /// than the refresh call itself can take.
 fn refresh_lease_secs(provider_timeout_secs: u64) -> i64 {
@@ -214,7 +245,7 @@ pub const CONNECT_RETRIES: u32 = 2;
 impl Services {
     /// Every provider, connected or not, and the default.
     pub async fn inference_auth_status(&self, hotkey: &Hotkey) -> Result<InferenceAuthList, ConnectionError> {
-        let rows: Vec<(String, String, String, i64)> =
+        let rows: Vec<(String, State, String, i64)> =
             sqlx::query_as("SELECT provider, state, label, updated_at FROM connections WHERE hotkey = $1")
                 .bind(hotkey.as_str())
                 .fetch_all(self.db.pool())
@@ -229,9 +260,9 @@ impl Services {
             .map(|&provider| match rows.iter().find(|(p, ..)| p == provider.as_str()) {
                 Some((_, state, label, updated_at)) => ProviderStatus {
                     provider,
-                    connected: state == STATE_CONNECTED,
+                    connected: *state == State::Connected,
                     updated_at: Some(clock::rfc3339(*updated_at)),
-                    state: Some(if state == STATE_CONNECTED { ConnectionState::Connected } else { ConnectionState::NeedsReconsent }),
+                    state: Some((*state).into()),
                     label: Some(label.clone()),
                     is_default: default_provider == Some(provider),
                 },
@@ -296,7 +327,7 @@ impl Services {
         )
         .bind(hotkey.as_str())
         .bind(provider.as_str())
-        .bind(STATE_CONNECTED)
+        .bind(State::Connected)
         .bind(label)
         .bind(ciphertext)
         .bind(now)
@@ -643,14 +674,14 @@ impl Services {
     pub async fn set_default_provider(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
         let mut tx = self.db.pool().begin().await?;
         let previous = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        let connected: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
+        let connected: Option<(State,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
             .bind(hotkey.as_str())
             .bind(provider.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         match connected {
             None => return Err(ConnectionError::DefaultNotConnected(provider)),
-            Some((state,)) if state != STATE_CONNECTED => {
+            Some((state,)) if state != State::Connected => {
                 return Err(ConnectionError::NeedsReconsent(provider));
             }
             Some(_) => {}
@@ -723,7 +754,7 @@ impl Services {
             let other: Option<(String,)> =
                 sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 ORDER BY provider LIMIT 1")
                     .bind(hotkey.as_str())
-                    .bind(STATE_CONNECTED)
+                    .bind(State::Connected)
                     .fetch_optional(&mut *tx)
                     .await?;
             new_default = other.and_then(|(p,)| p.parse().ok());
@@ -900,21 +931,21 @@ impl Services {
             .bind(now + refresh_lease_secs(self.settings.provider_timeout_secs))
             .bind(hotkey.as_str())
             .bind(Provider::Chutes.as_str())
-            .bind(STATE_CONNECTED)
+            .bind(State::Connected)
             .bind(now)
             .execute(self.db.pool())
             .await?;
             if taken.rows_affected() == 1 {
                 return Ok(());
             }
-            let row: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
+            let row: Option<(State,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
                 .bind(hotkey.as_str())
                 .bind(Provider::Chutes.as_str())
                 .fetch_optional(self.db.pool())
                 .await?;
             match row {
                 None => return Err(ConnectionError::NotConnected(Provider::Chutes)),
-                Some((state,)) if state != STATE_CONNECTED => {
+                Some((state,)) if state != State::Connected => {
                     return Err(ConnectionError::NeedsReconsent(Provider::Chutes));
                 }
                 Some(_) if started.elapsed() > REFRESH_WAIT => return Err(ConnectionError::Busy),
@@ -937,7 +968,7 @@ impl Services {
              WHERE hotkey = $4 AND provider = $5 AND (ciphertext = $6 OR ciphertext = $1)",
         )
         .bind(rotated)
-        .bind(STATE_CONNECTED)
+        .bind(State::Connected)
         .bind(clock::now())
         .bind(hotkey.as_str())
         .bind(Provider::Chutes.as_str())
@@ -1025,7 +1056,7 @@ impl Services {
                 let marked = sqlx::query(
                     "UPDATE connections SET state = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4 AND ciphertext = $5",
                 )
-                .bind(STATE_NEEDS_RECONSENT)
+                .bind(State::NeedsReconsent)
                 .bind(clock::now())
                 .bind(hotkey.as_str())
                 .bind(Provider::Chutes.as_str())

@@ -246,6 +246,40 @@ pub mod testing {
     }
 }
 
+/// Stores an enum of the domain as the text of its `as_str()`, read back with its `parse()`,
+/// on both engines; an unknown text is a decode error, not a silent mismatch.
+macro_rules! text_column {
+    ($type:ty) => {
+        impl sqlx::Type<sqlx::Any> for $type {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<sqlx::Any>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::Any>>::compatible(ty)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $type {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let text: &'q str = self.as_str();
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&text, buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $type {
+            fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                <$type>::parse(&text).ok_or_else(|| format!("unknown {} {text:?}", stringify!($type)).into())
+            }
+        }
+    };
+}
+pub(crate) use text_column;
+
 #[cfg(test)]
 mod tests {
     use super::*;

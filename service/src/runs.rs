@@ -19,7 +19,7 @@ use wire::api::{
 
 use crate::clock;
 use crate::code_url::CodeGrant;
-use crate::connections::{ConnectionError, STATE_CONNECTED, key_fingerprint};
+use crate::connections::{self, ConnectionError, key_fingerprint};
 use crate::db::Backend;
 use crate::domain::{Caller, Hotkey};
 use crate::failure::Failure;
@@ -77,32 +77,7 @@ impl std::fmt::Display for RunStatus {
     }
 }
 
-impl sqlx::Type<sqlx::Any> for RunStatus {
-    fn type_info() -> sqlx::any::AnyTypeInfo {
-        <str as sqlx::Type<sqlx::Any>>::type_info()
-    }
-
-    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
-        <str as sqlx::Type<sqlx::Any>>::compatible(ty)
-    }
-}
-
-impl<'q> sqlx::Encode<'q, sqlx::Any> for RunStatus {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        let text: &'q str = self.as_str();
-        <&str as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&text, buf)
-    }
-}
-
-impl<'r> sqlx::Decode<'r, sqlx::Any> for RunStatus {
-    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
-        RunStatus::parse(&text).ok_or_else(|| format!("unknown run status {text:?}").into())
-    }
-}
+crate::db::text_column!(RunStatus);
 
 /// What works with each client: every `oro` connects OpenRouter; Chutes connects on the
 /// dashboard or with oro-inference's own `oro`, since ORO's `oro` dropped it in 5.0.1.
@@ -303,7 +278,7 @@ impl Services {
         }
         let connected: Option<(String,)> = sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 LIMIT 1")
             .bind(hotkey.as_str())
-            .bind(STATE_CONNECTED)
+            .bind(connections::State::Connected)
             .fetch_optional(self.db.pool())
             .await?;
         if connected.is_none() {
@@ -743,7 +718,7 @@ impl Services {
 
     #[tracing::instrument(name = "mint_openrouter_key", skip_all, fields(run = %run_id, miner = %miner.short()))]
     async fn mint_openrouter_key(&self, run_id: &str, miner: &Hotkey) -> Result<Result<InferenceToken, MintFailure>, RunError> {
-        let row: Option<(String, Vec<u8>)> =
+        let row: Option<(connections::State, Vec<u8>)> =
             sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
                 .bind(miner.as_str())
                 .bind(Provider::OpenRouter.as_str())
@@ -752,7 +727,7 @@ impl Services {
         let Some((state, ciphertext)) = row else {
             return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
         };
-        if state != STATE_CONNECTED {
+        if state != connections::State::Connected {
             return Ok(Err(MintFailure::Fail(REASON_REVOKED.into())));
         }
         let management_key = self.vault.open_sealed(&Vault::credential_context(miner.as_str(), Provider::OpenRouter), &ciphertext)?;
@@ -805,7 +780,7 @@ impl Services {
             sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2 AND state = $3")
                 .bind(miner.as_str())
                 .bind(Provider::OpenRouter.as_str())
-                .bind(STATE_CONNECTED)
+                .bind(connections::State::Connected)
                 .fetch_optional(self.db.pool())
                 .await?;
         if still.map(|(c,)| c) != Some(ciphertext.clone()) {

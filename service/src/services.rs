@@ -176,6 +176,14 @@ impl Services {
         self.background.len()
     }
 
+    /// Resolves once no background work is running (tests and tools that must see its
+    /// effects: a revocation's queued row gone, a stream settled).
+    pub async fn background_work_done(&self) {
+        while !self.background.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// At shutdown, once the last request is answered: waits up to `ORO_SHUTDOWN_GRACE_SECS`
     /// for background work to finish. Returns how many tasks were still running then (what
     /// they leave undone, the reaper and the revocation queue finish on the next start).

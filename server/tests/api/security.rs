@@ -459,6 +459,8 @@ async fn replacing_a_chutes_connection_revokes_the_old_grant(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(alive, 1, "the replaced grant was revoked");
+    // Chutes has answered; the task that asked also clears its queued row after.
+    app.services.background_work_done().await;
     let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
     assert_eq!(pending, 0, "nothing left queued once Chutes answered");
     // The kept grant is the new one: a run can still be funded with it.
