@@ -77,7 +77,7 @@ ROWS=$(browser_figures "$ROOT/target/release/server" "$ROOT/target/site")
     echo
     echo "| what | baseline ($ORO_BENCH_BASELINE) | now |"
     echo "|---|---|---|"
-    paste -d'\n' <(echo "$ROWS") /dev/null | grep -v '^$' | while IFS= read -r row; do
+    echo "$ROWS" | while IFS= read -r row; do
       what=$(echo "$row" | cut -d'|' -f2 | sed 's/^ *//;s/ *$//')
       now=$(echo "$row" | cut -d'|' -f3 | sed 's/^ *//;s/ *$//')
       before=$(echo "$BASELINE_ROWS" | awk -F'|' -v w="$what" '{ x=$2; gsub(/^ +| +$/, "", x); if (x == w) { y=$3; gsub(/^ +| +$/, "", y); print y } }')

@@ -143,11 +143,13 @@ pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged
 #[server(endpoint = "load_dashboard")]
 pub async fn load_dashboard() -> Result<DashboardView, AppError> {
     let (services, hotkey) = server::miner().await?;
-    // One after another: on SQLite they would queue for its one connection anyway.
-    let providers = services.inference_auth_status(&hotkey).await.map_err(AppError::from);
-    let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(AppError::from);
-    let budget = services.budget(&hotkey).await.map(Into::into).map_err(AppError::from);
-    let audit = services.audit_events(&hotkey, 50).await.map_err(|e| service::ServiceError::from(e).into());
+    // One after another: on SQLite they would queue for its one connection anyway. A panel
+    // that cannot be read says so in its place; the answer itself stays a 200 (a failed status
+    // would make the browser drop the panels that were read).
+    let providers = services.inference_auth_status(&hotkey).await.map_err(AppError::of);
+    let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(AppError::of);
+    let budget = services.budget(&hotkey).await.map(Into::into).map_err(AppError::of);
+    let audit = services.audit_events(&hotkey, 50).await.map_err(AppError::of);
     Ok(DashboardView { providers, runs, budget, audit })
 }
 

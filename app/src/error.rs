@@ -63,11 +63,22 @@ pub fn status_for(failure: service::failure::Failure) -> u16 {
     }
 }
 
+/// A server function's failure: answered with its status, then said as `AppError::of` says it.
 #[cfg(feature = "ssr")]
 impl From<service::ServiceError> for AppError {
     fn from(e: service::ServiceError) -> Self {
+        answer_with(status_for(e.failure()));
+        AppError::of(e)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    /// The sentence for a service error, logged by its kind, leaving the answer's status alone:
+    /// for a part of an answer that failed while the rest was read (a dashboard panel).
+    pub fn of(e: impl Into<service::ServiceError>) -> Self {
+        let e = e.into();
         let failure = e.failure();
-        answer_with(status_for(failure));
         if failure.is_ours_or_provider() && !e.is_upstream() {
             tracing::error!(error = ?e, "server function failed");
             return AppError::Refused("The service could not complete this request; try again in a moment.".into());

@@ -237,13 +237,7 @@ fn signatures(server_rt: &tokio::runtime::Runtime) -> String {
     let set: Vec<Signed> = (0..1024).map(|_| wallet.signed(now)).collect();
     let public = wallet.pair.public;
     let public_bytes = public.to_bytes();
-    let parsed: Vec<(String, schnorrkel::Signature, [u8; 64])> = set
-        .iter()
-        .map(|s| {
-            let bytes = service::auth::signature::parse_signature_hex(&s.signature).unwrap();
-            (wire::signing::request_message(&s.hotkey, &s.timestamp, &s.nonce), schnorrkel::Signature::from_bytes(&bytes).unwrap(), bytes)
-        })
-        .collect();
+    let parsed = common::parsed(&set);
 
     let raw = per_second(|i| {
         let (message, signature, _) = &parsed[i % parsed.len()];

@@ -46,6 +46,17 @@ impl Wallet {
     }
 }
 
+/// Each signed request's message, its signature parsed, and its signature's bytes: what the
+/// signature paths start from.
+pub fn parsed(set: &[Signed]) -> Vec<(String, schnorrkel::Signature, [u8; 64])> {
+    set.iter()
+        .map(|s| {
+            let bytes = service::auth::signature::parse_signature_hex(&s.signature).unwrap();
+            (wire::signing::request_message(&s.hotkey, &s.timestamp, &s.nonce), schnorrkel::Signature::from_bytes(&bytes).unwrap(), bytes)
+        })
+        .collect()
+}
+
 pub struct Figures {
     pub count: usize,
     pub per_second: f64,

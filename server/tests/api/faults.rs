@@ -515,7 +515,7 @@ async fn postgres_restart_during_a_claim_load() {
     let mut validators = vec![app.validator.clone()];
     for _ in 1..VALIDATORS {
         let v = TestWallet::new();
-        service::auth::roles::grant(&app.services.db, &hotkey(&v), service::auth::roles::Grant::Validator, "").await.unwrap();
+        app.add_validator(&v.hotkey, "").await;
         validators.push(v);
     }
 

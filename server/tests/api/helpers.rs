@@ -176,6 +176,12 @@ impl TestApp {
         seen
     }
 
+    /// Puts `hotkey` (SS58) in the validator set, as `server validators add` does.
+    pub async fn add_validator(&self, hotkey: &str, note: &str) {
+        let hotkey = service::domain::Hotkey::parse(hotkey).unwrap();
+        service::auth::roles::grant(&self.services.db, &hotkey, service::auth::roles::Grant::Validator, note).await.unwrap();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -228,8 +228,7 @@ async fn generated_client_matches_oro_sdk_and_works(backend: Backend) {
 
     // Wallets made by bittensor_wallet itself, the validator's put in the validator set.
     let hotkeys = bittensor_wallets(&python, &work, &["miner", "validator"]).await;
-    let validator = service::domain::Hotkey::parse(&hotkeys[1]).unwrap();
-    service::auth::roles::grant(&app.services.db, &validator, service::auth::roles::Grant::Validator, "generated client").await.unwrap();
+    app.add_validator(&hotkeys[1], "generated client").await;
 
     let key = app.sim.create_openrouter_account(50.0);
     let expect = serde_json::json!({"openrouter_key": key, "model_count": wire::models::CANONICAL_MODELS.len(), "agent_code": AGENT});
@@ -286,9 +285,8 @@ async fn every_answer_matches_the_document(backend: Backend) {
     let work = std::env::temp_dir().join(format!("oro-schemathesis-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&work).unwrap();
     let caller = bittensor_wallets(&python, &work, &["caller"]).await.remove(0);
-    let hotkey = service::domain::Hotkey::parse(&caller).unwrap();
     // A validator may call the miner routes too: one wallet reaches every operation.
-    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Validator, "schemathesis").await.unwrap();
+    app.add_validator(&caller, "schemathesis").await;
 
     let checks =
         "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";

@@ -247,14 +247,7 @@ async fn every_validator_release_through_a_run(backend: Backend) {
         let v = release.version.as_str();
         let home = fresh_home(&format!("validator-{v}"));
         for hotkey in make_wallets(&release, &home, &["validator", "other"]).await {
-            service::auth::roles::grant(
-                &app.services.db,
-                &Hotkey::parse(&hotkey).unwrap(),
-                service::auth::roles::Grant::Validator,
-                "oro-sdk test",
-            )
-            .await
-            .unwrap();
+            app.add_validator(&hotkey, "oro-sdk test").await;
         }
         queue_two_runs(&app, &v.replace('.', "-")).await;
         let summary =

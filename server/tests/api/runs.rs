@@ -306,14 +306,7 @@ async fn concurrent_claims_hand_out_each_run_once(backend: Backend) {
     let mut validators = vec![app.validator.clone()];
     for _ in 0..6 {
         let v = TestWallet::new();
-        service::auth::roles::grant(
-            &app.services.db,
-            &service::domain::Hotkey::parse(&v.hotkey).unwrap(),
-            service::auth::roles::Grant::Validator,
-            "",
-        )
-        .await
-        .unwrap();
+        app.add_validator(&v.hotkey, "").await;
         validators.push(v);
     }
     for m in 0..10 {
@@ -371,14 +364,7 @@ async fn fresh_keys_propagate_before_the_handout(backend: Backend) {
     app.sim.set_openrouter_propagation_401s(3);
     let validators: Vec<TestWallet> = (0..6).map(|_| TestWallet::new()).collect();
     for v in &validators {
-        service::auth::roles::grant(
-            &app.services.db,
-            &service::domain::Hotkey::parse(&v.hotkey).unwrap(),
-            service::auth::roles::Grant::Validator,
-            "",
-        )
-        .await
-        .unwrap();
+        app.add_validator(&v.hotkey, "").await;
     }
     let mut tasks = Vec::new();
     for v in validators {
