@@ -4,7 +4,6 @@
 //! Chutes runs count the same way when they go through the run gateway (their cap is
 //! enforced there); with `ORO_CHUTES_RUN_CREDENTIAL=direct` they have no cap to count.
 
-use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
 use wire::api::Budget;
 
@@ -39,19 +38,19 @@ pub fn month_start(now: i64) -> (i64, String) {
 
 /// What this month's runs have committed: every minted key's recorded spend, else
 /// its cap (abandoned attempts included), plus caps reserved by claims still minting.
-pub(crate) async fn committed_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
+pub(crate) async fn committed_in(conn: &mut crate::store::Conn, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
     let (minted,): (Option<f64>,) = sqlx::query_as(
         "SELECT SUM(COALESCE(usage_usd, cap_usd)) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND upstream_key_hash IS NULL",
     )
     .bind(hotkey.as_str())
     .bind(since)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await?;
     let (reserved,): (Option<f64>,) = sqlx::query_as(
         "SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND status = 'running' AND cap_usd IS NOT NULL AND key_hash IS NULL",
     )
     .bind(hotkey.as_str())
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(minted.unwrap_or(0.0) + reserved.unwrap_or(0.0))
 }

@@ -37,6 +37,8 @@ pub struct PricedModel {
     pub openrouter_name: String,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
+    /// The operator's default: the model runs are pinned to.
+    pub is_default: bool,
 }
 
 impl PricedModel {
@@ -114,50 +116,32 @@ pub fn token_digest(token: &str) -> String {
 }
 
 impl Services {
-    /// Mints a run-bound gateway token and records it (digest, cap, expiry) for the run. A
-    /// Chutes run's token is the run's credential (`eval_runs.key_hash`); an OpenRouter run's
-    /// wraps the run's own key (`upstream`: its hash and the key, kept sealed), which stays the
-    /// run's credential, so that retiring it retires both.
-    pub(crate) async fn mint_gateway_token(
+    /// A new run-bound token for the run, and the `run_keys` row that records it
+    /// (hashed; with the OpenRouter key it forwards with, sealed, when there is one).
+    pub(crate) fn new_gateway_token(
         &self,
         run_id: &str,
         miner: &Hotkey,
-        provider: Provider,
         cap: f64,
+        provider: Provider,
         expires_at: i64,
         upstream: Option<(&str, &SecretString)>,
-    ) -> Result<String, sqlx::Error> {
+    ) -> (String, crate::store::runs::KeyRecord) {
         let token = format!("{TOKEN_PREFIX}{}", crate::auth::sessions::random_token(32));
         let hash = token_digest(&token);
-        let sealed = upstream.map(|(_, key)| self.vault.seal(&crate::vault::Vault::run_key_context(&hash), key));
-        let now = clock::now();
-        let mut tx = self.db.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at, upstream_key_hash, upstream_sealed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&hash)
-        .bind(miner.as_str())
-        .bind(run_id)
-        .bind(gateway_minter(provider))
-        .bind(cap)
-        .bind(expires_at)
-        .bind(now)
-        .bind(upstream.map(|(h, _)| h.to_owned()))
-        .bind(sealed)
-        .execute(&mut *tx)
-        .await?;
-        if upstream.is_none() {
-            sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
-                .bind(&hash)
-                .bind(cap)
-                .bind(expires_at)
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(token)
+        let upstream = upstream
+            .map(|(upstream_hash, key)| (upstream_hash.to_owned(), self.vault.seal(&crate::vault::Vault::run_key_context(&hash), key)));
+        let record = crate::store::runs::KeyRecord {
+            key_hash: hash,
+            hotkey: miner.as_str().to_owned(),
+            run_id: run_id.to_owned(),
+            minted_by: gateway_minter(provider).to_owned(),
+            cap_usd: cap,
+            expires_at,
+            upstream,
+            disabled_at: None,
+        };
+        (token, record)
     }
 
     /// The allowlisted models with their prices (cached for a few seconds).
@@ -167,18 +151,19 @@ impl Services {
         {
             return Ok(models.clone());
         }
-        let rows: Vec<(String, String, f64, f64)> = sqlx::query_as(
-            "SELECT chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok FROM catalog_models ORDER BY position",
+        let rows: Vec<(String, String, f64, f64, i64)> = sqlx::query_as(
+            "SELECT chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok, is_default FROM catalog_models ORDER BY position",
         )
         .fetch_all(self.db.pool())
         .await?;
         let models = Arc::new(
             rows.into_iter()
-                .map(|(chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok)| PricedModel {
+                .map(|(chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok, is_default)| PricedModel {
                     chutes_name,
                     openrouter_name,
                     input_usd_per_mtok,
                     output_usd_per_mtok,
+                    is_default: is_default != 0,
                 })
                 .collect::<Vec<_>>(),
         );
@@ -373,7 +358,13 @@ mod tests {
 
     #[test]
     fn cost_is_per_million_tokens() {
-        let m = PricedModel { chutes_name: "a".into(), openrouter_name: "b".into(), input_usd_per_mtok: 0.3, output_usd_per_mtok: 1.2 };
+        let m = PricedModel {
+            chutes_name: "a".into(),
+            openrouter_name: "b".into(),
+            input_usd_per_mtok: 0.3,
+            output_usd_per_mtok: 1.2,
+            is_default: true,
+        };
         assert!((m.cost(1_000_000, 0) - 0.3).abs() < 1e-12);
         assert!((m.cost(1000, 500) - (0.0003 + 0.0006)).abs() < 1e-12);
     }

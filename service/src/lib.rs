@@ -20,6 +20,7 @@ pub mod rate_limit;
 pub mod runs;
 pub mod services;
 pub mod session_store;
+pub mod store;
 pub mod vault;
 
 pub use config::Settings;

@@ -20,19 +20,17 @@ use wire::api::{
 use crate::clock;
 use crate::code_url::CodeGrant;
 use crate::connections::{self, ConnectionError, key_fingerprint};
-use crate::db::Backend;
 use crate::domain::{Caller, Hotkey};
 use crate::failure::Failure;
 use crate::providers::ProviderError;
 use crate::services::Services;
+use crate::store;
 use crate::vault::{Vault, VaultError};
 
 /// Largest agent file (the SDK's documented limit).
 pub const MAX_AGENT_BYTES: usize = 1024 * 1024;
 /// How many runs one validator may hold at once.
 pub const MAX_RUNS_PER_VALIDATOR: i64 = 8;
-/// The advisory-lock namespace of per-validator claims (PostgreSQL's two-key form).
-const VALIDATOR_CLAIM_LOCK_SPACE: i32 = 0x0c1a;
 /// After this many abandoned leases a run fails instead of going back to the queue.
 pub const MAX_ATTEMPTS: i64 = 3;
 /// How long one claim keeps trying further runs when the first ones cannot be handed out.
@@ -178,6 +176,103 @@ enum MintFailure {
     Fail(String),
     /// The provider's side: the run goes back to the queue.
     Retry(String),
+}
+
+/// What a claim's first transaction did.
+enum Taking {
+    /// No run to take (or the validator holds its limit).
+    Nothing,
+    /// A run was taken and, its miner's side unable to serve it, failed or requeued.
+    Settled,
+    Taken(Box<Taken>),
+}
+
+/// What the first transaction decided for a run.
+struct Plan {
+    miner: Hotkey,
+    provider: Provider,
+    /// The model the sandbox is pointed at, under the provider's name.
+    model: String,
+    /// The run's cap in USD (committed to the budget unless the credential is a direct Chutes token).
+    cap: f64,
+    /// The OpenRouter management key, sealed, as the first transaction read it.
+    sealed: Option<Vec<u8>>,
+}
+
+/// A reserved run and its plan, between the claim's two transactions.
+struct Taken {
+    run: crate::store::runs::Reserved,
+    miner: Hotkey,
+    provider: Provider,
+    model: String,
+    cap: f64,
+    sealed: Option<Vec<u8>>,
+}
+
+/// A run's credential, made and not yet recorded.
+struct Issued {
+    /// What the validator gets.
+    token: InferenceToken,
+    /// The `run_keys` rows to record.
+    keys: Vec<crate::store::runs::KeyRecord>,
+    /// What the run row names (none for a direct Chutes token).
+    credential: Option<crate::store::runs::RunCredential>,
+    /// The OpenRouter management key that minted `keys`, to disable them if the claim stops.
+    management_key: Option<SecretString>,
+}
+
+impl Issued {
+    fn unrecorded(token: InferenceToken, credential: Option<crate::store::runs::RunCredential>) -> Issued {
+        Issued { token, keys: Vec::new(), credential, management_key: None }
+    }
+}
+
+/// Fails or requeues a run whose claim stopped at `failure`.
+async fn settle_unclaimable(
+    conn: &mut store::Conn,
+    run: &store::runs::Reserved,
+    failure: &MintFailure,
+    holder: store::runs::Holder<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    match failure {
+        MintFailure::Fail(reason) => {
+            tracing::info!(run = %run.id, %reason, "run failed at claim");
+            count_failure(reason, "claim");
+            store::runs::fail_claim(conn, &run.id, reason, holder, now).await?;
+        }
+        MintFailure::Retry(reason) => {
+            let backoff = requeue_backoff(run.claim_retries);
+            tracing::warn!(run = %run.id, %reason, backoff, "provider unavailable at claim; run requeued");
+            metrics::counter!("oro_claim_requeues_total").increment(1);
+            store::runs::requeue_claim(conn, &run.id, now + backoff, true, holder, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The miner's audit line for a run handed out: which of their credentials backs it, and what
+/// the validator got.
+fn credential_used(run_id: &str, token: &InferenceToken, cap: f64, validator: &Caller) -> String {
+    let through_gateway = token.access_token.starts_with(crate::gateway::TOKEN_PREFIX);
+    let validator = validator.hotkey.short();
+    match token.provider {
+        Provider::OpenRouter if through_gateway => format!(
+            "the OpenRouter management key minted run key oro-run-{run_id} (cap ${cap:.2}, expires {}), kept by the run gateway; validator {validator} got a run-bound token, not the key",
+            token.expires_at,
+        ),
+        Provider::OpenRouter => format!(
+            "the OpenRouter management key minted run key oro-run-{run_id} (cap ${cap:.2}, expires {}), handed to validator {validator}",
+            token.expires_at,
+        ),
+        Provider::Chutes if through_gateway => format!(
+            "the Chutes connection backs run {run_id} through the run gateway (cap ${cap:.2}, token expires {}); validator {validator} got a run-bound token, not the Chutes token",
+            token.expires_at,
+        ),
+        Provider::Chutes => {
+            format!("a Chutes access token (expires {}) was issued for run {run_id} to validator {validator}", token.expires_at)
+        }
+    }
 }
 
 fn mint_failure(provider: Provider, e: &ProviderError) -> MintFailure {
@@ -368,19 +463,12 @@ impl Services {
         result
     }
 
-    async fn runs_held(&self, validator: &Hotkey) -> Result<i64, RunError> {
-        let (holding,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM eval_runs WHERE validator_hotkey = $1 AND status = $2")
-            .bind(validator.as_str())
-            .bind(RunStatus::Running)
-            .fetch_one(self.db.pool())
-            .await?;
-        Ok(holding)
-    }
-
+    /// A claim is two transactions around the provider calls. The first (`take_next_run`)
+    /// reserves the run, reads the miner's terms under the miner's lock, and pins the provider
+    /// and the cap (or fails the run at once when the miner's side cannot work). Then the
+    /// provider calls (`issue`). The second (`hand_out`) records the key, the lease, the
+    /// credential and the audit line together.
     async fn claim_next(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
-        if self.runs_held(&validator.hotkey).await? >= MAX_RUNS_PER_VALIDATOR {
-            return Err(RunError::AtCapacity);
-        }
         // Runs that cannot be handed out fail (or go back to the queue) and we try the next,
         // for at most CLAIM_BUDGET so the validator hears back within its timeout.
         let started = std::time::Instant::now();
@@ -388,98 +476,231 @@ impl Services {
             if started.elapsed() > CLAIM_BUDGET {
                 break;
             }
-            let Some((run_id, hotkey, agent_version_id, suite_id)) = self.reserve_next_run(&validator.hotkey).await? else {
-                // Nothing reserved: no work, or the capacity check inside the reservation
-                // refused (parallel claims of this validator filled its slots meanwhile).
-                if self.runs_held(&validator.hotkey).await? >= MAX_RUNS_PER_VALIDATOR {
-                    return Err(RunError::AtCapacity);
+            let taken = match self.take_next_run(&validator.hotkey).await? {
+                Taking::Taken(taken) => taken,
+                Taking::Settled => continue,
+                Taking::Nothing => {
+                    // Nothing reserved: no work, or the capacity check inside the reservation
+                    // refused.
+                    let held = store::runs::held_by(&mut *self.db.pool().acquire().await?, validator.hotkey.as_str()).await?;
+                    if held >= MAX_RUNS_PER_VALIDATOR {
+                        return Err(RunError::AtCapacity);
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
             };
-            let Ok(miner) = Hotkey::parse(&hotkey) else {
-                self.finish_unclaimable(&run_id, MintFailure::Fail("the run's hotkey is malformed".into())).await?;
-                continue;
-            };
-            let issued = match self.issue_run_credential(&run_id, &miner).await {
+            let issued = match self.issue(&taken).await {
                 Ok(issued) => issued,
                 Err(e) => {
                     // Our fault, not the miner's: put the run back before answering 500.
-                    self.release_reserved_run(&run_id, &validator.hotkey, &e);
+                    self.release_reserved_run(&taken.run.id, &validator.hotkey, &e);
                     return Err(e);
                 }
             };
-            match issued {
-                Ok((token, model)) => {
-                    let lease_expires_at = clock::now() + self.settings.run_lease_secs;
-                    if let Err(e) = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1 WHERE id = $2")
-                        .bind(lease_expires_at)
-                        .bind(&run_id)
-                        .execute(self.db.pool())
-                        .await
-                    {
-                        let e = RunError::from(e);
-                        self.release_reserved_run(&run_id, &validator.hotkey, &e);
-                        return Err(e);
-                    }
-                    let sandbox_env = SandboxEnv {
-                        INFERENCE_PROVIDER: token.provider,
-                        INFERENCE_ACCESS_TOKEN: token.access_token.clone(),
-                        INFERENCE_BASE_URL: token.base_url.clone(),
-                        SANDBOX_MODEL: model,
-                    };
-                    tracing::info!(run = %run_id, provider = %token.provider, validator = %validator.hotkey.short(), "run claimed");
-                    metrics::counter!("oro_run_credentials_issued_total", "provider" => token.provider.as_str()).increment(1);
-                    let used = match token.provider {
-                        Provider::OpenRouter if token.access_token.starts_with(crate::gateway::TOKEN_PREFIX) => format!(
-                            "the OpenRouter management key minted run key oro-run-{run_id} (cap ${:.2}, expires {}), kept by the run gateway; validator {} got a run-bound token, not the key",
-                            self.settings.run_key_cap_usd,
-                            token.expires_at,
-                            validator.hotkey.short()
-                        ),
-                        Provider::OpenRouter => format!(
-                            "the OpenRouter management key minted run key oro-run-{run_id} (cap ${:.2}, expires {}), handed to validator {}",
-                            self.settings.run_key_cap_usd,
-                            token.expires_at,
-                            validator.hotkey.short()
-                        ),
-                        Provider::Chutes if token.access_token.starts_with(crate::gateway::TOKEN_PREFIX) => format!(
-                            "the Chutes connection backs run {run_id} through the run gateway (cap ${:.2}, token expires {}); validator {} got a run-bound token, not the Chutes token",
-                            self.settings.run_key_cap_usd,
-                            token.expires_at,
-                            validator.hotkey.short()
-                        ),
-                        Provider::Chutes => format!(
-                            "a Chutes access token (expires {}) was issued for run {run_id} to validator {}",
-                            token.expires_at,
-                            validator.hotkey.short()
-                        ),
-                    };
-                    // The run is handed out either way: a lost audit line must not strand a minted key.
-                    if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(token.provider), "credential_used", &used).await {
-                        tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
-                    }
-                    let code_download_url = self.code_download_url(&run_id, &agent_version_id, &validator.hotkey, lease_expires_at);
-                    return Ok(Some(ClaimAnswer {
-                        code_download_url,
-                        eval_run_id: run_id,
-                        agent_version_id,
-                        suite_id,
-                        lease_expires_at: clock::rfc3339(lease_expires_at),
-                        race_id: None,
-                        chutes_access_token: (token.provider == Provider::Chutes).then(|| token.access_token.clone()),
-                        inference_token: Some(token),
-                        sandbox_env: Some(sandbox_env),
-                    }));
-                }
+            let issued = match issued {
+                Ok(issued) => issued,
                 Err(failure) => {
-                    if let Err(e) = self.finish_unclaimable(&run_id, failure).await {
-                        self.release_reserved_run(&run_id, &validator.hotkey, &e);
+                    if let Err(e) = self.finish_unclaimable(&taken.run, failure).await {
+                        self.release_reserved_run(&taken.run.id, &validator.hotkey, &e);
                         return Err(e);
                     }
+                    continue;
+                }
+            };
+            let lease_expires_at = match self.hand_out(&taken, &issued, validator).await {
+                Ok(Ok(lease_expires_at)) => lease_expires_at,
+                Ok(Err(failure)) => {
+                    if let Err(e) = self.finish_unclaimable(&taken.run, failure).await {
+                        self.release_reserved_run(&taken.run.id, &validator.hotkey, &e);
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.release_reserved_run(&taken.run.id, &validator.hotkey, &e);
+                    return Err(e);
+                }
+            };
+            let Issued { token, .. } = issued;
+            let Taken { run, model, .. } = *taken;
+            tracing::info!(run = %run.id, provider = %token.provider, validator = %validator.hotkey.short(), "run claimed");
+            metrics::counter!("oro_run_credentials_issued_total", "provider" => token.provider.as_str()).increment(1);
+            let code_download_url = self.code_download_url(&run.id, &run.agent_version_id, &validator.hotkey, lease_expires_at);
+            let sandbox_env = SandboxEnv {
+                INFERENCE_PROVIDER: token.provider,
+                INFERENCE_ACCESS_TOKEN: token.access_token.clone(),
+                INFERENCE_BASE_URL: token.base_url.clone(),
+                SANDBOX_MODEL: model,
+            };
+            return Ok(Some(ClaimAnswer {
+                code_download_url,
+                eval_run_id: run.id,
+                agent_version_id: run.agent_version_id,
+                suite_id: run.suite_id,
+                lease_expires_at: clock::rfc3339(lease_expires_at),
+                race_id: None,
+                chutes_access_token: (token.provider == Provider::Chutes).then(|| token.access_token.clone()),
+                inference_token: Some(token),
+                sandbox_env: Some(sandbox_env),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The claim's first transaction: the oldest claimable run, the miner's default provider
+    /// *now* and their budget, read under the miner's lock so that concurrent claims cannot
+    /// both slip under the monthly ceiling; the provider and the cap are pinned before the
+    /// lock goes. A run the miner's side cannot serve fails in the same transaction.
+    async fn take_next_run(&self, validator: &Hotkey) -> Result<Taking, RunError> {
+        // Read before the transaction (usually from memory): on SQLite the transaction holds
+        // the one connection.
+        let models = self.priced_models().await?;
+        let now = clock::now();
+        let backend = self.db.backend();
+        let mut tx = self.db.pool().begin().await?;
+        let Some(run) = store::runs::reserve(&mut tx, backend, validator.as_str(), now, MAX_RUNS_PER_VALIDATOR).await? else {
+            tx.commit().await?;
+            return Ok(Taking::Nothing);
+        };
+        let plan = match Hotkey::parse(&run.hotkey) {
+            Ok(miner) => self.plan_claim(&mut tx, &run, miner, &models, now).await?,
+            Err(_) => Err(MintFailure::Fail("the run's hotkey is malformed".into())),
+        };
+        let taking = match plan {
+            Ok(Plan { miner, provider, model, cap, sealed }) => Taking::Taken(Box::new(Taken { run, miner, provider, model, cap, sealed })),
+            Err(failure) => {
+                settle_unclaimable(&mut tx, &run, &failure, store::runs::Holder::Any, now).await?;
+                Taking::Settled
+            }
+        };
+        tx.commit().await?;
+        Ok(taking)
+    }
+
+    /// Inside `take_next_run`'s transaction: what the run will use, or why it cannot run.
+    async fn plan_claim(
+        &self,
+        tx: &mut store::Conn,
+        run: &store::runs::Reserved,
+        miner: Hotkey,
+        models: &[crate::gateway::PricedModel],
+        now: i64,
+    ) -> Result<Result<Plan, MintFailure>, RunError> {
+        let terms = store::connections::lock_terms(tx, self.db.backend(), &miner).await?;
+        let Some(terms) = terms else {
+            return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
+        };
+        let Some(provider) = terms.default_provider() else {
+            return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
+        };
+        let Some(model) = models.iter().find(|m| m.is_default).or(models.first()).map(|m| m.name_for(provider).to_owned()) else {
+            return Ok(Err(MintFailure::Retry("the model catalog is empty".into())));
+        };
+        let budget = terms.monthly_budget_usd;
+        let sealed = match (provider, terms.connection()) {
+            (Provider::OpenRouter, None) => return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into()))),
+            (Provider::OpenRouter, Some(c)) if c.state != connections::State::Connected => {
+                return Ok(Err(MintFailure::Fail(REASON_REVOKED.into())));
+            }
+            (Provider::OpenRouter, Some(c)) => Some(c.ciphertext),
+            // The Chutes token comes from connections.rs, which handles its rotation.
+            (Provider::Chutes, _) => None,
+        };
+        let capped = provider == Provider::OpenRouter || self.settings.chutes_run_credential == crate::config::ChutesRunCredential::Gateway;
+        let cap = self.settings.run_key_cap_usd;
+        if capped && let Some(budget) = budget {
+            let (since, month) = crate::budget::month_start(now);
+            let committed = crate::budget::committed_in(tx, &miner, since).await?;
+            if committed + cap > budget + 1e-9 {
+                return Ok(Err(MintFailure::Fail(format!(
+                    "monthly budget reached: ${committed:.2} of ${budget:.2} committed in {month}; a run needs ${cap:.2} (raise the budget on the dashboard or with `oro budget set`)"
+                ))));
+            }
+        }
+        store::runs::pin(tx, &run.id, provider, capped.then_some(cap)).await?;
+        Ok(Ok(Plan { miner, provider, model, cap, sealed }))
+    }
+
+    /// Between the two transactions: the provider calls that make the run's credential. The
+    /// outer error is ours; the inner is the miner's or the provider's.
+    async fn issue(&self, taken: &Taken) -> Result<Result<Issued, MintFailure>, RunError> {
+        match taken.provider {
+            Provider::OpenRouter => self.mint_openrouter_key(taken).await,
+            Provider::Chutes => match self.settings.chutes_run_credential {
+                crate::config::ChutesRunCredential::Gateway => self.gateway_run_token(taken).await,
+                crate::config::ChutesRunCredential::Direct => {
+                    Ok(self.chutes_run_token(&taken.miner, &taken.model).await?.map(|token| Issued::unrecorded(token, None)))
+                }
+            },
+        }
+    }
+
+    /// The claim's second transaction: the keys, the run's credential and lease, and the
+    /// miner's audit line, together. For an OpenRouter key it first checks, under the miner's
+    /// lock, that the connection is still the one that minted it: a disconnect (or a key
+    /// replacement) either ran before and the key is disabled here, or runs after and finds the
+    /// key recorded. Answers the lease's end.
+    async fn hand_out(&self, taken: &Taken, issued: &Issued, validator: &Caller) -> Result<Result<i64, MintFailure>, RunError> {
+        match self.record_hand_out(taken, issued, validator).await {
+            Ok(Ok(lease_expires_at)) => Ok(Ok(lease_expires_at)),
+            Ok(Err(changed)) => {
+                self.disable_minted_keys(taken, issued).await;
+                Ok(Err(changed))
+            }
+            Err(e) => {
+                // Unrecorded, nothing would ever disable a minted key: disable it now (no
+                // database needed).
+                self.disable_minted_keys(taken, issued).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `hand_out`'s transaction. When the connection changed, the keys are recorded (so the
+    /// budget and the reaper know them) and the caller disables them.
+    async fn record_hand_out(&self, taken: &Taken, issued: &Issued, validator: &Caller) -> Result<Result<i64, MintFailure>, RunError> {
+        let now = clock::now();
+        let lease_expires_at = now + self.settings.run_lease_secs;
+        let mut tx = self.db.pool().begin().await?;
+        if let Some(sealed) = &taken.sealed {
+            let terms = store::connections::lock_terms_with(&mut tx, self.db.backend(), &taken.miner, Provider::OpenRouter).await?;
+            let still = terms.and_then(|t| t.connection());
+            if !still.is_some_and(|c| c.state == connections::State::Connected && c.ciphertext == *sealed) {
+                for key in &issued.keys {
+                    store::runs::record_key(&mut tx, key, now).await?;
+                }
+                tx.commit().await?;
+                return Ok(Err(MintFailure::Retry("the OpenRouter connection changed during the claim".into())));
+            }
+        }
+        for key in &issued.keys {
+            store::runs::record_key(&mut tx, key, now).await?;
+        }
+        store::runs::hand_out(&mut tx, &taken.run.id, issued.credential.as_ref(), lease_expires_at, now).await?;
+        let line = credential_used(&taken.run.id, &issued.token, self.settings.run_key_cap_usd, validator);
+        crate::audit::record(&mut tx, &taken.miner, Some(issued.token.provider), "credential_used", &line).await?;
+        tx.commit().await?;
+        Ok(Ok(lease_expires_at))
+    }
+
+    /// Disables at OpenRouter the keys this claim minted and will not hand out, and marks the
+    /// recorded ones so.
+    async fn disable_minted_keys(&self, taken: &Taken, issued: &Issued) {
+        let Some(management_key) = &issued.management_key else {
+            return;
+        };
+        for key in issued.keys.iter().filter(|k| k.upstream.is_none() && k.minted_by != crate::gateway::gateway_minter(Provider::Chutes)) {
+            match self.openrouter.disable_key(management_key, &key.key_hash).await {
+                Ok(()) => {
+                    if let Ok(mut conn) = self.db.pool().acquire().await {
+                        let _ = store::runs::disable_unused_key(&mut conn, &key.key_hash, clock::now()).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(run = %taken.run.id, error = %e, "a minted run key could not be disabled; the reaper's sweep will, or it lives until it expires");
                 }
             }
         }
-        Ok(None)
     }
 
     /// Puts back a run this claim reserved but could not hand out because of our own trouble:
@@ -522,14 +743,9 @@ impl Services {
     /// One attempt of `release_reserved_run`; says what became of the run.
     async fn put_back(&self, run_id: &str, validator: &str, storage: bool, reason: &str) -> Result<&'static str, sqlx::Error> {
         let now = clock::now();
-        let retries: Option<(i64,)> =
-            sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1 AND status = $2 AND validator_hotkey = $3")
-                .bind(run_id)
-                .bind(RunStatus::Running)
-                .bind(validator)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let Some((retries,)) = retries else {
+        let holder = store::runs::Holder::Running(validator);
+        let mut conn = self.db.pool().acquire().await?;
+        let Some(retries) = store::runs::claim_retries(&mut conn, run_id, holder).await? else {
             return Ok("the run had already moved on");
         };
         if !storage && retries >= OUR_FAULT_RETRIES {
@@ -538,199 +754,54 @@ impl Services {
                 crate::providers::scrub(reason)
             );
             count_failure(&failure, "claim");
-            sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
-                .bind(RunStatus::Failed)
-                .bind(failure)
-                .bind(now)
-                .bind(run_id)
-                .bind(RunStatus::Running)
-                .bind(validator)
-                .execute(self.db.pool())
-                .await?;
+            store::runs::fail_claim(&mut conn, run_id, &failure, holder, now).await?;
             return Ok("run failed after repeated errors on our side");
         }
-        let (delay, bump) = if storage { (5, 0) } else { (requeue_backoff(retries), 1) };
-        sqlx::query(
-            "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, not_before = $2, claim_retries = claim_retries + $7, updated_at = $6
-             WHERE id = $3 AND status = $4 AND validator_hotkey = $5",
-        )
-        .bind(RunStatus::Queued)
-        .bind(now + delay)
-        .bind(run_id)
-        .bind(RunStatus::Running)
-        .bind(validator)
-        .bind(now)
-        .bind(bump)
-        .execute(self.db.pool())
-        .await?;
+        // A database blip passes: claimable again in 5 s, not counted.
+        let (delay, count_retry) = if storage { (5, false) } else { (requeue_backoff(retries), true) };
+        store::runs::requeue_claim(&mut conn, run_id, now + delay, count_retry, holder, now).await?;
         Ok("run put back in the queue")
     }
 
-    /// Takes the oldest queued run for this validator in one statement: two validators never
-    /// get the same run (PostgreSQL skips rows another claim holds; SQLite runs one
-    /// statement at a time).
-    async fn reserve_next_run(&self, validator: &Hotkey) -> Result<Option<(String, String, String, i64)>, RunError> {
-        let now = clock::now();
-        let pick = match self.db.backend() {
-            Backend::Postgres => {
-                "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
-            }
-            Backend::Sqlite => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1",
-        };
-        // The capacity check rides in the same statement, so parallel claims from one
-        // validator cannot all slip under it.
-        let sql = format!(
-            "UPDATE eval_runs SET status = $1, validator_hotkey = $2, claimed_at = $3, lease_expires_at = $3 + 300, updated_at = $3
-             WHERE id = ({pick}) AND status = $4
-               AND (SELECT COUNT(*) FROM eval_runs held WHERE held.validator_hotkey = $2 AND held.status = $1) < $5
-             RETURNING id, hotkey, agent_version_id, suite_id"
-        );
-        let mut tx = self.db.pool().begin().await?;
-        if self.db.backend() == Backend::Postgres {
-            // Under READ COMMITTED, parallel claims of one validator each lock a different
-            // row and none sees the others' uncommitted ones: all would pass the count. One
-            // lock per validator makes them take turns (each statement then sees the rows
-            // the one before committed). SQLite writes one at a time anyway.
-            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                .bind(VALIDATOR_CLAIM_LOCK_SPACE)
-                .bind(validator.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let reserved = sqlx::query_as(&sql)
-            .bind(RunStatus::Running)
-            .bind(validator.as_str())
-            .bind(now)
-            .bind(RunStatus::Queued)
-            .bind(MAX_RUNS_PER_VALIDATOR)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(reserved)
-    }
-
-    async fn finish_unclaimable(&self, run_id: &str, failure: MintFailure) -> Result<(), RunError> {
-        let now = clock::now();
-        match failure {
-            MintFailure::Fail(reason) => {
-                tracing::info!(run = %run_id, %reason, "run failed at claim");
-                count_failure(&reason, "claim");
-                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, cap_usd = NULL, updated_at = $3 WHERE id = $4")
-                    .bind(RunStatus::Failed)
-                    .bind(reason)
-                    .bind(now)
-                    .bind(run_id)
-                    .execute(self.db.pool())
-                    .await?;
-            }
-            MintFailure::Retry(reason) => {
-                let (retries,): (i64,) =
-                    sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
-                let backoff = requeue_backoff(retries);
-                tracing::warn!(run = %run_id, %reason, backoff, "provider unavailable at claim; run requeued");
-                metrics::counter!("oro_claim_requeues_total").increment(1);
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, cap_usd = NULL, key_hash = NULL, provider_refusal = NULL, claim_retries = claim_retries + 1, updated_at = $3 WHERE id = $4")
-                    .bind(RunStatus::Queued)
-                    .bind(now + backoff)
-                    .bind(now)
-                    .bind(run_id)
-                    .execute(self.db.pool())
-                    .await?;
-            }
-        }
+    /// After a claim's provider calls: the run fails (the miner's side) or goes back to the
+    /// queue (the provider's).
+    async fn finish_unclaimable(&self, run: &store::runs::Reserved, failure: MintFailure) -> Result<(), RunError> {
+        let mut conn = self.db.pool().acquire().await?;
+        settle_unclaimable(&mut conn, run, &failure, store::runs::Holder::Any, clock::now()).await?;
         Ok(())
-    }
-
-    /// Resolves the miner's default provider now, pins the run to it, and gets the scoped
-    /// credential. The outer error is ours; the inner is the miner's or the provider's.
-    async fn issue_run_credential(&self, run_id: &str, miner: &Hotkey) -> Result<Result<(InferenceToken, String), MintFailure>, RunError> {
-        let default: Option<(Option<String>,)> = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
-            .bind(miner.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some(provider) = default.and_then(|(d,)| d).and_then(|d| d.parse::<Provider>().ok()) else {
-            return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
-        };
-        sqlx::query("UPDATE eval_runs SET provider = $1 WHERE id = $2")
-            .bind(provider.as_str())
-            .bind(run_id)
-            .execute(self.db.pool())
-            .await?;
-        let model = match self.default_model(provider).await {
-            Ok(m) => m,
-            Err(_) => return Ok(Err(MintFailure::Retry("the model catalog is empty".into()))),
-        };
-        let issued = match provider {
-            Provider::OpenRouter => self.mint_openrouter_key(run_id, miner).await?,
-            Provider::Chutes => match self.settings.chutes_run_credential {
-                crate::config::ChutesRunCredential::Gateway => self.gateway_run_token(run_id, miner, &model).await?,
-                crate::config::ChutesRunCredential::Direct => self.chutes_run_token(miner, &model).await?,
-            },
-        };
-        Ok(issued.map(|token| (token, model)))
-    }
-
-    /// Commits the run's cap under the miner's lock, so concurrent claims cannot both slip
-    /// under the monthly ceiling.
-    async fn commit_cap(&self, run_id: &str, miner: &Hotkey) -> Result<Result<f64, MintFailure>, RunError> {
-        let cap = self.settings.run_key_cap_usd;
-        let mut tx = self.db.pool().begin().await?;
-        crate::connections::lock_miner(&mut tx, self.db.backend(), miner).await?;
-        let (budget,): (Option<f64>,) =
-            sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1").bind(miner.as_str()).fetch_one(&mut *tx).await?;
-        if let Some(budget) = budget {
-            let (since, month) = crate::budget::month_start(clock::now());
-            let committed = crate::budget::committed_in(&mut tx, miner, since).await?;
-            if committed + cap > budget + 1e-9 {
-                return Ok(Err(MintFailure::Fail(format!(
-                    "monthly budget reached: ${committed:.2} of ${budget:.2} committed in {month}; a run needs ${cap:.2} (raise the budget on the dashboard or with `oro budget set`)"
-                ))));
-            }
-        }
-        sqlx::query("UPDATE eval_runs SET cap_usd = $1 WHERE id = $2").bind(cap).bind(run_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Ok(cap))
     }
 
     /// A Chutes run through the gateway: the miner's token proves the account can pay (and
     /// stays here, in memory, for forwarding); the validator gets a run-bound token whose
     /// spend the gateway holds under the cap.
-    async fn gateway_run_token(&self, run_id: &str, miner: &Hotkey, model: &str) -> Result<Result<InferenceToken, MintFailure>, RunError> {
-        let direct = match self.chutes_run_token(miner, model).await? {
+    async fn gateway_run_token(&self, taken: &Taken) -> Result<Result<Issued, MintFailure>, RunError> {
+        let direct = match self.chutes_run_token(&taken.miner, &taken.model).await? {
             Ok(direct) => direct,
             Err(failure) => return Ok(Err(failure)),
         };
-        let cap = match self.commit_cap(run_id, miner).await? {
-            Ok(cap) => cap,
-            Err(failure) => return Ok(Err(failure)),
-        };
-        let expires_at = clock::now() + self.settings.run_key_ttl_secs;
-        let token = self.mint_gateway_token(run_id, miner, Provider::Chutes, cap, expires_at, None).await?;
         // Dropped here: only the gateway's cache keeps the miner's token.
         drop(direct);
-        Ok(Ok(InferenceToken {
-            provider: Provider::Chutes,
-            access_token: token,
-            base_url: self.settings.gateway_base_url(),
-            expires_at: clock::rfc3339(expires_at),
+        let expires_at = clock::now() + self.settings.run_key_ttl_secs;
+        let (token, record) = self.new_gateway_token(&taken.run.id, &taken.miner, taken.cap, Provider::Chutes, expires_at, None);
+        let credential = store::runs::RunCredential { key_hash: record.key_hash.clone(), cap_usd: taken.cap, expires_at };
+        Ok(Ok(Issued {
+            token: InferenceToken {
+                provider: Provider::Chutes,
+                access_token: token,
+                base_url: self.settings.gateway_base_url(),
+                expires_at: clock::rfc3339(expires_at),
+            },
+            keys: vec![record],
+            credential: Some(credential),
+            management_key: None,
         }))
     }
 
-    #[tracing::instrument(name = "mint_openrouter_key", skip_all, fields(run = %run_id, miner = %miner.short()))]
-    async fn mint_openrouter_key(&self, run_id: &str, miner: &Hotkey) -> Result<Result<InferenceToken, MintFailure>, RunError> {
-        let row: Option<(connections::State, Vec<u8>)> =
-            sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-                .bind(miner.as_str())
-                .bind(Provider::OpenRouter.as_str())
-                .fetch_optional(self.db.pool())
-                .await?;
-        let Some((state, ciphertext)) = row else {
-            return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
-        };
-        if state != connections::State::Connected {
-            return Ok(Err(MintFailure::Fail(REASON_REVOKED.into())));
-        }
-        let management_key = self.vault.open_sealed(&Vault::credential_context(miner.as_str(), Provider::OpenRouter), &ciphertext)?;
+    #[tracing::instrument(name = "mint_openrouter_key", skip_all, fields(run = %taken.run.id, miner = %taken.miner.short()))]
+    async fn mint_openrouter_key(&self, taken: &Taken) -> Result<Result<Issued, MintFailure>, RunError> {
+        let (run_id, miner, cap) = (taken.run.id.as_str(), &taken.miner, taken.cap);
+        let sealed = taken.sealed.as_deref().ok_or(RunError::Vault(VaultError::Malformed))?;
+        let management_key = self.vault.open_sealed(&Vault::credential_context(miner.as_str(), Provider::OpenRouter), sealed)?;
         // No credits is cheaper to learn from /credits than from a failed run.
         match self.openrouter.credits(&management_key).await {
             Ok(c) if c.total_credits - c.total_usage <= 0.0 => {
@@ -739,10 +810,6 @@ impl Services {
             Ok(_) => {}
             Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
         }
-        let cap = match self.commit_cap(run_id, miner).await? {
-            Ok(cap) => cap,
-            Err(failure) => return Ok(Err(failure)),
-        };
         let expires_at = clock::now() + self.settings.run_key_ttl_secs;
         let minted =
             match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
@@ -756,82 +823,67 @@ impl Services {
                     return Ok(Err(mint_failure(Provider::OpenRouter, &e)));
                 }
             };
-        let now = clock::now();
-        let recorded = sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&minted.hash)
-            .bind(miner.as_str())
-            .bind(run_id)
-            .bind(key_fingerprint(&management_key))
-            .bind(cap)
-            .bind(expires_at)
-            .bind(now)
-            .execute(self.db.pool())
-            .await;
-        if let Err(e) = recorded {
-            // Unrecorded, nothing would ever disable it: disable it now (no database needed).
-            if let Err(disable) = self.openrouter.disable_key(&management_key, &minted.hash).await {
-                tracing::error!(run = %run_id, error = %disable, "a minted run key could be neither recorded nor disabled; it lives until it expires");
-            }
-            return Err(e.into());
-        }
-        // A disconnect (or key replacement) that listed this miner's run keys before the insert
-        // above would miss this one: check the credential is still the one that minted it.
-        let still: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2 AND state = $3")
-                .bind(miner.as_str())
-                .bind(Provider::OpenRouter.as_str())
-                .bind(connections::State::Connected)
-                .fetch_optional(self.db.pool())
-                .await?;
-        if still.map(|(c,)| c) != Some(ciphertext.clone()) {
-            if self.openrouter.disable_key(&management_key, &minted.hash).await.is_ok() {
-                sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2")
-                    .bind(clock::now())
-                    .bind(&minted.hash)
-                    .execute(self.db.pool())
-                    .await?;
-            }
-            return Ok(Err(MintFailure::Retry("the OpenRouter connection changed during the claim".into())));
-        }
-        sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = $2, token_expires_at = $3 WHERE id = $4")
-            .bind(&minted.hash)
-            .bind(cap)
-            .bind(expires_at)
-            .bind(run_id)
-            .execute(self.db.pool())
-            .await?;
+        let record = store::runs::KeyRecord {
+            key_hash: minted.hash.clone(),
+            hotkey: miner.as_str().to_owned(),
+            run_id: run_id.to_owned(),
+            minted_by: key_fingerprint(&management_key),
+            cap_usd: cap,
+            expires_at,
+            upstream: None,
+            disabled_at: None,
+        };
         // A just-minted key can answer 401 while it propagates: prove it works before a
-        // validator spends its time on it.
+        // validator spends its time on it. Until the second transaction records it, a replica
+        // that dies here leaves it to the reaper's sweep of keys named after the run.
         if let Err(failure) = self.preflight_minted_key(&minted.key).await {
-            if let Err(e) = self.openrouter.disable_key(&management_key, &minted.hash).await {
-                tracing::warn!(error = %e, "could not disable a key that failed its preflight; the reaper will");
-            } else {
-                // Never handed out: it spent nothing, and commits nothing to the budget.
-                let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2")
-                    .bind(clock::now())
-                    .bind(&minted.hash)
-                    .execute(self.db.pool())
-                    .await;
-            }
+            let disabled = match self.openrouter.disable_key(&management_key, &minted.hash).await {
+                Ok(()) => Some(clock::now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not disable a key that failed its preflight; the reaper will");
+                    None
+                }
+            };
+            // Recorded either way: disabled, it commits nothing to the budget; live, the
+            // reaper finds it.
+            let mut conn = self.db.pool().acquire().await?;
+            store::runs::record_key(&mut conn, &store::runs::KeyRecord { disabled_at: disabled, ..record }, clock::now()).await?;
             return Ok(Err(failure));
         }
+        let credential = store::runs::RunCredential { key_hash: minted.hash.clone(), cap_usd: cap, expires_at };
         if self.settings.gateway_openrouter {
             // The validator gets a gateway token; the run's key, capped at OpenRouter, stays
             // here (sealed) as the backstop the gateway forwards with.
-            let token =
-                self.mint_gateway_token(run_id, miner, Provider::OpenRouter, cap, expires_at, Some((&minted.hash, &minted.key))).await?;
-            return Ok(Ok(InferenceToken {
-                provider: Provider::OpenRouter,
-                access_token: token,
-                base_url: self.settings.gateway_base_url(),
-                expires_at: clock::rfc3339(expires_at),
+            let (token, gateway_record) = self.new_gateway_token(
+                &taken.run.id,
+                &taken.miner,
+                taken.cap,
+                Provider::OpenRouter,
+                expires_at,
+                Some((&minted.hash, &minted.key)),
+            );
+            return Ok(Ok(Issued {
+                token: InferenceToken {
+                    provider: Provider::OpenRouter,
+                    access_token: token,
+                    base_url: self.settings.gateway_base_url(),
+                    expires_at: clock::rfc3339(expires_at),
+                },
+                keys: vec![record, gateway_record],
+                credential: Some(credential),
+                management_key: Some(management_key),
             }));
         }
-        Ok(Ok(InferenceToken {
-            provider: Provider::OpenRouter,
-            access_token: minted.key.expose_secret().to_owned(),
-            base_url: self.openrouter.base_url().to_owned(),
-            expires_at: clock::rfc3339(expires_at),
+        Ok(Ok(Issued {
+            token: InferenceToken {
+                provider: Provider::OpenRouter,
+                access_token: minted.key.expose_secret().to_owned(),
+                base_url: self.openrouter.base_url().to_owned(),
+                expires_at: clock::rfc3339(expires_at),
+            },
+            keys: vec![record],
+            credential: Some(credential),
+            management_key: Some(management_key),
         }))
     }
 

@@ -922,3 +922,37 @@ async fn shutdown_waits_for_background_work(backend: Backend) {
 }
 
 both_engines!(shutdown_waits_for_background_work);
+
+/// A disconnect while a claim waits on its fresh key's check. The claim records its key under
+/// the miner's lock after checking the connection is still there, and the disconnect deletes
+/// the connection under the same lock and then sweeps the keys recorded meanwhile: whichever
+/// goes first, no key minted with the gone credential stays live, and the run is not handed out.
+async fn disconnect_during_a_claim_leaves_no_live_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(10.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    app.services.submit_agent(&hotkey(&miner), "a", "a.py", AGENT).await.unwrap();
+    app.sim.set_fault(Fault::new(FaultTarget::OpenRouterKey, FaultKind::Delay(Duration::from_millis(1500)), Some(1)));
+    let claiming = tokio::spawn(app.signed(&app.validator, Method::POST, "/v1/validator/work/claim").send());
+    let started = Instant::now();
+    while app.sim.list_openrouter_keys(&key).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the claim minted no key");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let gone = app.signed(&miner, Method::DELETE, "/v1/miner/inference-auth/openrouter").send().await.unwrap();
+    assert_eq!(gone.status(), 200);
+    let claimed = claiming.await.unwrap().unwrap();
+    assert_eq!(claimed.status(), 204, "{}", claimed.text().await.unwrap());
+    assert!(app.sim.faults().is_empty(), "the key's check was held back");
+    assert_eq!(app.sim.list_openrouter_keys(&key).len(), 1);
+    assert!(live_keys(&app, &key).is_empty(), "the key minted during the disconnect is disabled");
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM eval_runs WHERE hotkey = $1")
+        .bind(&miner.hotkey)
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "queued", "back in the queue, where its next claim finds no provider");
+}
+
+both_engines!(disconnect_during_a_claim_leaves_no_live_key);

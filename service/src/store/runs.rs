@@ -1,0 +1,235 @@
+//! `eval_runs` through a claim, and the `run_keys` rows a claim records.
+//!
+//! A claim is two transactions around the provider calls: [`reserve`] (with the miner's
+//! terms and [`pin`]) before, [`record_key`] and [`hand_out`] (with the audit line) after.
+//! A run between the two is `running` with `cap_usd` set and no `key_hash`: the budget counts
+//! it as reserved (`budget::committed_in`).
+
+use super::Conn;
+use crate::db::Backend;
+use crate::runs::RunStatus;
+
+/// The advisory-lock namespace of per-validator claims (PostgreSQL's two-key form).
+const VALIDATOR_CLAIM_LOCK_SPACE: i32 = 0x0c1a;
+
+/// Seconds a reservation holds its run before a claim hands it out: if the claiming replica
+/// dies in between, the reaper takes the run back after this.
+const RESERVATION_SECS: i64 = 300;
+
+/// A run a claim took from the queue.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Reserved {
+    pub id: String,
+    pub hotkey: String,
+    pub agent_version_id: String,
+    pub suite_id: i64,
+    /// Claims of this run that failed before (backs off the next requeue).
+    pub claim_retries: i64,
+}
+
+/// Takes the oldest claimable run for `validator` unless it already holds `max_held`. Two
+/// validators never get the same run (PostgreSQL skips rows another claim holds; SQLite
+/// runs one statement at a time). Call inside a transaction: on PostgreSQL the validator's
+/// lock is held to its end.
+pub async fn reserve(conn: &mut Conn, backend: Backend, validator: &str, now: i64, max_held: i64) -> Result<Option<Reserved>, sqlx::Error> {
+    let pick = match backend {
+        Backend::Postgres => {
+            // Under READ COMMITTED, parallel claims of one validator each lock a different
+            // row and none sees the others' uncommitted ones: all would pass the count. One
+            // lock per validator makes them take turns (each statement then sees the rows
+            // the one before committed). SQLite writes one at a time anyway.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(VALIDATOR_CLAIM_LOCK_SPACE)
+                .bind(validator)
+                .execute(&mut *conn)
+                .await?;
+            "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+        }
+        Backend::Sqlite => "SELECT id FROM eval_runs WHERE status = $4 AND not_before <= $3 ORDER BY seq LIMIT 1",
+    };
+    // The capacity check rides in the same statement, so parallel claims from one validator
+    // cannot all slip under it.
+    let sql = format!(
+        "UPDATE eval_runs SET status = $1, validator_hotkey = $2, claimed_at = $3, lease_expires_at = $3 + {RESERVATION_SECS}, updated_at = $3
+         WHERE id = ({pick}) AND status = $4
+           AND (SELECT COUNT(*) FROM eval_runs held WHERE held.validator_hotkey = $2 AND held.status = $1) < $5
+         RETURNING id, hotkey, agent_version_id, suite_id, claim_retries"
+    );
+    sqlx::query_as(&sql)
+        .bind(RunStatus::Running)
+        .bind(validator)
+        .bind(now)
+        .bind(RunStatus::Queued)
+        .bind(max_held)
+        .fetch_optional(conn)
+        .await
+}
+
+/// How many runs `validator` holds.
+pub async fn held_by(conn: &mut Conn, validator: &str) -> Result<i64, sqlx::Error> {
+    let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM eval_runs WHERE validator_hotkey = $1 AND status = $2")
+        .bind(validator)
+        .bind(RunStatus::Running)
+        .fetch_one(conn)
+        .await?;
+    Ok(held)
+}
+
+/// Pins a reserved run to the provider it will use and commits its cap (`None`: a run whose
+/// credential has no cap of ours, a direct Chutes token).
+pub async fn pin(conn: &mut Conn, run_id: &str, provider: wire::Provider, cap_usd: Option<f64>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE eval_runs SET provider = $1, cap_usd = $2 WHERE id = $3")
+        .bind(provider.as_str())
+        .bind(crate::db::NullableF64(cap_usd))
+        .bind(run_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The credential a run was handed: the hash of its key (an OpenRouter key, or the gateway's
+/// run token), its cap and when it expires.
+#[derive(Debug, Clone)]
+pub struct RunCredential {
+    pub key_hash: String,
+    pub cap_usd: f64,
+    pub expires_at: i64,
+}
+
+/// Hands the reserved run out: its credential (none for a direct Chutes token) and the
+/// validator's lease.
+pub async fn hand_out(
+    conn: &mut Conn,
+    run_id: &str,
+    credential: Option<&RunCredential>,
+    lease_expires_at: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = COALESCE($2, cap_usd), token_expires_at = $3, lease_expires_at = $4, updated_at = $5 WHERE id = $6")
+        .bind(credential.map(|c| c.key_hash.as_str()))
+        .bind(crate::db::NullableF64(credential.map(|c| c.cap_usd)))
+        .bind(credential.map(|c| c.expires_at))
+        .bind(lease_expires_at)
+        .bind(now)
+        .bind(run_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A `run_keys` row: an OpenRouter key minted for a run, or a gateway run token.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub key_hash: String,
+    pub hotkey: String,
+    pub run_id: String,
+    /// The management key's fingerprint, or `gateway::gateway_minter(provider)`.
+    pub minted_by: String,
+    pub cap_usd: f64,
+    pub expires_at: i64,
+    /// For a gateway token over an OpenRouter key: that key's hash and the key, sealed.
+    pub upstream: Option<(String, Vec<u8>)>,
+    /// Set when the key is recorded already disabled (it never reached a validator).
+    pub disabled_at: Option<i64>,
+}
+
+pub async fn record_key(conn: &mut Conn, key: &KeyRecord, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at, upstream_key_hash, upstream_sealed, disabled_at, usage_usd)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&key.key_hash)
+    .bind(&key.hotkey)
+    .bind(&key.run_id)
+    .bind(&key.minted_by)
+    .bind(key.cap_usd)
+    .bind(key.expires_at)
+    .bind(now)
+    .bind(key.upstream.as_ref().map(|(hash, _)| hash.as_str()))
+    .bind(key.upstream.as_ref().map(|(_, sealed)| sealed.clone()))
+    .bind(key.disabled_at)
+    // Disabled before use, it spent nothing and commits nothing to the budget.
+    .bind(crate::db::NullableF64(key.disabled_at.map(|_| 0.0)))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a recorded key disabled before it was used: it spent nothing.
+pub async fn disable_unused_key(conn: &mut Conn, key_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = 0 WHERE key_hash = $2").bind(now).bind(key_hash).execute(conn).await?;
+    Ok(())
+}
+
+/// Which runs a guarded change applies to: any, or only while `validator` holds it running.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder<'a> {
+    Any,
+    Running(&'a str),
+}
+
+/// The run could not be handed out and fails with `reason` (the miner reads it). Answers
+/// whether the run was changed (a guarded run may have moved on).
+pub async fn fail_claim(conn: &mut Conn, run_id: &str, reason: &str, holder: Holder<'_>, now: i64) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, updated_at = $3
+         WHERE id = $4{}",
+        guard(holder, 5)
+    );
+    let query = sqlx::query(&sql).bind(RunStatus::Failed).bind(reason).bind(now).bind(run_id);
+    let done = bind_guard(query, holder).execute(conn).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The run goes back to the queue, claimable again from `not_before`, as if never claimed;
+/// `count_retry` adds one to the claims of it that failed.
+pub async fn requeue_claim(
+    conn: &mut Conn,
+    run_id: &str,
+    not_before: i64,
+    count_retry: bool,
+    holder: Holder<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, not_before = $2, failure_reason = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, claim_retries = claim_retries + $3, updated_at = $4
+         WHERE id = $5{}",
+        guard(holder, 6)
+    );
+    let query = sqlx::query(&sql).bind(RunStatus::Queued).bind(not_before).bind(i64::from(count_retry)).bind(now).bind(run_id);
+    let done = bind_guard(query, holder).execute(conn).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The guard's condition, its parameters numbered from `first`.
+fn guard(holder: Holder<'_>, first: usize) -> String {
+    match holder {
+        Holder::Any => String::new(),
+        Holder::Running(_) => format!(" AND status = ${first} AND validator_hotkey = ${}", first + 1),
+    }
+}
+
+fn bind_guard<'q>(query: AnyQuery<'q>, holder: Holder<'q>) -> AnyQuery<'q> {
+    match holder {
+        Holder::Any => query,
+        Holder::Running(validator) => query.bind(RunStatus::Running).bind(validator),
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// A run's failed claims so far.
+pub async fn claim_retries(conn: &mut Conn, run_id: &str, holder: Holder<'_>) -> Result<Option<i64>, sqlx::Error> {
+    let row: Option<(i64,)> = match holder {
+        Holder::Any => sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(conn).await?,
+        Holder::Running(validator) => {
+            sqlx::query_as("SELECT claim_retries FROM eval_runs WHERE id = $1 AND status = $2 AND validator_hotkey = $3")
+                .bind(run_id)
+                .bind(RunStatus::Running)
+                .bind(validator)
+                .fetch_optional(conn)
+                .await?
+        }
+    };
+    Ok(row.map(|(r,)| r))
+}
