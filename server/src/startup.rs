@@ -16,13 +16,49 @@ use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::http;
 
-/// What every handler and server function can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler and server function can reach. One `Arc`: axum clones the state for
+/// every request, and a `LeptosOptions` is a dozen strings (its clone and drop were a tenth of
+/// the server's own time on the model list).
+#[derive(Clone)]
+pub struct AppState(std::sync::Arc<AppParts>);
+
+pub struct AppParts {
     pub leptos_options: LeptosOptions,
     pub services: Services,
     /// The browser bundle under its hashed names (`http/assets.rs`).
     pub assets: std::sync::Arc<http::assets::SiteAssets>,
+}
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(std::sync::Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> LeptosOptions {
+        state.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for Services {
+    fn from_ref(state: &AppState) -> Services {
+        state.services.clone()
+    }
+}
+
+impl FromRef<AppState> for std::sync::Arc<http::assets::SiteAssets> {
+    fn from_ref(state: &AppState) -> std::sync::Arc<http::assets::SiteAssets> {
+        state.assets.clone()
+    }
 }
 
 pub struct Application {
@@ -75,7 +111,7 @@ impl Application {
         if let Some(name) = &assets.bundle_name {
             leptos_options.output_name = name.as_str().into();
         }
-        let state = AppState { leptos_options, services: services.clone(), assets };
+        let state = AppState::new(AppParts { leptos_options, services: services.clone(), assets });
         let router = router(state);
         let housekeeping = tokio::spawn(housekeeping(services.clone()));
         Ok(Application { listener, gateway_listener, router, services, simulator, housekeeping })

@@ -15,8 +15,10 @@ pub const CATALOG_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The serialized list for one (provider, ranked) and its ETag.
 #[derive(Debug)]
 pub struct CatalogBody {
-    pub json: String,
-    pub etag: String,
+    /// Shared by every answer until the cache refreshes (a clone is a counter bump).
+    pub json: bytes::Bytes,
+    /// `"<digest>"`, quoted as the header carries it.
+    pub etag: bytes::Bytes,
 }
 
 pub type CatalogCache = Mutex<HashMap<(Provider, bool), (Instant, Arc<CatalogBody>)>>;
@@ -114,7 +116,7 @@ impl Services {
         }
         let json = self.catalog_json(provider, ranked).await?;
         let etag = format!("\"{}\"", crate::auth::sessions::digest(&json).get(..32).unwrap_or_default());
-        let body = Arc::new(CatalogBody { json, etag });
+        let body = Arc::new(CatalogBody { json: json.into(), etag: etag.into() });
         self.catalog_cache.lock().expect("catalog cache lock").insert(key, (Instant::now(), body.clone()));
         Ok(body)
     }

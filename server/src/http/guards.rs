@@ -111,22 +111,26 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
 /// sandbox, stored re-encoded or scrubbed, and refusing it would leave runs to the reaper.
 pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
     let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
-    let path = req.uri().path().to_owned();
-    let refuse = |place: &str| {
+    let refuse = |path: &str, place: &str| {
         refusal(
-            &path,
+            path,
             ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" },
         )
     };
-    if has(path.as_bytes(), b"%00") {
-        return refuse("path");
+    if has(req.uri().path().as_bytes(), b"%00") {
+        return refuse(req.uri().path(), "path");
     }
     if req.uri().query().is_some_and(|q| has(q.as_bytes(), b"%00")) {
-        return refuse("query");
+        return refuse(req.uri().path(), "query");
     }
+    // Nothing is copied for a request without a body (this runs on every GET).
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_owned();
+    let refuse = |place: &str| refuse(&path, place);
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    let no_body = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE);
-    if no_body || content_type.starts_with("multipart/") || path.starts_with("/v1/validator/") {
+    if content_type.starts_with("multipart/") || path.starts_with("/v1/validator/") {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();

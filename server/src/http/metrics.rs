@@ -3,7 +3,8 @@
 //! rate-limit refusals). The service records through the `metrics` facade; this installs the
 //! one process-wide recorder and renders it.
 
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -68,11 +69,13 @@ fn describe() {
 /// Counts and times every request under its route template (`/v1/miner/inference-auth/{provider}`),
 /// never its concrete path, so the label set stays small.
 pub async fn track_requests(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let route = route.unwrap_or_else(|| {
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(matched) => matched.as_str(),
         // Static files and unknown paths share one label each.
-        if req.uri().path().starts_with("/pkg/") { "/pkg/*".into() } else { "unmatched".into() }
-    });
+        None if req.uri().path().starts_with("/pkg/") => "/pkg/*",
+        None => "unmatched",
+    };
+    let route = intern(route);
     // Clients may send any method name: only the standard ones become labels.
     let method: &'static str = match *req.method() {
         Method::GET => "GET",
@@ -86,11 +89,44 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     };
     let started = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!("oro_http_request_duration_seconds", "method" => method, "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!("oro_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
+    let (duration, requests) = handles(method, route, response.status());
+    duration.record(started.elapsed().as_secs_f64());
+    requests.increment(1);
     response
+}
+
+/// Route templates as `&'static str`: there are as many as the routers declare (unmatched
+/// paths share one label), each leaked once, so a label never allocates.
+fn intern(route: &str) -> &'static str {
+    static ROUTES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    if let Some(known) = ROUTES.read().expect("route labels lock").get(route) {
+        return known;
+    }
+    let mut routes = ROUTES.write().expect("route labels lock");
+    if let Some(known) = routes.get(route) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    routes.insert(leaked);
+    leaked
+}
+
+/// The request's duration histogram and counter, looked up in the recorder once per method,
+/// route and status and kept: building a metric's key allocates, and this runs on every request.
+fn handles(method: &'static str, route: &'static str, status: StatusCode) -> (metrics::Histogram, metrics::Counter) {
+    type Handles = HashMap<(&'static str, &'static str, u16), (metrics::Histogram, metrics::Counter)>;
+    static HANDLES: LazyLock<RwLock<Handles>> = LazyLock::new(Default::default);
+    let key = (method, route, status.as_u16());
+    if let Some(found) = HANDLES.read().expect("metric handles lock").get(&key) {
+        return found.clone();
+    }
+    // Handles taken before the recorder is installed would count nothing, for good.
+    handle();
+    let made = (
+        metrics::histogram!("oro_http_request_duration_seconds", "method" => method, "route" => route),
+        metrics::counter!("oro_http_requests_total", "method" => method, "route" => route, "status" => status.as_u16().to_string()),
+    );
+    HANDLES.write().expect("metric handles lock").entry(key).or_insert(made).clone()
 }
 
 /// `GET /metrics`, behind `Authorization: Bearer $ORO_METRICS_TOKEN` when one is set.

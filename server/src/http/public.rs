@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -122,13 +122,18 @@ pub(super) async fn models(
     };
     let body = services.catalog_json_cached(provider, ranked).await?;
     // The list changes only when an operator edits it: an ETag over the body lets clients
-    // and caches revalidate for free.
-    let etag = body.etag.clone();
-    let cache = [(header::CACHE_CONTROL, "public, max-age=60, stale-while-revalidate=300")];
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return Ok((StatusCode::NOT_MODIFIED, cache, [(header::ETAG, etag)]).into_response());
+    // and caches revalidate for free. Headers and body share the cached bytes.
+    let etag = HeaderValue::from_maybe_shared(body.etag.clone())
+        .map_err(|_| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, "the model list's ETag is not a header value".into()))?;
+    let cache = (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, stale-while-revalidate=300"));
+    if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [cache, (header::ETAG, etag)]).into_response());
     }
-    Ok((StatusCode::OK, cache, [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())], body.json.clone())
+    Ok((
+        StatusCode::OK,
+        [cache, (header::ETAG, etag), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.json.clone(),
+    )
         .into_response())
 }
 
