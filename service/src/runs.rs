@@ -1028,13 +1028,9 @@ impl Services {
         if uuid::Uuid::parse_str(run_id).is_err() {
             return Err(RunError::NotFound);
         }
-        let row: Option<(RunStatus, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1")
-                .bind(run_id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let (status, holder, key_hash) = row.ok_or(RunError::NotFound)?;
-        let mine = holder.as_deref() == Some(validator.hotkey.as_str());
+        let holding = store::runs::holding(&mut *self.db.pool().acquire().await?, run_id).await?;
+        let store::runs::Holding { status, validator_hotkey, key_hash } = holding.ok_or(RunError::NotFound)?;
+        let mine = validator_hotkey.as_deref() == Some(validator.hotkey.as_str());
         match status {
             RunStatus::Running if mine => Ok((status, key_hash)),
             RunStatus::Queued => Err(RunError::LeaseExpired),
@@ -1056,18 +1052,11 @@ impl Services {
         } else {
             self.leased_run(validator, run_id).await?;
         }
-        let lease = clock::now() + self.settings.run_lease_secs;
+        let now = clock::now();
+        let lease = now + self.settings.run_lease_secs;
         let progress = progress.map(|p| p.to_string()).filter(|p| p.len() <= 16 * 1024);
-        let renewed = sqlx::query("UPDATE eval_runs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6")
-            .bind(lease)
-            .bind(progress)
-            .bind(clock::now())
-            .bind(run_id)
-            .bind(RunStatus::Running)
-            .bind(validator.hotkey.as_str())
-            .execute(self.db.pool())
-            .await?;
-        if renewed.rows_affected() == 0 {
+        let mut conn = self.db.pool().acquire().await?;
+        if !store::runs::renew_lease(&mut conn, run_id, validator.hotkey.as_str(), lease, progress, now).await? {
             // Reaped (and perhaps handed to another validator) since the check above.
             return Err(RunError::NotYours);
         }
@@ -1094,22 +1083,10 @@ impl Services {
         let now = clock::now();
         // A run whose provider refused payment through the gateway fails with that reason,
         // whatever the validator saw.
-        let completed: Option<(RunStatus, Option<String>)> = sqlx::query_as(
-            "UPDATE eval_runs SET status = CASE WHEN provider_refusal IS NULL THEN $1 ELSE $8 END, failure_reason = COALESCE(provider_refusal, $2),
-                 score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4
-             WHERE id = $5 AND status = $6 AND validator_hotkey = $7 RETURNING status, failure_reason",
-        )
-        .bind(status)
-        .bind(reason)
-        .bind(crate::db::NullableF64(body.validator_score.filter(|s| s.is_finite())))
-        .bind(now)
-        .bind(run_id)
-        .bind(RunStatus::Running)
-        .bind(validator.hotkey.as_str())
-        .bind(RunStatus::Failed)
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some((recorded, reason)) = completed else {
+        let outcome = store::runs::Outcome { status, failure_reason: reason, score: body.validator_score.filter(|s| s.is_finite()) };
+        let completed =
+            store::runs::complete(&mut *self.db.pool().acquire().await?, run_id, validator.hotkey.as_str(), outcome, now).await?;
+        let Some(store::runs::Recorded { status: recorded, failure_reason: reason }) = completed else {
             return Err(RunError::NotYours);
         };
         let reported = status;
@@ -1286,14 +1263,9 @@ impl Services {
     #[tracing::instrument(name = "reap_runs", skip_all)]
     pub async fn reap_runs(&self) -> Result<usize, RunError> {
         let now = clock::now();
-        let abandoned: Vec<AbandonedRun> =
-            sqlx::query_as("SELECT id, attempts, key_hash, provider, hotkey FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
-                .bind(RunStatus::Running)
-                .bind(now)
-                .fetch_all(self.db.pool())
-                .await?;
+        let abandoned = store::runs::abandoned(&mut *self.db.pool().acquire().await?, now).await?;
         let mut reaped = 0;
-        for AbandonedRun { id, attempts: abandoned_before, key_hash, provider, hotkey: miner } in abandoned {
+        for store::runs::Abandoned { id, attempts: abandoned_before, key_hash, provider, hotkey: miner } in abandoned {
             if key_hash.is_none() && provider.as_deref() == Some(Provider::OpenRouter.as_str()) {
                 self.disable_keys_of_a_lost_claim(&id, &miner).await;
             }
@@ -1305,28 +1277,14 @@ impl Services {
                 tracing::warn!(run = %id, error = %e, "could not disable an abandoned run's key yet; the sweep retries");
             }
             let abandoned_now = abandoned_before + 1;
+            let mut conn = self.db.pool().acquire().await?;
             let done = if abandoned_now >= MAX_ATTEMPTS {
-                sqlx::query("UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, lease_expires_at = NULL, attempts = $6, updated_at = $3 WHERE id = $4 AND status = $5 AND lease_expires_at < $3")
-                    .bind(RunStatus::Failed)
-                    .bind(format!("abandoned: {abandoned_now} validators took this run and stopped reporting"))
-                    .bind(now)
-                    .bind(&id)
-                    .bind(RunStatus::Running)
-                    .bind(abandoned_now)
-                    .execute(self.db.pool())
-                    .await?
+                store::runs::fail_abandoned(&mut conn, &id, abandoned_now, now).await?
             } else {
-                // Back to the queue; the next claim mints a new credential (on the default then).
-                sqlx::query("UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, attempts = $5, updated_at = $2 WHERE id = $3 AND status = $4 AND lease_expires_at < $2")
-                    .bind(RunStatus::Queued)
-                    .bind(now)
-                    .bind(&id)
-                    .bind(RunStatus::Running)
-                    .bind(abandoned_now)
-                    .execute(self.db.pool())
-                    .await?
+                store::runs::requeue_abandoned(&mut conn, &id, abandoned_now, now).await?
             };
-            if done.rows_affected() == 1 {
+            drop(conn);
+            if done {
                 reaped += 1;
                 metrics::counter!("oro_runs_reaped_total", "outcome" => if abandoned_now >= MAX_ATTEMPTS { "failed" } else { "requeued" })
                     .increment(1);
@@ -1337,17 +1295,8 @@ impl Services {
             }
         }
         // Keys still live whose run ended or whose expiry passed.
-        let stale: Vec<(String,)> = sqlx::query_as(
-            // A gateway token wrapping an OpenRouter key lives as long as that key's run.
-            "SELECT k.key_hash FROM run_keys k LEFT JOIN eval_runs r ON r.key_hash = COALESCE(k.upstream_key_hash, k.key_hash)
-             WHERE k.disabled_at IS NULL AND k.orphaned_at IS NULL AND (k.expires_at < $1 OR r.id IS NULL OR r.status <> $2)
-             ORDER BY k.expires_at LIMIT 100",
-        )
-        .bind(now)
-        .bind(RunStatus::Running)
-        .fetch_all(self.db.pool())
-        .await?;
-        for (hash,) in stale {
+        let stale = store::runs::stale_keys(&mut *self.db.pool().acquire().await?, now, 100).await?;
+        for hash in stale {
             if let Err(e) = self.retire_run_key(&hash).await {
                 tracing::warn!(error = %e, "could not disable a stale run key yet");
             }
@@ -1498,16 +1447,6 @@ pub enum ServiceRetireError {
     Vault(#[from] VaultError),
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
-}
-
-/// A running run whose lease ran out, as the reaper reads it.
-#[derive(sqlx::FromRow)]
-struct AbandonedRun {
-    id: String,
-    attempts: i64,
-    key_hash: Option<String>,
-    provider: Option<String>,
-    hotkey: String,
 }
 
 #[cfg(test)]

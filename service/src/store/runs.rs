@@ -233,3 +233,144 @@ pub async fn claim_retries(conn: &mut Conn, run_id: &str, holder: Holder<'_>) ->
     };
     Ok(row.map(|(r,)| r))
 }
+
+/// Who holds a run, as the validator routes check it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Holding {
+    pub status: RunStatus,
+    pub validator_hotkey: Option<String>,
+    pub key_hash: Option<String>,
+}
+
+pub async fn holding(conn: &mut Conn, run_id: &str) -> Result<Option<Holding>, sqlx::Error> {
+    sqlx::query_as("SELECT status, validator_hotkey, key_hash FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(conn).await
+}
+
+/// Extends the lease of a run `validator` holds (and keeps its latest progress report); false
+/// when it no longer holds it.
+pub async fn renew_lease(
+    conn: &mut Conn,
+    run_id: &str,
+    validator: &str,
+    lease_expires_at: i64,
+    progress: Option<String>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE eval_runs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 WHERE id = $4 AND status = $5 AND validator_hotkey = $6",
+    )
+    .bind(lease_expires_at)
+    .bind(progress)
+    .bind(now)
+    .bind(run_id)
+    .bind(RunStatus::Running)
+    .bind(validator)
+    .execute(conn)
+    .await?;
+    Ok(renewed.rows_affected() > 0)
+}
+
+/// What a validator reported at the end of a run it holds.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: RunStatus,
+    pub failure_reason: Option<String>,
+    pub score: Option<f64>,
+}
+
+/// What was recorded: a run whose provider refused payment through the gateway fails with that
+/// reason, whatever the validator reported. `None` when `validator` no longer holds the run.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Recorded {
+    pub status: RunStatus,
+    pub failure_reason: Option<String>,
+}
+
+pub async fn complete(conn: &mut Conn, run_id: &str, validator: &str, outcome: Outcome, now: i64) -> Result<Option<Recorded>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE eval_runs SET status = CASE WHEN provider_refusal IS NULL THEN $1 ELSE $8 END, failure_reason = COALESCE(provider_refusal, $2),
+             score = $3, completed_at = $4, lease_expires_at = NULL, updated_at = $4
+         WHERE id = $5 AND status = $6 AND validator_hotkey = $7 RETURNING status, failure_reason",
+    )
+    .bind(outcome.status)
+    .bind(outcome.failure_reason)
+    .bind(crate::db::NullableF64(outcome.score))
+    .bind(now)
+    .bind(run_id)
+    .bind(RunStatus::Running)
+    .bind(validator)
+    .bind(RunStatus::Failed)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A running run whose lease ran out, as the reaper reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Abandoned {
+    pub id: String,
+    /// Leases of it that ran out before this one.
+    pub attempts: i64,
+    pub key_hash: Option<String>,
+    pub provider: Option<String>,
+    pub hotkey: String,
+}
+
+pub async fn abandoned(conn: &mut Conn, now: i64) -> Result<Vec<Abandoned>, sqlx::Error> {
+    sqlx::query_as("SELECT id, attempts, key_hash, provider, hotkey FROM eval_runs WHERE status = $1 AND lease_expires_at < $2")
+        .bind(RunStatus::Running)
+        .bind(now)
+        .fetch_all(conn)
+        .await
+}
+
+/// An abandoned run fails (it was abandoned `attempts` times); false when its lease was renewed
+/// meanwhile.
+pub async fn fail_abandoned(conn: &mut Conn, run_id: &str, attempts: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE eval_runs SET status = $1, failure_reason = $2, completed_at = $3, lease_expires_at = NULL, attempts = $6, updated_at = $3
+         WHERE id = $4 AND status = $5 AND lease_expires_at < $3",
+    )
+    .bind(RunStatus::Failed)
+    .bind(format!("abandoned: {attempts} validators took this run and stopped reporting"))
+    .bind(now)
+    .bind(run_id)
+    .bind(RunStatus::Running)
+    .bind(attempts)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An abandoned run goes back to the queue (the next claim mints a new credential, on the
+/// default then); false when its lease was renewed meanwhile.
+pub async fn requeue_abandoned(conn: &mut Conn, run_id: &str, attempts: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE eval_runs SET status = $1, provider = NULL, validator_hotkey = NULL, lease_expires_at = NULL, key_hash = NULL, cap_usd = NULL, token_expires_at = NULL, provider_refusal = NULL, attempts = $5, updated_at = $2
+         WHERE id = $3 AND status = $4 AND lease_expires_at < $2",
+    )
+    .bind(RunStatus::Queued)
+    .bind(now)
+    .bind(run_id)
+    .bind(RunStatus::Running)
+    .bind(attempts)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Up to `limit` keys still live whose run ended (or no longer names them) or whose expiry
+/// passed, oldest expiry first. A gateway token wrapping an OpenRouter key lives as long as
+/// that key's run.
+pub async fn stale_keys(conn: &mut Conn, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT k.key_hash FROM run_keys k LEFT JOIN eval_runs r ON r.key_hash = COALESCE(k.upstream_key_hash, k.key_hash)
+         WHERE k.disabled_at IS NULL AND k.orphaned_at IS NULL AND (k.expires_at < $1 OR r.id IS NULL OR r.status <> $2)
+         ORDER BY k.expires_at LIMIT $3",
+    )
+    .bind(now)
+    .bind(RunStatus::Running)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(hash,)| hash).collect())
+}
