@@ -24,6 +24,7 @@ use crate::domain::Hotkey;
 use crate::providers::ProviderError;
 use crate::providers::chutes::{self, TokenSet};
 use crate::services::Services;
+use crate::store;
 use crate::vault::{Vault, VaultError};
 
 /// A stored connection's state (`connections.state`).
@@ -245,11 +246,7 @@ pub const CONNECT_RETRIES: u32 = 2;
 impl Services {
     /// Every provider, connected or not, and the default.
     pub async fn inference_auth_status(&self, hotkey: &Hotkey) -> Result<InferenceAuthList, ConnectionError> {
-        let rows: Vec<(String, State, String, i64)> =
-            sqlx::query_as("SELECT provider, state, label, updated_at FROM connections WHERE hotkey = $1")
-                .bind(hotkey.as_str())
-                .fetch_all(self.db.pool())
-                .await?;
+        let rows = store::connections::list(&mut *self.db.pool().acquire().await?, hotkey).await?;
         let default: Option<(Option<String>,)> = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
             .bind(hotkey.as_str())
             .fetch_optional(self.db.pool())
@@ -257,8 +254,8 @@ impl Services {
         let default_provider = default.and_then(|(d,)| d).and_then(|d| d.parse::<Provider>().ok());
         let providers = Provider::ALL
             .iter()
-            .map(|&provider| match rows.iter().find(|(p, ..)| p == provider.as_str()) {
-                Some((_, state, label, updated_at)) => ProviderStatus {
+            .map(|&provider| match rows.iter().find(|row| row.provider == provider.as_str()) {
+                Some(store::connections::Listed { state, label, updated_at, .. }) => ProviderStatus {
                     provider,
                     connected: *state == State::Connected,
                     updated_at: Some(clock::rfc3339(*updated_at)),
@@ -297,19 +294,14 @@ impl Services {
         let now = clock::now();
         let mut tx = self.db.pool().begin().await?;
         let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        let previous: Option<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-                .bind(hotkey.as_str())
-                .bind(provider.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let previous = store::connections::sealed(&mut tx, hotkey.as_str(), provider).await?;
         // A Chutes grant being replaced (reconnect by OAuth or by token) stays live at Chutes
         // until revoked: queue its revocation in this transaction, as disconnect does, so it
         // cannot be forgotten between the overwrite and the revocation. (OpenRouter's old key
         // is handled by `connect_openrouter`: its run keys are disabled.)
         let mut replaced_grant = None;
         if provider == Provider::Chutes
-            && let Some((_, old)) = &previous
+            && let Some(store::connections::Sealed { ciphertext: old, .. }) = &previous
         {
             let context = Vault::credential_context(hotkey.as_str(), provider);
             let same = self.vault.open_sealed(&context, old).is_ok_and(|o| o.expose_secret() == credential.expose_secret());
@@ -391,17 +383,13 @@ impl Services {
             ));
         }
         let label = key.masked_label();
-        let previous: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(hotkey.as_str())
-            .bind(Provider::OpenRouter.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
+        let previous = store::connections::sealed(&mut *self.db.pool().acquire().await?, hotkey.as_str(), Provider::OpenRouter).await?;
         let default = self.store_connection(hotkey, Provider::OpenRouter, &label, key.secret()).await?;
         tracing::info!(hotkey = %hotkey.short(), provider = "openrouter", "connected");
         // A different management key replaced the old one: the old key's live run keys are
         // disabled now (or by a pending revocation), as a disconnect would. That can take
         // several calls to OpenRouter; past the deadline it finishes after we answer.
-        if let Some((old,)) = previous {
+        if let Some(store::connections::Sealed { ciphertext: old, .. }) = previous {
             let old_key = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), Provider::OpenRouter), &old)?;
             if key_fingerprint(&old_key) != key_fingerprint(key.secret()) {
                 let (services, hotkey) = (self.clone(), hotkey.clone());
@@ -674,14 +662,10 @@ impl Services {
     pub async fn set_default_provider(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
         let mut tx = self.db.pool().begin().await?;
         let previous = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        let connected: Option<(State,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(hotkey.as_str())
-            .bind(provider.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        match connected {
+        let connected = store::connections::sealed(&mut tx, hotkey.as_str(), provider).await?;
+        match connected.map(|c| c.state) {
             None => return Err(ConnectionError::DefaultNotConnected(provider)),
-            Some((state,)) if state != State::Connected => {
+            Some(state) if state != State::Connected => {
                 return Err(ConnectionError::NeedsReconsent(provider));
             }
             Some(_) => {}
@@ -721,12 +705,8 @@ impl Services {
     /// connected: what could not be revoked is kept sealed and retried later.
     #[tracing::instrument(name = "disconnect", skip_all, fields(miner = %hotkey.short(), provider = %provider))]
     pub async fn disconnect(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
-        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(hotkey.as_str())
-            .bind(provider.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some((ciphertext,)) = row else {
+        let row = store::connections::sealed(&mut *self.db.pool().acquire().await?, hotkey.as_str(), provider).await?;
+        let Some(store::connections::Sealed { ciphertext, .. }) = row else {
             return Err(ConnectionError::NotConnected(provider));
         };
         let credential = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
@@ -734,30 +714,14 @@ impl Services {
 
         let mut tx = self.db.pool().begin().await?;
         let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        let deleted = sqlx::query("DELETE FROM connections WHERE hotkey = $1 AND provider = $2 AND ciphertext = $3")
-            .bind(hotkey.as_str())
-            .bind(provider.as_str())
-            .bind(&ciphertext)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            let still: Option<(String,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
-                .bind(hotkey.as_str())
-                .bind(provider.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        if !store::connections::delete_if_unchanged(&mut tx, hotkey, provider, &ciphertext).await? {
+            let still = store::connections::sealed(&mut tx, hotkey.as_str(), provider).await?;
             // Gone: another disconnect won the race. Still there: reconnected meanwhile.
             return Err(if still.is_none() { ConnectionError::NotConnected(provider) } else { ConnectionError::Conflict });
         }
         let mut new_default = default;
         if default == Some(provider) {
-            let other: Option<(String,)> =
-                sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 ORDER BY provider LIMIT 1")
-                    .bind(hotkey.as_str())
-                    .bind(State::Connected)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            new_default = other.and_then(|(p,)| p.parse().ok());
+            new_default = store::connections::first_connected(&mut tx, hotkey).await?;
             set_default_in(&mut tx, hotkey, new_default).await?;
             let detail = match new_default {
                 Some(p) => format!("{} is now the default provider", p.display_name()),
@@ -946,14 +910,10 @@ impl Services {
             if taken.rows_affected() == 1 {
                 return Ok(());
             }
-            let row: Option<(State,)> = sqlx::query_as("SELECT state FROM connections WHERE hotkey = $1 AND provider = $2")
-                .bind(hotkey.as_str())
-                .bind(Provider::Chutes.as_str())
-                .fetch_optional(self.db.pool())
-                .await?;
-            match row {
+            let row = store::connections::sealed(&mut *self.db.pool().acquire().await?, hotkey.as_str(), Provider::Chutes).await?;
+            match row.map(|c| c.state) {
                 None => return Err(ConnectionError::NotConnected(Provider::Chutes)),
-                Some((state,)) if state != State::Connected => {
+                Some(state) if state != State::Connected => {
                     return Err(ConnectionError::NeedsReconsent(Provider::Chutes));
                 }
                 Some(_) if started.elapsed() > REFRESH_WAIT => return Err(ConnectionError::Busy),
@@ -999,12 +959,10 @@ impl Services {
     }
 
     async fn refresh_under_lease(&self, hotkey: &Hotkey) -> Result<TokenSet, ConnectionError> {
-        let (ciphertext,): (Vec<u8>,) = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(hotkey.as_str())
-            .bind(Provider::Chutes.as_str())
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(ConnectionError::NotConnected(Provider::Chutes))?;
+        let store::connections::Sealed { ciphertext, .. } =
+            store::connections::sealed(&mut *self.db.pool().acquire().await?, hotkey.as_str(), Provider::Chutes)
+                .await?
+                .ok_or(ConnectionError::NotConnected(Provider::Chutes))?;
         let context = Vault::credential_context(hotkey.as_str(), Provider::Chutes);
         let refresh_token = self.vault.open_sealed(&context, &ciphertext)?;
         match self.chutes.refresh(&refresh_token).await {
@@ -1103,12 +1061,8 @@ impl Services {
         let cap = self.settings.run_key_cap_usd;
         match provider {
             Provider::OpenRouter => {
-                let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-                    .bind(hotkey.as_str())
-                    .bind(provider.as_str())
-                    .fetch_optional(self.db.pool())
-                    .await?;
-                let (ciphertext,) = row.ok_or(ConnectionError::NotConnected(provider))?;
+                let row = store::connections::sealed(&mut *self.db.pool().acquire().await?, hotkey.as_str(), provider).await?;
+                let store::connections::Sealed { ciphertext, .. } = row.ok_or(ConnectionError::NotConnected(provider))?;
                 let key = self.vault.open_sealed(&Vault::credential_context(hotkey.as_str(), provider), &ciphertext)?;
                 let credits = self.openrouter.credits(&key).await?;
                 let left = (credits.total_credits - credits.total_usage).max(0.0);

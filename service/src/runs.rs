@@ -371,12 +371,7 @@ impl Services {
         if text.trim().is_empty() || text.contains('\0') {
             return Err(RunError::InvalidFile("the agent file is empty or binary".into()));
         }
-        let connected: Option<(String,)> = sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 LIMIT 1")
-            .bind(hotkey.as_str())
-            .bind(connections::State::Connected)
-            .fetch_optional(self.db.pool())
-            .await?;
-        if connected.is_none() {
+        if store::connections::first_connected(&mut *self.db.pool().acquire().await?, hotkey).await?.is_none() {
             return Err(RunError::NoProviderConnected);
         }
         let now = clock::now();
@@ -942,13 +937,12 @@ impl Services {
         let Ok(miner) = Hotkey::parse(miner) else {
             return;
         };
-        let row: Result<Option<(String, Vec<u8>)>, _> =
-            sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-                .bind(miner.as_str())
-                .bind(Provider::OpenRouter.as_str())
-                .fetch_optional(self.db.pool())
-                .await;
-        let Ok(Some((_, ciphertext))) = row else {
+        let Ok(mut conn) = self.db.pool().acquire().await else {
+            return;
+        };
+        let row = store::connections::sealed(&mut conn, miner.as_str(), Provider::OpenRouter).await;
+        drop(conn);
+        let Ok(Some(store::connections::Sealed { ciphertext, .. })) = row else {
             return;
         };
         let Ok(management_key) = self.vault.open_sealed(&Vault::credential_context(miner.as_str(), Provider::OpenRouter), &ciphertext)
@@ -1117,58 +1111,33 @@ impl Services {
     /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
     #[tracing::instrument(name = "retire_run_key", skip_all)]
     async fn retire_run_key(&self, hash: &str) -> Result<(), ServiceRetireError> {
-        let row: Option<(String, String, Option<i64>, String)> =
-            sqlx::query_as("SELECT hotkey, minted_by, disabled_at, eval_run_id FROM run_keys WHERE key_hash = $1")
-                .bind(hash)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let Some((hotkey, minted_by, disabled_at, run_id)) = row else {
+        let key = store::run_keys::find(&mut *self.db.pool().acquire().await?, hash).await?;
+        let Some(store::run_keys::RunKey { hotkey, minted_by, disabled_at, eval_run_id: run_id }) = key else {
             return Ok(());
         };
         if let Some(provider) = crate::gateway::gateway_provider(&minted_by) {
             return self.retire_gateway_token(hash, &hotkey, &run_id, provider).await;
         }
         // The gateway token wrapping this key (`ORO_GATEWAY_OPENROUTER`) dies first: a write.
-        sqlx::query("UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE upstream_key_hash = $2 AND disabled_at IS NULL")
-            .bind(clock::now())
-            .bind(hash)
-            .execute(self.db.pool())
-            .await?;
-        let connection: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
-            .bind(&hotkey)
-            .bind(Provider::OpenRouter.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
+        store::run_keys::retire_wrapping_tokens(&mut *self.db.pool().acquire().await?, hash, clock::now()).await?;
+        let connection = store::connections::sealed(&mut *self.db.pool().acquire().await?, &hotkey, Provider::OpenRouter).await?;
         let management_key: Option<SecretString> = match connection {
-            Some((ct,)) => Some(self.vault.open_sealed(&Vault::credential_context(&hotkey, Provider::OpenRouter), &ct)?),
+            Some(store::connections::Sealed { ciphertext: ct, .. }) => {
+                Some(self.vault.open_sealed(&Vault::credential_context(&hotkey, Provider::OpenRouter), &ct)?)
+            }
             None => None,
         };
         // Disconnected (or replaced) since: that credential's disconnect or replacement
         // disables its run keys (now or through a pending revocation); the sweep skips it.
         let Some(management_key) = management_key.filter(|k| key_fingerprint(k) == minted_by) else {
-            sqlx::query("UPDATE run_keys SET orphaned_at = $1 WHERE key_hash = $2 AND orphaned_at IS NULL")
-                .bind(clock::now())
-                .bind(hash)
-                .execute(self.db.pool())
-                .await?;
+            store::run_keys::mark_orphaned(&mut *self.db.pool().acquire().await?, hash, clock::now()).await?;
             return Ok(());
         };
         if disabled_at.is_none() {
             self.openrouter.disable_key(&management_key, hash).await?;
         }
         let usage = self.openrouter.get_key(&management_key, hash).await.ok().map(|k| k.usage);
-        let first_disable = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2 AND disabled_at IS NULL")
-            .bind(clock::now())
-            .bind(hash)
-            .execute(self.db.pool())
-            .await?
-            .rows_affected()
-            == 1;
-        sqlx::query("UPDATE run_keys SET usage_usd = COALESCE($1, usage_usd) WHERE key_hash = $2")
-            .bind(crate::db::NullableF64(usage))
-            .bind(hash)
-            .execute(self.db.pool())
-            .await?;
+        let first_disable = store::run_keys::record_disabled(&mut *self.db.pool().acquire().await?, hash, usage, clock::now()).await?;
         // Once per key, by whichever retirement recorded the disable (a retry, or `complete`
         // racing the sweep, finds it done).
         if first_disable && let Ok(miner) = Hotkey::parse(&hotkey) {
@@ -1179,7 +1148,7 @@ impl Services {
             }
         }
         if let Some(usage) = usage {
-            sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE key_hash = $2").bind(usage).bind(hash).execute(self.db.pool()).await?;
+            store::runs::record_spend(&mut *self.db.pool().acquire().await?, store::runs::SpendOf::KeyHash(hash), usage).await?;
         }
         Ok(())
     }
@@ -1192,13 +1161,9 @@ impl Services {
         if uuid::Uuid::parse_str(run_id).is_err() {
             return Err(RunError::NotFound);
         }
-        let row: Option<(RunStatus, String, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT status, hotkey, key_hash, provider FROM eval_runs WHERE id = $1")
-                .bind(run_id)
-                .fetch_optional(self.db.pool())
-                .await?;
+        let run = store::runs::owned(&mut *self.db.pool().acquire().await?, run_id).await?;
         // Someone else's run is not found, not forbidden: run ids say nothing to strangers.
-        let Some((status, _, key_hash, provider)) = row.filter(|(_, owner, _, _)| owner == miner.as_str()) else {
+        let Some(store::runs::Owned { status, key_hash, provider, .. }) = run.filter(|r| r.hotkey == miner.as_str()) else {
             return Err(RunError::NotFound);
         };
         if status != RunStatus::Running {
@@ -1217,8 +1182,7 @@ impl Services {
             ServiceRetireError::Vault(e) => RunError::Vault(e),
             ServiceRetireError::Provider(e) => RunError::StopFailed(crate::providers::scrub(&e.to_string())),
         })?;
-        let (spend,): (Option<f64>,) =
-            sqlx::query_as("SELECT spend_usd FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(self.db.pool()).await?;
+        let spend = store::runs::spend(&mut *self.db.pool().acquire().await?, run_id).await?;
         let spent = spend.map(|s| format!(" after spending ${s:.4}")).unwrap_or_default();
         let detail = format!("you stopped inference for run {run_id}: its {} credential is disabled{spent}", provider.display_name());
         if let Err(e) = crate::audit::record_now(&self.db, miner, Some(provider), "credential_used", &detail).await {
@@ -1237,18 +1201,12 @@ impl Services {
     /// what the gateway metered; an OpenRouter run's is its own key's, recorded when that key
     /// is retired (the run's credential, retired with the run). Idempotent.
     async fn retire_gateway_token(&self, hash: &str, hotkey: &str, run_id: &str, provider: Provider) -> Result<(), ServiceRetireError> {
-        let retired: Option<(f64,)> = sqlx::query_as(
-            "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE key_hash = $2 AND disabled_at IS NULL RETURNING spent_usd",
-        )
-        .bind(clock::now())
-        .bind(hash)
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some((spent,)) = retired else { return Ok(()) };
+        let retired = store::run_keys::retire_token(&mut *self.db.pool().acquire().await?, hash, clock::now()).await?;
+        let Some(spent) = retired else { return Ok(()) };
         if provider == Provider::OpenRouter {
             return Ok(());
         }
-        sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2").bind(spent).bind(run_id).execute(self.db.pool()).await?;
+        store::runs::record_spend(&mut *self.db.pool().acquire().await?, store::runs::SpendOf::Run(run_id), spent).await?;
         if let Ok(miner) = Hotkey::parse(hotkey) {
             let detail = format!("the gateway token of run {run_id} was retired; the run spent ${spent:.4} of its cap through the gateway");
             if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(Provider::Chutes), "credential_used", &detail).await {

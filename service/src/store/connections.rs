@@ -73,3 +73,51 @@ fn lock_clause(backend: Backend) -> &'static str {
         Backend::Sqlite => "",
     }
 }
+
+/// A miner's stored credential for `provider`, still sealed.
+pub async fn sealed(conn: &mut Conn, hotkey: &str, provider: Provider) -> Result<Option<Sealed>, sqlx::Error> {
+    sqlx::query_as("SELECT state, ciphertext FROM connections WHERE hotkey = $1 AND provider = $2")
+        .bind(hotkey)
+        .bind(provider.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// One of the miner's connected providers (the first by name), if any.
+pub async fn first_connected(conn: &mut Conn, hotkey: &Hotkey) -> Result<Option<Provider>, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT provider FROM connections WHERE hotkey = $1 AND state = $2 ORDER BY provider LIMIT 1")
+            .bind(hotkey.as_str())
+            .bind(State::Connected)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(p,)| p.parse().ok()))
+}
+
+/// A connection as the miner's status lists it (no credential).
+#[derive(sqlx::FromRow)]
+pub struct Listed {
+    pub provider: String,
+    pub state: State,
+    pub label: String,
+    pub updated_at: i64,
+}
+
+pub async fn list(conn: &mut Conn, hotkey: &Hotkey) -> Result<Vec<Listed>, sqlx::Error> {
+    sqlx::query_as("SELECT provider, state, label, updated_at FROM connections WHERE hotkey = $1")
+        .bind(hotkey.as_str())
+        .fetch_all(conn)
+        .await
+}
+
+/// Deletes the connection if it still holds `ciphertext` (a reconnect meanwhile keeps the new
+/// one); answers whether it did.
+pub async fn delete_if_unchanged(conn: &mut Conn, hotkey: &Hotkey, provider: Provider, ciphertext: &[u8]) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM connections WHERE hotkey = $1 AND provider = $2 AND ciphertext = $3")
+        .bind(hotkey.as_str())
+        .bind(provider.as_str())
+        .bind(ciphertext)
+        .execute(conn)
+        .await?;
+    Ok(deleted.rows_affected() > 0)
+}

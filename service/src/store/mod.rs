@@ -11,6 +11,7 @@
 //! modules and moves here one family at a time.
 
 pub mod connections;
+pub mod run_keys;
 pub mod runs;
 
 /// A connection of either engine, inside a transaction or not.

@@ -374,3 +374,40 @@ pub async fn stale_keys(conn: &mut Conn, now: i64, limit: i64) -> Result<Vec<Str
     .await?;
     Ok(rows.into_iter().map(|(hash,)| hash).collect())
 }
+
+/// A run as its miner's Stop reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Owned {
+    pub status: RunStatus,
+    pub hotkey: String,
+    pub key_hash: Option<String>,
+    pub provider: Option<String>,
+}
+
+pub async fn owned(conn: &mut Conn, run_id: &str) -> Result<Option<Owned>, sqlx::Error> {
+    sqlx::query_as("SELECT status, hotkey, key_hash, provider FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(conn).await
+}
+
+/// What the run spent, as recorded when its credential was retired.
+pub async fn spend(conn: &mut Conn, run_id: &str) -> Result<Option<f64>, sqlx::Error> {
+    let row: Option<(Option<f64>,)> =
+        sqlx::query_as("SELECT spend_usd FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(conn).await?;
+    Ok(row.and_then(|(spend,)| spend))
+}
+
+/// Records what the run spent, by the run or by the key it names.
+pub async fn record_spend(conn: &mut Conn, run: SpendOf<'_>, usd: f64) -> Result<(), sqlx::Error> {
+    let (sql, id) = match run {
+        SpendOf::Run(id) => ("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2", id),
+        SpendOf::KeyHash(hash) => ("UPDATE eval_runs SET spend_usd = $1 WHERE key_hash = $2", hash),
+    };
+    sqlx::query(sql).bind(usd).bind(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Which run a spend belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum SpendOf<'a> {
+    Run(&'a str),
+    KeyHash(&'a str),
+}
