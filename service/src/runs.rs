@@ -379,55 +379,25 @@ impl Services {
         let mut tx = self.db.pool().begin().await?;
         // The miner row serializes this miner's submissions (cooldown check and insert).
         crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM agent_versions WHERE hotkey = $1")
-            .bind(hotkey.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        if let Some(last) = last
+        if let Some(last) = store::agents::last_submitted_at(&mut tx, hotkey.as_str()).await?
             && cooldown > 0
             && now < last + cooldown
         {
             return Err(RunError::Cooldown { remaining_seconds: last + cooldown - now, next_allowed_at: last + cooldown });
         }
-        let agent_id = uuid::Uuid::new_v4().to_string();
-        sqlx::query(
-            "INSERT INTO agents (id, hotkey, agent_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hotkey, agent_name) DO NOTHING",
-        )
-        .bind(&agent_id)
-        .bind(hotkey.as_str())
-        .bind(agent_name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let (agent_id,): (String,) = sqlx::query_as("SELECT id FROM agents WHERE hotkey = $1 AND agent_name = $2")
-            .bind(hotkey.as_str())
-            .bind(agent_name)
-            .fetch_one(&mut *tx)
-            .await?;
+        let agent_id = store::agents::agent_named(&mut tx, hotkey.as_str(), agent_name, now).await?;
         let version_id = uuid::Uuid::new_v4().to_string();
-        let base_name = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
-        sqlx::query("INSERT INTO agent_versions (id, agent_id, hotkey, file_name, code, sha256, size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(&version_id)
-            .bind(&agent_id)
-            .bind(hotkey.as_str())
-            .bind(base_name)
-            .bind(code)
-            .bind(hex::encode(Sha256::digest(code)))
-            .bind(code.len() as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let version = store::agents::NewVersion {
+            id: &version_id,
+            agent_id: &agent_id,
+            hotkey: hotkey.as_str(),
+            file_name: file_name.rsplit(['/', '\\']).next().unwrap_or(file_name),
+            code,
+            sha256: hex::encode(Sha256::digest(code)),
+        };
+        store::agents::add_version(&mut tx, &version, now).await?;
         let run_id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO eval_runs (id, seq, agent_version_id, hotkey, suite_id, status, attempts, not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7)")
-            .bind(&run_id)
-            .bind(next_seq())
-            .bind(&version_id)
-            .bind(hotkey.as_str())
-            .bind(CURRENT_SUITE_ID)
-            .bind(RunStatus::Queued)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        store::runs::queue(&mut tx, &run_id, next_seq(), &version_id, hotkey.as_str(), CURRENT_SUITE_ID, now).await?;
         tx.commit().await?;
         tracing::info!(hotkey = %hotkey.short(), agent = agent_name, run = %run_id, "agent submitted; evaluation queued");
         Ok(SubmitAnswer {
@@ -1293,11 +1263,7 @@ impl Services {
 
     /// An agent version's file name and code.
     async fn agent_file(&self, agent_version_id: &str) -> Result<(String, Vec<u8>), RunError> {
-        sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1")
-            .bind(agent_version_id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(RunError::NotFound)
+        store::agents::file(&mut *self.db.pool().acquire().await?, agent_version_id).await?.ok_or(RunError::NotFound)
     }
 
     /// The agent code a validator downloads (only for a run it holds).

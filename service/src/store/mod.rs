@@ -7,9 +7,12 @@
 //! Every function takes a connection (`&mut *tx` inside a transaction, or one acquired from
 //! the pool), so the caller chooses what commits together.
 //!
-//! The claim's statements live here. The rest of the service's SQL still sits in its domain
-//! modules and moves here one family at a time.
+//! Here so far: a run's life (submit, claim, heartbeat, complete, reaper, Stop), the
+//! connections' reads and deletes, and the run keys' retirement. The rest of the service's SQL
+//! (listings, the vault, catalog, roles, sessions, rate limits, the gateway's reservation)
+//! still sits in its domain modules and moves here one family at a time.
 
+pub mod agents;
 pub mod connections;
 pub mod run_keys;
 pub mod runs;

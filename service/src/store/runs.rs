@@ -411,3 +411,28 @@ pub enum SpendOf<'a> {
     Run(&'a str),
     KeyHash(&'a str),
 }
+
+/// Queues a new run of an agent version; `seq` orders the queue.
+pub async fn queue(
+    conn: &mut Conn,
+    run_id: &str,
+    seq: i64,
+    agent_version_id: &str,
+    hotkey: &str,
+    suite_id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO eval_runs (id, seq, agent_version_id, hotkey, suite_id, status, attempts, not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7)",
+    )
+    .bind(run_id)
+    .bind(seq)
+    .bind(agent_version_id)
+    .bind(hotkey)
+    .bind(suite_id)
+    .bind(RunStatus::Queued)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
