@@ -186,8 +186,9 @@ fn main() {
          chat completions (which answers at once), next to the same requests sent straight to the simulator, in the same run. Open-loop \
          at fixed rates over {CONNECTIONS} kept-alive connections, each with its own schedule; latency from the scheduled send time to the \
          end of the body (streaming: the first body byte); {warm} s warm-up, then {measure} s measured per row. Every gateway request is \
-         the real path: bearer token, allowlist, the reservation against the run's cap (one statement), the miner's cached Chutes \
-         token, forwarding, and the settlement (one statement). The load generator and the simulator share this machine's \
+         the real path: bearer token, allowlist, the reservation against the run's cap (from this replica's allowance, leased from \
+         the token's row 32 worst cases at a time by one conditional statement, refilled ahead of need), the miner's cached \
+         Chutes token, forwarding, and the settlement (into the allowance, written back with its next statement). The load generator and the simulator share this machine's \
          {cores} cores with the server, so these are figures for all three together. LiteLLM's proxy is not in this table: `litellm[proxy]` \
          installs from PyPI here, but its virtual keys and budgets need its Prisma client, whose CLI fetches its engines from \
          binaries.prisma.sh on first use, and that host is unreachable from this machine (tried: `getaddrinfo ENOTFOUND`).\n\n{table}\n{summary}",

@@ -1,7 +1,7 @@
 //! The run gateway's listener (`ORO_GATEWAY_BIND`): an OpenAI-compatible front for a run's
 //! provider, reached with a run-bound token. Its own router, with none of the dashboard's
-//! middleware: authorize and reserve (one statement), forward with the miner's token, settle
-//! from the answer's `usage`. The domain (tokens, prices, the reservation) is
+//! middleware: authorize and reserve (from this replica's allowance of the run's cap), forward
+//! with the miner's token, settle from the answer's `usage`. The domain (tokens, prices, the reservation) is
 //! `service::gateway`.
 
 use axum::Router;

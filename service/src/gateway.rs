@@ -95,6 +95,8 @@ pub struct Reservation {
     pub reserved_usd: f64,
     /// The run's own OpenRouter key, which an OpenRouter run's requests are forwarded with.
     pub upstream_key: Option<SecretString>,
+    /// The allowance it was reserved from (`Allowance::id`).
+    lease: u64,
 }
 
 /// What the gateway keeps in memory, per replica: the priced catalog for a few seconds, and
@@ -105,6 +107,101 @@ pub struct GatewayCache {
     upstream: Mutex<HashMap<String, (Instant, SecretString)>>,
     /// One refresh per miner at a time: concurrent first requests of a run wait for it.
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// This replica's allowances, by token hash.
+    allowances: Mutex<HashMap<String, Allowance>>,
+}
+
+/// How much of a run's cap one replica leases at once, in the asking request's worst cases.
+/// Requests are then reserved in memory, without a statement, until the lease runs low.
+const LEASE_REQUESTS: f64 = 32.0;
+/// How long a lease is trusted without asking the database: a token stopped, retired or
+/// disconnected through another replica stops working here within this.
+const LEASE_TRUST: Duration = Duration::from_secs(1);
+/// How long an allowance with nothing in flight is kept before its spend is written and its
+/// unused part goes back to the run.
+const IDLE_RETURN: Duration = Duration::from_millis(50);
+/// What a lease statement reads back: hotkey, run, minted by, the sealed upstream key, expiry.
+type Leased = (String, String, String, Option<Vec<u8>>, i64);
+
+/// Float slack when comparing dollar amounts.
+const EPSILON: f64 = 1e-12;
+
+fn next_allowance_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A share of a run's cap that this replica took from the token's row (`reserved_usd`) in one
+/// conditional statement, so that the shares of all replicas and what was spent never pass the
+/// cap. Requests reserve from it in memory; what they cost is written back in batches.
+struct Allowance {
+    /// Tells this allowance from a later one for the same token: a request settles into the
+    /// allowance it was reserved from, or else through the row.
+    id: u64,
+    /// Taken from the row and not yet given back (it includes `in_flight` and `spent`).
+    leased: f64,
+    /// Reserved by requests in flight here.
+    in_flight: f64,
+    /// What requests here cost, not yet moved to the row's `spent_usd`.
+    spent: f64,
+    /// The part of `spent` that `leased` does not cover: answers dearer than their reservation
+    /// (OpenRouter's own charge) once the lease ran out. It is added to the row's spend without
+    /// being taken out of its reservations.
+    uncovered: f64,
+    trusted_until: Instant,
+    /// The token's own expiry (Unix seconds): no reservation past it, lease or not.
+    expires_at: i64,
+    binding: Arc<RunBinding>,
+    return_scheduled: bool,
+    refilling: bool,
+    /// No refill before this (the last one found the cap near).
+    refill_after: Instant,
+    /// The last reservation or settlement: an allowance goes back after `IDLE_RETURN` without one.
+    last_used: Instant,
+}
+
+impl Allowance {
+    fn free(&self) -> f64 {
+        self.leased - self.in_flight - self.spent + self.uncovered
+    }
+
+    /// Takes the spend to write: (what leaves the row's `reserved_usd`, what joins its
+    /// `spent_usd`).
+    fn take_spend(&mut self) -> (f64, f64) {
+        let spent = std::mem::take(&mut self.spent);
+        let moved = spent - std::mem::take(&mut self.uncovered);
+        self.leased -= moved;
+        (moved, spent)
+    }
+
+    /// Puts back a spend a failed statement did not write.
+    fn restore_spend(&mut self, (moved, spent): (f64, f64)) {
+        self.leased += moved;
+        self.spent += spent;
+        self.uncovered += spent - moved;
+    }
+}
+
+/// What a reservation carries besides the money, read once per lease.
+struct RunBinding {
+    run_id: String,
+    miner: Hotkey,
+    provider: Provider,
+    upstream_key: Option<SecretString>,
+}
+
+impl RunBinding {
+    fn reservation(&self, key_hash: &str, usd: f64, lease: u64) -> Reservation {
+        Reservation {
+            lease,
+            key_hash: key_hash.to_owned(),
+            run_id: self.run_id.clone(),
+            miner: self.miner.clone(),
+            provider: self.provider,
+            reserved_usd: usd,
+            upstream_key: self.upstream_key.clone(),
+        }
+    }
 }
 
 /// A gateway token's row as `live_run_token` reads it: minted by, cap, spent, reserved,
@@ -184,46 +281,296 @@ impl Services {
         })
     }
 
-    /// Reserves `usd` against the cap of the run `token` is bound to: one statement, so that
-    /// concurrent requests on any replica never hold more than the cap between them.
+    /// Reserves `usd` against the cap of the run `token` is bound to. From this replica's
+    /// allowance when it holds enough (no statement); else one conditional statement writes
+    /// what the allowance spent and leases more, so that the replicas' allowances and the spend
+    /// never pass the cap between them.
     pub async fn reserve_run_spend(&self, token: &str, usd: f64) -> Result<Reservation, GatewayError> {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(GatewayError::InvalidToken);
         }
         let hash = token_digest(token);
+        {
+            let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
+            if let Some(a) = allowances.get_mut(&hash)
+                && a.trusted_until > Instant::now()
+                && a.expires_at > clock::now()
+                && a.free() + EPSILON >= usd
+            {
+                a.in_flight += usd;
+                let now = Instant::now();
+                a.last_used = now;
+                let reservation = a.binding.reservation(&hash, usd, a.id);
+                // Ahead of need, in the background: more allowance once half of it is used, and
+                // the database's word on the token before the trust runs out.
+                let grant = usd * LEASE_REQUESTS;
+                let low = a.free() < grant / 2.0 && a.refill_after <= now;
+                if !a.refilling && (low || a.trusted_until < now + LEASE_TRUST / 2) {
+                    a.refilling = true;
+                    self.refill(&hash, a.id, if low { grant } else { 0.0 });
+                }
+                return Ok(reservation);
+            }
+        }
+        self.lease(&hash, usd).await
+    }
+
+    /// `reserve_run_spend` through the database: renews the lease's trust, writes its spend,
+    /// and leases `LEASE_REQUESTS` worst cases (or just this one when the run's rest is less).
+    async fn lease(&self, hash: &str, usd: f64) -> Result<Reservation, GatewayError> {
+        // The spend so far moves to the row in the same statement (out of `reserved_usd`, into
+        // `spent_usd`: the sum the cap is checked against does not change).
+        let ((moved, spent), free) = {
+            let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
+            match allowances.get_mut(hash) {
+                Some(a) => (a.take_spend(), a.free()),
+                None => ((0.0, 0.0), 0.0),
+            }
+        };
         let now = clock::now();
-        let reserved: Option<(String, String, String, Option<Vec<u8>>)> = sqlx::query_as(
-            "UPDATE run_keys SET reserved_usd = reserved_usd + $1
+        let asks = if free + EPSILON >= usd { vec![0.0] } else { vec![usd * LEASE_REQUESTS, usd] };
+        for grant in asks {
+            let leased =
+                self.lease_statement(hash, grant, (moved, spent), now).await.inspect_err(|_| self.keep_unwritten(hash, (moved, spent)))?;
+            let Some((hotkey, run_id, minted_by, sealed, expires_at)) = leased else {
+                continue;
+            };
+            let known = self.gateway.allowances.lock().expect("gateway cache lock").get(hash).map(|a| a.binding.clone());
+            let binding = match known {
+                Some(binding) => binding,
+                None => match self.bind_run(hash, &hotkey, run_id, &minted_by, sealed) {
+                    Ok(binding) => binding,
+                    Err(e) => {
+                        // Nothing was reserved by a request yet: give the grant back.
+                        self.write_spend(hash, grant, 0.0, None).await?;
+                        self.keep_unwritten(hash, (moved, spent));
+                        return Err(e);
+                    }
+                },
+            };
+            let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
+            let a = allowances.entry(hash.to_owned()).or_insert_with(|| Allowance {
+                id: next_allowance_id(),
+                leased: 0.0,
+                in_flight: 0.0,
+                spent: 0.0,
+                uncovered: 0.0,
+                trusted_until: Instant::now(),
+                expires_at,
+                binding: binding.clone(),
+                return_scheduled: false,
+                refilling: false,
+                refill_after: Instant::now(),
+                last_used: Instant::now(),
+            });
+            a.leased += grant;
+            a.in_flight += usd;
+            a.last_used = Instant::now();
+            a.expires_at = expires_at;
+            a.trusted_until = Instant::now() + LEASE_TRUST;
+            return Ok(binding.reservation(hash, usd, a.id));
+        }
+        // Refused: the spend is written all the same, and what this replica holds goes back.
+        // Requests still in flight here settle through the row (`settle_run_spend`).
+        let held = self.gateway.allowances.lock().expect("gateway cache lock").remove(hash);
+        let (release, spent) = match held {
+            Some(mut a) => {
+                let (moved_here, spent_here) = a.take_spend();
+                (a.leased - a.in_flight + moved + moved_here, spent + spent_here)
+            }
+            None => (moved, spent),
+        };
+        if release.abs() > EPSILON || spent > EPSILON {
+            self.write_spend(hash, release, spent, None).await?;
+        }
+        let (_, cap, spent, reserved) = self.live_run_token(hash, now).await?;
+        Err(GatewayError::CapReached { cap, spent, reserved })
+    }
+
+    /// One conditional statement: writes `spend` (moved out of `reserved_usd`, added to
+    /// `spent_usd`) and takes `grant` more into `reserved_usd`, if the token is live and the cap
+    /// holds it. `None` when it does not.
+    async fn lease_statement(&self, hash: &str, grant: f64, (moved, spent): (f64, f64), now: i64) -> Result<Option<Leased>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE run_keys SET reserved_usd = reserved_usd + $1 - $6, spent_usd = spent_usd + $7
              WHERE key_hash = $2 AND minted_by IN ($3, $5) AND disabled_at IS NULL AND expires_at > $4
                AND spent_usd + reserved_usd + $1 <= cap_usd
                AND eval_run_id IN (SELECT id FROM eval_runs WHERE id = run_keys.eval_run_id AND status = 'running')
-             RETURNING hotkey, eval_run_id, minted_by, upstream_sealed",
+             RETURNING hotkey, eval_run_id, minted_by, upstream_sealed, expires_at",
         )
-        .bind(usd)
-        .bind(&hash)
+        .bind(grant)
+        .bind(hash)
         .bind(CHUTES_GATEWAY_MINTER)
         .bind(now)
         .bind(OPENROUTER_GATEWAY_MINTER)
+        .bind(moved)
+        .bind(spent)
+        .fetch_optional(self.db.pool())
+        .await
+    }
+
+    /// Leases more ahead of need, in the background, once an allowance is half spent: the
+    /// requests that find it empty would otherwise wait for the statement.
+    fn refill(&self, hash: &str, id: u64, grant: f64) {
+        let (services, hash) = (self.clone(), hash.to_owned());
+        self.spawn_background(async move {
+            let spend = match services.gateway.allowances.lock().expect("gateway cache lock").get_mut(&hash) {
+                Some(a) if a.id == id => a.take_spend(),
+                _ => return,
+            };
+            let leased = services.lease_statement(&hash, grant, spend, clock::now()).await;
+            // What must still reach the row when the allowance was returned meanwhile.
+            let unwritten = {
+                let mut allowances = services.gateway.allowances.lock().expect("gateway cache lock");
+                let current = allowances.get_mut(&hash).filter(|a| a.id == id);
+                match (leased, current) {
+                    (Ok(Some((.., expires_at))), Some(a)) => {
+                        a.leased += grant;
+                        a.expires_at = expires_at;
+                        a.trusted_until = Instant::now() + LEASE_TRUST;
+                        a.refilling = false;
+                        None
+                    }
+                    // Returned meanwhile: the grant goes back.
+                    (Ok(Some(_)), None) => Some((grant, 0.0)),
+                    (Ok(None), Some(a)) | (Err(_), Some(a)) => {
+                        // The cap is near, the token is dead, or the database failed: the next
+                        // requests ask the database themselves.
+                        a.restore_spend(spend);
+                        a.refill_after = Instant::now() + LEASE_TRUST;
+                        a.trusted_until = Instant::now();
+                        a.refilling = false;
+                        None
+                    }
+                    // Returned meanwhile, and this statement wrote nothing: the spend it carried
+                    // is written alone.
+                    (Ok(None), None) | (Err(_), None) => Some(spend),
+                }
+            };
+            if let Some((release, spent)) = unwritten
+                && let Err(e) = services.write_spend(&hash, release, spent, None).await
+            {
+                tracing::error!(error = %e, "gateway: a refill's spend or grant could not be written; the row keeps it reserved");
+            }
+        });
+    }
+
+    /// A failed statement wrote nothing: the spend it carried stays in the allowance.
+    fn keep_unwritten(&self, hash: &str, spend: (f64, f64)) {
+        if let Some(a) = self.gateway.allowances.lock().expect("gateway cache lock").get_mut(hash) {
+            a.restore_spend(spend);
+        }
+    }
+
+    fn bind_run(
+        &self,
+        hash: &str,
+        hotkey: &str,
+        run_id: String,
+        minted_by: &str,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<Arc<RunBinding>, GatewayError> {
+        let miner = Hotkey::parse(hotkey).map_err(|_| GatewayError::InvalidToken)?;
+        let provider = gateway_provider(minted_by).ok_or(GatewayError::InvalidToken)?;
+        let upstream_key = match sealed {
+            Some(sealed) => Some(
+                self.vault
+                    .open_sealed(&crate::vault::Vault::run_key_context(hash), &sealed)
+                    .map_err(|e| GatewayError::Connection(format!("the run's key could not be opened ({e})")))?,
+            ),
+            None => None,
+        };
+        Ok(Arc::new(RunBinding { run_id, miner, provider, upstream_key }))
+    }
+
+    /// Moves `release` out of the row's `reserved_usd` and `spent` into its `spent_usd`. A token
+    /// retired meanwhile (stop, complete, disconnect) had its spend recorded then: that record
+    /// is brought up to date too, so nothing generated goes uncounted.
+    async fn write_spend(&self, hash: &str, release: f64, spent: f64, provider: Option<Provider>) -> Result<(), sqlx::Error> {
+        let settled: Option<(Option<i64>, f64, String, String)> = sqlx::query_as(
+            "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2,
+                 usage_usd = CASE WHEN disabled_at IS NULL THEN usage_usd ELSE spent_usd + $2 END
+             WHERE key_hash = $3 RETURNING disabled_at, spent_usd, minted_by, eval_run_id",
+        )
+        .bind(release)
+        .bind(spent.max(0.0))
+        .bind(hash)
         .fetch_optional(self.db.pool())
         .await?;
-        if let Some((hotkey, run_id, minted_by, sealed)) = reserved {
-            let miner = Hotkey::parse(&hotkey).map_err(|_| GatewayError::InvalidToken)?;
-            let provider = gateway_provider(&minted_by).ok_or(GatewayError::InvalidToken)?;
-            let mut reservation = Reservation { key_hash: hash, run_id, miner, provider, reserved_usd: usd, upstream_key: None };
-            if let Some(sealed) = sealed {
-                match self.vault.open_sealed(&crate::vault::Vault::run_key_context(&reservation.key_hash), &sealed) {
-                    Ok(key) => reservation.upstream_key = Some(key),
-                    Err(e) => {
-                        self.settle_run_spend(&reservation, 0.0).await?;
-                        return Err(GatewayError::Connection(format!("the run's key could not be opened ({e})")));
-                    }
-                }
-            }
-            return Ok(reservation);
+        if let Some((Some(_), spent, minted_by, run_id)) = settled
+            && provider.or_else(|| gateway_provider(&minted_by)) == Some(Provider::Chutes)
+        {
+            sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2").bind(spent).bind(&run_id).execute(self.db.pool()).await?;
         }
-        // Refused: a live token has reached its cap; anything else is a dead token.
-        let (_, cap, spent, reserved) = self.live_run_token(&hash, now).await?;
-        Err(GatewayError::CapReached { cap, spent, reserved })
+        Ok(())
+    }
+
+    /// Writes back and forgets this replica's allowances that `which` picks (by run, by miner
+    /// and provider): their tokens are being retired here, and what was spent must be in the
+    /// row before the retirement reads it.
+    pub(crate) async fn return_allowances(&self, which: impl Fn(&str, &Hotkey, Provider) -> bool) -> Result<(), sqlx::Error> {
+        let hashes: Vec<String> = self
+            .gateway
+            .allowances
+            .lock()
+            .expect("gateway cache lock")
+            .iter()
+            .filter(|(_, a)| which(&a.binding.run_id, &a.binding.miner, a.binding.provider))
+            .map(|(hash, _)| hash.clone())
+            .collect();
+        for hash in hashes {
+            self.return_allowance(&hash, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes this replica's allowance for the token back to its row (its spend, and the unused
+    /// part returned) and forgets it; requests still in flight settle through the row. Called
+    /// when the token is retired here, and when an allowance has been idle for `IDLE_RETURN`.
+    /// With `only_if_idle`, an allowance used within the last `IDLE_RETURN` is kept, and the
+    /// answer is how long until it may be idle enough (requests in flight keep it for good: the
+    /// last of them to settle schedules the next return).
+    pub(crate) async fn return_allowance(&self, hash: &str, only_if_idle: bool) -> Result<Option<Duration>, sqlx::Error> {
+        let held = {
+            let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
+            match allowances.get_mut(hash) {
+                Some(a) if only_if_idle && a.in_flight > EPSILON => {
+                    a.return_scheduled = false;
+                    None
+                }
+                Some(a) if only_if_idle && a.last_used.elapsed() < IDLE_RETURN => {
+                    return Ok(Some(IDLE_RETURN - a.last_used.elapsed()));
+                }
+                Some(_) => allowances.remove(hash),
+                None => None,
+            }
+        };
+        let Some(mut a) = held else { return Ok(None) };
+        let (moved, spent) = a.take_spend();
+        // Everything but what requests in flight reserved (they settle through the row).
+        let release = a.leased - a.in_flight + moved;
+        if (release.abs() > EPSILON || spent > EPSILON)
+            && let Err(e) = self.write_spend(hash, release, spent, Some(a.binding.provider)).await
+        {
+            // Kept (untrusted), to be written with the next statement for this token.
+            let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
+            let kept = allowances.entry(hash.to_owned()).or_insert(Allowance {
+                id: next_allowance_id(),
+                leased: 0.0,
+                in_flight: 0.0,
+                spent: 0.0,
+                uncovered: 0.0,
+                return_scheduled: false,
+                refilling: false,
+                trusted_until: Instant::now(),
+                last_used: Instant::now(),
+                ..a
+            });
+            kept.leased += release - moved;
+            kept.restore_spend((moved, spent));
+            return Err(e);
+        }
+        Ok(None)
     }
 
     /// Whether `token` opens the gateway now, without reserving anything (a read): the run's
@@ -266,31 +613,55 @@ impl Services {
         Ok(())
     }
 
-    /// Turns a reservation into what the request cost (one statement: the run's live spend is
-    /// this row's; `eval_runs.spend_usd` gets it when the token is retired).
+    /// Turns a reservation into what the request cost: in this replica's allowance (written to
+    /// the row with the allowance's next statement, or within `IDLE_RETURN` once nothing is in
+    /// flight), or straight to the row when the allowance is gone.
     pub async fn settle_run_spend(&self, reservation: &Reservation, cost_usd: f64) -> Result<(), sqlx::Error> {
-        // A token retired while this request ran (stop, complete, disconnect) had its spend
-        // recorded then: bring that record up to date too, so nothing generated goes uncounted.
-        let settled: Option<(Option<i64>, f64)> = sqlx::query_as(
-            "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2,
-                 usage_usd = CASE WHEN disabled_at IS NULL THEN usage_usd ELSE spent_usd + $2 END
-             WHERE key_hash = $3 RETURNING disabled_at, spent_usd",
-        )
-        .bind(reservation.reserved_usd)
-        .bind(cost_usd.max(0.0))
-        .bind(&reservation.key_hash)
-        .fetch_optional(self.db.pool())
-        .await?;
-        if let Some((Some(_), spent)) = settled
-            && reservation.provider == Provider::Chutes
-        {
-            sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2")
-                .bind(spent)
-                .bind(&reservation.run_id)
-                .execute(self.db.pool())
-                .await?;
+        let cost = cost_usd.max(0.0);
+        let schedule = {
+            let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
+            match allowances.get_mut(&reservation.key_hash).filter(|a| a.id == reservation.lease) {
+                Some(a) => {
+                    a.in_flight -= reservation.reserved_usd;
+                    a.spent += cost;
+                    a.last_used = Instant::now();
+                    // An answer dearer than its reservation (OpenRouter's own charge) takes from
+                    // the lease's free part, and past it is spend the lease does not cover.
+                    if a.free() < 0.0 {
+                        a.uncovered -= a.free();
+                    }
+                    let idle = a.in_flight <= EPSILON && !a.return_scheduled;
+                    if idle {
+                        a.return_scheduled = true;
+                    }
+                    Some(idle)
+                }
+                None => None,
+            }
+        };
+        match schedule {
+            Some(true) => {
+                let (services, hash) = (self.clone(), reservation.key_hash.clone());
+                self.spawn_background(async move {
+                    let mut wait = IDLE_RETURN;
+                    loop {
+                        tokio::time::sleep(wait).await;
+                        match services.return_allowance(&hash, true).await {
+                            // Used meanwhile: wait out the rest of an idle period.
+                            Ok(Some(rest)) => wait = rest,
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "gateway: could not write an idle allowance back; the next request will");
+                                break;
+                            }
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Some(false) => Ok(()),
+            None => self.write_spend(&reservation.key_hash, reservation.reserved_usd, cost, Some(reservation.provider)).await,
         }
-        Ok(())
     }
 
     /// The miner's Chutes access token for forwarding, as the gateway's refusals put it.

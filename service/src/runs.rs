@@ -1085,6 +1085,9 @@ impl Services {
         let Some(store::run_keys::RunKey { hotkey, minted_by, disabled_at, eval_run_id: run_id }) = key else {
             return Ok(());
         };
+        // What the run's gateway token spent through this replica is written first (another
+        // replica's allowance stops being trusted within a second, and writes its spend then).
+        self.return_allowances(|run, _, _| run == run_id).await?;
         if let Some(provider) = crate::gateway::gateway_provider(&minted_by) {
             return self.retire_gateway_token(hash, &hotkey, &run_id, provider).await;
         }

@@ -40,6 +40,9 @@ fn chat(app: &TestApp, work: &Value, body: Value) -> reqwest::RequestBuilder {
 }
 
 async fn run_key(app: &TestApp, work: &Value) -> (f64, f64, f64) {
+    // The gateway writes a run's spend from its allowance once nothing is in flight (within
+    // 50 ms), tracked as background work.
+    app.services.background_work_done().await;
     sqlx::query_as("SELECT cap_usd, spent_usd, reserved_usd FROM run_keys WHERE eval_run_id = $1")
         .bind(work["eval_run_id"].as_str().unwrap())
         .fetch_one(app.services.db.pool())
@@ -201,6 +204,7 @@ async fn the_cap_holds_across_replicas(backend: Backend) {
     for task in tasks {
         answered += usize::from(task.await.unwrap());
     }
+    replica.background_work_done().await;
     let (cap, spent, reserved) = run_key(&app, &work).await;
     assert!((spent - answered as f64 * 0.002).abs() < 1e-9, "every answered request settled once: {spent} vs {answered}");
     assert!(spent <= cap + 1e-12, "spent {spent} of {cap}");
@@ -550,6 +554,7 @@ async fn openrouter_runs_through_the_gateway(backend: Backend) {
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["model"], "deepseek/deepseek-v3.2");
     let charged = answer["usage"]["cost"].as_f64().unwrap();
+    app.services.background_work_done().await;
     let (spent, reserved): (f64, f64) =
         sqlx::query_as("SELECT spent_usd, reserved_usd FROM run_keys WHERE eval_run_id = $1 AND minted_by = 'gateway:openrouter'")
             .bind(work["eval_run_id"].as_str().unwrap())
@@ -697,7 +702,53 @@ async fn a_request_settled_after_a_stop_still_counts(backend: Backend) {
     assert!((runs["month_spend_usd"]["chutes"].as_f64().unwrap() - 0.1).abs() < 1e-12, "{runs}");
 }
 
+/// A replica reserves from an allowance it leased, without a statement per request; a token
+/// stopped through another replica stops working there within the lease's trust (a second),
+/// and what it spent there reaches the run's record.
+async fn a_token_stopped_elsewhere_dies_within_a_second(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (miner, work) = chutes_run(&app, "ines").await;
+    let run_id = work["eval_run_id"].as_str().unwrap();
+    let token = work["inference_token"]["access_token"].as_str().unwrap().to_owned();
+    let settings = (*app.services.settings).clone();
+    let db = service::db::Db::connect(&settings.database_url).await.unwrap();
+    let replica = service::Services::build(settings, db).await.unwrap();
+    let first = replica.reserve_run_spend(&token, 0.01).await.unwrap();
+    replica.settle_run_spend(&first, 0.004).await.unwrap();
+    // The next reservations come from the replica's allowance; one stays in flight, so the
+    // allowance is busy (an idle one goes back to the row within 50 ms).
+    let second = replica.reserve_run_spend(&token, 0.01).await.unwrap();
+    replica.settle_run_spend(&second, 0.004).await.unwrap();
+    let held = replica.reserve_run_spend(&token, 0.01).await.unwrap();
+    assert_eq!(app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap().status(), 200);
+    let stopped = std::time::Instant::now();
+    loop {
+        match replica.reserve_run_spend(&token, 0.01).await {
+            Ok(r) => {
+                replica.settle_run_spend(&r, 0.0).await.unwrap();
+                assert!(stopped.elapsed() < std::time::Duration::from_millis(1500), "the stopped token still works on the replica");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(service::gateway::GatewayError::InvalidToken) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(stopped.elapsed() >= std::time::Duration::from_millis(400), "the busy allowance was trusted a while (else this tests nothing)");
+    replica.settle_run_spend(&held, 0.004).await.unwrap();
+    replica.background_work_done().await;
+    let (usage, reserved): (Option<f64>, f64) = sqlx::query_as("SELECT usage_usd, reserved_usd FROM run_keys WHERE eval_run_id = $1")
+        .bind(run_id)
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert!((usage.unwrap() - 0.012).abs() < 1e-12 && reserved.abs() < 1e-12, "the replica's spend is recorded: {usage:?} {reserved}");
+    let (spend,): (Option<f64>,) =
+        sqlx::query_as("SELECT spend_usd FROM eval_runs WHERE id = $1").bind(run_id).fetch_one(app.services.db.pool()).await.unwrap();
+    assert!((spend.unwrap() - 0.012).abs() < 1e-12, "{spend:?}");
+}
+
 both_engines!(
+    a_token_stopped_elsewhere_dies_within_a_second,
     a_requeued_run_forgets_its_refusal,
     a_request_settled_after_a_stop_still_counts,
     streams_are_relayed_byte_for_byte,
