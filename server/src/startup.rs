@@ -152,6 +152,10 @@ impl Application {
                     .await
             }
         });
+        let retirements = tokio::spawn({
+            let (services, stopped) = (services.clone(), stop_gateway.subscribe());
+            async move { services.listen_for_retirements(stopped).await }
+        });
         // Pages stream in chunks: without TCP_NODELAY a kept-alive connection waits on the
         // peer's delayed ACK (about 40 ms) between them.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -163,6 +167,7 @@ impl Application {
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await;
         let _ = stop_gateway.send(true);
         let _ = gateway.await;
+        let _ = retirements.await;
         housekeeping.abort();
         // Requests are answered; what they started in the background finishes before the
         // database closes under it.

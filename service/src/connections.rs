@@ -751,10 +751,12 @@ impl Services {
         if provider == Provider::Chutes {
             self.forget_upstream(hotkey);
         }
-        // The retired tokens' allowances here stop at once (their spend is written).
+        // The retired tokens' allowances here stop at once (their spend is written), and on
+        // the other replicas with the announcement.
         if let Err(e) = self.return_allowances(|_, miner, p| miner == hotkey && p == provider).await {
             tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not write the gateway's allowances back; they stop being trusted within a second");
         }
+        self.announce_retirement().await;
         if provider == Provider::OpenRouter && revocation.is_ok() {
             // A claim may have recorded a key between the listing above and the delete (a
             // claim records its key under the miner's lock, after checking the connection is

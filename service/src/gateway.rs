@@ -505,6 +505,68 @@ impl Services {
         Ok(())
     }
 
+    /// The channel on which a retirement is announced to every replica (PostgreSQL's
+    /// LISTEN/NOTIFY; `startup.rs` listens).
+    pub const RETIRED_CHANNEL: &'static str = "oro_gateway_retired";
+
+    /// Tells every replica that a token was retired: each stops trusting its allowances and
+    /// asks the database on their next request, so the token dies on all of them at once
+    /// rather than within `LEASE_TRUST`. Best effort: a lost announcement leaves that bound.
+    pub(crate) async fn announce_retirement(&self) {
+        if self.db.backend() != crate::db::Backend::Postgres {
+            return;
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(Self::RETIRED_CHANNEL).execute(self.db.pool()).await {
+            tracing::warn!(error = %e, "gateway: could not announce a retirement; other replicas notice within a second");
+        }
+    }
+
+    /// On PostgreSQL, listens for the retirements any replica announces until `stopped` turns
+    /// true (`startup.rs` runs it next to the gateway's listener): a token completed, stopped or
+    /// disconnected through another replica then dies here at once, not within the allowance's
+    /// trust (a second). A lost connection is made again; what it missed meanwhile is covered
+    /// by that second.
+    pub async fn listen_for_retirements(&self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        if self.db.backend() != crate::db::Backend::Postgres {
+            return;
+        }
+        let url = self.settings.database_url.expose_secret().to_owned();
+        loop {
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+                listener.listen(Self::RETIRED_CHANNEL).await?;
+                // Announcements may have been missed before this connection listened.
+                self.distrust_allowances();
+                loop {
+                    listener.recv().await?;
+                    self.distrust_allowances();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return,
+                failed = listening => {
+                    if let Err(e) = failed {
+                        tracing::warn!(error = %e, "gateway: not listening for retirements; listening again in a second");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// What a replica does when another announces a retirement.
+    pub fn distrust_allowances(&self) {
+        let now = Instant::now();
+        for a in self.gateway.allowances.lock().expect("gateway cache lock").values_mut() {
+            a.trusted_until = now;
+        }
+    }
+
     /// Writes back and forgets this replica's allowances that `which` picks (by run, by miner
     /// and provider): their tokens are being retired here, and what was spent must be in the
     /// row before the retirement reads it.

@@ -1078,9 +1078,18 @@ impl Services {
         })
     }
 
-    /// Disables a per-run key at OpenRouter and records its spend. Idempotent.
+    /// Disables a per-run key at OpenRouter and records its spend, and tells the other replicas.
+    /// Idempotent.
     #[tracing::instrument(name = "retire_run_key", skip_all)]
     async fn retire_run_key(&self, hash: &str) -> Result<(), ServiceRetireError> {
+        let retired = self.retire_run_key_here(hash).await;
+        if retired.is_ok() {
+            self.announce_retirement().await;
+        }
+        retired
+    }
+
+    async fn retire_run_key_here(&self, hash: &str) -> Result<(), ServiceRetireError> {
         let key = store::run_keys::find(&mut *self.db.pool().acquire().await?, hash).await?;
         let Some(store::run_keys::RunKey { hotkey, minted_by, disabled_at, eval_run_id: run_id }) = key else {
             return Ok(());
