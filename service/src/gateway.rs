@@ -18,6 +18,8 @@ use crate::clock;
 use crate::connections::ConnectionError;
 use crate::domain::Hotkey;
 use crate::services::Services;
+use crate::store;
+use crate::store::run_keys::Leased;
 
 /// `run_keys.minted_by` of a gateway token for a Chutes run.
 pub const CHUTES_GATEWAY_MINTER: &str = "gateway:chutes";
@@ -120,8 +122,8 @@ const LEASE_TRUST: Duration = Duration::from_secs(1);
 /// How long an allowance with nothing in flight is kept before its spend is written and its
 /// unused part goes back to the run.
 const IDLE_RETURN: Duration = Duration::from_millis(50);
-/// What a lease statement reads back: hotkey, run, minted by, the sealed upstream key, expiry.
-type Leased = (String, String, String, Option<Vec<u8>>, i64);
+/// The minters of gateway tokens, one per provider.
+const GATEWAY_MINTERS: [&str; 2] = [CHUTES_GATEWAY_MINTER, OPENROUTER_GATEWAY_MINTER];
 
 /// Float slack when comparing dollar amounts.
 const EPSILON: f64 = 1e-12;
@@ -203,10 +205,6 @@ impl RunBinding {
         }
     }
 }
-
-/// A gateway token's row as `live_run_token` reads it: minted by, cap, spent, reserved,
-/// disabled at, expires at, and its run's status.
-type TokenRow = (String, f64, f64, f64, Option<i64>, i64, String);
 
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -332,7 +330,8 @@ impl Services {
         for grant in asks {
             let leased =
                 self.lease_statement(hash, grant, (moved, spent), now).await.inspect_err(|_| self.keep_unwritten(hash, (moved, spent)))?;
-            let Some((hotkey, run_id, minted_by, sealed, expires_at)) = leased else {
+            let Some(store::run_keys::Leased { hotkey, eval_run_id: run_id, minted_by, upstream_sealed: sealed, expires_at }) = leased
+            else {
                 continue;
             };
             let known = self.gateway.allowances.lock().expect("gateway cache lock").get(hash).map(|a| a.binding.clone());
@@ -390,23 +389,8 @@ impl Services {
     /// One conditional statement: writes `spend` (moved out of `reserved_usd`, added to
     /// `spent_usd`) and takes `grant` more into `reserved_usd`, if the token is live and the cap
     /// holds it. `None` when it does not.
-    async fn lease_statement(&self, hash: &str, grant: f64, (moved, spent): (f64, f64), now: i64) -> Result<Option<Leased>, sqlx::Error> {
-        sqlx::query_as(
-            "UPDATE run_keys SET reserved_usd = reserved_usd + $1 - $6, spent_usd = spent_usd + $7
-             WHERE key_hash = $2 AND minted_by IN ($3, $5) AND disabled_at IS NULL AND expires_at > $4
-               AND spent_usd + reserved_usd + $1 <= cap_usd
-               AND eval_run_id IN (SELECT id FROM eval_runs WHERE id = run_keys.eval_run_id AND status = 'running')
-             RETURNING hotkey, eval_run_id, minted_by, upstream_sealed, expires_at",
-        )
-        .bind(grant)
-        .bind(hash)
-        .bind(CHUTES_GATEWAY_MINTER)
-        .bind(now)
-        .bind(OPENROUTER_GATEWAY_MINTER)
-        .bind(moved)
-        .bind(spent)
-        .fetch_optional(self.db.pool())
-        .await
+    async fn lease_statement(&self, hash: &str, grant: f64, spend: (f64, f64), now: i64) -> Result<Option<Leased>, sqlx::Error> {
+        store::run_keys::lease(&mut *self.db.pool().acquire().await?, hash, GATEWAY_MINTERS, grant, spend, now).await
     }
 
     /// Leases more ahead of need, in the background, once an allowance is half spent: the
@@ -424,7 +408,7 @@ impl Services {
                 let mut allowances = services.gateway.allowances.lock().expect("gateway cache lock");
                 let current = allowances.get_mut(&hash).filter(|a| a.id == id);
                 match (leased, current) {
-                    (Ok(Some((.., expires_at))), Some(a)) => {
+                    (Ok(Some(store::run_keys::Leased { expires_at, .. })), Some(a)) => {
                         a.leased += grant;
                         a.expires_at = expires_at;
                         a.trusted_until = Instant::now() + LEASE_TRUST;
@@ -487,20 +471,12 @@ impl Services {
     /// retired meanwhile (stop, complete, disconnect) had its spend recorded then: that record
     /// is brought up to date too, so nothing generated goes uncounted.
     async fn write_spend(&self, hash: &str, release: f64, spent: f64, provider: Option<Provider>) -> Result<(), sqlx::Error> {
-        let settled: Option<(Option<i64>, f64, String, String)> = sqlx::query_as(
-            "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2,
-                 usage_usd = CASE WHEN disabled_at IS NULL THEN usage_usd ELSE spent_usd + $2 END
-             WHERE key_hash = $3 RETURNING disabled_at, spent_usd, minted_by, eval_run_id",
-        )
-        .bind(release)
-        .bind(spent.max(0.0))
-        .bind(hash)
-        .fetch_optional(self.db.pool())
-        .await?;
-        if let Some((Some(_), spent, minted_by, run_id)) = settled
+        let written = store::run_keys::write_spend(&mut *self.db.pool().acquire().await?, hash, release, spent.max(0.0)).await?;
+        if let Some(store::run_keys::Written { disabled_at: Some(_), spent_usd, minted_by, eval_run_id }) = written
             && provider.or_else(|| gateway_provider(&minted_by)) == Some(Provider::Chutes)
         {
-            sqlx::query("UPDATE eval_runs SET spend_usd = $1 WHERE id = $2").bind(spent).bind(&run_id).execute(self.db.pool()).await?;
+            let mut conn = self.db.pool().acquire().await?;
+            store::runs::record_spend(&mut conn, store::runs::SpendOf::Run(&eval_run_id), spent_usd).await?;
         }
         Ok(())
     }
@@ -647,18 +623,10 @@ impl Services {
     /// A live token's provider, cap, spend and reservations; `InvalidToken` when it is unknown,
     /// retired, expired, or its run has ended.
     async fn live_run_token(&self, hash: &str, now: i64) -> Result<(Provider, f64, f64, f64), GatewayError> {
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT k.minted_by, k.cap_usd, k.spent_usd, k.reserved_usd, k.disabled_at, k.expires_at, r.status
-             FROM run_keys k JOIN eval_runs r ON r.id = k.eval_run_id WHERE k.key_hash = $1 AND k.minted_by IN ($2, $3)",
-        )
-        .bind(hash)
-        .bind(CHUTES_GATEWAY_MINTER)
-        .bind(OPENROUTER_GATEWAY_MINTER)
-        .fetch_optional(self.db.pool())
-        .await?;
-        match row {
-            Some((minted_by, cap, spent, reserved, None, expires_at, status)) if expires_at > now && status == "running" => {
-                Ok((gateway_provider(&minted_by).ok_or(GatewayError::InvalidToken)?, cap, spent, reserved))
+        let token = store::run_keys::token(&mut *self.db.pool().acquire().await?, hash, GATEWAY_MINTERS).await?;
+        match token {
+            Some(t) if t.disabled_at.is_none() && t.expires_at > now && t.status == "running" => {
+                Ok((gateway_provider(&t.minted_by).ok_or(GatewayError::InvalidToken)?, t.cap_usd, t.spent_usd, t.reserved_usd))
             }
             _ => Err(GatewayError::InvalidToken),
         }

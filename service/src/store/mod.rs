@@ -8,8 +8,8 @@
 //! the pool), so the caller chooses what commits together.
 //!
 //! Here so far: a run's life (submit, claim, heartbeat, complete, reaper, Stop), the
-//! connections' reads and deletes, and the run keys' retirement. The rest of the service's SQL
-//! (listings, the vault, catalog, roles, sessions, rate limits, the gateway's reservation)
+//! connections' reads and deletes, the run keys' retirement, and the gateway's lease and spend.
+//! The rest of the service's SQL (listings, the vault, catalog, roles, sessions, rate limits)
 //! still sits in its domain modules and moves here one family at a time.
 
 pub mod agents;

@@ -73,3 +73,91 @@ pub async fn record_disabled(conn: &mut Conn, key_hash: &str, usage_usd: Option<
         .await?;
     Ok(first)
 }
+
+/// What a gateway token's lease reads back.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Leased {
+    pub hotkey: String,
+    pub eval_run_id: String,
+    pub minted_by: String,
+    /// The OpenRouter key the token forwards with, sealed (none for a Chutes run).
+    pub upstream_sealed: Option<Vec<u8>>,
+    pub expires_at: i64,
+}
+
+/// The gateway's lease: one conditional statement that writes `moved` out of `reserved_usd`
+/// and `spent` into `spent_usd`, and takes `grant` more into `reserved_usd`, if the token (one
+/// of `minters`) is live at `now`, its run is running, and the cap holds it. `None` when not.
+pub async fn lease(
+    conn: &mut Conn,
+    key_hash: &str,
+    minters: [&str; 2],
+    grant: f64,
+    (moved, spent): (f64, f64),
+    now: i64,
+) -> Result<Option<Leased>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE run_keys SET reserved_usd = reserved_usd + $1 - $6, spent_usd = spent_usd + $7
+         WHERE key_hash = $2 AND minted_by IN ($3, $5) AND disabled_at IS NULL AND expires_at > $4
+           AND spent_usd + reserved_usd + $1 <= cap_usd
+           AND eval_run_id IN (SELECT id FROM eval_runs WHERE id = run_keys.eval_run_id AND status = 'running')
+         RETURNING hotkey, eval_run_id, minted_by, upstream_sealed, expires_at",
+    )
+    .bind(grant)
+    .bind(key_hash)
+    .bind(minters[0])
+    .bind(now)
+    .bind(minters[1])
+    .bind(moved)
+    .bind(spent)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What writing a spend read back.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Written {
+    pub disabled_at: Option<i64>,
+    pub spent_usd: f64,
+    pub minted_by: String,
+    pub eval_run_id: String,
+}
+
+/// Moves `release` out of the row's `reserved_usd` and adds `spent` to its `spent_usd`; for a
+/// token retired already, its recorded usage follows.
+pub async fn write_spend(conn: &mut Conn, key_hash: &str, release: f64, spent: f64) -> Result<Option<Written>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE run_keys SET reserved_usd = reserved_usd - $1, spent_usd = spent_usd + $2,
+             usage_usd = CASE WHEN disabled_at IS NULL THEN usage_usd ELSE spent_usd + $2 END
+         WHERE key_hash = $3 RETURNING disabled_at, spent_usd, minted_by, eval_run_id",
+    )
+    .bind(release)
+    .bind(spent)
+    .bind(key_hash)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A gateway token with its run's status, as a refusal reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Token {
+    pub minted_by: String,
+    pub cap_usd: f64,
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+    pub disabled_at: Option<i64>,
+    pub expires_at: i64,
+    pub status: String,
+}
+
+pub async fn token(conn: &mut Conn, key_hash: &str, minters: [&str; 2]) -> Result<Option<Token>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.minted_by, k.cap_usd, k.spent_usd, k.reserved_usd, k.disabled_at, k.expires_at, r.status
+         FROM run_keys k JOIN eval_runs r ON r.id = k.eval_run_id WHERE k.key_hash = $1 AND k.minted_by IN ($2, $3)",
+    )
+    .bind(key_hash)
+    .bind(minters[0])
+    .bind(minters[1])
+    .fetch_optional(conn)
+    .await
+}
