@@ -757,14 +757,6 @@ impl Services {
             tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not write the gateway's allowances back; they stop being trusted within a second");
         }
         self.announce_retirement().await;
-        if provider == Provider::OpenRouter && revocation.is_ok() {
-            // A claim may have recorded a key between the listing above and the delete (a
-            // claim records its key under the miner's lock, after checking the connection is
-            // still there, so none can after the delete): disable those too.
-            if let Err(e) = self.revoke_at_provider(hotkey, provider, &credential).await {
-                tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not disable a run key recorded during the disconnect; it lives until it expires");
-            }
-        }
         tracing::info!(hotkey = %hotkey.short(), %provider, revoked = revocation.is_ok(), "disconnected");
         Ok(ConnectionChanged {
             ok: true,
