@@ -165,6 +165,19 @@ pub fn ProviderRow(
             _ => {}
         }
     };
+    // Escape answers "Cancel" wherever the focus is while the question is open: a refresh of
+    // the panels can take the focus out of the dialog, and then its own handler hears nothing.
+    // (A key the dialog handled arrives here already handled.)
+    let escape_anywhere = window_event_listener(leptos::ev::keydown, {
+        let close = close_confirmation.clone();
+        move |ev: leptos::ev::KeyboardEvent| {
+            if ev.key() == "Escape" && !ev.default_prevented() && confirming.get_untracked() {
+                ev.prevent_default();
+                close();
+            }
+        }
+    });
+    on_cleanup(move || escape_anywhere.remove());
     let disconnect = move |_| {
         confirming.set(false);
         run(Box::pin(async move { disconnect_provider(provider).await.map(|c| c.message).map_err(|e| e.to_string()) }));
