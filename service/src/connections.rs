@@ -751,6 +751,14 @@ impl Services {
         if provider == Provider::Chutes {
             self.forget_upstream(hotkey);
         }
+        if provider == Provider::OpenRouter && revocation.is_ok() {
+            // A claim may have recorded a key between the listing above and the delete (a
+            // claim records its key under the miner's lock, after checking the connection is
+            // still there, so none can after the delete): disable those too.
+            if let Err(e) = self.revoke_at_provider(hotkey, provider, &credential).await {
+                tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not disable a run key recorded during the disconnect; it lives until it expires");
+            }
+        }
         // The retired tokens' allowances here stop at once (their spend is written), and on
         // the other replicas with the announcement.
         if let Err(e) = self.return_allowances(|_, miner, p| miner == hotkey && p == provider).await {
