@@ -153,16 +153,11 @@ impl Services {
     }
 
     /// The model a run's sandbox gets, under the run provider's name.
+    /// The model a run is pinned to, under `provider`'s name (from the cached price list).
     pub async fn default_model(&self, provider: Provider) -> Result<String, CatalogError> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT chutes_name, openrouter_name FROM catalog_models ORDER BY is_default DESC, position LIMIT 1")
-                .fetch_optional(self.db.pool())
-                .await?;
-        let (chutes, openrouter) = row.ok_or_else(|| CatalogError::Unknown("any model".into()))?;
-        Ok(match provider {
-            Provider::Chutes => chutes,
-            Provider::OpenRouter => openrouter,
-        })
+        let models = self.priced_models().await?;
+        let model = crate::gateway::pinned_model(&models).ok_or_else(|| CatalogError::Unknown("any model".into()))?;
+        Ok(model.name_for(provider).to_owned())
     }
 
     pub async fn catalog_add(&self, chutes_name: &str, openrouter_name: &str) -> Result<(), CatalogError> {

@@ -43,6 +43,11 @@ pub struct PricedModel {
     pub is_default: bool,
 }
 
+/// The model runs are pinned to: the operator's default, or else the first listed.
+pub fn pinned_model(models: &[PricedModel]) -> Option<&PricedModel> {
+    models.iter().find(|m| m.is_default).or(models.first())
+}
+
 impl PricedModel {
     pub fn name_for(&self, provider: Provider) -> &str {
         match provider {

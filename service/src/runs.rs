@@ -558,7 +558,7 @@ impl Services {
         let Some(provider) = terms.default_provider() else {
             return Ok(Err(MintFailure::Fail(REASON_NO_PROVIDER.into())));
         };
-        let Some(model) = models.iter().find(|m| m.is_default).or(models.first()).map(|m| m.name_for(provider).to_owned()) else {
+        let Some(model) = crate::gateway::pinned_model(models).map(|m| m.name_for(provider).to_owned()) else {
             return Ok(Err(MintFailure::Retry("the model catalog is empty".into())));
         };
         let budget = terms.monthly_budget_usd;
@@ -654,7 +654,8 @@ impl Services {
         let Some(management_key) = &issued.management_key else {
             return;
         };
-        for key in issued.keys.iter().filter(|k| k.upstream.is_none() && k.minted_by != crate::gateway::gateway_minter(Provider::Chutes)) {
+        // OpenRouter keys only: a gateway token has nothing to disable upstream.
+        for key in issued.keys.iter().filter(|k| crate::gateway::gateway_provider(&k.minted_by).is_none()) {
             match self.openrouter.disable_key(management_key, &key.key_hash).await {
                 Ok(()) => {
                     if let Ok(mut conn) = self.db.pool().acquire().await {
