@@ -59,7 +59,7 @@ pub async fn current_miner() -> Result<Option<String>, AppError> {
 #[server(endpoint = "begin_sign_in")]
 pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
     let services = server::services()?;
-    let message = service::auth::web_sign_in::begin(&services.db, &services.settings.public_url, &address).await?;
+    let message = service::auth::web_sign_in::begin(&services.db, &services.settings.public_url, &address, services.clock.now()).await?;
     Ok(message.to_text())
 }
 
@@ -67,7 +67,8 @@ pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
 #[server(endpoint = "finish_sign_in")]
 pub async fn finish_sign_in(message: String, signature: String) -> Result<String, AppError> {
     let services = server::services()?;
-    let hotkey = service::auth::web_sign_in::finish(&services.db, &services.settings.public_url, &message, &signature).await?;
+    let hotkey =
+        service::auth::web_sign_in::finish(&services.db, &services.settings.public_url, &message, &signature, services.clock.now()).await?;
     // Counted once the signature has proved the hotkey (per-IP limits apply before).
     services.limit_hotkey(service::rate_limit::Action::SignIn, &hotkey).await?;
     let caller = service::auth::roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;

@@ -132,7 +132,7 @@ async fn bench(backend: Backend) -> Outcome {
             let mut latencies = Vec::new();
             loop {
                 let t = Instant::now();
-                let now = service::clock::now();
+                let now = service::clock::system_now();
                 let mut tx = pool.begin().await.unwrap();
                 let row: Option<(String, String)> = sqlx::query_as(pick).bind(now).fetch_optional(&mut *tx).await.unwrap();
                 let Some((run_id, miner)) = row else { break };

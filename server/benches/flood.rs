@@ -70,7 +70,7 @@ fn flood_process(url: String) {
             workers.spawn(async move {
                 let mut seen = Flood::default();
                 while started.elapsed() < FLOOD_LONGEST && next.fetch_add(1, Ordering::Relaxed) < FLOOD_REQUESTS {
-                    let s = garbage.signed(service::clock::now());
+                    let s = garbage.signed(service::clock::system_now());
                     let status = client
                         .get(&url)
                         .header("x-forwarded-for", &address)

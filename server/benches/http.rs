@@ -205,7 +205,7 @@ fn headers(s: &Signed) -> SignedHeaders<'_> {
 async fn verify_on(backend: Backend, callers: usize, wallet: &Wallet) -> Figures {
     let test_db = TestDatabase::create(backend).await;
     let db = test_db.connect().await;
-    let now = service::clock::now();
+    let now = service::clock::system_now();
     let requests: Arc<Vec<Signed>> = Arc::new((0..DB_VERIFICATIONS).map(|_| wallet.signed(now)).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -233,7 +233,7 @@ async fn verify_on(backend: Backend, callers: usize, wallet: &Wallet) -> Figures
 
 fn signatures(server_rt: &tokio::runtime::Runtime) -> String {
     let wallet = Wallet::new(7);
-    let now = service::clock::now();
+    let now = service::clock::system_now();
     let set: Vec<Signed> = (0..1024).map(|_| wallet.signed(now)).collect();
     let public = wallet.pair.public;
     let public_bytes = public.to_bytes();

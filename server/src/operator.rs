@@ -120,7 +120,7 @@ fn hotkey(text: &str) -> anyhow::Result<Hotkey> {
 async fn role_action(db: &Db, role: Grant, action: RoleAction) -> anyhow::Result<()> {
     match action {
         RoleAction::Add { hotkey: h, note } => {
-            roles::grant(db, &hotkey(&h)?, role, &note).await?;
+            roles::grant(db, &hotkey(&h)?, role, &note, service::clock::system_now()).await?;
             println!("added {h} ({role})");
         }
         RoleAction::Remove { hotkey: h } => {

@@ -194,7 +194,7 @@ fn leptos_options(listener: &TcpListener) -> anyhow::Result<LeptosOptions> {
 pub fn router(state: AppState) -> Router {
     let services = state.services.clone();
     let routes = generate_route_list(app::App);
-    let session_layer = SessionManagerLayer::new(DbSessionStore::new(services.db.clone()))
+    let session_layer = SessionManagerLayer::new(DbSessionStore::new(services.db.clone(), services.clock.clone()))
         .with_name("oro_session")
         .with_http_only(true)
         .with_same_site(SameSite::Strict)

@@ -7,6 +7,7 @@ use crate::clock;
 use crate::domain::Hotkey;
 use crate::runs::{RunError, RunStatus};
 use crate::services::Services;
+use crate::store;
 
 fn state_of(run_status: Option<RunStatus>) -> AgentVersionState {
     match run_status {
@@ -18,8 +19,6 @@ fn state_of(run_status: Option<RunStatus>) -> AgentVersionState {
 }
 
 /// agent id, version id, submitted at, run status, score: every version of one miner, oldest first.
-type VersionRow = (String, String, i64, Option<RunStatus>, Option<f64>);
-
 struct Version {
     agent_id: String,
     entry: AgentVersionEntry,
@@ -30,31 +29,24 @@ struct Version {
 
 impl Services {
     async fn versions_of(&self, hotkey: &Hotkey) -> Result<Vec<Version>, RunError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(
-            "SELECT v.agent_id, v.id, v.created_at, r.status, r.score
-             FROM agent_versions v LEFT JOIN eval_runs r ON r.agent_version_id = v.id
-             WHERE v.hotkey = $1 ORDER BY v.created_at, v.id",
-        )
-        .bind(hotkey.as_str())
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows = store::agents::versions_of_miner(&mut *self.db.pool().acquire().await?, hotkey.as_str()).await?;
         let mut counts = std::collections::HashMap::<String, i64>::new();
         Ok(rows
             .into_iter()
-            .map(|(agent_id, id, created, status, score)| {
-                let number = counts.entry(agent_id.clone()).or_default();
+            .map(|v| {
+                let number = counts.entry(v.agent_id.clone()).or_default();
                 *number += 1;
                 Version {
                     entry: AgentVersionEntry {
-                        agent_version_id: id,
+                        agent_version_id: v.id,
                         version_number: *number,
-                        submitted_at: clock::rfc3339(created),
-                        state: state_of(status),
-                        final_score: score,
+                        submitted_at: clock::rfc3339(v.created_at),
+                        state: state_of(v.status),
+                        final_score: v.score,
                     },
-                    agent_id,
-                    run_status: status,
-                    created,
+                    agent_id: v.agent_id,
+                    run_status: v.status,
+                    created: v.created_at,
                 }
             })
             .collect())
@@ -62,23 +54,19 @@ impl Services {
 
     /// `GET /v1/miner/agents`.
     pub async fn miner_agents(&self, hotkey: &Hotkey) -> Result<MinerAgents, RunError> {
-        let agents: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT id, agent_name, created_at FROM agents WHERE hotkey = $1 ORDER BY created_at, id")
-                .bind(hotkey.as_str())
-                .fetch_all(self.db.pool())
-                .await?;
+        let agents = store::agents::of_miner(&mut *self.db.pool().acquire().await?, hotkey.as_str()).await?;
         let versions = self.versions_of(hotkey).await?;
         // Oldest first: the last version is the last submission, which starts the cooldown.
-        let next_allowed = versions.last().map(|v| v.created + self.settings.submit_cooldown_secs).filter(|at| *at > clock::now());
+        let next_allowed = versions.last().map(|v| v.created + self.settings.submit_cooldown_secs).filter(|at| *at > self.clock.now());
         Ok(MinerAgents {
             agents: agents
                 .into_iter()
-                .map(|(id, agent_name, created)| MinerAgent {
-                    latest_version: versions.iter().rev().find(|v| v.agent_id == id).map(|v| v.entry.clone()),
-                    agent_id: id,
+                .map(|agent| MinerAgent {
+                    latest_version: versions.iter().rev().find(|v| v.agent_id == agent.id).map(|v| v.entry.clone()),
+                    agent_id: agent.id,
                     miner_hotkey: hotkey.to_string(),
-                    agent_name,
-                    created_at: clock::rfc3339(created),
+                    agent_name: agent.agent_name,
+                    created_at: clock::rfc3339(agent.created_at),
                 })
                 .collect(),
             can_submit: next_allowed.is_none(),
@@ -88,12 +76,7 @@ impl Services {
 
     /// `GET /v1/miner/agents/{agent_id}/versions`, oldest first; only the caller's own agents.
     pub async fn agent_versions(&self, hotkey: &Hotkey, agent_id: &str) -> Result<Vec<AgentVersionEntry>, RunError> {
-        let owned: Option<(String,)> = sqlx::query_as("SELECT id FROM agents WHERE id = $1 AND hotkey = $2")
-            .bind(agent_id)
-            .bind(hotkey.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        if owned.is_none() {
+        if store::agents::owned_name(&mut *self.db.pool().acquire().await?, agent_id, hotkey.as_str()).await?.is_none() {
             return Err(RunError::AgentNotFound);
         }
         Ok(self.versions_of(hotkey).await?.into_iter().filter(|v| v.agent_id == agent_id).map(|v| v.entry).collect())
@@ -103,8 +86,10 @@ impl Services {
     pub async fn agent_version_status(&self, hotkey: &Hotkey, agent_version_id: &str) -> Result<AgentVersionStatus, RunError> {
         let versions = self.versions_of(hotkey).await?;
         let version = versions.into_iter().find(|v| v.entry.agent_version_id == agent_version_id).ok_or(RunError::AgentVersionNotFound)?;
-        let (agent_name,): (String,) =
-            sqlx::query_as("SELECT agent_name FROM agents WHERE id = $1").bind(&version.agent_id).fetch_one(self.db.pool()).await?;
+        // The version is the miner's, and so its agent.
+        let agent_name = store::agents::owned_name(&mut *self.db.pool().acquire().await?, &version.agent_id, hotkey.as_str())
+            .await?
+            .ok_or(RunError::AgentVersionNotFound)?;
         let status = version.run_status;
         Ok(AgentVersionStatus {
             agent_version_id: version.entry.agent_version_id,

@@ -8,9 +8,9 @@ use time::OffsetDateTime;
 use wire::api::Budget;
 
 use crate::audit;
-use crate::clock;
 use crate::domain::Hotkey;
 use crate::services::Services;
+use crate::store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
@@ -36,36 +36,14 @@ pub fn month_start(now: i64) -> (i64, String) {
     (start.unix_timestamp(), format!("{:04}-{:02}", t.year(), u8::from(t.month())))
 }
 
-/// What this month's runs have committed: every minted key's recorded spend, else
-/// its cap (abandoned attempts included), plus caps reserved by claims still minting.
-pub(crate) async fn committed_in(conn: &mut crate::store::Conn, hotkey: &Hotkey, since: i64) -> Result<f64, sqlx::Error> {
-    let (minted,): (Option<f64>,) = sqlx::query_as(
-        "SELECT SUM(COALESCE(usage_usd, cap_usd)) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND upstream_key_hash IS NULL",
-    )
-    .bind(hotkey.as_str())
-    .bind(since)
-    .fetch_one(&mut *conn)
-    .await?;
-    let (reserved,): (Option<f64>,) = sqlx::query_as(
-        "SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND status = 'running' AND cap_usd IS NOT NULL AND key_hash IS NULL",
-    )
-    .bind(hotkey.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(minted.unwrap_or(0.0) + reserved.unwrap_or(0.0))
-}
-
 impl Services {
     pub async fn budget(&self, hotkey: &Hotkey) -> Result<Budget, BudgetError> {
         let mut tx = self.db.pool().begin().await?;
-        let row: Option<(Option<f64>,)> = sqlx::query_as("SELECT monthly_budget_usd FROM miners WHERE hotkey = $1")
-            .bind(hotkey.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (since, month) = month_start(clock::now());
-        let committed_usd = committed_in(&mut tx, hotkey, since).await?;
+        let monthly_usd = store::connections::monthly_budget(&mut tx, hotkey.as_str()).await?;
+        let (since, month) = month_start(self.clock.now());
+        let committed_usd = store::runs::committed_since(&mut tx, hotkey.as_str(), since).await?;
         tx.commit().await?;
-        Ok(Budget { monthly_usd: row.and_then(|(b,)| b), committed_usd, month, run_cap_usd: Some(self.settings.run_key_cap_usd) })
+        Ok(Budget { monthly_usd, committed_usd, month, run_cap_usd: Some(self.settings.run_key_cap_usd) })
     }
 
     pub async fn set_budget(&self, hotkey: &Hotkey, monthly_usd: Option<f64>) -> Result<Budget, BudgetError> {
@@ -75,18 +53,13 @@ impl Services {
         // Dollars and cents, as it is shown.
         let monthly_usd = monthly_usd.map(|b| (b * 100.0).round() / 100.0);
         let mut tx = self.db.pool().begin().await?;
-        crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
-        sqlx::query("UPDATE miners SET monthly_budget_usd = $1, updated_at = $2 WHERE hotkey = $3")
-            .bind(crate::db::NullableF64(monthly_usd))
-            .bind(clock::now())
-            .bind(hotkey.as_str())
-            .execute(&mut *tx)
-            .await?;
+        store::connections::lock_miner(&mut tx, self.db.backend(), hotkey.as_str(), self.clock.now()).await?;
+        store::connections::set_monthly_budget(&mut tx, hotkey.as_str(), monthly_usd, self.clock.now()).await?;
         let detail = match monthly_usd {
             Some(b) => format!("monthly budget for ORO runs set to ${b:.2}"),
             None => "monthly budget removed (no ceiling)".to_owned(),
         };
-        audit::record(&mut tx, hotkey, None, "budget_changed", &detail).await?;
+        audit::record(&mut tx, hotkey, None, "budget_changed", &detail, self.clock.now()).await?;
         tx.commit().await?;
         self.budget(hotkey).await
     }

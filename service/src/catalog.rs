@@ -26,6 +26,7 @@ pub type CatalogCache = Mutex<HashMap<(Provider, bool), (Instant, Arc<CatalogBod
 use crate::clock;
 use crate::db::Db;
 use crate::services::Services;
+use crate::store;
 
 pub use wire::models::CANONICAL_MODELS;
 
@@ -55,26 +56,16 @@ impl CatalogError {
     }
 }
 
-pub async fn seed_if_empty(db: &Db) -> Result<(), sqlx::Error> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM catalog_models").fetch_one(db.pool()).await?;
-    if count > 0 {
+pub async fn seed_if_empty(db: &Db, now: i64) -> Result<(), sqlx::Error> {
+    let mut conn = db.pool().acquire().await?;
+    if !store::catalog::is_empty(&mut conn).await? {
         return Ok(());
     }
     // Replicas starting together on an empty database seed at once: a row the other inserted
     // first conflicts on either of its unique names (chutes_name or openrouter_name, whichever
     // index PostgreSQL checks first), and either way it is already there.
     for (position, (chutes, openrouter)) in CANONICAL_MODELS.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO catalog_models (chutes_name, openrouter_name, position, is_default, healthy, updated_at)
-             VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(*chutes)
-        .bind(*openrouter)
-        .bind(position as i64)
-        .bind(i64::from(position == 0))
-        .bind(clock::now())
-        .execute(db.pool())
-        .await?;
+        store::catalog::insert(&mut conn, chutes, openrouter, position as i64, position == 0, now).await?;
     }
     Ok(())
 }
@@ -85,19 +76,15 @@ fn valid_name(name: &str) -> bool {
 
 impl Services {
     pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
-        let rows: Vec<(String, String, i64, f64, f64)> = sqlx::query_as(
-            "SELECT chutes_name, openrouter_name, is_default, input_usd_per_mtok, output_usd_per_mtok FROM catalog_models ORDER BY position, chutes_name",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows = store::catalog::models(&mut *self.db.pool().acquire().await?).await?;
         Ok(rows
             .into_iter()
-            .map(|(chutes_name, openrouter_name, is_default, input_usd_per_mtok, output_usd_per_mtok)| CatalogEntry {
-                chutes_name,
-                openrouter_name,
-                is_default: is_default != 0,
-                input_usd_per_mtok,
-                output_usd_per_mtok,
+            .map(|m| CatalogEntry {
+                chutes_name: m.chutes_name,
+                openrouter_name: m.openrouter_name,
+                is_default: m.is_default,
+                input_usd_per_mtok: m.input_usd_per_mtok,
+                output_usd_per_mtok: m.output_usd_per_mtok,
             })
             .collect())
     }
@@ -127,24 +114,20 @@ impl Services {
     }
 
     pub async fn catalog_json(&self, provider: Provider, ranked: bool) -> Result<String, CatalogError> {
-        let rows: Vec<(String, String, Option<f64>, i64, i64)> = sqlx::query_as(
-            "SELECT chutes_name, openrouter_name, rank_metric, healthy, updated_at FROM catalog_models ORDER BY position, chutes_name",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
-        let name = |(c, o, ..): &(String, String, Option<f64>, i64, i64)| match provider {
-            Provider::Chutes => c.clone(),
-            Provider::OpenRouter => o.clone(),
+        let rows = store::catalog::models(&mut *self.db.pool().acquire().await?).await?;
+        let name = |m: &store::catalog::Model| match provider {
+            Provider::Chutes => m.chutes_name.clone(),
+            Provider::OpenRouter => m.openrouter_name.clone(),
         };
         let body = if ranked {
-            let as_of = rows.iter().map(|r| r.4).max().unwrap_or_else(clock::now);
-            let models: Vec<_> = rows.iter().map(|r| json!({"id": name(r), "rank_metric": r.2, "healthy": r.3 != 0})).collect();
+            let as_of = rows.iter().map(|m| m.updated_at).max().unwrap_or_else(|| self.clock.now());
+            let models: Vec<_> = rows.iter().map(|m| json!({"id": name(m), "rank_metric": m.rank_metric, "healthy": m.healthy})).collect();
             json!({"models": models, "ranked_by": "catalog_order", "as_of": clock::rfc3339(as_of)}).to_string()
         } else {
             let models: Vec<String> = rows.iter().map(name).collect();
             let aliases: BTreeMap<String, String> = match provider {
                 // Chutes ids are accepted on OpenRouter runs.
-                Provider::OpenRouter => rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect(),
+                Provider::OpenRouter => rows.iter().map(|m| (m.chutes_name.clone(), m.openrouter_name.clone())).collect(),
                 Provider::Chutes => BTreeMap::new(),
             };
             serde_json::to_string(&ModelList { models, aliases }).expect("plain data serializes")
@@ -164,19 +147,9 @@ impl Services {
         if !valid_name(chutes_name) || !valid_name(openrouter_name) {
             return Err(CatalogError::BadName);
         }
-        let (next,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(position), -1) + 1 FROM catalog_models").fetch_one(self.db.pool()).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO catalog_models (chutes_name, openrouter_name, position, is_default, healthy, updated_at)
-             VALUES ($1, $2, $3, 0, 1, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(chutes_name)
-        .bind(openrouter_name)
-        .bind(next)
-        .bind(clock::now())
-        .execute(self.db.pool())
-        .await?;
-        if inserted.rows_affected() == 0 {
+        let mut conn = self.db.pool().acquire().await?;
+        let next = store::catalog::next_position(&mut conn).await?;
+        if !store::catalog::insert(&mut conn, chutes_name, openrouter_name, next, false, self.clock.now()).await? {
             return Err(CatalogError::Duplicate(chutes_name.to_owned()));
         }
         self.forget_cached_catalog();
@@ -184,8 +157,7 @@ impl Services {
     }
 
     pub async fn catalog_remove(&self, chutes_name: &str) -> Result<(), CatalogError> {
-        let done = sqlx::query("DELETE FROM catalog_models WHERE chutes_name = $1").bind(chutes_name).execute(self.db.pool()).await?;
-        if done.rows_affected() == 0 {
+        if !store::catalog::remove(&mut *self.db.pool().acquire().await?, chutes_name).await? {
             return Err(CatalogError::Unknown(chutes_name.to_owned()));
         }
         self.forget_cached_catalog();
@@ -194,15 +166,9 @@ impl Services {
 
     pub async fn catalog_set_default(&self, chutes_name: &str) -> Result<(), CatalogError> {
         let mut tx = self.db.pool().begin().await?;
-        let hit = sqlx::query("UPDATE catalog_models SET is_default = 1, updated_at = $1 WHERE chutes_name = $2")
-            .bind(clock::now())
-            .bind(chutes_name)
-            .execute(&mut *tx)
-            .await?;
-        if hit.rows_affected() == 0 {
+        if !store::catalog::set_default(&mut tx, chutes_name, self.clock.now()).await? {
             return Err(CatalogError::Unknown(chutes_name.to_owned()));
         }
-        sqlx::query("UPDATE catalog_models SET is_default = 0 WHERE chutes_name <> $1").bind(chutes_name).execute(&mut *tx).await?;
         tx.commit().await?;
         self.forget_cached_catalog();
         Ok(())
@@ -215,16 +181,15 @@ impl Services {
         if !valid(input_usd_per_mtok) || !valid(output_usd_per_mtok) {
             return Err(CatalogError::BadPrice);
         }
-        let hit = sqlx::query(
-            "UPDATE catalog_models SET input_usd_per_mtok = $1, output_usd_per_mtok = $2, updated_at = $3 WHERE chutes_name = $4 OR openrouter_name = $4",
+        let priced = store::catalog::set_price(
+            &mut *self.db.pool().acquire().await?,
+            name,
+            input_usd_per_mtok,
+            output_usd_per_mtok,
+            self.clock.now(),
         )
-        .bind(input_usd_per_mtok)
-        .bind(output_usd_per_mtok)
-        .bind(clock::now())
-        .bind(name)
-        .execute(self.db.pool())
         .await?;
-        if hit.rows_affected() == 0 {
+        if !priced {
             return Err(CatalogError::Unknown(name.to_owned()));
         }
         self.forget_cached_catalog();

@@ -1,11 +1,35 @@
 //! Time as the service stores it: whole Unix seconds (portable across SQLite and PostgreSQL),
 //! shown to people and the SDK as RFC 3339.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-pub fn now() -> i64 {
+/// The service's clock, injected (`Services::clock`): the system's time plus an offset that
+/// only tests move (`advance`), so that an expiry is tested by moving time, not by editing the
+/// rows that hold it. Clones share the offset.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    offset_secs: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        system_now() + self.offset_secs.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and its clones) forward; the system's time is untouched.
+    pub fn advance(&self, secs: i64) {
+        self.offset_secs.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+/// The machine's time, for what stands outside the service (a client signing a request, a
+/// benchmark). The service itself reads its injected `Clock`.
+pub fn system_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -27,6 +51,17 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_advanced_clock_and_its_clones_move_together() {
+        let clock = super::Clock::default();
+        let copy = clock.clone();
+        let before = clock.now();
+        copy.advance(3_600);
+        assert!(clock.now() >= before + 3_600);
+        assert!(clock.now() < before + 3_600 + 5);
+        assert!(super::Clock::default().now() < before + 5, "a new clock starts at the system's time");
+    }
+
     #[test]
     fn rfc3339_round_trips() {
         let text = super::rfc3339(1_764_000_000);

@@ -2,7 +2,7 @@
 //! the default provider, disconnect, and Chutes refresh-token rotation.
 //!
 //! Consistency rule: every change to one miner's connections takes that miner's row lock
-//! first (`lock_miner`), so concurrent connect / set-default / disconnect from one miner
+//! first (`store::connections::lock_miner`), so concurrent connect / set-default / disconnect from one miner
 //! serialize and the default always names a connected provider or none. Provider calls
 //! happen outside transactions.
 
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use sqlx::{Any, Transaction};
 use wire::Provider;
 
 use crate::failure::Failure;
@@ -19,7 +18,6 @@ use wire::api::{ConnectionChanged, ConnectionState, ExchangeCodeAnswer, Inferenc
 use crate::audit;
 use crate::auth::sessions::random_token;
 use crate::clock;
-use crate::db::Backend;
 use crate::domain::Hotkey;
 use crate::providers::ProviderError;
 use crate::providers::chutes::{self, TokenSet};
@@ -186,58 +184,18 @@ pub fn key_fingerprint(key: &SecretString) -> String {
     hex::encode(&Sha256::digest(key.expose_secret().as_bytes())[..12])
 }
 
-/// Takes the miner's row lock for the rest of the transaction (creating the row if needed).
-pub(crate) async fn lock_miner(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    hotkey: &Hotkey,
-) -> Result<Option<Provider>, sqlx::Error> {
-    sqlx::query("INSERT INTO miners (hotkey, default_provider, updated_at) VALUES ($1, NULL, $2) ON CONFLICT (hotkey) DO NOTHING")
-        .bind(hotkey.as_str())
-        .bind(clock::now())
-        .execute(&mut **tx)
-        .await?;
-    let sql = match backend {
-        Backend::Postgres => "SELECT default_provider FROM miners WHERE hotkey = $1 FOR UPDATE",
-        // SQLite runs one transaction at a time here (see db.rs): the row is ours already.
-        Backend::Sqlite => "SELECT default_provider FROM miners WHERE hotkey = $1",
-    };
-    let (default,): (Option<String>,) = sqlx::query_as(sql).bind(hotkey.as_str()).fetch_one(&mut **tx).await?;
-    Ok(default.and_then(|p| p.parse().ok()))
-}
-
-async fn set_default_in(tx: &mut Transaction<'static, Any>, hotkey: &Hotkey, provider: Option<Provider>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE miners SET default_provider = $1, updated_at = $2 WHERE hotkey = $3")
-        .bind(provider.map(|p| p.as_str()))
-        .bind(clock::now())
-        .bind(hotkey.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// Keeps a forgotten credential sealed until its revocation at the provider succeeds
-/// (`retry_pending_revocations` tries again with backoff).
-async fn queue_revocation<'e>(
-    executor: impl sqlx::Executor<'e, Database = Any>,
+/// (`retry_pending_revocations` tries again with backoff), on a connection of its own.
+async fn queue_revocation(
+    db: &crate::db::Db,
     hotkey: &Hotkey,
     provider: Provider,
     ciphertext: &[u8],
     reason: &str,
     next_try_at: i64,
+    now: i64,
 ) -> Result<String, sqlx::Error> {
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO pending_revocations (id, hotkey, provider, ciphertext, reason, attempts, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)")
-        .bind(&id)
-        .bind(hotkey.as_str())
-        .bind(provider.as_str())
-        .bind(ciphertext)
-        .bind(reason)
-        .bind(next_try_at)
-        .bind(clock::now())
-        .execute(executor)
-        .await?;
-    Ok(id)
+    store::revocations::queue(&mut *db.pool().acquire().await?, hotkey.as_str(), provider, ciphertext, reason, next_try_at, now).await
 }
 
 /// Extra attempts at OpenRouter's `GET /key` while a miner connects.
@@ -247,11 +205,7 @@ impl Services {
     /// Every provider, connected or not, and the default.
     pub async fn inference_auth_status(&self, hotkey: &Hotkey) -> Result<InferenceAuthList, ConnectionError> {
         let rows = store::connections::list(&mut *self.db.pool().acquire().await?, hotkey).await?;
-        let default: Option<(Option<String>,)> = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
-            .bind(hotkey.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        let default_provider = default.and_then(|(d,)| d).and_then(|d| d.parse::<Provider>().ok());
+        let default_provider = store::connections::default_provider(&mut *self.db.pool().acquire().await?, hotkey.as_str()).await?;
         let providers = Provider::ALL
             .iter()
             .map(|&provider| match rows.iter().find(|row| row.provider == provider.as_str()) {
@@ -291,9 +245,9 @@ impl Services {
         credential: &SecretString,
     ) -> Result<Option<Provider>, ConnectionError> {
         let ciphertext = self.vault.seal(&Vault::credential_context(hotkey.as_str(), provider), credential);
-        let now = clock::now();
+        let now = self.clock.now();
         let mut tx = self.db.pool().begin().await?;
-        let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let default = store::connections::lock_miner(&mut tx, self.db.backend(), hotkey.as_str(), self.clock.now()).await?;
         let previous = store::connections::sealed(&mut tx, hotkey.as_str(), provider).await?;
         // A Chutes grant being replaced (reconnect by OAuth or by token) stays live at Chutes
         // until revoked: queue its revocation in this transaction, as disconnect does, so it
@@ -306,35 +260,31 @@ impl Services {
             let context = Vault::credential_context(hotkey.as_str(), provider);
             let same = self.vault.open_sealed(&context, old).is_ok_and(|o| o.expose_secret() == credential.expose_secret());
             if !same {
-                let id = queue_revocation(&mut *tx, hotkey, provider, old, "replaced by a new Chutes connection", clock::now()).await?;
+                let id = store::revocations::queue(
+                    &mut tx,
+                    hotkey.as_str(),
+                    provider,
+                    old,
+                    "replaced by a new Chutes connection",
+                    self.clock.now(),
+                    self.clock.now(),
+                )
+                .await?;
                 replaced_grant = Some(id);
             }
         }
-        sqlx::query(
-            "INSERT INTO connections (hotkey, provider, state, label, ciphertext, connected_at, updated_at, refresh_lock_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, 0)
-             ON CONFLICT (hotkey, provider) DO UPDATE SET state = excluded.state, label = excluded.label,
-                 ciphertext = excluded.ciphertext, connected_at = excluded.connected_at, updated_at = excluded.updated_at,
-                 refresh_lock_until = 0",
-        )
-        .bind(hotkey.as_str())
-        .bind(provider.as_str())
-        .bind(State::Connected)
-        .bind(label)
-        .bind(ciphertext)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        store::connections::connect(&mut tx, hotkey.as_str(), provider, label, &ciphertext, now).await?;
         let default = match default {
             Some(d) => Some(d),
             None => {
-                set_default_in(&mut tx, hotkey, Some(provider)).await?;
+                store::connections::set_default(&mut tx, hotkey.as_str(), Some(provider), self.clock.now()).await?;
                 audit::record(
                     &mut tx,
                     hotkey,
                     Some(provider),
                     "default_changed",
                     &format!("{} is now the default provider (first connected)", provider.display_name()),
+                    self.clock.now(),
                 )
                 .await?;
                 Some(provider)
@@ -344,7 +294,7 @@ impl Services {
             Some(_) => ("reconnected", format!("{} credential replaced ({label})", provider.display_name())),
             None => ("connected", format!("{} connected ({label})", provider.display_name())),
         };
-        audit::record(&mut tx, hotkey, Some(provider), kind, &detail).await?;
+        audit::record(&mut tx, hotkey, Some(provider), kind, &detail, self.clock.now()).await?;
         tx.commit().await?;
         if let Some(id) = replaced_grant {
             // Revoked now, in the background; the queued row makes sure it happens anyway.
@@ -395,9 +345,16 @@ impl Services {
                 let (services, hotkey) = (self.clone(), hotkey.clone());
                 let cleanup = self.spawn_background(async move {
                     if let Err(e) = services.revoke_at_provider(&hotkey, Provider::OpenRouter, &old_key).await
-                        && let Err(e) =
-                            queue_revocation(services.db.pool(), &hotkey, Provider::OpenRouter, &old, &e.to_string(), clock::now() + 60)
-                                .await
+                        && let Err(e) = queue_revocation(
+                            &services.db,
+                            &hotkey,
+                            Provider::OpenRouter,
+                            &old,
+                            &e.to_string(),
+                            services.clock.now() + 60,
+                            services.clock.now(),
+                        )
+                        .await
                     {
                         tracing::error!(hotkey = %hotkey.short(), error = %e, "could not queue the replaced management key's revocation");
                     }
@@ -548,7 +505,8 @@ impl Services {
             };
             let ciphertext = self.vault.seal(&Vault::credential_context(hotkey.as_str(), Provider::Chutes), token);
             let reason = format!("{reason}; revocation failed ({e})");
-            match queue_revocation(self.db.pool(), hotkey, Provider::Chutes, &ciphertext, &reason, clock::now() + 60).await {
+            match queue_revocation(&self.db, hotkey, Provider::Chutes, &ciphertext, &reason, self.clock.now() + 60, self.clock.now()).await
+            {
                 Ok(_) => tracing::warn!(hotkey = %hotkey.short(), error = %e, "could not revoke a failed connect's Chutes token; queued"),
                 Err(db) => tracing::error!(
                     hotkey = %hotkey.short(), error = %e, queue_error = %db,
@@ -614,14 +572,16 @@ impl Services {
         let state_hash = crate::auth::sessions::digest(&state);
         let sealed_verifier = self.vault.seal(&format!("oauth-verifier|{state_hash}"), &pkce.verifier);
         let redirect_uri = self.settings.chutes_redirect_uri.clone();
-        sqlx::query("INSERT INTO oauth_states (state_hash, hotkey, sealed_verifier, redirect_uri, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&state_hash)
-            .bind(hotkey.as_str())
-            .bind(sealed_verifier)
-            .bind(&redirect_uri)
-            .bind(clock::now() + OAUTH_STATE_TTL_SECS)
-            .execute(self.db.pool())
-            .await?;
+        let expires_at = self.clock.now() + OAUTH_STATE_TTL_SECS;
+        store::oauth_states::insert(
+            &mut *self.db.pool().acquire().await?,
+            &state_hash,
+            hotkey.as_str(),
+            &sealed_verifier,
+            &redirect_uri,
+            expires_at,
+        )
+        .await?;
         Ok((self.chutes.authorize_url(&redirect_uri, &state, &pkce.challenge), state))
     }
 
@@ -635,15 +595,9 @@ impl Services {
         error: Option<&str>,
     ) -> Result<ExchangeCodeAnswer, ConnectionError> {
         let state_hash = crate::auth::sessions::digest(state);
-        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
-            "DELETE FROM oauth_states WHERE state_hash = $1 AND hotkey = $2 AND expires_at >= $3 RETURNING sealed_verifier, redirect_uri",
-        )
-        .bind(&state_hash)
-        .bind(hotkey.as_str())
-        .bind(clock::now())
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some((sealed_verifier, redirect_uri)) = row else {
+        let spent =
+            store::oauth_states::spend(&mut *self.db.pool().acquire().await?, &state_hash, hotkey.as_str(), self.clock.now()).await?;
+        let Some(store::oauth_states::Spent { sealed_verifier, redirect_uri }) = spent else {
             return Err(ConnectionError::OAuthStateInvalid);
         };
         if let Some(error) = error {
@@ -661,7 +615,7 @@ impl Services {
     /// `PATCH /v1/miner/inference-auth/default`: only a connected provider can be the default.
     pub async fn set_default_provider(&self, hotkey: &Hotkey, provider: Provider) -> Result<ConnectionChanged, ConnectionError> {
         let mut tx = self.db.pool().begin().await?;
-        let previous = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let previous = store::connections::lock_miner(&mut tx, self.db.backend(), hotkey.as_str(), self.clock.now()).await?;
         let connected = store::connections::sealed(&mut tx, hotkey.as_str(), provider).await?;
         match connected.map(|c| c.state) {
             None => return Err(ConnectionError::DefaultNotConnected(provider)),
@@ -671,13 +625,14 @@ impl Services {
             Some(_) => {}
         }
         if previous != Some(provider) {
-            set_default_in(&mut tx, hotkey, Some(provider)).await?;
+            store::connections::set_default(&mut tx, hotkey.as_str(), Some(provider), self.clock.now()).await?;
             audit::record(
                 &mut tx,
                 hotkey,
                 Some(provider),
                 "default_changed",
                 &format!("{} is now the default provider (from the next claimed run)", provider.display_name()),
+                self.clock.now(),
             )
             .await?;
         }
@@ -713,7 +668,7 @@ impl Services {
         let revocation = self.revoke_at_provider(hotkey, provider, &credential).await;
 
         let mut tx = self.db.pool().begin().await?;
-        let default = lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        let default = store::connections::lock_miner(&mut tx, self.db.backend(), hotkey.as_str(), self.clock.now()).await?;
         if !store::connections::delete_if_unchanged(&mut tx, hotkey, provider, &ciphertext).await? {
             let still = store::connections::sealed(&mut tx, hotkey.as_str(), provider).await?;
             // Gone: another disconnect won the race. Still there: reconnected meanwhile.
@@ -722,31 +677,33 @@ impl Services {
         let mut new_default = default;
         if default == Some(provider) {
             new_default = store::connections::first_connected(&mut tx, hotkey).await?;
-            set_default_in(&mut tx, hotkey, new_default).await?;
+            store::connections::set_default(&mut tx, hotkey.as_str(), new_default, self.clock.now()).await?;
             let detail = match new_default {
                 Some(p) => format!("{} is now the default provider", p.display_name()),
                 None => "no provider connected: the next submission needs one".to_owned(),
             };
-            audit::record(&mut tx, hotkey, new_default, "default_changed", &detail).await?;
+            audit::record(&mut tx, hotkey, new_default, "default_changed", &detail, self.clock.now()).await?;
         }
         let detail = match &revocation {
             Ok(what) => format!("{} disconnected; {what}", provider.display_name()),
             Err(e) => {
-                queue_revocation(&mut *tx, hotkey, provider, &ciphertext, &e.to_string(), clock::now() + 60).await?;
+                store::revocations::queue(
+                    &mut tx,
+                    hotkey.as_str(),
+                    provider,
+                    &ciphertext,
+                    &e.to_string(),
+                    self.clock.now() + 60,
+                    self.clock.now(),
+                )
+                .await?;
                 format!("{} disconnected; revocation at the provider failed ({e}) and will be retried", provider.display_name())
             }
         };
-        audit::record(&mut tx, hotkey, Some(provider), "disconnected", &detail).await?;
+        audit::record(&mut tx, hotkey, Some(provider), "disconnected", &detail, self.clock.now()).await?;
         // The run gateway's tokens for this miner's runs on this provider die with the
         // connection (the runs' spend so far stays recorded).
-        sqlx::query(
-            "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE hotkey = $2 AND minted_by = $3 AND disabled_at IS NULL",
-        )
-        .bind(clock::now())
-        .bind(hotkey.as_str())
-        .bind(crate::gateway::gateway_minter(provider))
-        .execute(&mut *tx)
-        .await?;
+        store::run_keys::retire_tokens_of(&mut tx, hotkey.as_str(), crate::gateway::gateway_minter(provider), self.clock.now()).await?;
         tx.commit().await?;
         if provider == Provider::Chutes {
             self.forget_upstream(hotkey);
@@ -787,20 +744,17 @@ impl Services {
             }
             Provider::OpenRouter => {
                 let fingerprint = key_fingerprint(credential);
-                let keys: Vec<(String,)> =
-                    sqlx::query_as("SELECT key_hash FROM run_keys WHERE hotkey = $1 AND minted_by = $2 AND disabled_at IS NULL")
-                        .bind(hotkey.as_str())
-                        .bind(&fingerprint)
-                        .fetch_all(self.db.pool())
-                        .await
-                        .map_err(|_| ProviderError::Unreachable { provider: "the database" })?;
-                for (hash,) in &keys {
+                let keys = match self.db.pool().acquire().await {
+                    Ok(mut conn) => store::run_keys::live_minted_by(&mut conn, hotkey.as_str(), &fingerprint).await,
+                    Err(e) => Err(e),
+                }
+                .map_err(|_| ProviderError::Unreachable { provider: "the database" })?;
+                for hash in &keys {
                     self.openrouter.disable_key(credential, hash).await?;
-                    let _ = sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2 AND disabled_at IS NULL")
-                        .bind(clock::now())
-                        .bind(hash)
-                        .execute(self.db.pool())
-                        .await;
+                    // Best effort: the key is disabled at OpenRouter either way, which is what counts.
+                    if let Ok(mut conn) = self.db.pool().acquire().await {
+                        let _ = store::run_keys::mark_disabled(&mut conn, hash, self.clock.now()).await;
+                    }
                 }
                 Ok(format!("{} per-run key(s) disabled at OpenRouter (kept, not deleted, so their spend stays visible)", keys.len()))
             }
@@ -809,13 +763,9 @@ impl Services {
 
     /// Retries revocations that failed during a disconnect, with growing pauses.
     pub async fn retry_pending_revocations(&self) -> Result<usize, ConnectionError> {
-        let due: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM pending_revocations WHERE next_try_at <= $1 ORDER BY next_try_at LIMIT 50")
-                .bind(clock::now())
-                .fetch_all(self.db.pool())
-                .await?;
+        let due = store::revocations::due(&mut *self.db.pool().acquire().await?, self.clock.now(), 50).await?;
         let mut done = 0;
-        for (id,) in due {
+        for id in due {
             if self.retry_pending_revocation(&id).await? {
                 done += 1;
             }
@@ -826,23 +776,19 @@ impl Services {
     /// One queued revocation, if it is due and nobody else (another replica's housekeeping, a
     /// replaced grant's own task) is trying it: true when it is settled.
     pub async fn retry_pending_revocation(&self, id: &str) -> Result<bool, ConnectionError> {
-        let now = clock::now();
+        let now = self.clock.now();
         // Taken for the length of one attempt: a second taker finds it not due.
-        let taken = sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2 AND next_try_at <= $3")
-            .bind(now + 2 * self.settings.provider_timeout_secs as i64 + 30)
-            .bind(id)
-            .bind(now)
-            .execute(self.db.pool())
-            .await?;
-        if taken.rows_affected() == 0 {
+        let mut conn = self.db.pool().acquire().await?;
+        let until = now + 2 * self.settings.provider_timeout_secs as i64 + 30;
+        if !store::revocations::take(&mut conn, id, until, now).await? {
             return Ok(false);
         }
-        let row: Option<(String, String, Vec<u8>, i64)> =
-            sqlx::query_as("SELECT hotkey, provider, ciphertext, attempts FROM pending_revocations WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let Some((hotkey, provider, ciphertext, attempts)) = row else { return Ok(false) };
+        let Some(store::revocations::Pending { hotkey, provider, ciphertext, attempts }) = store::revocations::get(&mut conn, id).await?
+        else {
+            return Ok(false);
+        };
+        // Not held across the provider's calls.
+        drop(conn);
         let (Ok(hotkey), Ok(provider)) = (Hotkey::parse(&hotkey), provider.parse::<Provider>()) else {
             return Ok(false);
         };
@@ -851,11 +797,7 @@ impl Services {
             Err(e) => {
                 // One bad row must not stop the others (nor the rest of housekeeping).
                 tracing::error!(id = %id, error = %e, "a pending revocation's credential does not open; skipping it");
-                sqlx::query("UPDATE pending_revocations SET next_try_at = $1 WHERE id = $2")
-                    .bind(clock::now() + 86_400)
-                    .bind(id)
-                    .execute(self.db.pool())
-                    .await?;
+                store::revocations::postpone(&mut *self.db.pool().acquire().await?, id, self.clock.now() + 86_400).await?;
                 return Ok(false);
             }
         };
@@ -867,18 +809,14 @@ impl Services {
             }
             Err(e) => {
                 let backoff = 60 * (1_i64 << attempts.clamp(0, 6));
-                sqlx::query("UPDATE pending_revocations SET attempts = attempts + 1, next_try_at = $1, reason = $2 WHERE id = $3")
-                    .bind(clock::now() + backoff)
-                    .bind(e.to_string())
-                    .bind(id)
-                    .execute(self.db.pool())
+                store::revocations::attempt_failed(&mut *self.db.pool().acquire().await?, id, &e.to_string(), self.clock.now() + backoff)
                     .await?;
                 return Ok(false);
             }
         };
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query("DELETE FROM pending_revocations WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        audit::record(&mut tx, &hotkey, Some(provider), "revoked", &settled).await?;
+        store::revocations::settle(&mut tx, id).await?;
+        audit::record(&mut tx, &hotkey, Some(provider), "revoked", &settled, self.clock.now()).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -889,12 +827,10 @@ impl Services {
     pub async fn chutes_access_token(&self, hotkey: &Hotkey) -> Result<TokenSet, ConnectionError> {
         self.acquire_refresh_lease(hotkey).await?;
         let result = self.refresh_under_lease(hotkey).await;
-        if result.is_err() {
-            let _ = sqlx::query("UPDATE connections SET refresh_lock_until = 0 WHERE hotkey = $1 AND provider = $2")
-                .bind(hotkey.as_str())
-                .bind(Provider::Chutes.as_str())
-                .execute(self.db.pool())
-                .await;
+        if result.is_err()
+            && let Ok(mut conn) = self.db.pool().acquire().await
+        {
+            let _ = store::connections::release_refresh_lease(&mut conn, hotkey.as_str(), None).await;
         }
         result
     }
@@ -902,18 +838,9 @@ impl Services {
     async fn acquire_refresh_lease(&self, hotkey: &Hotkey) -> Result<(), ConnectionError> {
         let started = Instant::now();
         loop {
-            let now = clock::now();
-            let taken = sqlx::query(
-                "UPDATE connections SET refresh_lock_until = $1 WHERE hotkey = $2 AND provider = $3 AND state = $4 AND refresh_lock_until < $5",
-            )
-            .bind(now + refresh_lease_secs(self.settings.provider_timeout_secs))
-            .bind(hotkey.as_str())
-            .bind(Provider::Chutes.as_str())
-            .bind(State::Connected)
-            .bind(now)
-            .execute(self.db.pool())
-            .await?;
-            if taken.rows_affected() == 1 {
+            let now = self.clock.now();
+            let until = now + refresh_lease_secs(self.settings.provider_timeout_secs);
+            if store::connections::take_refresh_lease(&mut *self.db.pool().acquire().await?, hotkey.as_str(), until, now).await? {
                 return Ok(());
             }
             let row = store::connections::sealed(&mut *self.db.pool().acquire().await?, hotkey.as_str(), Provider::Chutes).await?;
@@ -937,19 +864,7 @@ impl Services {
     /// retry after a commit whose answer was lost finds its own token stored.
     async fn store_rotated_token(&self, hotkey: &Hotkey, spent: &[u8], rotated: &[u8]) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.pool().begin().await?;
-        let stored = sqlx::query(
-            "UPDATE connections SET ciphertext = $1, state = $2, updated_at = $3, refresh_lock_until = 0
-             WHERE hotkey = $4 AND provider = $5 AND (ciphertext = $6 OR ciphertext = $1)",
-        )
-        .bind(rotated)
-        .bind(State::Connected)
-        .bind(clock::now())
-        .bind(hotkey.as_str())
-        .bind(Provider::Chutes.as_str())
-        .bind(spent)
-        .execute(&mut *tx)
-        .await?;
-        if stored.rows_affected() == 0 {
+        if !store::connections::store_rotated(&mut tx, hotkey.as_str(), spent, rotated, self.clock.now()).await? {
             return Ok(false);
         }
         audit::record(
@@ -958,6 +873,7 @@ impl Services {
             Some(Provider::Chutes),
             "rotated",
             "refresh token used and rotated for a fresh access token (a run, the run gateway or a balance check)",
+            self.clock.now(),
         )
         .await?;
         tx.commit().await?;
@@ -976,14 +892,9 @@ impl Services {
                 let Some(rotated) = &tokens.refresh_token else {
                     // RFC 6749 section 6: no new refresh token means the one we spent stays
                     // good. Nothing to store; only the lease to give up.
-                    let _ = sqlx::query(
-                        "UPDATE connections SET refresh_lock_until = 0 WHERE hotkey = $1 AND provider = $2 AND ciphertext = $3",
-                    )
-                    .bind(hotkey.as_str())
-                    .bind(Provider::Chutes.as_str())
-                    .bind(&ciphertext)
-                    .execute(self.db.pool())
-                    .await;
+                    if let Ok(mut conn) = self.db.pool().acquire().await {
+                        let _ = store::connections::release_refresh_lease(&mut conn, hotkey.as_str(), Some(&ciphertext)).await;
+                    }
                     return Ok(tokens);
                 };
                 let sealed = self.vault.seal(&context, rotated);
@@ -1025,17 +936,7 @@ impl Services {
             Err(ProviderError::InvalidGrant { .. }) => {
                 let mut tx = self.db.pool().begin().await?;
                 // Only the grant we tried is dead; a newer one (a reconnect) stays connected.
-                let marked = sqlx::query(
-                    "UPDATE connections SET state = $1, updated_at = $2, refresh_lock_until = 0 WHERE hotkey = $3 AND provider = $4 AND ciphertext = $5",
-                )
-                .bind(State::NeedsReconsent)
-                .bind(clock::now())
-                .bind(hotkey.as_str())
-                .bind(Provider::Chutes.as_str())
-                .bind(&ciphertext)
-                .execute(&mut *tx)
-                .await?;
-                if marked.rows_affected() == 0 {
+                if !store::connections::mark_needs_reconsent(&mut tx, hotkey.as_str(), &ciphertext, self.clock.now()).await? {
                     return Err(ConnectionError::Conflict);
                 }
                 audit::record(
@@ -1044,6 +945,7 @@ impl Services {
                     Some(Provider::Chutes),
                     "needs_reconsent",
                     "Chutes refused the stored refresh token (invalid_grant): connect Chutes again",
+                    self.clock.now(),
                 )
                 .await?;
                 tx.commit().await?;

@@ -14,7 +14,6 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use wire::Provider;
 
-use crate::clock;
 use crate::connections::ConnectionError;
 use crate::domain::Hotkey;
 use crate::services::Services;
@@ -251,19 +250,15 @@ impl Services {
         {
             return Ok(models.clone());
         }
-        let rows: Vec<(String, String, f64, f64, i64)> = sqlx::query_as(
-            "SELECT chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok, is_default FROM catalog_models ORDER BY position",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows = store::catalog::models(&mut *self.db.pool().acquire().await?).await?;
         let models = Arc::new(
             rows.into_iter()
-                .map(|(chutes_name, openrouter_name, input_usd_per_mtok, output_usd_per_mtok, is_default)| PricedModel {
-                    chutes_name,
-                    openrouter_name,
-                    input_usd_per_mtok,
-                    output_usd_per_mtok,
-                    is_default: is_default != 0,
+                .map(|m| PricedModel {
+                    chutes_name: m.chutes_name,
+                    openrouter_name: m.openrouter_name,
+                    input_usd_per_mtok: m.input_usd_per_mtok,
+                    output_usd_per_mtok: m.output_usd_per_mtok,
+                    is_default: m.is_default,
                 })
                 .collect::<Vec<_>>(),
         );
@@ -297,7 +292,7 @@ impl Services {
             let mut allowances = self.gateway.allowances.lock().expect("gateway cache lock");
             if let Some(a) = allowances.get_mut(&hash)
                 && a.trusted_until > Instant::now()
-                && a.expires_at > clock::now()
+                && a.expires_at > self.clock.now()
                 && a.free() + EPSILON >= usd
             {
                 a.in_flight += usd;
@@ -330,7 +325,7 @@ impl Services {
                 None => ((0.0, 0.0), 0.0),
             }
         };
-        let now = clock::now();
+        let now = self.clock.now();
         let asks = if free + EPSILON >= usd { vec![0.0] } else { vec![usd * LEASE_REQUESTS, usd] };
         for grant in asks {
             let leased =
@@ -407,7 +402,7 @@ impl Services {
                 Some(a) if a.id == id => a.take_spend(),
                 _ => return,
             };
-            let leased = services.lease_statement(&hash, grant, spend, clock::now()).await;
+            let leased = services.lease_statement(&hash, grant, spend, services.clock.now()).await;
             // What must still reach the row when the allowance was returned meanwhile.
             let unwritten = {
                 let mut allowances = services.gateway.allowances.lock().expect("gateway cache lock");
@@ -497,7 +492,11 @@ impl Services {
         if self.db.backend() != crate::db::Backend::Postgres {
             return;
         }
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(Self::RETIRED_CHANNEL).execute(self.db.pool()).await {
+        let announced = match self.db.pool().acquire().await {
+            Ok(mut conn) => store::notify(&mut conn, Self::RETIRED_CHANNEL).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = announced {
             tracing::warn!(error = %e, "gateway: could not announce a retirement; other replicas notice within a second");
         }
     }
@@ -622,7 +621,7 @@ impl Services {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(GatewayError::InvalidToken);
         }
-        self.live_run_token(&token_digest(token), clock::now()).await.map(|(provider, ..)| provider)
+        self.live_run_token(&token_digest(token), self.clock.now()).await.map(|(provider, ..)| provider)
     }
 
     /// A live token's provider, cap, spend and reservations; `InvalidToken` when it is unknown,
@@ -640,12 +639,7 @@ impl Services {
     /// Marks a run whose provider refused payment through the gateway: it fails with `reason`
     /// when its validator reports, whatever the validator says.
     pub async fn mark_provider_refusal(&self, run_id: &str, reason: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE eval_runs SET provider_refusal = $1 WHERE id = $2 AND status = 'running' AND provider_refusal IS NULL")
-            .bind(reason)
-            .bind(run_id)
-            .execute(self.db.pool())
-            .await?;
-        Ok(())
+        store::runs::mark_provider_refusal(&mut *self.db.pool().acquire().await?, run_id, reason).await
     }
 
     /// Turns a reservation into what the request cost: in this replica's allowance (written to

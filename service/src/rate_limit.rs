@@ -10,7 +10,6 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::clock;
 use crate::db::Db;
 
 /// What is being limited.
@@ -233,17 +232,7 @@ pub async fn hit(db: &Db, action: Action, scope: Scope, who: &str, limit: Limit,
     let window_start = now - now.rem_euclid(limit.window_secs);
     let window_end = window_start + limit.window_secs;
     let bucket = format!("{}:{}:{who}", action.as_str(), scope.as_str());
-    // One statement: concurrent hits on any replica each see their own count.
-    let (hits,): (i64,) = sqlx::query_as(
-        "INSERT INTO rate_limit_hits (bucket, window_start, hits, expires_at) VALUES ($1, $2, 1, $3)
-         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_hits.hits + 1
-         RETURNING hits",
-    )
-    .bind(&bucket)
-    .bind(window_start)
-    .bind(window_end)
-    .fetch_one(db.pool())
-    .await?;
+    let hits = crate::store::rate_limits::hit(&mut *db.pool().acquire().await?, &bucket, window_start, window_end).await?;
     if hits > i64::from(limit.max) {
         metrics::counter!("oro_rate_limited_total", "action" => action.as_str(), "by" => scope.as_str()).increment(1);
         return Err(RateLimitError::Limited {
@@ -316,14 +305,14 @@ impl LocalLimiter {
 
 /// Forgets windows that have ended.
 pub async fn forget_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM rate_limit_hits WHERE expires_at <= $1").bind(now).execute(db.pool()).await?.rows_affected())
+    crate::store::rate_limits::forget_expired(&mut *db.pool().acquire().await?, now).await
 }
 
 impl crate::Services {
     /// Counts an attempt from a client address (before any other work).
     pub async fn limit_ip(&self, action: Action, ip: IpAddr) -> Result<(), RateLimitError> {
         match self.settings.rate_limits.per_ip(action) {
-            Some(limit) => hit(&self.db, action, Scope::Ip, &client_key(ip), limit, clock::now()).await,
+            Some(limit) => hit(&self.db, action, Scope::Ip, &client_key(ip), limit, self.clock.now()).await,
             None => Ok(()),
         }
     }
@@ -332,7 +321,7 @@ impl crate::Services {
     /// verified sign-in signature).
     pub async fn limit_hotkey(&self, action: Action, hotkey: &crate::domain::Hotkey) -> Result<(), RateLimitError> {
         match self.settings.rate_limits.per_hotkey(action) {
-            Some(limit) => hit(&self.db, action, Scope::Hotkey, hotkey.as_str(), limit, clock::now()).await,
+            Some(limit) => hit(&self.db, action, Scope::Hotkey, hotkey.as_str(), limit, self.clock.now()).await,
             None => Ok(()),
         }
     }

@@ -374,11 +374,11 @@ impl Services {
         if store::connections::first_connected(&mut *self.db.pool().acquire().await?, hotkey).await?.is_none() {
             return Err(RunError::NoProviderConnected);
         }
-        let now = clock::now();
+        let now = self.clock.now();
         let cooldown = self.settings.submit_cooldown_secs;
         let mut tx = self.db.pool().begin().await?;
         // The miner row serializes this miner's submissions (cooldown check and insert).
-        crate::connections::lock_miner(&mut tx, self.db.backend(), hotkey).await?;
+        store::connections::lock_miner(&mut tx, self.db.backend(), hotkey.as_str(), self.clock.now()).await?;
         if let Some(last) = store::agents::last_submitted_at(&mut tx, hotkey.as_str()).await?
             && cooldown > 0
             && now < last + cooldown
@@ -520,7 +520,7 @@ impl Services {
         // Read before the transaction (usually from memory): on SQLite the transaction holds
         // the one connection.
         let models = self.priced_models().await?;
-        let now = clock::now();
+        let now = self.clock.now();
         let backend = self.db.backend();
         let mut tx = self.db.pool().begin().await?;
         let Some(run) = store::runs::reserve(&mut tx, backend, validator.as_str(), now, MAX_RUNS_PER_VALIDATOR).await? else {
@@ -575,7 +575,7 @@ impl Services {
         let cap = self.settings.run_key_cap_usd;
         if capped && let Some(budget) = budget {
             let (since, month) = crate::budget::month_start(now);
-            let committed = crate::budget::committed_in(tx, &miner, since).await?;
+            let committed = store::runs::committed_since(tx, miner.as_str(), since).await?;
             if committed + cap > budget + 1e-9 {
                 return Ok(Err(MintFailure::Fail(format!(
                     "monthly budget reached: ${committed:.2} of ${budget:.2} committed in {month}; a run needs ${cap:.2} (raise the budget on the dashboard or with `oro budget set`)"
@@ -624,7 +624,7 @@ impl Services {
     /// `hand_out`'s transaction. When the connection changed, the keys are recorded (so the
     /// budget and the reaper know them) and the caller disables them.
     async fn record_hand_out(&self, taken: &Taken, issued: &Issued, validator: &Caller) -> Result<Result<i64, MintFailure>, RunError> {
-        let now = clock::now();
+        let now = self.clock.now();
         let lease_expires_at = now + self.settings.run_lease_secs;
         let mut tx = self.db.pool().begin().await?;
         if let Some(sealed) = &taken.sealed {
@@ -643,7 +643,7 @@ impl Services {
         }
         store::runs::hand_out(&mut tx, &taken.run.id, issued.credential.as_ref(), lease_expires_at, now).await?;
         let line = credential_used(&taken.run.id, &issued.token, self.settings.run_key_cap_usd, validator);
-        crate::audit::record(&mut tx, &taken.miner, Some(issued.token.provider), "credential_used", &line).await?;
+        crate::audit::record(&mut tx, &taken.miner, Some(issued.token.provider), "credential_used", &line, self.clock.now()).await?;
         tx.commit().await?;
         Ok(Ok(lease_expires_at))
     }
@@ -659,7 +659,7 @@ impl Services {
             match self.openrouter.disable_key(management_key, &key.key_hash).await {
                 Ok(()) => {
                     if let Ok(mut conn) = self.db.pool().acquire().await {
-                        let _ = store::runs::disable_unused_key(&mut conn, &key.key_hash, clock::now()).await;
+                        let _ = store::runs::disable_unused_key(&mut conn, &key.key_hash, self.clock.now()).await;
                     }
                 }
                 Err(e) => {
@@ -708,7 +708,7 @@ impl Services {
 
     /// One attempt of `release_reserved_run`; says what became of the run.
     async fn put_back(&self, run_id: &str, validator: &str, storage: bool, reason: &str) -> Result<&'static str, sqlx::Error> {
-        let now = clock::now();
+        let now = self.clock.now();
         let holder = store::runs::Holder::Running(validator);
         let mut conn = self.db.pool().acquire().await?;
         let Some(retries) = store::runs::claim_retries(&mut conn, run_id, holder).await? else {
@@ -733,7 +733,7 @@ impl Services {
     /// queue (the provider's).
     async fn finish_unclaimable(&self, run: &store::runs::Reserved, failure: MintFailure) -> Result<(), RunError> {
         let mut conn = self.db.pool().acquire().await?;
-        settle_unclaimable(&mut conn, run, &failure, store::runs::Holder::Any, clock::now()).await?;
+        settle_unclaimable(&mut conn, run, &failure, store::runs::Holder::Any, self.clock.now()).await?;
         Ok(())
     }
 
@@ -747,7 +747,7 @@ impl Services {
         };
         // Dropped here: only the gateway's cache keeps the miner's token.
         drop(direct);
-        let expires_at = clock::now() + self.settings.run_key_ttl_secs;
+        let expires_at = self.clock.now() + self.settings.run_key_ttl_secs;
         let (token, record) = self.new_gateway_token(&taken.run.id, &taken.miner, taken.cap, Provider::Chutes, expires_at, None);
         let credential = store::runs::RunCredential { key_hash: record.key_hash.clone(), cap_usd: taken.cap, expires_at };
         Ok(Ok(Issued {
@@ -776,7 +776,7 @@ impl Services {
             Ok(_) => {}
             Err(e) => return Ok(Err(mint_failure(Provider::OpenRouter, &e))),
         }
-        let expires_at = clock::now() + self.settings.run_key_ttl_secs;
+        let expires_at = self.clock.now() + self.settings.run_key_ttl_secs;
         let minted =
             match self.openrouter.create_key(&management_key, &format!("oro-run-{run_id}"), cap, &clock::rfc3339_utc_z(expires_at)).await {
                 Ok(m) => m,
@@ -804,7 +804,7 @@ impl Services {
         // that dies here leaves it to the reaper's sweep of keys named after the run.
         if let Err(failure) = self.preflight_minted_key(&minted.key).await {
             let disabled = match self.openrouter.disable_key(&management_key, &minted.hash).await {
-                Ok(()) => Some(clock::now()),
+                Ok(()) => Some(self.clock.now()),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not disable a key that failed its preflight; the reaper will");
                     None
@@ -813,7 +813,7 @@ impl Services {
             // Recorded either way: disabled, it commits nothing to the budget; live, the
             // reaper finds it.
             let mut conn = self.db.pool().acquire().await?;
-            store::runs::record_key(&mut conn, &store::runs::KeyRecord { disabled_at: disabled, ..record }, clock::now()).await?;
+            store::runs::record_key(&mut conn, &store::runs::KeyRecord { disabled_at: disabled, ..record }, self.clock.now()).await?;
             return Ok(Err(failure));
         }
         let credential = store::runs::RunCredential { key_hash: minted.hash.clone(), cap_usd: cap, expires_at };
@@ -863,9 +863,11 @@ impl Services {
                 tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
                 // While the run is held by a claim, a key of its name may be that claim's,
                 // minted but not yet recorded: look again later.
-                let status: Result<Option<(RunStatus,)>, _> =
-                    sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(&run_id).fetch_optional(services.db.pool()).await;
-                if !matches!(&status, Ok(Some((s,))) if *s != RunStatus::Running) {
+                let status = match services.db.pool().acquire().await {
+                    Ok(mut conn) => store::runs::status(&mut conn, &run_id).await,
+                    Err(e) => Err(e),
+                };
+                if !matches!(&status, Ok(Some(s)) if *s != RunStatus::Running) {
                     continue;
                 }
                 services
@@ -885,16 +887,20 @@ impl Services {
         };
         let mut disabled = 0;
         for key in keys.into_iter().filter(|k| !k.disabled && k.name.as_deref() == Some(name.as_str())) {
-            let recorded: Result<Option<(String,)>, _> =
-                sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1").bind(&key.hash).fetch_optional(self.db.pool()).await;
-            if !matches!(recorded, Ok(None)) {
+            let recorded = match self.db.pool().acquire().await {
+                Ok(mut conn) => store::run_keys::is_recorded(&mut conn, &key.hash).await,
+                Err(e) => Err(e),
+            };
+            // Only a key known to be unrecorded is disabled.
+            if !matches!(recorded, Ok(false)) {
                 continue;
             }
             if self.openrouter.disable_key(management_key, &key.hash).await.is_ok() {
                 disabled += 1;
                 tracing::warn!(run = %run_id, "disabled a run key that no claim recorded");
                 let detail = format!("the OpenRouter management key disabled run key {name}, {why}");
-                let _ = crate::audit::record_now(&self.db, miner, Some(Provider::OpenRouter), "credential_used", &detail).await;
+                let _ = crate::audit::record_now(&self.db, miner, Some(Provider::OpenRouter), "credential_used", &detail, self.clock.now())
+                    .await;
             }
         }
         disabled
@@ -976,7 +982,7 @@ impl Services {
         }
         // The gateway forwards with the newest token (a refresh may have rotated the grant).
         self.remember_upstream(miner, &tokens.access_token, tokens.expires_in);
-        let expires_at = clock::now() + tokens.expires_in;
+        let expires_at = self.clock.now() + tokens.expires_in;
         Ok(Ok(InferenceToken {
             provider: Provider::Chutes,
             access_token: tokens.access_token.expose_secret().to_owned(),
@@ -1017,7 +1023,7 @@ impl Services {
         } else {
             self.leased_run(validator, run_id).await?;
         }
-        let now = clock::now();
+        let now = self.clock.now();
         let lease = now + self.settings.run_lease_secs;
         let progress = progress.map(|p| p.to_string()).filter(|p| p.len() <= 16 * 1024);
         let mut conn = self.db.pool().acquire().await?;
@@ -1045,7 +1051,7 @@ impl Services {
         } else {
             None
         };
-        let now = clock::now();
+        let now = self.clock.now();
         // A run whose provider refused payment through the gateway fails with that reason,
         // whatever the validator saw.
         let outcome = store::runs::Outcome { status, failure_reason: reason, score: body.validator_score.filter(|s| s.is_finite()) };
@@ -1102,7 +1108,7 @@ impl Services {
             return self.retire_gateway_token(hash, &hotkey, &run_id, provider).await;
         }
         // The gateway token wrapping this key (`ORO_GATEWAY_OPENROUTER`) dies first: a write.
-        store::run_keys::retire_wrapping_tokens(&mut *self.db.pool().acquire().await?, hash, clock::now()).await?;
+        store::run_keys::retire_wrapping_tokens(&mut *self.db.pool().acquire().await?, hash, self.clock.now()).await?;
         let connection = store::connections::sealed(&mut *self.db.pool().acquire().await?, &hotkey, Provider::OpenRouter).await?;
         let management_key: Option<SecretString> = match connection {
             Some(store::connections::Sealed { ciphertext: ct, .. }) => {
@@ -1113,20 +1119,22 @@ impl Services {
         // Disconnected (or replaced) since: that credential's disconnect or replacement
         // disables its run keys (now or through a pending revocation); the sweep skips it.
         let Some(management_key) = management_key.filter(|k| key_fingerprint(k) == minted_by) else {
-            store::run_keys::mark_orphaned(&mut *self.db.pool().acquire().await?, hash, clock::now()).await?;
+            store::run_keys::mark_orphaned(&mut *self.db.pool().acquire().await?, hash, self.clock.now()).await?;
             return Ok(());
         };
         if disabled_at.is_none() {
             self.openrouter.disable_key(&management_key, hash).await?;
         }
         let usage = self.openrouter.get_key(&management_key, hash).await.ok().map(|k| k.usage);
-        let first_disable = store::run_keys::record_disabled(&mut *self.db.pool().acquire().await?, hash, usage, clock::now()).await?;
+        let first_disable = store::run_keys::record_disabled(&mut *self.db.pool().acquire().await?, hash, usage, self.clock.now()).await?;
         // Once per key, by whichever retirement recorded the disable (a retry, or `complete`
         // racing the sweep, finds it done).
         if first_disable && let Ok(miner) = Hotkey::parse(&hotkey) {
             let spent = usage.map(|u| format!(" (it spent ${u:.4})")).unwrap_or_default();
             let detail = format!("the OpenRouter management key disabled run key oro-run-{run_id}{spent}");
-            if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail).await {
+            if let Err(e) =
+                crate::audit::record_now(&self.db, &miner, Some(Provider::OpenRouter), "credential_used", &detail, self.clock.now()).await
+            {
                 tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
             }
         }
@@ -1168,7 +1176,7 @@ impl Services {
         let spend = store::runs::spend(&mut *self.db.pool().acquire().await?, run_id).await?;
         let spent = spend.map(|s| format!(" after spending ${s:.4}")).unwrap_or_default();
         let detail = format!("you stopped inference for run {run_id}: its {} credential is disabled{spent}", provider.display_name());
-        if let Err(e) = crate::audit::record_now(&self.db, miner, Some(provider), "credential_used", &detail).await {
+        if let Err(e) = crate::audit::record_now(&self.db, miner, Some(provider), "credential_used", &detail, self.clock.now()).await {
             tracing::warn!(run = %run_id, error = %e, "could not record the stop in the audit log");
         }
         tracing::info!(run = %run_id, %provider, "the miner stopped the run's inference");
@@ -1184,7 +1192,7 @@ impl Services {
     /// what the gateway metered; an OpenRouter run's is its own key's, recorded when that key
     /// is retired (the run's credential, retired with the run). Idempotent.
     async fn retire_gateway_token(&self, hash: &str, hotkey: &str, run_id: &str, provider: Provider) -> Result<(), ServiceRetireError> {
-        let retired = store::run_keys::retire_token(&mut *self.db.pool().acquire().await?, hash, clock::now()).await?;
+        let retired = store::run_keys::retire_token(&mut *self.db.pool().acquire().await?, hash, self.clock.now()).await?;
         let Some(spent) = retired else { return Ok(()) };
         if provider == Provider::OpenRouter {
             return Ok(());
@@ -1192,7 +1200,9 @@ impl Services {
         store::runs::record_spend(&mut *self.db.pool().acquire().await?, store::runs::SpendOf::Run(run_id), spent).await?;
         if let Ok(miner) = Hotkey::parse(hotkey) {
             let detail = format!("the gateway token of run {run_id} was retired; the run spent ${spent:.4} of its cap through the gateway");
-            if let Err(e) = crate::audit::record_now(&self.db, &miner, Some(Provider::Chutes), "credential_used", &detail).await {
+            if let Err(e) =
+                crate::audit::record_now(&self.db, &miner, Some(Provider::Chutes), "credential_used", &detail, self.clock.now()).await
+            {
                 tracing::warn!(run = %run_id, error = %e, "could not record the credential use in the audit log");
             }
         }
@@ -1203,7 +1213,7 @@ impl Services {
     /// `MAX_ATTEMPTS`), and per-run keys of finished, abandoned or expired runs are disabled.
     #[tracing::instrument(name = "reap_runs", skip_all)]
     pub async fn reap_runs(&self) -> Result<usize, RunError> {
-        let now = clock::now();
+        let now = self.clock.now();
         let abandoned = store::runs::abandoned(&mut *self.db.pool().acquire().await?, now).await?;
         let mut reaped = 0;
         for store::runs::Abandoned { id, attempts: abandoned_before, key_hash, provider, hotkey: miner } in abandoned {
@@ -1255,15 +1265,11 @@ impl Services {
     /// The agent code behind a presigned link: the link must be unexpired, and made for the
     /// run as it is now (running, under the validator and agent version it names).
     pub async fn agent_code_by_link(&self, run_id: &str, expires: i64, sig: &str) -> Result<(String, Vec<u8>), RunError> {
-        if expires < clock::now() {
+        if expires < self.clock.now() {
             return Err(RunError::DownloadLinkExpired);
         }
-        let row: Option<(String, Option<String>, RunStatus)> =
-            sqlx::query_as("SELECT agent_version_id, validator_hotkey, status FROM eval_runs WHERE id = $1")
-                .bind(run_id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let Some((agent_version_id, Some(validator), status)) = row else {
+        let holder = store::runs::code_holder(&mut *self.db.pool().acquire().await?, run_id).await?;
+        let Some(store::runs::CodeHolder { agent_version_id, validator_hotkey: Some(validator), status }) = holder else {
             return Err(RunError::DownloadLinkInvalid);
         };
         if status != RunStatus::Running
@@ -1281,14 +1287,9 @@ impl Services {
 
     /// The agent code a validator downloads (only for a run it holds).
     pub async fn agent_code(&self, validator: &Caller, agent_version_id: &str) -> Result<(String, Vec<u8>), RunError> {
-        let held: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM eval_runs WHERE agent_version_id = $1 AND validator_hotkey = $2 AND status = $3 LIMIT 1")
-                .bind(agent_version_id)
-                .bind(validator.hotkey.as_str())
-                .bind(RunStatus::Running)
-                .fetch_optional(self.db.pool())
-                .await?;
-        if held.is_none() {
+        let held =
+            store::runs::validator_runs_version(&mut *self.db.pool().acquire().await?, agent_version_id, validator.hotkey.as_str()).await?;
+        if !held {
             return Err(RunError::NotFound);
         }
         self.agent_file(agent_version_id).await
@@ -1309,71 +1310,40 @@ impl Services {
 
     /// `GET /v1/miner/runs`: the miner's newest runs.
     pub async fn miner_runs(&self, hotkey: &Hotkey, limit: i64) -> Result<RunList, RunError> {
-        let rows: Vec<RunRow> = sqlx::query_as(
-            // A gateway run's spend is live in its token's row until the run ends.
-            "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd, COALESCE(r.spend_usd, k.spent_usd), r.score, r.created_at, r.completed_at
-             FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
-             LEFT JOIN run_keys k ON k.minted_by IN ($3, $4) AND (k.key_hash = r.key_hash OR k.upstream_key_hash = r.key_hash)
-             WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
-        )
-        .bind(hotkey.as_str())
-        .bind(limit.clamp(1, 200))
-        .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
-        .bind(crate::gateway::OPENROUTER_GATEWAY_MINTER)
-        .fetch_all(self.db.pool())
-        .await?;
-        let (since, _) = crate::budget::month_start(clock::now());
-        // Every per-run key of the month counts, including those of abandoned attempts; a
-        // gateway token's spend is what the gateway metered, live.
-        let (openrouter,): (Option<f64>,) = sqlx::query_as(
-            "SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by <> $3 AND upstream_key_hash IS NULL",
-        )
-        .bind(hotkey.as_str())
-        .bind(since)
-        .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
-        .fetch_one(self.db.pool())
-        .await?;
-        let (chutes,): (Option<f64>,) =
-            sqlx::query_as("SELECT SUM(spent_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by = $3")
-                .bind(hotkey.as_str())
-                .bind(since)
-                .bind(crate::gateway::CHUTES_GATEWAY_MINTER)
-                .fetch_one(self.db.pool())
-                .await?;
-        let (default_provider,): (Option<String>,) = sqlx::query_as("SELECT default_provider FROM miners WHERE hotkey = $1")
-            .bind(hotkey.as_str())
-            .fetch_optional(self.db.pool())
-            .await?
-            .unwrap_or((None,));
+        let mut conn = self.db.pool().acquire().await?;
+        // A gateway run's spend is live in its token's row until the run ends.
+        let minters = [crate::gateway::CHUTES_GATEWAY_MINTER, crate::gateway::OPENROUTER_GATEWAY_MINTER];
+        let rows = store::runs::of_miner(&mut conn, hotkey.as_str(), limit.clamp(1, 200), minters).await?;
+        let (since, _) = crate::budget::month_start(self.clock.now());
+        let (openrouter, chutes) =
+            store::run_keys::month_spend(&mut conn, hotkey.as_str(), since, crate::gateway::CHUTES_GATEWAY_MINTER).await?;
+        let default_provider = store::connections::default_provider(&mut conn, hotkey.as_str()).await?;
         Ok(RunList {
             protection: Some(self.run_protection()),
-            default_provider: default_provider.and_then(|p| p.parse().ok()),
+            default_provider,
             month_spend_usd: [(Provider::OpenRouter, openrouter), (Provider::Chutes, chutes)]
                 .into_iter()
                 .filter_map(|(p, v)| v.map(|v| (p.as_str().to_owned(), v)))
                 .collect(),
             runs: rows
                 .into_iter()
-                .map(|(id, agent_name, version, status, provider, reason, cap, spend, score, created, completed)| RunSummary {
-                    eval_run_id: id,
-                    agent_name,
-                    agent_version_id: version,
-                    status,
-                    provider: provider.and_then(|p| p.parse().ok()),
-                    failure_reason: reason,
-                    cap_usd: cap,
-                    spend_usd: spend,
-                    score,
-                    created_at: clock::rfc3339(created),
-                    completed_at: completed.map(clock::rfc3339),
+                .map(|r| RunSummary {
+                    eval_run_id: r.id,
+                    agent_name: r.agent_name,
+                    agent_version_id: r.agent_version_id,
+                    status: r.status.as_str().to_owned(),
+                    provider: r.provider.and_then(|p| p.parse().ok()),
+                    failure_reason: r.failure_reason,
+                    cap_usd: r.cap_usd,
+                    spend_usd: r.spend_usd,
+                    score: r.score,
+                    created_at: clock::rfc3339(r.created_at),
+                    completed_at: r.completed_at.map(clock::rfc3339),
                 })
                 .collect(),
         })
     }
 }
-
-/// id, agent name, version, status, provider, reason, cap, spend, score, created, completed.
-type RunRow = (String, String, String, String, Option<String>, Option<String>, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
 
 /// Why retiring a run key did not finish (it is retried by the reaper).
 #[derive(Debug, thiserror::Error)]

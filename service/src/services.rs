@@ -31,6 +31,8 @@ impl std::ops::Deref for Services {
 pub struct ServicesInner {
     pub settings: Arc<Settings>,
     pub db: Db,
+    /// Every "now" the service reads (expiries, leases, windows, audit times).
+    pub clock: crate::clock::Clock,
     pub vault: Vault,
     pub openrouter: OpenRouterClient,
     pub chutes: ChutesClient,
@@ -133,20 +135,22 @@ impl Services {
     pub async fn build(settings: Settings, db: Db) -> Result<Self, ServiceError> {
         let create_master = settings.environment != Environment::Production;
         let masters = MasterKeys::load(&settings.master_key_file, create_master)?;
-        let vault = Vault::open(&db, &masters).await?;
+        let clock = crate::clock::Clock::default();
+        let vault = Vault::open(&db, &masters, clock.now()).await?;
         let code_urls = Arc::new(crate::code_url::CodeUrlSigner::new(&masters));
         drop(masters);
         let timeout = Duration::from_secs(settings.provider_timeout_secs);
         let http = http_client(timeout);
         let openrouter = OpenRouterClient::new(http.clone(), &settings.openrouter_api_base, timeout);
         let chutes = ChutesClient::new(http, &settings, timeout);
-        crate::catalog::seed_if_empty(&db).await?;
+        crate::catalog::seed_if_empty(&db, clock.now()).await?;
         let signed_limiter =
             Arc::new(crate::rate_limit::LocalLimiter::new(crate::rate_limit::Action::Signed, settings.rate_limits.signed_per_ip));
         let settings = Arc::new(settings);
         Ok(Services(Arc::new(ServicesInner {
             settings: settings.clone(),
             db,
+            clock,
             vault,
             openrouter,
             chutes,
@@ -206,7 +210,7 @@ impl Services {
     /// abandoned runs.
     /// Each step runs whatever the others did: one failing must not stop the reaper.
     pub async fn housekeeping(&self) -> Result<(), ServiceError> {
-        let now = crate::clock::now();
+        let now = self.clock.now();
         let mut first_error: Option<ServiceError> = None;
         let mut note = |result: Result<(), ServiceError>, step: &str| {
             if let Err(e) = result {
@@ -217,16 +221,15 @@ impl Services {
         note(signed_request::forget_expired_nonces(&self.db, now).await.map(|_| ()).map_err(Into::into), "nonces");
         note(crate::rate_limit::forget_expired(&self.db, now).await.map(|_| ()).map_err(Into::into), "rate limits");
         note(sessions::forget_expired(&self.db, now).await.map_err(Into::into), "sessions");
-        note(DbSessionStore::new(self.db.clone()).delete_expired(now).await.map(|_| ()).map_err(Into::into), "web sessions");
         note(
-            sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
-                .bind(now)
-                .execute(self.db.pool())
-                .await
-                .map(|_| ())
-                .map_err(Into::into),
-            "oauth states",
+            DbSessionStore::new(self.db.clone(), self.clock.clone()).delete_expired(now).await.map(|_| ()).map_err(Into::into),
+            "web sessions",
         );
+        let forgotten = match self.db.pool().acquire().await {
+            Ok(mut conn) => crate::store::oauth_states::forget_expired(&mut conn, now).await,
+            Err(e) => Err(e),
+        };
+        note(forgotten.map_err(Into::into), "oauth states");
         // A rotation's new data key (another process added it) seals from now on here too.
         note(self.vault.refresh(&self.db).await.map_err(Into::into), "vault keys");
         note(self.retry_pending_revocations().await.map(|_| ()).map_err(Into::into), "revocations");

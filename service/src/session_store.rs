@@ -6,19 +6,21 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use crate::db::Db;
+use crate::store::web_sessions;
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
     db: Db,
+    clock: crate::clock::Clock,
 }
 
 impl DbSessionStore {
-    pub fn new(db: Db) -> Self {
-        DbSessionStore { db }
+    pub fn new(db: Db, clock: crate::clock::Clock) -> Self {
+        DbSessionStore { db, clock }
     }
 
     pub async fn delete_expired(&self, now: i64) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1").bind(now).execute(self.db.pool()).await?.rows_affected())
+        web_sessions::delete_expired(&mut *self.db.pool().acquire().await?, now).await
     }
 }
 
@@ -40,14 +42,11 @@ fn encode(record: &Record) -> Result<Vec<u8>, session_store::Error> {
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
-            let inserted = sqlx::query("INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
-                .bind(key(&record.id))
-                .bind(encode(record)?)
-                .bind(record.expiry_date.unix_timestamp())
-                .execute(self.db.pool())
+            let mut conn = self.db.pool().acquire().await.map_err(backend)?;
+            let inserted = web_sessions::create(&mut conn, &key(&record.id), &encode(record)?, record.expiry_date.unix_timestamp())
                 .await
                 .map_err(backend)?;
-            if inserted.rows_affected() == 1 {
+            if inserted {
                 return Ok(());
             }
             // A 128-bit id collided: draw another, as tower-sessions asks of stores.
@@ -56,26 +55,13 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query(
-            "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
-        )
-        .bind(key(&record.id))
-        .bind(encode(record)?)
-        .bind(record.expiry_date.unix_timestamp())
-        .execute(self.db.pool())
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.db.pool().acquire().await.map_err(backend)?;
+        web_sessions::save(&mut conn, &key(&record.id), &encode(record)?, record.expiry_date.unix_timestamp()).await.map_err(backend)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row: Option<(Vec<u8>, i64)> = sqlx::query_as("SELECT data, expires_at FROM web_sessions WHERE id = $1 AND expires_at > $2")
-            .bind(key(id))
-            .bind(crate::clock::now())
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(backend)?;
+        let mut conn = self.db.pool().acquire().await.map_err(backend)?;
+        let row = web_sessions::load(&mut conn, &key(id), self.clock.now()).await.map_err(backend)?;
         let Some((data, expires_at)) = row else {
             return Ok(None);
         };
@@ -85,7 +71,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM web_sessions WHERE id = $1").bind(key(id)).execute(self.db.pool()).await.map_err(backend)?;
-        Ok(())
+        let mut conn = self.db.pool().acquire().await.map_err(backend)?;
+        web_sessions::delete(&mut conn, &key(id)).await.map_err(backend)
     }
 }

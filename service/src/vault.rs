@@ -20,11 +20,11 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
-use sqlx::AnyConnection;
 use zeroize::Zeroize;
 
 use crate::clock;
 use crate::db::{Backend, Db};
+use crate::store;
 
 const FORMAT_VERSION: u8 = 1;
 const DATA_KEY_ID_LEN: usize = 32;
@@ -274,58 +274,43 @@ struct DataKeys {
     current: String,
 }
 
-/// Data keys, oldest first: the last one seals new values.
-async fn data_key_rows(db: &Db) -> Result<Vec<(String, String, Vec<u8>, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, master_key_id, wrapped_key, created_at FROM vault_data_keys ORDER BY created_at, id")
-        .fetch_all(db.pool())
-        .await
-}
-
 /// A new data key under the current master key, newer than every other: it becomes the one
 /// that seals.
-async fn create_data_key(conn: &mut AnyConnection, masters: &MasterKeys) -> Result<(String, Key32), VaultError> {
+async fn create_data_key(conn: &mut store::Conn, masters: &MasterKeys, now: i64) -> Result<(String, Key32), VaultError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let key = random_key();
     let wrapped = wrap(masters.get(masters.current_id()).expect("current key"), key.expose_secret(), &id);
-    let (newest,): (Option<i64>,) = sqlx::query_as("SELECT MAX(created_at) FROM vault_data_keys").fetch_one(&mut *conn).await?;
-    let created_at = clock::now().max(newest.unwrap_or(0) + 1);
-    sqlx::query("INSERT INTO vault_data_keys (id, master_key_id, wrapped_key, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&id)
-        .bind(masters.current_id())
-        .bind(wrapped)
-        .bind(created_at)
-        .execute(&mut *conn)
-        .await?;
+    let newest = store::vault::newest_created_at(&mut *conn).await?;
+    let created_at = now.max(newest.unwrap_or(0) + 1);
+    store::vault::add_data_key(conn, &id, masters.current_id(), &wrapped, created_at).await?;
     Ok((id, key))
 }
-
-/// The advisory-lock namespace (PostgreSQL's two-key form) of creating the first data key.
-const FIRST_DATA_KEY_LOCK_SPACE: i32 = 0x0a17;
 
 /// The first data key, made once however many replicas start together on an empty database.
 /// On PostgreSQL they take turns (an advisory lock held by the transaction), so each after the
 /// first finds its key. Without the turns each made its own, and a replica that had loaded
 /// only its own key opened nothing the others sealed until its next refresh (a minute): their
 /// connections failed its claims and its gateway. SQLite has one process.
-async fn create_first_data_key(db: &Db, masters: &MasterKeys) -> Result<(), VaultError> {
+async fn create_first_data_key(db: &Db, masters: &MasterKeys, now: i64) -> Result<(), VaultError> {
     let mut tx = db.pool().begin().await?;
     if db.backend() == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, 0)").bind(FIRST_DATA_KEY_LOCK_SPACE).execute(&mut *tx).await?;
+        store::vault::take_first_data_key_turn(&mut tx).await?;
     }
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vault_data_keys").fetch_one(&mut *tx).await?;
-    if count == 0 {
-        create_data_key(&mut tx, masters).await?;
+    if !store::vault::has_data_key(&mut tx).await? {
+        create_data_key(&mut tx, masters, now).await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
 impl Vault {
-    /// Unwraps every data key with the master keys; creates the first data key on first run.
-    pub async fn open(db: &Db, masters: &MasterKeys) -> Result<Self, VaultError> {
+    /// Unwraps every data key with the master keys; creates the first data key on first run
+    /// (stamped `now`).
+    pub async fn open(db: &Db, masters: &MasterKeys, now: i64) -> Result<Self, VaultError> {
         let masters = masters.duplicate();
-        if data_key_rows(db).await?.is_empty() {
-            create_first_data_key(db, &masters).await?;
+        let data_keys = store::vault::data_keys(&mut *db.pool().acquire().await?).await?;
+        if data_keys.is_empty() {
+            create_first_data_key(db, &masters, now).await?;
         }
         let keys = DataKeys { by_id: HashMap::new(), current: String::new() };
         let vault = Vault { inner: Arc::new(VaultInner { masters: std::sync::RwLock::new(masters), keys: std::sync::RwLock::new(keys) }) };
@@ -336,14 +321,14 @@ impl Vault {
     /// Loads data keys added since (a rotation) and forgets retired ones; the newest seals
     /// from now on. The housekeeping loop calls it every minute.
     pub async fn refresh(&self, db: &Db) -> Result<(), VaultError> {
-        let rows = data_key_rows(db).await?;
-        let Some((newest, ..)) = rows.last() else { return Ok(()) };
-        let newest = newest.clone();
-        let ids: std::collections::HashSet<String> = rows.iter().map(|(id, ..)| id.clone()).collect();
+        let rows = store::vault::data_keys(&mut *db.pool().acquire().await?).await?;
+        let Some(newest) = rows.last() else { return Ok(()) };
+        let newest = newest.id.clone();
+        let ids: std::collections::HashSet<String> = rows.iter().map(|k| k.id.clone()).collect();
         let mut fresh = HashMap::new();
-        for (id, master_id, wrapped, _) in rows {
+        for store::vault::DataKey { id, master_key_id, wrapped_key, .. } in rows {
             if !self.inner.keys.read().expect("vault lock").by_id.contains_key(&id) {
-                let key = self.unwrap_data_key(&id, &master_id, &wrapped)?;
+                let key = self.unwrap_data_key(&id, &master_key_id, &wrapped_key)?;
                 fresh.insert(id, key);
             }
         }
@@ -428,34 +413,26 @@ pub struct RotationReport {
     pub retired_data_keys: usize,
 }
 
-/// One sealed value somewhere in the database, and how to write it back.
+/// One sealed value somewhere in the database, with its context (its associated data) and
+/// where to write it back.
 struct SealedValue {
+    /// The table, as `store::vault::reseal` knows it.
     table: &'static str,
     context: String,
     ciphertext: Vec<u8>,
-    /// `UPDATE {table} SET {column} = $1 WHERE {key} AND {column} = $old`: the key's binds.
+    /// The row's key, as `store::vault::reseal` binds it.
     key: Vec<String>,
 }
 
-/// Every table that holds sealed values, with each value's context (its associated data).
-const SEALED_TABLES: [(&str, &str, &str); 4] = [
-    ("connections", "ciphertext", "hotkey = $3 AND provider = $4"),
-    ("pending_revocations", "ciphertext", "id = $3"),
-    ("oauth_states", "sealed_verifier", "state_hash = $3"),
-    ("run_keys", "upstream_sealed", "key_hash = $3"),
-];
-
 async fn sealed_values(db: &Db) -> Result<Vec<SealedValue>, sqlx::Error> {
     let mut out = Vec::new();
-    let connections: Vec<(String, String, Vec<u8>)> =
-        sqlx::query_as("SELECT hotkey, provider, ciphertext FROM connections ORDER BY hotkey, provider").fetch_all(db.pool()).await?;
-    for (hotkey, provider, ciphertext) in connections {
+    let connections = store::vault::sealed_connections(&mut *db.pool().acquire().await?).await?;
+    for store::vault::SealedConnection { hotkey, provider, ciphertext } in connections {
         let context = format!("credential|{hotkey}|{provider}");
         out.push(SealedValue { table: "connections", context, ciphertext, key: vec![hotkey, provider] });
     }
-    let pending: Vec<(String, String, String, Vec<u8>)> =
-        sqlx::query_as("SELECT id, hotkey, provider, ciphertext FROM pending_revocations ORDER BY id").fetch_all(db.pool()).await?;
-    for (id, hotkey, provider, ciphertext) in pending {
+    let pending = store::vault::sealed_revocations(&mut *db.pool().acquire().await?).await?;
+    for store::vault::SealedRevocation { id, hotkey, provider, ciphertext } in pending {
         out.push(SealedValue {
             table: "pending_revocations",
             context: format!("credential|{hotkey}|{provider}"),
@@ -463,16 +440,12 @@ async fn sealed_values(db: &Db) -> Result<Vec<SealedValue>, sqlx::Error> {
             key: vec![id],
         });
     }
-    let states: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT state_hash, sealed_verifier FROM oauth_states ORDER BY state_hash").fetch_all(db.pool()).await?;
+    let states = store::vault::sealed_oauth_verifiers(&mut *db.pool().acquire().await?).await?;
     for (state_hash, ciphertext) in states {
         out.push(SealedValue { table: "oauth_states", context: format!("oauth-verifier|{state_hash}"), ciphertext, key: vec![state_hash] });
     }
     // The per-run OpenRouter keys the gateway forwards with (`ORO_GATEWAY_OPENROUTER`).
-    let run_keys: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT key_hash, upstream_sealed FROM run_keys WHERE upstream_sealed IS NOT NULL ORDER BY key_hash")
-            .fetch_all(db.pool())
-            .await?;
+    let run_keys = store::vault::sealed_run_keys(&mut *db.pool().acquire().await?).await?;
     for (key_hash, ciphertext) in run_keys {
         out.push(SealedValue { table: "run_keys", context: Vault::run_key_context(&key_hash), ciphertext, key: vec![key_hash] });
     }
@@ -488,12 +461,12 @@ pub async fn status(db: &Db) -> Result<Vec<(String, String, i64, usize)>, VaultE
         let id = parse_envelope(&value.ciphertext).map(|e| e.data_key_id.to_owned()).unwrap_or_else(|_| "(malformed)".into());
         *counts.entry(id).or_default() += 1;
     }
-    Ok(data_key_rows(db)
+    Ok(store::vault::data_keys(&mut *db.pool().acquire().await?)
         .await?
         .into_iter()
-        .map(|(id, master, _, created)| {
-            let n = counts.get(&id).copied().unwrap_or(0);
-            (id, master, created, n)
+        .map(|k| {
+            let n = counts.get(&k.id).copied().unwrap_or(0);
+            (k.id, k.master_key_id, k.created_at, n)
         })
         .collect())
 }
@@ -515,13 +488,13 @@ pub async fn rotate_master_key(
     replica_wait: std::time::Duration,
 ) -> Result<RotationReport, VaultError> {
     let mut masters = MasterKeys::load(key_file, false)?;
-    let rows = data_key_rows(db).await?;
+    let rows = store::vault::data_keys(&mut *db.pool().acquire().await?).await?;
     let current = masters.current_id().to_owned();
     // A rotation is under way when the key file's newest master key has no data key yet (it
     // stopped between the file and the database), or when the newest data key is the only
     // one under it while older ones remain (it stopped while re-sealing or retiring).
-    let newest_master = rows.last().map(|(_, master, _, _)| master.clone());
-    let under_current = rows.iter().filter(|(_, master, _, _)| *master == current).count();
+    let newest_master = rows.last().map(|k| k.master_key_id.clone());
+    let under_current = rows.iter().filter(|k| k.master_key_id == current).count();
     let needs_data_key = newest_master.as_deref() != Some(current.as_str());
     let re_sealing = !needs_data_key && under_current == 1 && rows.len() > 1;
     let added_key = !needs_data_key && !re_sealing;
@@ -531,10 +504,11 @@ pub async fn rotate_master_key(
         masters.replace_file()?;
     }
     if added_key || needs_data_key {
-        create_data_key(&mut *db.pool().acquire().await?, &masters).await?;
+        // An operator's command, not the service: the machine's time stamps the key.
+        create_data_key(&mut *db.pool().acquire().await?, &masters, clock::system_now()).await?;
         tokio::time::sleep(replica_wait).await;
     }
-    let vault = Vault::open(db, &masters).await?;
+    let vault = Vault::open(db, &masters, clock::system_now()).await?;
     let target = vault.current_data_key();
     let mut resealed = 0;
     for value in sealed_values(db).await? {
@@ -546,15 +520,9 @@ pub async fn rotate_master_key(
         }
         let secret = vault.open_sealed(&value.context, &value.ciphertext)?;
         let sealed = vault.seal(&value.context, &secret);
-        let (_, column, key) = SEALED_TABLES.iter().find(|(t, _, _)| *t == value.table).expect("a known table");
-        let sql = format!("UPDATE {} SET {column} = $1 WHERE {column} = $2 AND {key}", value.table);
-        let mut update = sqlx::query(&sql).bind(sealed).bind(&value.ciphertext);
-        for part in &value.key {
-            update = update.bind(part);
-        }
         // Changed meanwhile (a refresh rotated a token, a disconnect): whoever changed it
         // sealed with the newest key; if not, the next run takes it.
-        if update.execute(db.pool()).await?.rows_affected() == 1 {
+        if store::vault::reseal(&mut *db.pool().acquire().await?, value.table, &value.key, &value.ciphertext, &sealed).await? {
             resealed += 1;
         }
     }
@@ -568,10 +536,11 @@ pub async fn rotate_master_key(
     }
     let remaining = in_use.iter().filter(|(id, _)| **id != target).map(|(_, n)| n).sum();
     let mut retired_data_keys = 0;
-    for (id, ..) in data_key_rows(db).await? {
+    // Read before the loop: the pool may hold one connection (SQLite), which each delete takes.
+    let data_keys = store::vault::data_keys(&mut *db.pool().acquire().await?).await?;
+    for store::vault::DataKey { id, .. } in data_keys {
         if id != target && !in_use.contains_key(&id) {
-            retired_data_keys +=
-                sqlx::query("DELETE FROM vault_data_keys WHERE id = $1").bind(&id).execute(db.pool()).await?.rows_affected() as usize;
+            retired_data_keys += usize::from(store::vault::retire_data_key(&mut *db.pool().acquire().await?, &id).await?);
         }
     }
     Ok(RotationReport {
@@ -587,10 +556,10 @@ pub async fn rotate_master_key(
 /// Removes from the key file the master keys that no data key uses any more.
 pub async fn retire_unused_master_keys(db: &Db, key_file: &Path) -> Result<Vec<String>, VaultError> {
     let mut masters = MasterKeys::load(key_file, false)?;
-    let used: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT master_key_id FROM vault_data_keys").fetch_all(db.pool()).await?;
+    let used = store::vault::master_keys_in_use(&mut *db.pool().acquire().await?).await?;
     let current = masters.current_id().to_owned();
     let before = masters.ids();
-    masters.keys.retain(|(id, _)| *id == current || used.iter().any(|(u,)| u == id));
+    masters.keys.retain(|(id, _)| *id == current || used.iter().any(|u| u == id));
     let retired: Vec<String> = before.into_iter().filter(|id| !masters.ids().contains(id)).collect();
     if !retired.is_empty() {
         masters.replace_file()?;
@@ -639,7 +608,7 @@ mod tests {
         let db = test_db.connect().await;
         let path = key_file();
         let masters = MasterKeys::load(&path, true).unwrap();
-        let vault = Vault::open(&db, &masters).await.unwrap();
+        let vault = Vault::open(&db, &masters, crate::clock::system_now()).await.unwrap();
         let secret = SecretString::from("sk-or-v1-".to_owned() + &"ab".repeat(32));
         let alice = Vault::credential_context("5Alice", wire::Provider::OpenRouter);
         let bob = Vault::credential_context("5Bob", wire::Provider::OpenRouter);
@@ -652,23 +621,15 @@ mod tests {
         assert!(vault.open_sealed(&alice, &tampered).is_err());
 
         // Stored, as a connection is: rotation re-seals what the database holds.
-        sqlx::query("INSERT INTO connections (hotkey, provider, state, label, ciphertext, connected_at, updated_at, refresh_lock_until) VALUES ('5Alice', 'openrouter', 'connected', 'a', $1, 0, 0, 0)")
-            .bind(&sealed)
-            .execute(db.pool())
-            .await
-            .unwrap();
+        store::vault::testing::insert_connection(&mut db.pool().acquire().await.unwrap(), &sealed).await.unwrap();
         // And a per-run key the gateway holds (`ORO_GATEWAY_OPENROUTER`), bound to its row.
         let run_key = SecretString::from("sk-or-v1-".to_owned() + &"cd".repeat(32));
         let run_key_context = Vault::run_key_context("gw-hash");
-        sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at, upstream_key_hash, upstream_sealed) VALUES ('gw-hash', '5Alice', 'run', 'gateway:openrouter', 5, 0, 0, 'or-hash', $1)")
-            .bind(vault.seal(&run_key_context, &run_key))
-            .execute(db.pool())
+        store::vault::testing::insert_gateway_token(&mut db.pool().acquire().await.unwrap(), &vault.seal(&run_key_context, &run_key))
             .await
             .unwrap();
-        let stored_run_key =
-            || async { sqlx::query_as::<_, (Vec<u8>,)>("SELECT upstream_sealed FROM run_keys").fetch_one(db.pool()).await.unwrap().0 };
-        let stored =
-            || async { sqlx::query_as::<_, (Vec<u8>,)>("SELECT ciphertext FROM connections").fetch_one(db.pool()).await.unwrap().0 };
+        let stored_run_key = || async { store::vault::testing::upstream_sealed(&mut db.pool().acquire().await.unwrap()).await.unwrap() };
+        let stored = || async { store::vault::testing::connection_ciphertext(&mut db.pool().acquire().await.unwrap()).await.unwrap() };
         let old_data_key = vault.current_data_key();
 
         // Rotation interrupted after zero values, then run again: everything still opens.
@@ -677,7 +638,7 @@ mod tests {
         assert!(first.added_key);
         assert_eq!((first.resealed, first.remaining, first.retired_data_keys), (0, 2, 0));
         assert_ne!(first.data_key_id, old_data_key, "a new data key, not only a new wrapping");
-        let reopened = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
+        let reopened = Vault::open(&db, &MasterKeys::load(&path, false).unwrap(), crate::clock::system_now()).await.unwrap();
         assert_eq!(reopened.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
         let second = rotate_master_key(&db, &path, None, no_wait).await.unwrap();
         assert!(!second.added_key, "an unfinished rotation continues instead of adding another key");
@@ -688,7 +649,7 @@ mod tests {
         );
         assert_eq!(parse_envelope(&stored().await).unwrap().data_key_id, second.data_key_id);
         // The old data key is gone: the old ciphertext opens for nobody, the stored one does.
-        let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
+        let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap(), crate::clock::system_now()).await.unwrap();
         assert!(matches!(after.open_sealed(&alice, &sealed), Err(VaultError::UnknownDataKey)));
         assert_eq!(after.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
         assert_eq!(parse_envelope(&stored_run_key().await).unwrap().data_key_id, second.data_key_id, "the run key was re-sealed too");
@@ -699,7 +660,7 @@ mod tests {
         );
         let retired = retire_unused_master_keys(&db, &path).await.unwrap();
         assert_eq!(retired.len(), 1);
-        let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap()).await.unwrap();
+        let after = Vault::open(&db, &MasterKeys::load(&path, false).unwrap(), crate::clock::system_now()).await.unwrap();
         assert_eq!(after.open_sealed(&alice, &stored().await).unwrap().expose_secret(), secret.expose_secret());
         // A running vault (another replica) picks the new data key up on refresh.
         let third = rotate_master_key(&db, &path, Some(0), no_wait).await.unwrap();
@@ -733,13 +694,13 @@ mod tests {
         }
         // Polled together: each waits on its own connections, so their statements interleave.
         let (a, b, c, d) = tokio::join!(
-            Vault::open(&pools[0], &masters),
-            Vault::open(&pools[1], &masters),
-            Vault::open(&pools[2], &masters),
-            Vault::open(&pools[3], &masters)
+            Vault::open(&pools[0], &masters, crate::clock::system_now()),
+            Vault::open(&pools[1], &masters, crate::clock::system_now()),
+            Vault::open(&pools[2], &masters, crate::clock::system_now()),
+            Vault::open(&pools[3], &masters, crate::clock::system_now())
         );
         let vaults = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
-        assert_eq!(data_key_rows(&pools[0]).await.unwrap().len(), 1, "one first data key");
+        assert_eq!(store::vault::data_keys(&mut pools[0].pool().acquire().await.unwrap()).await.unwrap().len(), 1, "one first data key");
         let context = Vault::credential_context("5F", wire::Provider::OpenRouter);
         let sealed = vaults[3].seal(&context, &SecretString::from("sk-or-v1-shared"));
         for vault in &vaults {

@@ -37,7 +37,7 @@ impl Wallet {
     }
 
     pub fn sign(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let s = self.signed(service::clock::now());
+        let s = self.signed(service::clock::system_now());
         request
             .header("X-Hotkey", s.hotkey)
             .header("X-Timestamp", s.timestamp)

@@ -30,7 +30,7 @@ pub(super) async fn challenge(
     ApiJson(body): ApiJson<ChallengeRequest>,
 ) -> Result<Json<ChallengeAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
-    let issued = sessions::issue_challenge(&services.db, &hotkey).await?;
+    let issued = sessions::issue_challenge(&services.db, &hotkey, services.clock.now()).await?;
     Ok(Json(ChallengeAnswer { challenge: issued.challenge, expires_at: issued.expires_at }))
 }
 
@@ -49,10 +49,10 @@ pub(super) async fn session(
 ) -> Result<Json<SessionAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
     // The signature first: roles (and so a ban) are told only to the key's holder.
-    sessions::redeem_challenge(&services.db, &hotkey, &body.challenge, &body.signature).await?;
+    sessions::redeem_challenge(&services.db, &hotkey, &body.challenge, &body.signature, services.clock.now()).await?;
     let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
     let role = caller.role().as_str();
-    let opened = sessions::open_session(&services.db, &hotkey, role, services.settings.api_session_ttl_secs).await?;
+    let opened = sessions::open_session(&services.db, &hotkey, role, services.settings.api_session_ttl_secs, services.clock.now()).await?;
     // Counted once the signature has proved the hotkey: naming someone's hotkey in bad
     // requests must not lock them out.
     if let Err(refused) = services.limit_hotkey(Action::SignIn, &hotkey).await {

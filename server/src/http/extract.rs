@@ -77,7 +77,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let services = Services::from_ref(state);
         let hotkey = if let Some(token) = header(parts, "authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-            sessions::lookup(&services.db, token.trim()).await?
+            sessions::lookup(&services.db, token.trim(), services.clock.now()).await?
         } else {
             let headers = SignedHeaders {
                 hotkey: header(parts, wire::signing::HEADER_HOTKEY),
@@ -88,7 +88,7 @@ where
             if !headers.is_present() {
                 return Err(AuthError::NotSignedIn.into());
             }
-            signed_request::verify(&services.db, services.settings.signature_skew_secs, &headers, service::clock::now()).await?
+            signed_request::verify(&services.db, services.settings.signature_skew_secs, &headers, services.clock.now()).await?
         };
         let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
         Ok(Authenticated(caller))

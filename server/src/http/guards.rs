@@ -331,7 +331,7 @@ pub async fn refuse_at_the_door(State(door): State<std::sync::Arc<Door>>, req: R
     let services = &door.services;
     let signed_from = if is_signed(&req) { client_ip(services, &req).map(service::rate_limit::client_key) } else { None };
     let Some(client) = signed_from else { return next.run(req).await };
-    let now = service::clock::now();
+    let now = services.clock.now();
     if let Err(refused) = services.failed_auth_limiter.check(&client, now).and_then(|()| services.signed_limiter.hit(&client, now)) {
         if let Ok(_held) = door.holds.try_acquire() {
             tokio::time::sleep(services.settings.refusal_hold).await;
@@ -339,7 +339,7 @@ pub async fn refuse_at_the_door(State(door): State<std::sync::Arc<Door>>, req: R
         return refusal(req.uri().path(), ApiError::from(refused));
     }
     let response = next.run(req).await;
-    let now = service::clock::now();
+    let now = services.clock.now();
     if response.status() == axum::http::StatusCode::UNAUTHORIZED
         && services.failed_auth_limiter.hit(&client, now).is_ok()
         && services.failed_auth_limiter.check(&client, now).is_err()

@@ -17,7 +17,7 @@ async fn signed_requests(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
     let other = TestWallet::new();
-    let now = service::clock::now();
+    let now = service::clock::system_now();
 
     // Valid.
     let ok = app.get_signed(&miner, ROUTE).await;
@@ -90,7 +90,9 @@ async fn roles_ban_and_allowlist(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
     let hotkey = service::domain::Hotkey::parse(&miner.hotkey).unwrap();
-    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Banned, "test").await.unwrap();
+    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Banned, "test", app.services.clock.now())
+        .await
+        .unwrap();
     let (status, text) = detail(app.get_signed(&miner, ROUTE).await).await;
     assert_eq!((status, text.as_str()), (403, "hotkey is banned"));
     service::auth::roles::revoke(&app.services.db, &hotkey, service::auth::roles::Grant::Banned).await.unwrap();
@@ -99,7 +101,7 @@ async fn roles_ban_and_allowlist(backend: Backend) {
     service::auth::roles::set_allowlist_enabled(&app.services.db, true).await.unwrap();
     let (status, text) = detail(app.get_signed(&miner, ROUTE).await).await;
     assert_eq!((status, text.as_str()), (403, "hotkey is not on the miner allowlist"));
-    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Miner, "").await.unwrap();
+    service::auth::roles::grant(&app.services.db, &hotkey, service::auth::roles::Grant::Miner, "", app.services.clock.now()).await.unwrap();
     assert_eq!(app.get_signed(&miner, ROUTE).await.status(), 200);
 }
 
@@ -131,7 +133,7 @@ async fn bearer_sessions(backend: Backend) {
     let challenge = new_challenge(&app, &miner).await;
     let text = challenge["challenge"].as_str().unwrap().to_owned();
     assert_eq!(text.split(':').count(), 3, "bittensor-auth's {{prefix}}:{{timestamp}}:{{nonce}}");
-    assert!(challenge["expires_at"].as_i64().unwrap() > service::clock::now());
+    assert!(challenge["expires_at"].as_i64().unwrap() > service::clock::system_now());
 
     // Signed by someone else: refused, and the challenge is spent.
     assert_eq!(open_session(&app, &miner, &text, &TestWallet::new()).await.status(), 401);
@@ -142,7 +144,7 @@ async fn bearer_sessions(backend: Backend) {
     let token = session["session_token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("ses_"));
     assert_eq!(session["role"], "miner");
-    let expires = session["expires_at"].as_i64().unwrap() - service::clock::now();
+    let expires = session["expires_at"].as_i64().unwrap() - service::clock::system_now();
     assert!((7000..=7200).contains(&expires), "2 h by default, got {expires}");
 
     // Use it; the same challenge cannot open a second session.
@@ -158,7 +160,7 @@ async fn bearer_sessions(backend: Backend) {
     let text = new_challenge(&app, &miner).await["challenge"].as_str().unwrap().to_owned();
     let session: serde_json::Value = open_session(&app, &miner, &text, &miner).await.json().await.unwrap();
     let token = session["session_token"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE api_sessions SET expires_at = $1").bind(service::clock::now() - 1).execute(app.services.db.pool()).await.unwrap();
+    app.services.clock.advance(app.services.settings.api_session_ttl_secs + 1);
     let (status, text) = detail(app.client.get(app.url(ROUTE)).bearer_auth(&token).send().await.unwrap()).await;
     assert_eq!((status, text.as_str()), (401, "invalid or expired session token"));
 }

@@ -203,14 +203,14 @@ async fn default_and_disconnect(backend: Backend) {
     let minted = app
         .services
         .openrouter
-        .create_key(&management, "run-1", 5.0, &service::clock::rfc3339(service::clock::now() + 3600))
+        .create_key(&management, "run-1", 5.0, &service::clock::rfc3339(service::clock::system_now() + 3600))
         .await
         .unwrap();
     sqlx::query("INSERT INTO run_keys (key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at) VALUES ($1, $2, 'run-1', $3, 5.0, $4, $4)")
         .bind(&minted.hash)
         .bind(&miner.hotkey)
         .bind(service::connections::key_fingerprint(&management))
-        .bind(service::clock::now())
+        .bind(service::clock::system_now())
         .execute(app.services.db.pool())
         .await
         .unwrap();
@@ -273,7 +273,7 @@ async fn chutes_down_during_disconnect(backend: Backend) {
     let (attempts, next): (i64, i64) =
         sqlx::query_as("SELECT attempts, next_try_at FROM pending_revocations").fetch_one(app.services.db.pool()).await.unwrap();
     assert_eq!(attempts, 2);
-    assert!(next > service::clock::now() + 60, "backs off");
+    assert!(next > service::clock::system_now() + 60, "backs off");
     app.sim.clear_faults();
     sqlx::query("UPDATE pending_revocations SET next_try_at = 0").execute(app.services.db.pool()).await.unwrap();
     assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 1);

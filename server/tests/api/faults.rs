@@ -148,7 +148,7 @@ async fn openrouter_mint_faults_requeue(backend: Backend) {
         assert_eq!((state.as_str(), reason), ("queued", None), "{target:?} {kind:?}: requeued, not failed");
         assert_eq!(claim_retries, retries as i64 + 1);
         let backoff = (30_i64 << retries.min(5)).min(900);
-        assert!(not_before >= service::clock::now() + backoff - 2, "{target:?} {kind:?}: backs off {backoff} s at least");
+        assert!(not_before >= service::clock::system_now() + backoff - 2, "{target:?} {kind:?}: backs off {backoff} s at least");
         assert!(live_keys(&app, &key).is_empty(), "{target:?} {kind:?}: no run key left enabled at OpenRouter");
         sqlx::query("UPDATE eval_runs SET not_before = 0").execute(app.services.db.pool()).await.unwrap();
     }
@@ -186,7 +186,7 @@ async fn chutes_refresh_faults_requeue(backend: Backend) {
         assert_eq!(status, 204, "{kind:?}: {body}");
         let (state, reason, not_before, _) = run_row(&app, &miner).await;
         assert_eq!((state.as_str(), reason), ("queued", None), "{kind:?}: requeued, not failed");
-        assert!(not_before > service::clock::now(), "{kind:?}: with a backoff");
+        assert!(not_before > service::clock::system_now(), "{kind:?}: with a backoff");
         let (conn_state, lock): (String, i64) = sqlx::query_as("SELECT state, refresh_lock_until FROM connections WHERE hotkey = $1")
             .bind(&miner.hotkey)
             .fetch_one(app.services.db.pool())
@@ -254,7 +254,7 @@ async fn disconnect_faults_revoke_later(backend: Backend) {
         assert_eq!(app.services.retry_pending_revocations().await.unwrap(), 0, "{kind:?}");
         let (attempts, next) = pending(&app, &miner).await[0];
         assert_eq!(attempts, attempt);
-        let pause = next - service::clock::now();
+        let pause = next - service::clock::system_now();
         assert!(pause > last_pause && pause >= 60, "{kind:?}: backs off ({pause} s after {last_pause} s)");
         last_pause = pause;
         assert_eq!(live_keys(&app, &key).len(), 1);
@@ -731,7 +731,7 @@ async fn seed_vault(db: &service::Db, masters: &MasterKeys, scratch_dir: &Path) 
     let mut seeded = Vec::new();
     for i in 0..ROTATION_KEYS {
         sqlx::query("DELETE FROM vault_data_keys").execute(scratch.pool()).await.unwrap();
-        let vault = Vault::open(&scratch, masters).await.unwrap();
+        let vault = Vault::open(&scratch, masters, service::clock::system_now()).await.unwrap();
         data_keys.push(
             sqlx::query_as("SELECT id, master_key_id, wrapped_key, created_at FROM vault_data_keys")
                 .fetch_one(scratch.pool())
@@ -775,7 +775,9 @@ async fn seed_vault(db: &service::Db, masters: &MasterKeys, scratch_dir: &Path) 
 /// Every stored credential opens with what the key file holds now, and is what was sealed.
 async fn assert_every_credential_opens(db: &service::Db, key_file: &Path, seeded: &Seeded, when: &str) {
     let masters = MasterKeys::load(key_file, false).unwrap_or_else(|e| panic!("{when}: the key file does not load: {e}"));
-    let vault = Vault::open(db, &masters).await.unwrap_or_else(|e| panic!("{when}: a data key does not open with the key file: {e}"));
+    let vault = Vault::open(db, &masters, service::clock::system_now())
+        .await
+        .unwrap_or_else(|e| panic!("{when}: a data key does not open with the key file: {e}"));
     let stored: std::collections::HashMap<String, Vec<u8>> =
         sqlx::query_as::<_, (String, Vec<u8>)>("SELECT hotkey, ciphertext FROM connections")
             .fetch_all(db.pool())

@@ -645,6 +645,23 @@ async fn openrouter_runs_through_the_gateway(backend: Backend) {
     assert!((runs["runs"][0]["spend_usd"].as_f64().unwrap() - charged).abs() < 1e-9, "{runs}");
 }
 
+/// A run token dies at its expiry even while its run still holds a lease and its allowance
+/// is trusted in memory.
+async fn a_token_dies_at_its_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_miner, work) = chutes_run(&app, "tess").await;
+    let hi = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 200);
+    let expires_at = service::clock::parse_rfc3339(work["inference_token"]["expires_at"].as_str().unwrap()).unwrap();
+    app.services.clock.advance(expires_at - app.services.clock.now() - 2);
+    assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 200, "alive until its expiry");
+    app.services.clock.advance(3);
+    let late = chat(&app, &work, hi).send().await.unwrap();
+    assert_eq!(late.status(), 401);
+    let said: Value = late.json().await.unwrap();
+    assert_eq!(said["error"]["code"], "invalid_run_token", "{said}");
+}
+
 /// A refusal belongs to the attempt that met it: a run put back in the queue (its validator
 /// vanished) starts clean, and succeeds on its next attempt once the account can pay.
 async fn a_requeued_run_forgets_its_refusal(backend: Backend) {
@@ -655,7 +672,7 @@ async fn a_requeued_run_forgets_its_refusal(backend: Backend) {
     let hi = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 402);
     // The validator vanishes; the reaper puts the run back.
-    sqlx::query("UPDATE eval_runs SET lease_expires_at = 0 WHERE id = $1").bind(&run_id).execute(app.services.db.pool()).await.unwrap();
+    app.services.clock.advance(app.services.settings.run_lease_secs + 1);
     app.services.reap_runs().await.unwrap();
     let (refusal,): (Option<String>,) = sqlx::query_as("SELECT provider_refusal FROM eval_runs WHERE id = $1")
         .bind(&run_id)
@@ -748,6 +765,7 @@ async fn a_token_stopped_elsewhere_dies_within_a_second(backend: Backend) {
 }
 
 both_engines!(
+    a_token_dies_at_its_expiry,
     a_token_stopped_elsewhere_dies_within_a_second,
     a_requeued_run_forgets_its_refusal,
     a_request_settled_after_a_stop_still_counts,

@@ -179,17 +179,20 @@ impl TestApp {
     /// Puts `hotkey` (SS58) in the validator set, as `server validators add` does.
     pub async fn add_validator(&self, hotkey: &str, note: &str) {
         let hotkey = service::domain::Hotkey::parse(hotkey).unwrap();
-        service::auth::roles::grant(&self.services.db, &hotkey, service::auth::roles::Grant::Validator, note).await.unwrap();
+        service::auth::roles::grant(&self.services.db, &hotkey, service::auth::roles::Grant::Validator, note, self.services.clock.now())
+            .await
+            .unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
-    /// A request signed by `wallet` (a fresh nonce every time).
+    /// A request signed by `wallet` (a fresh nonce every time), at the service's time: a test
+    /// that moves the service's clock moves its clients' with it.
     pub fn signed(&self, wallet: &TestWallet, method: Method, path: &str) -> RequestBuilder {
         let mut request = self.client.request(method, self.url(path));
-        for (name, value) in wallet.headers() {
+        for (name, value) in wallet.headers_at(self.services.clock.now(), &uuid::Uuid::new_v4().to_string()) {
             request = request.header(name, value);
         }
         request

@@ -99,7 +99,7 @@ async fn claim_mints_a_capped_expiring_key(backend: Backend) {
     assert_eq!(minted.len(), 1);
     assert_eq!(minted[0].limit, Some(5.0), "the per-run cap");
     let expires = service::clock::parse_rfc3339(&minted[0].expires_at.clone().unwrap().replace('Z', "+00:00")).unwrap();
-    let ttl = expires - service::clock::now();
+    let ttl = expires - service::clock::system_now();
     assert!((3590..=3600).contains(&ttl), "one hour, got {ttl}");
     assert!(minted[0].name.contains(work["eval_run_id"].as_str().unwrap()), "the key's name names the run");
 
@@ -261,8 +261,8 @@ async fn provider_trouble_requeues_instead_of_failing(backend: Backend) {
     assert_eq!(claim(&app).await.0, 204);
     let r = &runs_of(&app, &miner).await[0];
     assert_eq!(r["status"], "queued", "not the miner's fault: {r}");
-    // Once the backoff has passed, the run is claimable again.
-    sqlx::query("UPDATE eval_runs SET not_before = 0").execute(app.services.db.pool()).await.unwrap();
+    // Once the backoff has passed (15 min 15 s at most), the run is claimable again.
+    app.services.clock.advance(915);
     assert_eq!(claim(&app).await.0, 200);
 }
 
@@ -276,11 +276,7 @@ async fn reaper_disables_abandoned_keys(backend: Backend) {
         let (status, work) = claim(&app).await;
         assert_eq!(status, 200, "attempt {attempt}");
         // The validator vanishes: its lease runs out.
-        sqlx::query("UPDATE eval_runs SET lease_expires_at = $1")
-            .bind(service::clock::now() - 1)
-            .execute(app.services.db.pool())
-            .await
-            .unwrap();
+        app.services.clock.advance(app.services.settings.run_lease_secs + 1);
         assert_eq!(app.services.reap_runs().await.unwrap(), 1);
         let keys = app.sim.list_openrouter_keys(&key);
         assert_eq!(keys.len(), attempt);
@@ -469,7 +465,7 @@ async fn preflight_outcomes(backend: Backend) {
         assert_eq!(claim(&app).await.0, 204);
         let r = &runs_of(&app, &busy).await[0];
         assert_eq!(r["status"], "queued", "after {status}: {r}");
-        sqlx::query("UPDATE eval_runs SET not_before = 0").execute(app.services.db.pool()).await.unwrap();
+        app.services.clock.advance(915);
     }
     let (status, work) = claim(&app).await;
     assert_eq!((status, work["inference_token"]["provider"].as_str()), (200, Some("chutes")));

@@ -19,7 +19,7 @@ fn constant_signature() -> String {
 
 async fn the_identity_hotkey_signs_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let now = service::clock::now().to_string();
+    let now = service::clock::system_now().to_string();
     let answer = app
         .client
         .get(app.url("/v1/miner/inference-auth"))
@@ -51,7 +51,9 @@ async fn the_identity_hotkey_signs_nothing(backend: Backend) {
 async fn a_session_tells_a_ban_only_to_the_key_holder(backend: Backend) {
     let app = spawn_app(backend).await;
     let banned = TestWallet::new();
-    roles::grant(&app.services.db, &Hotkey::parse(&banned.hotkey).unwrap(), roles::Grant::Banned, "test").await.unwrap();
+    roles::grant(&app.services.db, &Hotkey::parse(&banned.hotkey).unwrap(), roles::Grant::Banned, "test", app.services.clock.now())
+        .await
+        .unwrap();
     let challenge = |wallet: &TestWallet| {
         let body = serde_json::json!({"hotkey": wallet.hotkey});
         let request = app.client.post(app.url("/v1/auth/challenge")).json(&body);
@@ -76,7 +78,7 @@ async fn a_session_tells_a_ban_only_to_the_key_holder(backend: Backend) {
 async fn nonces_outlive_twice_the_skew(backend: Backend) {
     let app = spawn_app(backend).await;
     let miner = TestWallet::new();
-    let now = service::clock::now();
+    let now = service::clock::system_now();
     assert_eq!(app.get_signed(&miner, "/v1/miner/inference-auth").await.status(), 200);
     let (kept_until,): (i64,) = sqlx::query_as("SELECT MAX(expires_at) FROM used_nonces WHERE hotkey = $1")
         .bind(&miner.hotkey)

@@ -38,7 +38,7 @@ impl TestWallet {
 
     /// The four signed-request headers, now, with a fresh nonce.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        self.headers_at(service::clock::now(), &uuid::Uuid::new_v4().to_string())
+        self.headers_at(service::clock::system_now(), &uuid::Uuid::new_v4().to_string())
     }
 
     /// `request` with the four signed-request headers.

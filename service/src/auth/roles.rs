@@ -5,6 +5,7 @@ use crate::auth::AuthError;
 use crate::clock;
 use crate::db::Db;
 use crate::domain::{Caller, Hotkey};
+use crate::store;
 
 /// A role an operator grants a hotkey (`hotkey_roles.role`, stored as `as_str()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +43,9 @@ const ALLOWLIST_SETTING: &str = "miner_allowlist_enabled";
 /// Looks a hotkey up: refuses a banned one, and says whether it is a validator (by the
 /// `validators` table or the `ORO_VALIDATOR_HOTKEYS` setting).
 pub async fn resolve(db: &Db, configured_validators: &[String], hotkey: Hotkey) -> Result<Caller, AuthError> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT role FROM hotkey_roles WHERE hotkey = $1").bind(hotkey.as_str()).fetch_all(db.pool()).await?;
+    let roles = store::auth::roles_of(&mut *db.pool().acquire().await?, hotkey.as_str()).await?;
     // A role this build does not know (written by a newer one) grants nothing here.
-    let grants: Vec<Grant> = rows.iter().filter_map(|(r,)| Grant::parse(r)).collect();
+    let grants: Vec<Grant> = roles.iter().filter_map(|r| Grant::parse(r)).collect();
     if grants.contains(&Grant::Banned) {
         return Err(AuthError::Banned);
     }
@@ -58,12 +58,8 @@ pub async fn require_miner(db: &Db, caller: &Caller) -> Result<(), AuthError> {
     if !allowlist_enabled(db).await? {
         return Ok(());
     }
-    let row: Option<(String,)> = sqlx::query_as("SELECT role FROM hotkey_roles WHERE hotkey = $1 AND role = $2")
-        .bind(caller.hotkey.as_str())
-        .bind(Grant::Miner.as_str())
-        .fetch_optional(db.pool())
-        .await?;
-    if row.is_some() { Ok(()) } else { Err(AuthError::NotAllowlisted) }
+    let listed = store::auth::has_role(&mut *db.pool().acquire().await?, caller.hotkey.as_str(), Grant::Miner).await?;
+    if listed { Ok(()) } else { Err(AuthError::NotAllowlisted) }
 }
 
 pub fn require_validator(caller: &Caller) -> Result<(), AuthError> {
@@ -71,50 +67,26 @@ pub fn require_validator(caller: &Caller) -> Result<(), AuthError> {
 }
 
 pub async fn allowlist_enabled(db: &Db) -> Result<bool, sqlx::Error> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT value FROM operator_settings WHERE name = $1").bind(ALLOWLIST_SETTING).fetch_optional(db.pool()).await?;
-    Ok(row.is_some_and(|(v,)| v == "1"))
+    Ok(store::auth::setting(&mut *db.pool().acquire().await?, ALLOWLIST_SETTING).await?.is_some_and(|v| v == "1"))
 }
 
 pub async fn set_allowlist_enabled(db: &Db, enabled: bool) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO operator_settings (name, value, updated_at) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(ALLOWLIST_SETTING)
-    .bind(if enabled { "1" } else { "0" })
-    .bind(clock::now())
-    .execute(db.pool())
-    .await?;
-    Ok(())
+    // An operator's command, not the service: the machine's time stamps it.
+    let value = if enabled { "1" } else { "0" };
+    store::auth::set_setting(&mut *db.pool().acquire().await?, ALLOWLIST_SETTING, value, clock::system_now()).await
 }
 
-pub async fn grant(db: &Db, hotkey: &Hotkey, role: Grant, note: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO hotkey_roles (hotkey, role, note, created_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (hotkey, role) DO UPDATE SET note = excluded.note",
-    )
-    .bind(hotkey.as_str())
-    .bind(role.as_str())
-    .bind(note)
-    .bind(clock::now())
-    .execute(db.pool())
-    .await?;
-    Ok(())
+pub async fn grant(db: &Db, hotkey: &Hotkey, role: Grant, note: &str, now: i64) -> Result<(), sqlx::Error> {
+    store::auth::grant(&mut *db.pool().acquire().await?, hotkey.as_str(), role, note, now).await
 }
 
 pub async fn revoke(db: &Db, hotkey: &Hotkey, role: Grant) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM hotkey_roles WHERE hotkey = $1 AND role = $2")
-        .bind(hotkey.as_str())
-        .bind(role.as_str())
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected() > 0)
+    store::auth::revoke(&mut *db.pool().acquire().await?, hotkey.as_str(), role).await
 }
 
 /// (hotkey, note) pairs holding a role.
 pub async fn list(db: &Db, role: Grant) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT hotkey, note FROM hotkey_roles WHERE role = $1 ORDER BY hotkey").bind(role.as_str()).fetch_all(db.pool()).await
+    store::auth::holders(&mut *db.pool().acquire().await?, role).await
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use crate::auth::{AuthError, signature};
 use crate::db::Db;
 use crate::domain::Hotkey;
+use crate::store;
 
 /// The four header values as they arrived (absent ones are `None`).
 #[derive(Debug, Default, Clone)]
@@ -38,14 +39,8 @@ pub async fn verify(db: &Db, skew_secs: i64, headers: &SignedHeaders<'_>, now: i
 
     // Remember the nonce until the timestamp can no longer pass the skew check on any replica:
     // twice the skew, so replicas whose clocks differ (by up to the skew) open no replay window.
-    let spent =
-        sqlx::query("INSERT INTO used_nonces (hotkey, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (hotkey, nonce) DO NOTHING")
-            .bind(hotkey.as_str())
-            .bind(nonce)
-            .bind(timestamp + 2 * skew_secs + 1)
-            .execute(db.pool())
-            .await?;
-    if spent.rows_affected() == 0 {
+    let fresh = store::auth::spend_nonce(&mut *db.pool().acquire().await?, hotkey.as_str(), nonce, timestamp + 2 * skew_secs + 1).await?;
+    if !fresh {
         return Err(AuthError::ReplayedNonce);
     }
     Ok(hotkey)
@@ -126,5 +121,5 @@ fn parse_timestamp(text: &str) -> Result<i64, AuthError> {
 
 /// Forgets nonces that can no longer be replayed (their timestamps are stale).
 pub async fn forget_expired_nonces(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1").bind(now).execute(db.pool()).await?.rows_affected())
+    store::auth::forget_expired_nonces(&mut *db.pool().acquire().await?, now).await
 }

@@ -9,6 +9,7 @@ use crate::auth::{AuthError, sessions::random_token, signature};
 use crate::clock;
 use crate::db::Db;
 use crate::domain::Hotkey;
+use crate::store;
 
 const PURPOSE_WEB: &str = "web-sign-in";
 /// How long the miner has to approve the signature in the wallet.
@@ -16,9 +17,8 @@ pub const SIGN_IN_TTL_SECS: i64 = 600;
 pub const STATEMENT: &str = "Sign in to ORO inference providers. This signature costs nothing and grants no transfer.";
 
 /// Writes the message the wallet will sign, and remembers its nonce.
-pub async fn begin(db: &Db, public_url: &url::Url, address: &str) -> Result<SignInMessage, AuthError> {
+pub async fn begin(db: &Db, public_url: &url::Url, address: &str, now: i64) -> Result<SignInMessage, AuthError> {
     let hotkey = Hotkey::parse(address.trim())?;
-    let now = clock::now();
     let nonce = random_token(18);
     let expires_at = now + SIGN_IN_TTL_SECS;
     let message = SignInMessage {
@@ -31,13 +31,8 @@ pub async fn begin(db: &Db, public_url: &url::Url, address: &str) -> Result<Sign
         issued_at: clock::rfc3339(now),
         expiration_time: clock::rfc3339(expires_at),
     };
-    sqlx::query("INSERT INTO auth_challenges (challenge, hotkey, purpose, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(issued_key(&nonce, &message.to_text()))
-        .bind(hotkey.as_str())
-        .bind(PURPOSE_WEB)
-        .bind(expires_at)
-        .execute(db.pool())
-        .await?;
+    let issued = issued_key(&nonce, &message.to_text());
+    store::auth::insert_challenge(&mut *db.pool().acquire().await?, &issued, hotkey.as_str(), PURPOSE_WEB, expires_at).await?;
     Ok(message)
 }
 
@@ -57,14 +52,13 @@ fn domain_of(url: &url::Url) -> String {
 }
 
 /// Checks a signed message and spends its nonce; answers the hotkey that signed in.
-pub async fn finish(db: &Db, public_url: &url::Url, message_text: &str, signature_hex: &str) -> Result<Hotkey, AuthError> {
+pub async fn finish(db: &Db, public_url: &url::Url, message_text: &str, signature_hex: &str, now: i64) -> Result<Hotkey, AuthError> {
     let message = SignInMessage::parse(message_text).map_err(|e| AuthError::MalformedSignInMessage(e.to_string()))?;
     let hotkey = Hotkey::parse(&message.address)?;
     let expected_domain = domain_of(public_url);
     if message.domain != expected_domain {
         return Err(AuthError::WrongDomain(message.domain.chars().take(80).collect()));
     }
-    let now = clock::now();
     let expires =
         clock::parse_rfc3339(&message.expiration_time).ok_or_else(|| AuthError::MalformedSignInMessage("Expiration Time".into()))?;
     if expires < now {
@@ -76,14 +70,8 @@ pub async fn finish(db: &Db, public_url: &url::Url, message_text: &str, signatur
     }
     // Spend the nonce only after the signature holds, so a forged attempt cannot burn a
     // miner's pending sign-in.
-    let spent = sqlx::query("DELETE FROM auth_challenges WHERE challenge = $1 AND hotkey = $2 AND purpose = $3 AND expires_at >= $4")
-        .bind(issued_key(&message.nonce, message_text))
-        .bind(hotkey.as_str())
-        .bind(PURPOSE_WEB)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-    if spent.rows_affected() == 0 {
+    let issued = issued_key(&message.nonce, message_text);
+    if !store::auth::spend_challenge(&mut *db.pool().acquire().await?, &issued, hotkey.as_str(), PURPOSE_WEB, now).await? {
         return Err(AuthError::UnknownChallenge);
     }
     Ok(hotkey)

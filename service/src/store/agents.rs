@@ -57,3 +57,51 @@ pub async fn add_version(conn: &mut Conn, version: &NewVersion<'_>, now: i64) ->
 pub async fn file(conn: &mut Conn, version_id: &str) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
     sqlx::query_as("SELECT file_name, code FROM agent_versions WHERE id = $1").bind(version_id).fetch_optional(conn).await
 }
+
+/// A miner's agent.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Agent {
+    pub id: String,
+    pub agent_name: String,
+    pub created_at: i64,
+}
+
+/// A miner's agents, oldest first.
+pub async fn of_miner(conn: &mut Conn, hotkey: &str) -> Result<Vec<Agent>, sqlx::Error> {
+    sqlx::query_as("SELECT id, agent_name, created_at FROM agents WHERE hotkey = $1 ORDER BY created_at, id")
+        .bind(hotkey)
+        .fetch_all(conn)
+        .await
+}
+
+/// The agent's name, if the miner owns an agent with this id.
+pub async fn owned_name(conn: &mut Conn, agent_id: &str, hotkey: &str) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT agent_name FROM agents WHERE id = $1 AND hotkey = $2")
+        .bind(agent_id)
+        .bind(hotkey)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(name,)| name))
+}
+
+/// A version with its run's outcome (none before its run was queued).
+#[derive(Debug, sqlx::FromRow)]
+pub struct VersionOutcome {
+    pub agent_id: String,
+    pub id: String,
+    pub created_at: i64,
+    pub status: Option<crate::runs::RunStatus>,
+    pub score: Option<f64>,
+}
+
+/// Every version a miner submitted, oldest first.
+pub async fn versions_of_miner(conn: &mut Conn, hotkey: &str) -> Result<Vec<VersionOutcome>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT v.agent_id, v.id, v.created_at, r.status, r.score
+         FROM agent_versions v LEFT JOIN eval_runs r ON r.agent_version_id = v.id
+         WHERE v.hotkey = $1 ORDER BY v.created_at, v.id",
+    )
+    .bind(hotkey)
+    .fetch_all(conn)
+    .await
+}

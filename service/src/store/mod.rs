@@ -7,15 +7,27 @@
 //! Every function takes a connection (`&mut *tx` inside a transaction, or one acquired from
 //! the pool), so the caller chooses what commits together.
 //!
-//! Here so far: a run's life (submit, claim, heartbeat, complete, reaper, Stop), the
-//! connections' reads and deletes, the run keys' retirement, and the gateway's lease and spend.
-//! The rest of the service's SQL (listings, the vault, catalog, roles, sessions, rate limits)
-//! still sits in its domain modules and moves here one family at a time.
+//! Every SQL statement of the service is here, except the migrations and the pool's set-up
+//! (`db.rs`).
 
 pub mod agents;
+pub mod audit;
+pub mod auth;
+pub mod catalog;
 pub mod connections;
+pub mod oauth_states;
+pub mod rate_limits;
+pub mod revocations;
 pub mod run_keys;
 pub mod runs;
+pub mod vault;
+pub mod web_sessions;
 
 /// A connection of either engine, inside a transaction or not.
 pub type Conn = sqlx::AnyConnection;
+
+/// Announces on a PostgreSQL channel (LISTEN/NOTIFY) to every replica listening.
+pub async fn notify(conn: &mut Conn, channel: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(conn).await?;
+    Ok(())
+}

@@ -161,3 +161,72 @@ pub async fn token(conn: &mut Conn, key_hash: &str, minters: [&str; 2]) -> Resul
     .fetch_optional(conn)
     .await
 }
+
+/// Whether a key (by its hash) was recorded by a claim.
+pub async fn is_recorded(conn: &mut Conn, key_hash: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT key_hash FROM run_keys WHERE key_hash = $1").bind(key_hash).fetch_optional(conn).await?;
+    Ok(row.is_some())
+}
+
+/// A miner's spend since `since` on each provider: OpenRouter's per-run keys (every one of
+/// the month, abandoned attempts' too, as OpenRouter reported them) and the Chutes gateway
+/// tokens' metered spend, live.
+pub async fn month_spend(
+    conn: &mut Conn,
+    hotkey: &str,
+    since: i64,
+    chutes_gateway_minter: &str,
+) -> Result<(Option<f64>, Option<f64>), sqlx::Error> {
+    let (openrouter,): (Option<f64>,) = sqlx::query_as(
+        "SELECT SUM(usage_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by <> $3 AND upstream_key_hash IS NULL",
+    )
+    .bind(hotkey)
+    .bind(since)
+    .bind(chutes_gateway_minter)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (chutes,): (Option<f64>,) =
+        sqlx::query_as("SELECT SUM(spent_usd) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND minted_by = $3")
+            .bind(hotkey)
+            .bind(since)
+            .bind(chutes_gateway_minter)
+            .fetch_one(conn)
+            .await?;
+    Ok((openrouter, chutes))
+}
+
+/// Retires every live run-gateway token of a miner minted by `minter` (a disconnect): the
+/// spend so far becomes the recorded usage, and the upstream credential is forgotten.
+pub async fn retire_tokens_of(conn: &mut Conn, hotkey: &str, minter: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE run_keys SET disabled_at = $1, usage_usd = spent_usd, upstream_sealed = NULL WHERE hotkey = $2 AND minted_by = $3 AND disabled_at IS NULL",
+    )
+    .bind(now)
+    .bind(hotkey)
+    .bind(minter)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The hashes of a miner's live keys minted by `minter` (an OpenRouter management key's
+/// fingerprint).
+pub async fn live_minted_by(conn: &mut Conn, hotkey: &str, minter: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT key_hash FROM run_keys WHERE hotkey = $1 AND minted_by = $2 AND disabled_at IS NULL")
+        .bind(hotkey)
+        .bind(minter)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(hash,)| hash).collect())
+}
+
+/// Notes that a key was disabled at its provider (the first time only).
+pub async fn mark_disabled(conn: &mut Conn, key_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE run_keys SET disabled_at = $1 WHERE key_hash = $2 AND disabled_at IS NULL")
+        .bind(now)
+        .bind(key_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -3,7 +3,7 @@
 //! A claim is two transactions around the provider calls: [`reserve`] (with the miner's
 //! terms and [`pin`]) before, [`record_key`] and [`hand_out`] (with the audit line) after.
 //! A run between the two is `running` with `cap_usd` set and no `key_hash`: the budget counts
-//! it as reserved (`budget::committed_in`).
+//! it as reserved (`committed_since`).
 
 use super::Conn;
 use crate::db::Backend;
@@ -435,4 +435,100 @@ pub async fn queue(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A run's status; none when there is no such run.
+pub async fn status(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>, sqlx::Error> {
+    let row: Option<(RunStatus,)> = sqlx::query_as("SELECT status FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(conn).await?;
+    Ok(row.map(|(status,)| status))
+}
+
+/// What a presigned code link is checked against: the run's agent version and who holds it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CodeHolder {
+    pub agent_version_id: String,
+    pub validator_hotkey: Option<String>,
+    pub status: RunStatus,
+}
+
+pub async fn code_holder(conn: &mut Conn, run_id: &str) -> Result<Option<CodeHolder>, sqlx::Error> {
+    sqlx::query_as("SELECT agent_version_id, validator_hotkey, status FROM eval_runs WHERE id = $1").bind(run_id).fetch_optional(conn).await
+}
+
+/// Whether `validator` holds a running run of this agent version.
+pub async fn validator_runs_version(conn: &mut Conn, agent_version_id: &str, validator: &str) -> Result<bool, sqlx::Error> {
+    let held: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM eval_runs WHERE agent_version_id = $1 AND validator_hotkey = $2 AND status = $3 LIMIT 1")
+            .bind(agent_version_id)
+            .bind(validator)
+            .bind(RunStatus::Running)
+            .fetch_optional(conn)
+            .await?;
+    Ok(held.is_some())
+}
+
+/// A run as its miner sees it in the list.
+#[derive(Debug, sqlx::FromRow)]
+pub struct MinerRun {
+    pub id: String,
+    pub agent_name: String,
+    pub agent_version_id: String,
+    pub status: RunStatus,
+    pub provider: Option<String>,
+    pub failure_reason: Option<String>,
+    pub cap_usd: Option<f64>,
+    /// The final spend once the run ended; before, a gateway run's live spend.
+    pub spend_usd: Option<f64>,
+    pub score: Option<f64>,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+/// A miner's newest runs, newest first. `gateway_minters` name the run gateway's tokens,
+/// whose rows hold a running run's spend.
+pub async fn of_miner(conn: &mut Conn, hotkey: &str, limit: i64, gateway_minters: [&str; 2]) -> Result<Vec<MinerRun>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd,
+                COALESCE(r.spend_usd, k.spent_usd) AS spend_usd, r.score, r.created_at, r.completed_at
+         FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
+         LEFT JOIN run_keys k ON k.minted_by IN ($3, $4) AND (k.key_hash = r.key_hash OR k.upstream_key_hash = r.key_hash)
+         WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
+    )
+    .bind(hotkey)
+    .bind(limit)
+    .bind(gateway_minters[0])
+    .bind(gateway_minters[1])
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks a running run whose provider refused payment (the first refusal is kept).
+pub async fn mark_provider_refusal(conn: &mut Conn, run_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE eval_runs SET provider_refusal = $1 WHERE id = $2 AND status = $3 AND provider_refusal IS NULL")
+        .bind(reason)
+        .bind(run_id)
+        .bind(RunStatus::Running)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What a miner's runs have committed since `since` (the budget's month): every minted key's
+/// recorded spend, else its cap (abandoned attempts included), plus the caps reserved by
+/// claims still minting (running, capped, no key yet).
+pub async fn committed_since(conn: &mut Conn, hotkey: &str, since: i64) -> Result<f64, sqlx::Error> {
+    let (minted,): (Option<f64>,) = sqlx::query_as(
+        "SELECT SUM(COALESCE(usage_usd, cap_usd)) FROM run_keys WHERE hotkey = $1 AND created_at >= $2 AND upstream_key_hash IS NULL",
+    )
+    .bind(hotkey)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (reserved,): (Option<f64>,) =
+        sqlx::query_as("SELECT SUM(cap_usd) FROM eval_runs WHERE hotkey = $1 AND status = $2 AND cap_usd IS NOT NULL AND key_hash IS NULL")
+            .bind(hotkey)
+            .bind(RunStatus::Running)
+            .fetch_one(conn)
+            .await?;
+    Ok(minted.unwrap_or(0.0) + reserved.unwrap_or(0.0))
 }

@@ -1,0 +1,45 @@
+//! `audit_events`: what happened to a miner's credentials and settings, in their own words.
+
+use super::Conn;
+
+/// One event; `seq` orders events (microseconds, so that one transaction's lines keep their
+/// order), `at` is when it happened in the service's time.
+pub struct NewEvent<'a> {
+    pub hotkey: &'a str,
+    pub provider: Option<&'a str>,
+    pub kind: &'a str,
+    pub detail: &'a str,
+    pub seq: i64,
+    pub at: i64,
+}
+
+pub async fn insert(conn: &mut Conn, event: &NewEvent<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_events (id, seq, hotkey, provider, kind, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(event.seq)
+        .bind(event.hotkey)
+        .bind(event.provider)
+        .bind(event.kind)
+        .bind(event.detail)
+        .bind(event.at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Event {
+    pub at: i64,
+    pub provider: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// A miner's newest `limit` events, newest first.
+pub async fn newest(conn: &mut Conn, hotkey: &str, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
+    sqlx::query_as("SELECT at, provider, kind, detail FROM audit_events WHERE hotkey = $1 ORDER BY seq DESC, id DESC LIMIT $2")
+        .bind(hotkey)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
