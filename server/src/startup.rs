@@ -236,7 +236,7 @@ pub fn router(state: AppState) -> Router {
         ));
     // The public routes take the same request slots, and nothing else of the above: no
     // session to load, no per-IP window to count, no signature to hold at the door.
-    let public = http::public_router(&services, &state.assets).layer(axum::middleware::from_fn_with_state(slots, http::guards::shed_load));
+    let public = http::public_router(&services, &state.assets).layer(http::edge::PublicGuardLayer { slots });
     let router = public.merge(signed_and_pages);
     http::guards::apply_common_layers(router, services.settings.secure_cookies()).with_state(state)
 }

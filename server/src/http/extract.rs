@@ -60,6 +60,18 @@ where
     }
 }
 
+/// The `If-None-Match` header alone: the `HeaderMap` extractor would copy every header of a
+/// request on a route that needs one.
+pub struct IfNoneMatch(pub Option<axum::http::HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(parts.headers.get(axum::http::header::IF_NONE_MATCH).cloned()))
+    }
+}
+
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }

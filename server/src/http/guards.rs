@@ -4,14 +4,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use service::Services;
 use service::auth::AuthError;
 use service::rate_limit::Action;
 use tower::ServiceBuilder;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -26,59 +25,49 @@ pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-
 
 /// HSTS for two years, sent only when the public URL is https (a browser ignores it over http,
 /// and sending it from a development host would pin a name that may serve plain http).
-const HSTS: &str = "max-age=63072000; includeSubDomains";
+pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 
-/// Tracing, limits and security headers around every route.
+/// Metrics, security headers, tracing and limits around every route (`edge.rs` is the
+/// outermost).
 pub fn apply_common_layers<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, https: bool) -> axum::Router<S> {
-    let router = router.layer(
+    router.layer(
         ServiceBuilder::new()
             // Outermost: it counts every answer, the refusals of the layers below included.
-            .layer(axum::middleware::from_fn(super::metrics::track_requests))
+            .layer(super::edge::EdgeLayer { https })
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &Request| {
                         // Paths only: query strings can carry OAuth codes.
-                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                        if super::is_quiet_path(req.uri().path()) {
+                            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                        } else {
+                            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                        }
                     })
                     // Failures are logged once, where they are understood (`http/error.rs`:
                     // our faults at error, provider trouble at warn, refusals at info), not
                     // again here as ERROR for every 5xx.
                     .on_failure(()),
             )
-            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, std::time::Duration::from_secs(60)))
-            .layer(axum::middleware::from_fn(refuse_oversized))
             // The backstop for bodies without a Content-Length (chunked), for every reader:
             // extractors and the server functions alike.
             .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-            .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-            .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-            .layer(SetResponseHeaderLayer::overriding(
-                HeaderName::from_static("cross-origin-opener-policy"),
-                HeaderValue::from_static("same-origin"),
-            ))
-            .layer(SetResponseHeaderLayer::overriding(
-                HeaderName::from_static("permissions-policy"),
-                HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DEFAULT_CSP))),
-    );
-    if https {
-        router.layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS)))
-    } else {
-        router
-    }
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, std::time::Duration::from_secs(60)))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
 }
 
 /// A declared body over the limit is refused without keeping any of it. A modest overshoot
 /// (an agent file a little too big) is read and dropped first, so the client, which is still
 /// sending, gets the 413 instead of a broken pipe; anything larger is refused at once.
-async fn refuse_oversized(req: Request, next: Next) -> Response {
+/// The body length a request declares, when it is over the limit.
+pub(super) fn declared_oversize(req: &Request) -> Option<u64> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let Some(length) = declared.filter(|length| *length > MAX_BODY_BYTES as u64) else {
-        return next.run(req).await;
-    };
+    declared.filter(|length| *length > MAX_BODY_BYTES as u64)
+}
+
+/// The 413 for a request whose declared body is over the limit (`declared_oversize`).
+pub(super) async fn refuse_oversized(req: Request, length: u64) -> Response {
     let path = req.uri().path().to_owned();
     let refused = if path == "/v1/miner/submit" {
         // The SDK reads `error_code` on an upload refusal.
@@ -103,6 +92,28 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
     response
 }
 
+fn has_ignoring_case(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn refuse_nul(path: &str, place: &str) -> Response {
+    refusal(
+        path,
+        ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" },
+    )
+}
+
+/// The refusal of a request whose path or query holds a NUL (`%00`); the body is not looked at.
+pub(super) fn nul_in_target(req: &Request) -> Option<Response> {
+    if has_ignoring_case(req.uri().path().as_bytes(), b"%00") {
+        return Some(refuse_nul(req.uri().path(), "path"));
+    }
+    if req.uri().query().is_some_and(|q| has_ignoring_case(q.as_bytes(), b"%00")) {
+        return Some(refuse_nul(req.uri().path(), "query"));
+    }
+    None
+}
+
 /// No text this service takes may hold a NUL character: PostgreSQL cannot store one, and
 /// no credential, id or name legitimately has one. Refused as a 422 at the door, in the path
 /// or query (`%00`) and in any body that is not an upload (`\u0000` in JSON, whatever its
@@ -110,25 +121,15 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
 /// Validators are exempt: what they send (progress, failure reports) is free text from a
 /// sandbox, stored re-encoded or scrubbed, and refusing it would leave runs to the reaper.
 pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
-    let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
-    let refuse = |path: &str, place: &str| {
-        refusal(
-            path,
-            ApiError::Validation { loc: vec![place.to_owned()], msg: "text must not contain NUL characters".into(), kind: "string_type" },
-        )
-    };
-    if has(req.uri().path().as_bytes(), b"%00") {
-        return refuse(req.uri().path(), "path");
-    }
-    if req.uri().query().is_some_and(|q| has(q.as_bytes(), b"%00")) {
-        return refuse(req.uri().path(), "query");
+    if let Some(refused) = nul_in_target(&req) {
+        return refused;
     }
     // Nothing is copied for a request without a body (this runs on every GET).
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE) {
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
-    let refuse = |place: &str| refuse(&path, place);
+    let refuse = |place: &str| refuse_nul(&path, place);
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     if content_type.starts_with("multipart/") || path.starts_with("/v1/validator/") {
         return next.run(req).await;
@@ -141,7 +142,7 @@ pub async fn refuse_nul_characters(req: Request, next: Next) -> Response {
         }
     };
     let form_decoded = path.starts_with("/api/") || content_type.starts_with("application/x-www-form-urlencoded");
-    if bytes.contains(&0) || has(&bytes, b"\\u0000") || (form_decoded && has(&bytes, b"%00")) {
+    if bytes.contains(&0) || has_ignoring_case(&bytes, b"\\u0000") || (form_decoded && has_ignoring_case(&bytes, b"%00")) {
         return refuse("body");
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
@@ -234,15 +235,20 @@ pub fn client_ip(services: &Services, req: &Request) -> Option<IpAddr> {
 /// (with `Retry-After`) instead of a queue that only makes every answer late.
 pub async fn shed_load(State(slots): State<std::sync::Arc<tokio::sync::Semaphore>>, req: Request, next: Next) -> Response {
     let Ok(_slot) = slots.try_acquire_owned() else {
-        metrics::counter!("oro_requests_shed_total").increment(1);
-        let mut response = refusal(
-            req.uri().path(),
-            ApiError::Status(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the service is at capacity; try again in a moment".into()),
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return shed(&req);
     };
     next.run(req).await
+}
+
+/// The 503 of a request that found no free slot.
+pub(super) fn shed(req: &Request) -> Response {
+    metrics::counter!("oro_requests_shed_total").increment(1);
+    let mut response = refusal(
+        req.uri().path(),
+        ApiError::Status(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the service is at capacity; try again in a moment".into()),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The route an operator names in `ORO_REQUIRE_BOUND_SIGNATURES`, by method and route template.

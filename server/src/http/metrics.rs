@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
@@ -68,7 +67,7 @@ fn describe() {
 
 /// Counts and times every request under its route template (`/v1/miner/inference-auth/{provider}`),
 /// never its concrete path, so the label set stays small.
-pub async fn track_requests(req: Request, next: Next) -> Response {
+pub fn labels(req: &Request) -> (&'static str, &'static str) {
     let route = match req.extensions().get::<MatchedPath>() {
         Some(matched) => matched.as_str(),
         // Static files and unknown paths share one label each.
@@ -87,12 +86,14 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let (duration, requests) = handles(method, route, response.status());
+    (method, route)
+}
+
+/// Records an answered request under its labels (`labels`).
+pub fn observe((method, route): (&'static str, &'static str), status: StatusCode, started: Instant) {
+    let (duration, requests) = handles(method, route, status);
     duration.record(started.elapsed().as_secs_f64());
     requests.increment(1);
-    response
 }
 
 /// Route templates as `&'static str`: there are as many as the routers declare (unmatched

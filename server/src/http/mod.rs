@@ -4,6 +4,7 @@
 pub mod assets;
 mod auth_routes;
 mod docs;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod guards;
@@ -18,6 +19,13 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 
 use crate::startup::AppState;
+
+/// The routes answered from memory that log nothing of their own (the model list, health,
+/// the bundle and the API documents): their request span is at debug level, so the busiest
+/// paths do not format one per request.
+pub fn is_quiet_path(path: &str) -> bool {
+    matches!(path, "/v1/public/inference/models" | "/health" | "/openapi.json" | "/docs") || path.starts_with("/pkg/")
+}
 
 /// The unauthenticated, cacheable routes (health, the model list, the OpenAPI document and
 /// its page, the browser bundle, presigned code links, the Chutes OAuth facts). `startup.rs` serves them on a lean
@@ -55,7 +63,6 @@ pub fn public_router(services: &service::Services, assets: &assets::SiteAssets) 
         .route("/pkg/{name}", axum::routing::get(assets::serve))
         .merge(public::routes())
         .method_not_allowed_fallback(oro_backend::method_not_allowed)
-        .route_layer(axum::middleware::from_fn(guards::refuse_nul_characters))
 }
 
 /// Everything else of the REST API: signed requests, bearer sessions, ORO's backend's routes.

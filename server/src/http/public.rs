@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -99,7 +99,7 @@ pub(super) async fn models(
     State(services): State<Services>,
     // FastAPI's 422 for a query that does not parse (`?ranked=x&ranked=y`), as the document says.
     super::extract::ApiQuery(q): super::extract::ApiQuery<ModelsQuery>,
-    headers: HeaderMap,
+    super::extract::IfNoneMatch(if_none_match): super::extract::IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let provider = match q.provider.as_deref() {
         None | Some("") => Provider::Chutes,
@@ -126,7 +126,7 @@ pub(super) async fn models(
     let etag = HeaderValue::from_maybe_shared(body.etag.clone())
         .map_err(|_| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, "the model list's ETag is not a header value".into()))?;
     let cache = (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, stale-while-revalidate=300"));
-    if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
+    if if_none_match.as_ref() == Some(&etag) {
         return Ok((StatusCode::NOT_MODIFIED, [cache, (header::ETAG, etag)]).into_response());
     }
     Ok((
