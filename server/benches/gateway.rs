@@ -18,7 +18,7 @@ use service::db::Backend;
 use service::db::testing::TestDatabase;
 
 const CONNECTIONS: usize = 64;
-const RATES: [u32; 8] = [500, 1000, 2000, 3000, 5000, 8000, 12000, 16000];
+const RATES: [u32; 10] = [500, 1000, 2000, 3000, 5000, 8000, 12000, 16000, 24000, 32000];
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(3);
 const OVERHEAD_LIMIT: Duration = Duration::from_millis(5);

@@ -437,8 +437,8 @@ fn main() {
          request when the previous body is in; {}s warm-up, then {}s measured; latency from sending to the end of the body; {ROUNDS} rounds, \
          the three servers taking turns, and the round with the median throughput reported. The body is {body_len} bytes of JSON. The baseline is a bare axum route returning exactly the bytes the real service answered, with the same \
          `Content-Type`, `Cache-Control` and `ETag`. The real service answers from its in-memory copy of the catalog (refreshed from the database \
-         every 5 s) and runs its middleware (metrics, rate-limit routing, NUL and size guards, tracing span, timeout, security headers, \
-         session layer); the diagnostic row is the uncached database read. \
+         every 5 s) and runs the public routes' stack (the edge layer: metrics, the size guard and the security headers; the tracing \
+         span; the timeout; the public guard: a request slot and the NUL check); the diagnostic row is the uncached database read. \
          **The load generator runs on the same {cores} cores** (its own tokio runtime, {cores} workers; the in-process servers have another \
          runtime with {cores} workers), so these are figures for client and server together on this machine, not a server-only ceiling.\n\n\
          {speed}\n\
