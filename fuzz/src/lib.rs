@@ -119,7 +119,7 @@ pub mod vault_fixture {
                 .execute(db.pool())
                 .await
                 .expect("insert the fixed data key");
-            let vault = Vault::open(&db, &masters).await.expect("open the fixture vault");
+            let vault = Vault::open(&db, &masters, service::clock::system_now()).await.expect("open the fixture vault");
             db.close().await;
             vault
         });
