@@ -11,7 +11,6 @@ use crate::view::{BalanceView, BudgetSaved, DashboardView, ModelRow, RunsView};
 #[cfg(feature = "ssr")]
 mod server {
     use service::Services;
-    use service::auth::roles;
     use service::domain::Hotkey;
     use tower_sessions::Session;
 
@@ -42,8 +41,8 @@ mod server {
             crate::error::answer_with(401);
             AppError::NotSignedIn
         })?;
-        let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
-        roles::require_miner(&services.db, &caller).await?;
+        let caller = services.caller(hotkey).await?;
+        services.require_miner(&caller).await?;
         Ok((services, caller.hotkey))
     }
 }
@@ -59,7 +58,7 @@ pub async fn current_miner() -> Result<Option<String>, AppError> {
 #[server(endpoint = "begin_sign_in")]
 pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
     let services = server::services()?;
-    let message = service::auth::web_sign_in::begin(&services.db, &services.settings.public_url, &address, services.clock.now()).await?;
+    let message = services.begin_web_sign_in(&address).await?;
     Ok(message.to_text())
 }
 
@@ -67,12 +66,11 @@ pub async fn begin_sign_in(address: String) -> Result<String, AppError> {
 #[server(endpoint = "finish_sign_in")]
 pub async fn finish_sign_in(message: String, signature: String) -> Result<String, AppError> {
     let services = server::services()?;
-    let hotkey =
-        service::auth::web_sign_in::finish(&services.db, &services.settings.public_url, &message, &signature, services.clock.now()).await?;
+    let hotkey = services.finish_web_sign_in(&message, &signature).await?;
     // Counted once the signature has proved the hotkey (per-IP limits apply before).
     services.limit_hotkey(service::rate_limit::Action::SignIn, &hotkey).await?;
-    let caller = service::auth::roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
-    service::auth::roles::require_miner(&services.db, &caller).await?;
+    let caller = services.caller(hotkey).await?;
+    services.require_miner(&caller).await?;
     let session = server::session().await?;
     session.cycle_id().await.map_err(server::session_failed)?;
     session.insert(server::SESSION_HOTKEY, caller.hotkey.to_string()).await.map_err(server::session_failed)?;

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use service::Services;
-use service::auth::{AuthError, roles, sessions};
+use service::auth::AuthError;
 use service::domain::Hotkey;
 use service::rate_limit::Action;
 use wire::api::{ChallengeAnswer, ChallengeRequest, LogoutAnswer, SessionAnswer, SessionRequest};
@@ -30,7 +30,7 @@ pub(super) async fn challenge(
     ApiJson(body): ApiJson<ChallengeRequest>,
 ) -> Result<Json<ChallengeAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
-    let issued = sessions::issue_challenge(&services.db, &hotkey, services.clock.now()).await?;
+    let issued = services.issue_challenge(&hotkey).await?;
     Ok(Json(ChallengeAnswer { challenge: issued.challenge, expires_at: issued.expires_at }))
 }
 
@@ -49,14 +49,14 @@ pub(super) async fn session(
 ) -> Result<Json<SessionAnswer>, ApiError> {
     let hotkey = Hotkey::parse(body.hotkey.trim()).map_err(AuthError::from)?;
     // The signature first: roles (and so a ban) are told only to the key's holder.
-    sessions::redeem_challenge(&services.db, &hotkey, &body.challenge, &body.signature, services.clock.now()).await?;
-    let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey.clone()).await?;
+    services.redeem_challenge(&hotkey, &body.challenge, &body.signature).await?;
+    let caller = services.caller(hotkey.clone()).await?;
     let role = caller.role().as_str();
-    let opened = sessions::open_session(&services.db, &hotkey, role, services.settings.api_session_ttl_secs, services.clock.now()).await?;
+    let opened = services.open_api_session(&hotkey, role).await?;
     // Counted once the signature has proved the hotkey: naming someone's hotkey in bad
     // requests must not lock them out.
     if let Err(refused) = services.limit_hotkey(Action::SignIn, &hotkey).await {
-        sessions::close(&services.db, &opened.token).await?;
+        services.close_api_session(&opened.token).await?;
         return Err(refused.into());
     }
     Ok(Json(SessionAnswer { session_token: opened.token, expires_at: opened.expires_at, role: role.to_owned() }))
@@ -71,7 +71,7 @@ pub(super) async fn logout(State(services): State<Services>, headers: HeaderMap)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(AuthError::InvalidSession)?;
-    if !sessions::close(&services.db, token.trim()).await? {
+    if !services.close_api_session(token.trim()).await? {
         return Err(AuthError::InvalidSession.into());
     }
     Ok(Json(LogoutAnswer { success: true }))

@@ -5,7 +5,7 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use service::Services;
 use service::auth::signed_request::SignedHeaders;
-use service::auth::{AuthError, roles, sessions, signed_request};
+use service::auth::{AuthError, roles};
 use service::domain::Caller;
 
 use super::error::ApiError;
@@ -89,7 +89,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let services = Services::from_ref(state);
         let hotkey = if let Some(token) = header(parts, "authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-            sessions::lookup(&services.db, token.trim(), services.clock.now()).await?
+            services.api_session_holder(token.trim()).await?
         } else {
             let headers = SignedHeaders {
                 hotkey: header(parts, wire::signing::HEADER_HOTKEY),
@@ -100,9 +100,9 @@ where
             if !headers.is_present() {
                 return Err(AuthError::NotSignedIn.into());
             }
-            signed_request::verify(&services.db, services.settings.signature_skew_secs, &headers, services.clock.now()).await?
+            services.verify_signed_request(&headers).await?
         };
-        let caller = roles::resolve(&services.db, &services.settings.validator_hotkeys, hotkey).await?;
+        let caller = services.caller(hotkey).await?;
         Ok(Authenticated(caller))
     }
 }
@@ -119,7 +119,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
-        roles::require_miner(&Services::from_ref(state).db, &caller).await?;
+        Services::from_ref(state).require_miner(&caller).await?;
         Ok(Miner(caller))
     }
 }
