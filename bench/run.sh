@@ -8,19 +8,27 @@
 #                               gateway's overhead at fixed rates)
 #   ./bench/run.sh --frontend   also ./bench/frontend.sh (cargo leptos release build, Chromium)
 #
+# With ORO_BENCH_BASELINE=<git ref> (e.g. fd940ad, the tree before issue 14) the http and claims
+# benches of that commit (issue 14's figures) are built too (from `git archive`, sharing target/
+# for the dependencies) and run first, then today's are built and run, so that before and after
+# come from one run on one machine. The baseline's benches are its own code: their
+# tables can differ from today's in the rows they measure. Adds about 15 minutes
+# (ORO_BENCH_BASELINE_BENCHES="http claims flood gateway" for all four: about 10 more).
+#
 # Needs PostgreSQL on 127.0.0.1:5432 (or ORO_TEST_POSTGRES_URL) for the PostgreSQL rows.
 # The bench binaries write Markdown fragments under target/bench/; this script puts them
 # together. On a shared machine, hold the build lock for the whole run so that nobody's build
 # competes with the measurements: `flock /tmp/oro-build.lock ./bench/run.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 FRONTEND=0
 for arg in "$@"; do
   case "$arg" in
     --frontend) FRONTEND=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,8 +40,37 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed() { echo $(( $(date +%s) - $1 )); }
 
 t=$(date +%s)
-cargo bench -p server --benches --no-run
-BUILD_SECS=$(elapsed "$t")
+# The bench executables of the tree in the current directory, copied to $1 (a later build in
+# the same target directory replaces them).
+build_benches() {
+  local into="$1"
+  mkdir -p "$into"
+  cargo bench -p server --benches --no-run --message-format=json |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])' |
+    while read -r name exe; do cp "$exe" "$into/$name"; done
+}
+BASELINE="${ORO_BENCH_BASELINE:-}"
+BASE_DIR="$ROOT/target/bench-baseline"
+if [ -n "$BASELINE" ]; then
+  rm -rf "$BASE_DIR/src" "$BASE_DIR/bench" && mkdir -p "$BASE_DIR/src" "$BASE_DIR/bench"
+  git archive "$BASELINE" | tar -x -C "$BASE_DIR/src"
+  (cd "$BASE_DIR/src" && CARGO_TARGET_DIR="$ROOT/target" build_benches "$BASE_DIR/bin")
+  # Run now: the http bench starts target/release/server, which today's build replaces.
+  # Fragments go to target/bench-baseline/bench.
+  BASELINE_T=$(date +%s)
+  for b in ${ORO_BENCH_BASELINE_BENCHES:-http claims}; do
+    (cd "$BASE_DIR/src/server" && CARGO_TARGET_DIR="$BASE_DIR" "$BASE_DIR/bin/$b" --bench)
+  done
+  BASELINE_SECS=$(elapsed "$BASELINE_T")
+fi
+build_benches "$ROOT/target/bench-now"
+BUILD_SECS=$(( $(elapsed "$t") - ${BASELINE_SECS:-0} ))
+
+bench() { (cd server && "$ROOT/target/bench-now/$1" --bench); }
 
 # How much CPU other processes took while the benches ran: the machine's busy time (from
 # /proc/stat) minus the CPU time of this script's children (cargo and the bench binaries).
@@ -46,7 +83,7 @@ children_cpu() { times > "$TIMES"; CHILDREN_CPU=$(tail -1 "$TIMES" | awk '{ s = 
 children_cpu; BUSY0=$(machine_busy); OURS0=$CHILDREN_CPU; WALL0=$(date +%s)
 
 t=$(date +%s)
-cargo bench -p server --bench http
+bench http
 HTTP_SECS=$(elapsed "$t")
 
 t=$(date +%s)
@@ -54,15 +91,15 @@ t=$(date +%s)
 SIGNATURES_SECS=$(elapsed "$t")
 
 t=$(date +%s)
-cargo bench -p server --bench claims
+bench claims
 CLAIMS_SECS=$(elapsed "$t")
 
 t=$(date +%s)
-cargo bench -p server --bench flood
+bench flood
 FLOOD_SECS=$(elapsed "$t")
 
 t=$(date +%s)
-cargo bench -p server --bench gateway
+bench gateway
 GATEWAY_SECS=$(elapsed "$t")
 
 children_cpu
@@ -80,6 +117,17 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT plus uncommitted changes"; fi
 CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 
+# Today's fragment; with a baseline, the baseline's own after it, one heading level down.
+fragment() {
+  cat "$FRAGMENTS/$1.md"
+  if [ -n "$BASELINE" ] && [ -f "$BASE_DIR/bench/$1.md" ]; then
+    echo
+    echo "### The same bench at the baseline, $BASELINE (its own bench code, earlier in this run)"
+    echo
+    sed -e 's/^## .*//' -e 's/^### /#### /' "$BASE_DIR/bench/$1.md"
+  fi
+}
+
 {
   echo "# Benchmarks"
   echo
@@ -94,11 +142,12 @@ CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "| kernel | $(uname -r) |"
   echo "| rustc | $(rustc --version) |"
   echo "| build | \`cargo bench\` (release profile) at $COMMIT |"
+  [ -n "$BASELINE" ] && echo "| baseline | $BASELINE ($(git log -1 --format='%h, %ad' --date=short "$BASELINE")), built and run earlier in the same run (${BASELINE_SECS} s) |"
   echo "| load average before the run | $LOAD_BEFORE |"
   echo "| other processes while the server benches ran | $OTHERS |"
   echo "| times | build ${BUILD_SECS} s, http bench ${HTTP_SECS} s, signature instructions ${SIGNATURES_SECS} s, claims bench ${CLAIMS_SECS} s, flood bench ${FLOOD_SECS} s, gateway bench ${GATEWAY_SECS} s$([ -n "$FRONTEND_SECS" ] && echo ", frontend ${FRONTEND_SECS} s") |"
   echo
-  cat "$FRAGMENTS/http.md"
+  fragment http
   echo
   echo "### Signature checks in instructions (\`bench/signatures.sh\`)"
   echo
@@ -106,11 +155,11 @@ CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo
   cat "$FRAGMENTS/signatures.md"
   echo
-  cat "$FRAGMENTS/claims.md"
+  fragment claims
   echo
-  cat "$FRAGMENTS/flood.md"
+  fragment flood
   echo
-  cat "$FRAGMENTS/gateway.md"
+  fragment gateway
   echo
   if [ "$FRONTEND" = 1 ]; then
     # frontend.sh writes its own page; nest it under this one.
