@@ -122,9 +122,9 @@ fragment() {
   cat "$FRAGMENTS/$1.md"
   if [ -n "$BASELINE" ] && [ -f "$BASE_DIR/bench/$1.md" ]; then
     echo
-    echo "### The same bench at the baseline, $BASELINE (its own bench code, earlier in this run)"
+    echo "### The $1 bench at the baseline, $BASELINE (its own bench code, earlier in this run)"
     echo
-    sed -e 's/^## .*//' -e 's/^### /#### /' "$BASE_DIR/bench/$1.md"
+    sed -e 's/^### /#### /' -e 's/^## /#### /' "$BASE_DIR/bench/$1.md"
   fi
 }
 
