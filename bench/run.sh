@@ -10,8 +10,8 @@
 #
 # With ORO_BENCH_BASELINE=<git ref> (e.g. fd940ad, the tree before issue 14) the http and claims
 # benches of that commit (issue 14's figures) are built too (from `git archive`, sharing target/
-# for the dependencies) and run first, then today's are built and run, so that before and after
-# come from one run on one machine. The baseline's benches are its own code: their
+# for the dependencies) and run first, then today's, so that before and after come from one run
+# on one machine. The baseline's benches are its own code: their
 # tables can differ from today's in the rows they measure. Adds about 15 minutes
 # (ORO_BENCH_BASELINE_BENCHES="http claims flood gateway" for all four: about 10 more).
 #
@@ -45,30 +45,33 @@ t=$(date +%s)
 build_benches() {
   local into="$1"
   mkdir -p "$into"
-  cargo bench -p server --benches --no-run --message-format=json |
-    python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
-        print(m["target"]["name"], m["executable"])' |
+  cargo bench -p server --benches --no-run --message-format=json | "$ROOT/bench/executables.py" |
     while read -r name exe; do cp "$exe" "$into/$name"; done
+  # The http bench starts `target/release/server` (its CARGO_BIN_EXE_server), which a build
+  # of another tree in this target directory replaces: kept with the benches.
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/server" "$into/server"
 }
+# Puts this tree's server binary back where the http bench looks for it (removed first: it
+# may be a hard link to the other tree's build).
+use_server_of() { rm -f "$ROOT/target/release/server" && cp "$1/server" "$ROOT/target/release/server"; }
+build_benches "$ROOT/target/bench-now"
+BUILD_SECS=$(elapsed "$t")
+
 BASELINE="${ORO_BENCH_BASELINE:-}"
 BASE_DIR="$ROOT/target/bench-baseline"
 if [ -n "$BASELINE" ]; then
   rm -rf "$BASE_DIR/src" "$BASE_DIR/bench" && mkdir -p "$BASE_DIR/src" "$BASE_DIR/bench"
   git archive "$BASELINE" | tar -x -C "$BASE_DIR/src"
   (cd "$BASE_DIR/src" && CARGO_TARGET_DIR="$ROOT/target" build_benches "$BASE_DIR/bin")
-  # Run now: the http bench starts target/release/server, which today's build replaces.
   # Fragments go to target/bench-baseline/bench.
   BASELINE_T=$(date +%s)
+  use_server_of "$BASE_DIR/bin"
   for b in ${ORO_BENCH_BASELINE_BENCHES:-http claims}; do
     (cd "$BASE_DIR/src/server" && CARGO_TARGET_DIR="$BASE_DIR" "$BASE_DIR/bin/$b" --bench)
   done
   BASELINE_SECS=$(elapsed "$BASELINE_T")
+  use_server_of "$ROOT/target/bench-now"
 fi
-build_benches "$ROOT/target/bench-now"
-BUILD_SECS=$(( $(elapsed "$t") - ${BASELINE_SECS:-0} ))
 
 bench() { (cd server && "$ROOT/target/bench-now/$1" --bench); }
 
@@ -87,7 +90,7 @@ bench http
 HTTP_SECS=$(elapsed "$t")
 
 t=$(date +%s)
-./bench/signatures.sh > "$FRAGMENTS/signatures.md"
+ORO_SIGNATURE_COST_BIN="$ROOT/target/bench-now/signature_cost" ./bench/signatures.sh > "$FRAGMENTS/signatures.md"
 SIGNATURES_SECS=$(elapsed "$t")
 
 t=$(date +%s)

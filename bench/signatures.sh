@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 N=${ORO_SIGNATURES:-200}
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian's valgrind)" >&2; exit 1; }
-cargo bench -p server --bench signature_cost --no-run 2>/dev/null
-BIN=$(ls -t target/release/deps/signature_cost-* | grep -v '\.d$' | head -1)
+# bench/run.sh passes the binary it built; alone, this tree's own build (not the newest file in
+# target/release/deps, which may be another tree's).
+BIN=${ORO_SIGNATURE_COST_BIN:-$(cargo bench -p server --bench signature_cost --no-run --message-format=json 2>/dev/null |
+  bench/executables.py | awk '$1 == "signature_cost" { print $2 }')}
 count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$N" 2>&1 | awk '/Collected :/ { print $NF }'
 }
