@@ -31,9 +31,14 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace holds the server crate").to_path_buf()
 }
 
-/// A free loopback port (bound, then released for the child that will listen on it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `N` distinct free loopback ports, for children that will listen on them, and the listeners
+/// that hold them until the caller drops them. Each port is held while the next is picked: a
+/// port bound and at once released can come back from the very next `bind(0)` (CI once gave
+/// nginx the same port for two `listen`s).
+pub fn free_ports<const N: usize>() -> ([u16; N], Vec<TcpListener>) {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports = std::array::from_fn(|i| held[i].local_addr().unwrap().port());
+    (ports, held)
 }
 
 #[path = "../support/wallet.rs"]
@@ -161,7 +166,9 @@ impl Deployment {
         let db = TestDatabase::create(Backend::Postgres).await;
         let validators: Vec<Wallet> = (0..validators).map(|_| Wallet::new()).collect();
 
-        let (nginx_api_port, nginx_gateway_port, https_port, http_port) = (free_port(), free_port(), free_port(), free_port());
+        // Every port of the deployment at once, held until the simulator has its own (it binds
+        // port 0 too) and released just before the children that listen on them start.
+        let ([nginx_api_port, nginx_gateway_port, https_port, http_port, api_1, gateway_1, api_2, gateway_2], held_ports) = free_ports();
         let api = format!("http://127.0.0.1:{nginx_api_port}");
         let gateway = format!("http://127.0.0.1:{nginx_gateway_port}");
 
@@ -224,11 +231,11 @@ impl Deployment {
         // Both replicas start at once on the empty database, as `systemctl start
         // oro-inference@1 oro-inference@2` starts them: migrations and the first data key race.
         let mut replicas = Vec::new();
-        for instance in ["1", "2"] {
+        drop(held_ports);
+        for (instance, api_port, gateway_port) in [("1", api_1, gateway_1), ("2", api_2, gateway_2)] {
             let example = env_file(&workspace().join(format!("deploy/env/{instance}.env")));
             let names: Vec<&str> = example.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(names, ["ORO_BIND", "ORO_GATEWAY_BIND"], "deploy/env/{instance}.env holds the replica's own listeners");
-            let (api_port, gateway_port) = (free_port(), free_port());
             let mut vars = shared_vars.clone();
             vars.insert("ORO_BIND".into(), format!("127.0.0.1:{api_port}"));
             vars.insert("ORO_GATEWAY_BIND".into(), format!("127.0.0.1:{gateway_port}"));
