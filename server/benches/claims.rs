@@ -69,6 +69,7 @@ async fn bench(backend: Backend) -> Outcome {
 
     // Claims until the queue is empty (204), CONCURRENCY at a time.
     let seeded = memory("self");
+    profile_claims(true);
     let peaks_reset = reset_peak("self");
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -102,6 +103,7 @@ async fn bench(backend: Backend) -> Outcome {
         latencies.extend(t.await.unwrap());
     }
     let claims = figures(latencies, started.elapsed());
+    profile_claims(false);
     assert_eq!(claims.count, RUNS);
     let after_claims = memory("self");
 
@@ -183,6 +185,23 @@ async fn bench(backend: Backend) -> Outcome {
     Outcome { claims, baseline, seeded, after_claims, after_baseline, peaks_reset }
 }
 
+/// With `ORO_BENCH_PERF_CTL=<fifo>` (`perf record --control fifo:<fifo> --delay=-1 ...`), a
+/// profile that covers the claims alone: no seeding, no baseline.
+fn profile_claims(on: bool) {
+    if let Ok(fifo) = std::env::var("ORO_BENCH_PERF_CTL") {
+        std::fs::write(fifo, if on { "enable\n" } else { "disable\n" }).expect("perf's control fifo takes the command");
+    }
+}
+
+/// `ORO_BENCH_DATABASES=postgres` (or `sqlite`) runs one database only.
+fn databases() -> Vec<Backend> {
+    let only = std::env::var("ORO_BENCH_DATABASES").unwrap_or_default().to_ascii_lowercase();
+    [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .filter(|b| only.is_empty() || only.contains(&format!("{b:?}").to_ascii_lowercase()))
+        .collect()
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -193,7 +212,7 @@ fn main() {
         "| database | RSS before claims | RSS after claims | peak during claims | RSS after baseline | peak during baseline |\n|---|---|---|---|---|---|\n",
     );
     let mut peaks_reset = true;
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for backend in databases() {
         let o = runtime.block_on(bench(backend));
         peaks_reset &= o.peaks_reset;
         let (c, b) = (&o.claims, &o.baseline);
