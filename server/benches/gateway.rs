@@ -120,7 +120,7 @@ async fn bench(backend: Backend) -> Outcome {
         services.connect_chutes_with_code(&hotkey, &code, &pkce.verifier, redirect).await.unwrap();
         services.submit_agent(&hotkey, "bench", "agent.py", b"def run(t):\n    return 1\n").await.unwrap();
         let caller = service::domain::Caller { hotkey: service::domain::Hotkey::parse(&validator.hotkey).unwrap(), is_validator: true };
-        let work = services.claim_work(&caller).await.unwrap().expect("a claimed run");
+        let work = services.claim_work(&caller, None).await.unwrap().expect("a claimed run");
         let token = work.inference_token.expect("a run credential").access_token;
         // The direct baseline calls the upstream with a Chutes token of the same miner.
         let direct = services.chutes_access_token(&hotkey).await.unwrap();

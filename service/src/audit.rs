@@ -19,10 +19,14 @@ pub async fn record(
     detail: &str,
     at: i64,
 ) -> Result<(), sqlx::Error> {
+    store::audit::insert(tx, &line(hotkey, provider, kind, detail, at)).await
+}
+
+/// An event to record, for a caller that writes it along with other rows.
+pub fn line<'a>(hotkey: &'a Hotkey, provider: Option<Provider>, kind: &'a str, detail: &'a str, at: i64) -> store::audit::NewEvent<'a> {
     // The order of lines, not a time anyone reads: the machine's clock in microseconds.
     let seq = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64;
-    let event = store::audit::NewEvent { hotkey: hotkey.as_str(), provider: provider.map(|p| p.as_str()), kind, detail, seq, at };
-    store::audit::insert(tx, &event).await
+    store::audit::NewEvent { hotkey: hotkey.as_str(), provider: provider.map(|p| p.as_str()), kind, detail, seq, at }
 }
 
 /// Records an event on its own, for uses of a credential that change no other state

@@ -17,6 +17,8 @@ use wire::api::{
     ClaimAnswer, CompleteRun, CompleteRunAnswer, InferenceToken, RunList, RunSummary, SandboxEnv, SubmitAnswer, WorkItemStatus,
 };
 
+use crate::auth::AuthError;
+use crate::auth::signed_request::UnspentNonce;
 use crate::clock;
 use crate::code_url::CodeGrant;
 use crate::connections::{self, ConnectionError, key_fingerprint};
@@ -128,6 +130,9 @@ pub enum RunError {
     Vault(#[from] VaultError),
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
+    /// The claim's own authentication step (its nonce is spent in the claim's transaction).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl RunError {
@@ -143,6 +148,7 @@ impl RunError {
             RunError::NotRunning(_) | RunError::CannotStop => Failure::Conflict,
             RunError::StopFailed(_) => Failure::ProviderFailed,
             RunError::Vault(_) | RunError::Storage(_) => Failure::Internal,
+            RunError::Auth(e) => e.failure(),
         }
     }
 }
@@ -412,15 +418,18 @@ impl Services {
         })
     }
 
-    /// `POST /v1/validator/work/claim`: `None` when there is no work.
+    /// `POST /v1/validator/work/claim`: `None` when there is no work. `unspent` is the signed
+    /// request's nonce (none for a bearer session): the claim spends it in its first
+    /// transaction, and a replay is refused there with nothing taken.
     #[tracing::instrument(name = "claim_work", skip_all, fields(validator = %validator.hotkey.short()))]
-    pub async fn claim_work(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
+    pub async fn claim_work(&self, validator: &Caller, unspent: Option<&UnspentNonce>) -> Result<Option<ClaimAnswer>, RunError> {
         let started = std::time::Instant::now();
-        let result = self.claim_next(validator).await;
+        let result = self.claim_next(validator, unspent).await;
         let outcome = match &result {
             Ok(Some(_)) => "claimed",
             Ok(None) => "no_work",
             Err(RunError::AtCapacity) => "at_capacity",
+            Err(RunError::Auth(_)) => "refused",
             Err(_) => "error",
         };
         metrics::counter!("oro_claims_total", "outcome" => outcome).increment(1);
@@ -433,7 +442,7 @@ impl Services {
     /// and the cap (or fails the run at once when the miner's side cannot work). Then the
     /// provider calls (`issue`). The second (`hand_out`) records the key, the lease, the
     /// credential and the audit line together.
-    async fn claim_next(&self, validator: &Caller) -> Result<Option<ClaimAnswer>, RunError> {
+    async fn claim_next(&self, validator: &Caller, mut unspent: Option<&UnspentNonce>) -> Result<Option<ClaimAnswer>, RunError> {
         // Runs that cannot be handed out fail (or go back to the queue) and we try the next,
         // for at most CLAIM_BUDGET so the validator hears back within its timeout.
         let started = std::time::Instant::now();
@@ -441,7 +450,7 @@ impl Services {
             if started.elapsed() > CLAIM_BUDGET {
                 break;
             }
-            let taken = match self.take_next_run(&validator.hotkey).await? {
+            let taken = match self.take_next_run(&validator.hotkey, unspent.take()).await? {
                 Taking::Taken(taken) => taken,
                 Taking::Settled => continue,
                 Taking::Nothing => {
@@ -515,14 +524,21 @@ impl Services {
     /// The claim's first transaction: the oldest claimable run, the miner's default provider
     /// *now* and their budget, read under the miner's lock so that concurrent claims cannot
     /// both slip under the monthly ceiling; the provider and the cap are pinned before the
-    /// lock goes. A run the miner's side cannot serve fails in the same transaction.
-    async fn take_next_run(&self, validator: &Hotkey) -> Result<Taking, RunError> {
+    /// lock goes. A run the miner's side cannot serve fails in the same transaction. The
+    /// request's nonce, when given, is spent first in the same transaction: one commit less
+    /// per claim than spending it on its own.
+    async fn take_next_run(&self, validator: &Hotkey, unspent: Option<&UnspentNonce>) -> Result<Taking, RunError> {
         // Read before the transaction (usually from memory): on SQLite the transaction holds
         // the one connection.
         let models = self.priced_models().await?;
         let now = self.clock.now();
         let backend = self.db.backend();
         let mut tx = self.db.pool().begin().await?;
+        if let Some(unspent) = unspent
+            && !unspent.spend(&mut tx).await?
+        {
+            return Err(RunError::Auth(AuthError::ReplayedNonce));
+        }
         let Some(run) = store::runs::reserve(&mut tx, backend, validator.as_str(), now, MAX_RUNS_PER_VALIDATOR).await? else {
             tx.commit().await?;
             return Ok(Taking::Nothing);
@@ -638,12 +654,16 @@ impl Services {
                 return Ok(Err(MintFailure::Retry("the OpenRouter connection changed during the claim".into())));
             }
         }
-        for key in &issued.keys {
-            store::runs::record_key(&mut tx, key, now).await?;
-        }
-        store::runs::hand_out(&mut tx, &taken.run.id, issued.credential.as_ref(), lease_expires_at, now).await?;
-        let line = credential_used(&taken.run.id, &issued.token, self.settings.run_key_cap_usd, validator);
-        crate::audit::record(&mut tx, &taken.miner, Some(issued.token.provider), "credential_used", &line, self.clock.now()).await?;
+        let detail = credential_used(&taken.run.id, &issued.token, self.settings.run_key_cap_usd, validator);
+        let line = crate::audit::line(&taken.miner, Some(issued.token.provider), "credential_used", &detail, now);
+        let hand = store::runs::HandOut {
+            run_id: &taken.run.id,
+            keys: &issued.keys,
+            credential: issued.credential.as_ref(),
+            lease_expires_at,
+            line: &line,
+        };
+        store::runs::record_hand_out(&mut tx, self.db.backend(), &hand, now).await?;
         tx.commit().await?;
         Ok(Ok(lease_expires_at))
     }

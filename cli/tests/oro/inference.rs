@@ -261,7 +261,7 @@ async fn runs_are_listed_and_stopped() {
     app.services.submit_agent(&miner, "runner", "agent.py", b"def solve(task):\n    return 1\n").await.unwrap();
     let validator =
         service::domain::Caller { hotkey: service::domain::Hotkey::parse(&wallets().encrypted_ss58).unwrap(), is_validator: true };
-    let work = app.services.claim_work(&validator).await.unwrap().expect("a run to claim");
+    let work = app.services.claim_work(&validator, None).await.unwrap().expect("a run to claim");
 
     let listed = app.oro(&["runs", "list"]).run().await;
     listed.assert_ok();

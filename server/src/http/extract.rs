@@ -4,7 +4,7 @@
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use service::Services;
-use service::auth::signed_request::SignedHeaders;
+use service::auth::signed_request::{SignedHeaders, UnspentNonce};
 use service::auth::{AuthError, roles};
 use service::domain::Caller;
 
@@ -87,24 +87,42 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let services = Services::from_ref(state);
-        let hotkey = if let Some(token) = header(parts, "authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-            services.api_session_holder(token.trim()).await?
-        } else {
-            let headers = SignedHeaders {
-                hotkey: header(parts, wire::signing::HEADER_HOTKEY),
-                timestamp: header(parts, wire::signing::HEADER_TIMESTAMP),
-                nonce: header(parts, wire::signing::HEADER_NONCE),
-                signature: header(parts, wire::signing::HEADER_SIGNATURE),
-            };
-            if !headers.is_present() {
-                return Err(AuthError::NotSignedIn.into());
-            }
-            services.verify_signed_request(&headers).await?
-        };
-        let caller = services.caller(hotkey).await?;
+        let (caller, _) = authenticate(parts, &Services::from_ref(state), SpendNonce::Now).await?;
         Ok(Authenticated(caller))
     }
+}
+
+/// When a signed request's nonce is spent: by the extractor, or by the handler's own
+/// transaction.
+#[derive(PartialEq)]
+enum SpendNonce {
+    Now,
+    Later,
+}
+
+/// The caller of a bearer-session or signed request, and with `SpendNonce::Later` the nonce
+/// left to spend.
+async fn authenticate(parts: &Parts, services: &Services, spend: SpendNonce) -> Result<(Caller, Option<UnspentNonce>), ApiError> {
+    let (hotkey, unspent) = if let Some(token) = header(parts, "authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+        (services.api_session_holder(token.trim()).await?, None)
+    } else {
+        let headers = SignedHeaders {
+            hotkey: header(parts, wire::signing::HEADER_HOTKEY),
+            timestamp: header(parts, wire::signing::HEADER_TIMESTAMP),
+            nonce: header(parts, wire::signing::HEADER_NONCE),
+            signature: header(parts, wire::signing::HEADER_SIGNATURE),
+        };
+        if !headers.is_present() {
+            return Err(AuthError::NotSignedIn.into());
+        }
+        if spend == SpendNonce::Now {
+            (services.verify_signed_request(&headers).await?, None)
+        } else {
+            let unspent = services.check_signed_request(&headers)?;
+            (unspent.hotkey.clone(), Some(unspent))
+        }
+    };
+    Ok((services.caller(hotkey).await?, unspent))
 }
 
 /// A caller allowed on miner routes.
@@ -138,5 +156,23 @@ where
         let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
         roles::require_validator(&caller)?;
         Ok(Validator(caller))
+    }
+}
+
+/// A validator claiming work: as [`Validator`], with the signed request's nonce not yet spent
+/// (`None` for a bearer session). The claim spends it in its first transaction.
+pub struct ClaimingValidator(pub Caller, pub Option<UnspentNonce>);
+
+impl<S> FromRequestParts<S> for ClaimingValidator
+where
+    Services: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let (caller, unspent) = authenticate(parts, &Services::from_ref(state), SpendNonce::Later).await?;
+        roles::require_validator(&caller)?;
+        Ok(ClaimingValidator(caller, unspent))
     }
 }

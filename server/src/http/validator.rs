@@ -10,7 +10,7 @@ use service::Services;
 use wire::api::{CompleteRun, CompleteRunAnswer, LeaseRenewed};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Validator};
+use super::extract::{ApiJson, ClaimingValidator, Validator};
 use crate::startup::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -36,11 +36,15 @@ pub fn routes() -> Router<AppState> {
         (status = 204, description = "No work queued."),
         (status = 409, description = "This validator already holds its maximum of runs.", body = super::openapi::CodedError),
     ))]
-pub(super) async fn claim(State(services): State<Services>, Validator(caller): Validator, _body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn claim(
+    State(services): State<Services>,
+    ClaimingValidator(caller, unspent): ClaimingValidator,
+    _body: Bytes,
+) -> Result<Response, ApiError> {
     // A claim spends a refresh token and mints keys: it must never stop half-way because the
     // validator hung up or the request timed out, so it runs in its own task.
     // The request's span goes along, so the claim's provider calls log under this request.
-    let claim = tokio::spawn(tracing::Instrument::in_current_span(async move { services.claim_work(&caller).await }));
+    let claim = tokio::spawn(tracing::Instrument::in_current_span(async move { services.claim_work(&caller, unspent.as_ref()).await }));
     let outcome = claim.await.map_err(|e| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, format!("claim task failed: {e}")))?;
     match outcome? {
         Some(answer) => Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()),

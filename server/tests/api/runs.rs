@@ -338,7 +338,58 @@ async fn concurrent_claims_hand_out_each_run_once(backend: Backend) {
     assert_eq!(total, 50, "every run handed out");
 }
 
+/// The claim spends its request's nonce in its own first transaction: a replay of a claim
+/// that got a run, even a replay sent at once, is refused as a replay and takes nothing (the
+/// next run stays queued for the next claim), on both engines.
+async fn a_replayed_claim_takes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    let key = app.sim.create_openrouter_account(100.0);
+    assert_eq!(app.connect_openrouter(&miner, &key).await.status(), 200);
+    for i in 0..3 {
+        assert_eq!(submit(&app, &miner, &format!("agent{i}"), "a.py", AGENT.as_bytes()).await.status(), 200);
+    }
+    let headers = app.validator.headers_at(app.services.clock.now(), "one-claim");
+    let send = || {
+        let mut request = app.client.post(app.url("/v1/validator/work/claim"));
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // The original and a replay racing it: exactly one gets a run.
+    let (a, b) = tokio::join!(send(), send());
+    let mut answers = [a, b];
+    answers.sort_by_key(|(status, _)| *status);
+    assert_eq!(answers[0].0, 200, "{:?}", answers[0].1);
+    assert_eq!(answers[1].0, 401, "{:?}", answers[1].1);
+    assert!(answers[1].1["detail"].as_str().unwrap().starts_with("replayed nonce"), "{:?}", answers[1].1);
+    // A replay after the fact: the same.
+    let (status, body) = send().await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].as_str().unwrap().starts_with("replayed nonce"), "{body}");
+    // The replays reserved nothing: one run is running, the two others are queued and go to
+    // the next two claims.
+    let first = answers[0].1["eval_run_id"].as_str().unwrap().to_owned();
+    let statuses: Vec<String> = runs_of(&app, &miner).await.iter().map(|r| r["status"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(statuses.iter().filter(|s| *s == "running").count(), 1, "{statuses:?}");
+    let (status, second) = claim(&app).await;
+    assert_eq!(status, 200, "{second}");
+    let (status, third) = claim(&app).await;
+    assert_eq!(status, 200, "{third}");
+    let mut ids = vec![first, second["eval_run_id"].as_str().unwrap().to_owned(), third["eval_run_id"].as_str().unwrap().to_owned()];
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three different runs");
+    assert_eq!(claim(&app).await.0, 204);
+}
+
 both_engines!(
+    a_replayed_claim_takes_nothing,
     submission_rules,
     claim_mints_a_capped_expiring_key,
     default_switch_applies_to_the_next_claim,

@@ -46,6 +46,12 @@ impl Services {
         signed_request::verify(&self.db, self.settings.signature_skew_secs, headers, self.clock.now()).await
     }
 
+    /// As [`Services::verify_signed_request`], but the nonce is left for the caller to spend in
+    /// its own transaction (`claim_work` does).
+    pub fn check_signed_request(&self, headers: &signed_request::SignedHeaders<'_>) -> Result<signed_request::UnspentNonce, AuthError> {
+        signed_request::unspent(self.settings.signature_skew_secs, headers, self.clock.now())
+    }
+
     /// Who a hotkey is here: refused when banned, a validator by the table or the settings.
     pub async fn caller(&self, hotkey: Hotkey) -> Result<Caller, AuthError> {
         roles::resolve(&self.db, &self.settings.validator_hotkeys, hotkey).await

@@ -35,15 +35,36 @@ pub struct VerifiedHeaders<'a> {
 /// Checks the signature and the clock, then spends the nonce. Cheap checks come first, the
 /// database last, so that garbage never costs a write.
 pub async fn verify(db: &Db, skew_secs: i64, headers: &SignedHeaders<'_>, now: i64) -> Result<Hotkey, AuthError> {
-    let VerifiedHeaders { hotkey, timestamp, nonce } = check(skew_secs, headers, now)?;
-
-    // Remember the nonce until the timestamp can no longer pass the skew check on any replica:
-    // twice the skew, so replicas whose clocks differ (by up to the skew) open no replay window.
-    let fresh = store::auth::spend_nonce(&mut *db.pool().acquire().await?, hotkey.as_str(), nonce, timestamp + 2 * skew_secs + 1).await?;
-    if !fresh {
+    let unspent = unspent(skew_secs, headers, now)?;
+    if !unspent.spend(&mut *db.pool().acquire().await?).await? {
         return Err(AuthError::ReplayedNonce);
     }
-    Ok(hotkey)
+    Ok(unspent.hotkey)
+}
+
+/// A signed request that passed [`check`], its nonce not spent yet: for a caller that spends it
+/// inside its own transaction (a claim, whose first transaction then commits once, not twice).
+#[derive(Debug, Clone)]
+pub struct UnspentNonce {
+    pub hotkey: Hotkey,
+    nonce: String,
+    expires_at: i64,
+}
+
+impl UnspentNonce {
+    /// Spends the nonce on `conn`; false when it was spent before (a replay: refuse the
+    /// request, and roll back what the transaction did).
+    pub async fn spend(&self, conn: &mut store::Conn) -> Result<bool, sqlx::Error> {
+        store::auth::spend_nonce(conn, self.hotkey.as_str(), &self.nonce, self.expires_at).await
+    }
+}
+
+/// [`check`], and the nonce to spend.
+pub fn unspent(skew_secs: i64, headers: &SignedHeaders<'_>, now: i64) -> Result<UnspentNonce, AuthError> {
+    let VerifiedHeaders { hotkey, timestamp, nonce } = check(skew_secs, headers, now)?;
+    // Remember the nonce until the timestamp can no longer pass the skew check on any replica:
+    // twice the skew, so replicas whose clocks differ (by up to the skew) open no replay window.
+    Ok(UnspentNonce { hotkey, nonce: nonce.to_owned(), expires_at: timestamp + 2 * skew_secs + 1 })
 }
 
 /// Everything [`verify`] checks before it touches the database: the headers are present and

@@ -13,8 +13,19 @@ pub struct NewEvent<'a> {
     pub at: i64,
 }
 
+pub(super) const COLUMNS: &str = "id, seq, hotkey, provider, kind, detail, at";
+pub(super) const VALUES: usize = 7;
+
 pub async fn insert(conn: &mut Conn, event: &NewEvent<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_events (id, seq, hotkey, provider, kind, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    bind(sqlx::query(&format!("INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")), event).execute(conn).await?;
+    Ok(())
+}
+
+pub(super) fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    event: &NewEvent<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(event.seq)
         .bind(event.hotkey)
@@ -22,9 +33,6 @@ pub async fn insert(conn: &mut Conn, event: &NewEvent<'_>) -> Result<(), sqlx::E
         .bind(event.kind)
         .bind(event.detail)
         .bind(event.at)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 #[derive(Debug, sqlx::FromRow)]
