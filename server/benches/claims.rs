@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use common::{Figures, Memory, Wallet, figures, memory, mib, ms, reset_peak, write_fragment};
+use common::{Figures, Memory, Wallet, databases, figures, memory, mib, ms, reset_peak, write_fragment};
 use server::startup::Application;
 use service::db::Backend;
 use service::db::testing::TestDatabase;
@@ -191,15 +191,6 @@ fn profile_claims(on: bool) {
     if let Ok(fifo) = std::env::var("ORO_BENCH_PERF_CTL") {
         std::fs::write(fifo, if on { "enable\n" } else { "disable\n" }).expect("perf's control fifo takes the command");
     }
-}
-
-/// `ORO_BENCH_DATABASES=postgres` (or `sqlite`) runs one database only.
-fn databases() -> Vec<Backend> {
-    let only = std::env::var("ORO_BENCH_DATABASES").unwrap_or_default().to_ascii_lowercase();
-    [Backend::Sqlite, Backend::Postgres]
-        .into_iter()
-        .filter(|b| only.is_empty() || only.contains(&format!("{b:?}").to_ascii_lowercase()))
-        .collect()
 }
 
 fn main() {

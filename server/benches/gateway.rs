@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Wallet, mib, ms, write_fragment};
+use common::{Wallet, databases, mib, ms, write_fragment};
 use service::db::Backend;
 use service::db::testing::TestDatabase;
 
@@ -139,8 +139,10 @@ async fn bench(backend: Backend) -> Outcome {
     // The highest rate up to which every rate passed: a rate that passes after one that
     // failed (a spike) does not count as sustained.
     let (mut sustained, mut broken) = (0, false);
+    // `ORO_BENCH_RATES=2000,5000` runs those rates only (a profile, a quick look).
+    let only: Vec<u32> = std::env::var("ORO_BENCH_RATES").unwrap_or_default().split(',').filter_map(|r| r.trim().parse().ok()).collect();
     for (stream, rates) in [(false, &RATES[..]), (true, &[500, 2000][..])] {
-        for &rate in rates {
+        for &rate in rates.iter().filter(|r| only.is_empty() || only.contains(r)) {
             let d = load(&direct, rate, stream).await;
             let g = load(&gateway, rate, stream).await;
             let (o50, o99) = (g.p50.saturating_sub(d.p50), g.p99.saturating_sub(d.p99));
@@ -181,7 +183,7 @@ fn main() {
     let mut summary = String::from(
         "| database | highest rate up to which every rate had p99 overhead ≤ 5 ms and no failure | server RSS idle | server RSS peak |\n|---|---|---|---|\n",
     );
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for backend in databases() {
         let o = runtime.block_on(bench(backend));
         table.push_str(&o.rows);
         summary.push_str(&format!("| {backend:?} | {} req/s | {} | {} |\n", o.sustained, mib(o.rss_idle_kib), mib(o.rss_peak_kib)));

@@ -186,3 +186,13 @@ pub async fn start_server(mut vars: std::collections::HashMap<String, String>, d
     }
     (server, base)
 }
+
+/// The engines to bench: both, or the one `ORO_BENCH_DATABASES` names (`postgres`, `sqlite`),
+/// for a profile or a quick look.
+pub fn databases() -> Vec<service::db::Backend> {
+    let only = std::env::var("ORO_BENCH_DATABASES").unwrap_or_default().to_ascii_lowercase();
+    [service::db::Backend::Sqlite, service::db::Backend::Postgres]
+        .into_iter()
+        .filter(|b| only.is_empty() || only.contains(&format!("{b:?}").to_ascii_lowercase()))
+        .collect()
+}
