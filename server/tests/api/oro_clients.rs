@@ -289,10 +289,17 @@ async fn validator_conflicts_parse_in_every_release(backend: Backend) {
     let at_capacity: serde_json::Value = at_capacity.json().await.unwrap();
     assert_eq!(at_capacity["error_code"], "AT_CAPACITY");
 
-    // The first run's lease runs out and the reaper puts it back in the queue.
-    sqlx::query("UPDATE eval_runs SET lease_expires_at = 0 WHERE id = $1").bind(&held[0]).execute(app.services.db.pool()).await.unwrap();
-    app.services.reap_runs().await.unwrap();
+    // The first run's lease runs out and the reaper puts it back in the queue: half a lease
+    // later the other runs are renewed, and half a lease after that only the first has run out.
     let post = |path: String, body: serde_json::Value| app.signed(&app.validator, Method::POST, &path).json(&body).send();
+    let lease = app.services.settings.run_lease_secs;
+    app.services.clock.advance(lease / 2);
+    for run in &held[1..] {
+        let renewed = post(format!("/v1/validator/evaluation-runs/{run}/heartbeat"), serde_json::json!({})).await.unwrap();
+        assert_eq!(renewed.status(), 200);
+    }
+    app.services.clock.advance(lease - lease / 2 + 1);
+    app.services.reap_runs().await.unwrap();
     let heartbeat = post(format!("/v1/validator/evaluation-runs/{}/heartbeat", held[0]), serde_json::json!({})).await.unwrap();
     assert_eq!(heartbeat.status(), 409);
     let lease_expired: serde_json::Value = heartbeat.json().await.unwrap();
