@@ -55,7 +55,7 @@ fn describe() {
     );
     describe_counter!("oro_provider_calls_total", "Calls to Chutes and OpenRouter, by operation and outcome.");
     describe_histogram!("oro_provider_call_duration_seconds", metrics::Unit::Seconds, "Time a provider took to answer, by operation.");
-    describe_counter!("oro_claims_total", "claim_work calls, by outcome (claimed, no_work, at_capacity, error).");
+    describe_counter!("oro_claims_total", "claim_work calls, by outcome (claimed, no_work, at_capacity, refused (a replay), error).");
     describe_histogram!("oro_claim_duration_seconds", metrics::Unit::Seconds, "Time to answer claim_work, by outcome.");
     describe_counter!("oro_run_credentials_issued_total", "Per-run credentials handed to validators, by provider.");
     describe_counter!("oro_claim_requeues_total", "Runs put back in the queue because a provider was unwell at claim time.");
