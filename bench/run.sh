@@ -5,7 +5,8 @@
 #   ./bench/run.sh              server benches: http (model list, signatures, memory), signature
 #                               instructions (bench/signatures.sh, valgrind), claims,
 #                               flood (claims while another address floods), gateway (the run
-#                               gateway's overhead at fixed rates)
+#                               gateway's overhead at fixed rates, and LiteLLM's proxy's, which
+#                               it installs in a venv under target/ once)
 #   ./bench/run.sh --frontend   also ./bench/frontend.sh (cargo leptos release build, Chromium)
 #
 # With ORO_BENCH_BASELINE=<git ref> (e.g. fd940ad, the tree before issue 14) the http and claims
@@ -28,7 +29,7 @@ FRONTEND=0
 for arg in "$@"; do
   case "$arg" in
     --frontend) FRONTEND=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,6 +75,21 @@ if [ -n "$BASELINE" ]; then
 fi
 
 bench() { (cd server && "$ROOT/target/bench-now/$1" --bench); }
+
+# LiteLLM's proxy, for the gateway bench's comparison: a venv of its own under target/, made
+# once (about a minute from PyPI). ORO_BENCH_LITELLM=<a litellm executable> uses another;
+# ORO_BENCH_LITELLM=none leaves it out.
+LITELLM_VERSION=1.108.7
+if [ -z "${ORO_BENCH_LITELLM:-}" ]; then
+  LITELLM_VENV="$ROOT/target/bench-tools/litellm-$LITELLM_VERSION"
+  if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
+    echo "installing litellm[proxy]==$LITELLM_VERSION into $LITELLM_VENV (once)" >&2
+    python3 -m venv "$LITELLM_VENV" && "$LITELLM_VENV/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION" >&2
+  fi
+  export ORO_BENCH_LITELLM="$LITELLM_VENV/bin/litellm" ORO_BENCH_LITELLM_VERSION="$LITELLM_VERSION"
+elif [ "$ORO_BENCH_LITELLM" = none ]; then
+  unset ORO_BENCH_LITELLM
+fi
 
 # How much CPU other processes took while the benches ran: the machine's busy time (from
 # /proc/stat) minus the CPU time of this script's children (cargo and the bench binaries).

@@ -94,6 +94,7 @@ struct Outcome {
     sustained: u32,
     rss_idle_kib: u64,
     rss_peak_kib: u64,
+    litellm: Option<LiteLlm>,
 }
 
 async fn bench(backend: Backend) -> Outcome {
@@ -171,8 +172,129 @@ async fn bench(backend: Backend) -> Outcome {
     }
     let rss_peak_kib = common::memory(&pid).hwm_kib;
     let _ = server.kill().await;
+    // LiteLLM does not depend on our database: once, in the first engine's round.
+    let litellm = match std::env::var("ORO_BENCH_LITELLM") {
+        Ok(bin) if backend == databases()[0] => Some(litellm(&bin, &dir, &sim.chutes_llm_base(), &direct).await),
+        _ => None,
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    Outcome { rows, sustained, rss_idle_kib, rss_peak_kib }
+    Outcome { rows, sustained, rss_idle_kib, rss_peak_kib, litellm }
+}
+
+/// LiteLLM's proxy in front of the same upstream, at the same rates until the first that does
+/// not pass (past it, a rate only takes longer to fail), measured against `direct` as the
+/// gateway is. Without a database: its virtual keys and budgets need Prisma, whose engines
+/// cannot be fetched here, so it runs with a master key only, which is less work per request
+/// than a virtual key with a budget (a lookup and spend tracking): its rate here is an upper
+/// bound on what it sustains with them.
+async fn litellm(bin: &str, dir: &std::path::Path, upstream: &str, direct: &Target) -> LiteLlm {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.join("litellm.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "model_list:\n  - model_name: {MODEL}\n    litellm_params:\n      model: openai/{MODEL}\n      api_base: {upstream}\n      api_key: {key}\n\
+             general_settings:\n  master_key: {LITELLM_KEY}\nlitellm_settings:\n  telemetry: false\n  set_verbose: false\n",
+            key = direct.token,
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("litellm.log")).unwrap();
+    let mut proxy = tokio::process::Command::new(bin)
+        // As many workers as cores, as our server has (its default is one).
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            &cores().to_string(),
+        ])
+        .env("LITELLM_LOG", "ERROR")
+        .env("LITELLM_TELEMETRY", "False")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start LiteLLM's proxy (ORO_BENCH_LITELLM names its `litellm` executable)");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !matches!(reqwest::get(format!("{base}/health/liveliness")).await, Ok(r) if r.status() == 200) {
+        assert!(proxy.try_wait().unwrap().is_none(), "LiteLLM's proxy exited; see {}", dir.join("litellm.log").display());
+        assert!(Instant::now() < deadline, "LiteLLM's proxy did not start within 2 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let target = Target { url: format!("{base}/v1/chat/completions"), token: LITELLM_KEY.into() };
+    let pid = proxy.id().unwrap().to_string();
+    let rss_idle_kib = family_rss_kib(&pid);
+    let (mut rows, mut sustained, mut keeps_pace) = (String::new(), 0, 0);
+    let mut row = |stream: bool, rate: u32, d: &Run, l: &Run| {
+        let (o50, o99) = (l.p50.saturating_sub(d.p50), l.p99.saturating_sub(d.p99));
+        rows.push_str(&format!(
+            "| {} | {rate} | {} ({} failed) | {} | {} | {} ({} failed) | {} | {} | {} | {} |\n",
+            if stream { "streaming, first byte" } else { "non-streaming" },
+            d.sent,
+            d.failed,
+            ms(d.p50),
+            ms(d.p99),
+            l.sent,
+            l.failed,
+            ms(l.p50),
+            ms(l.p99),
+            ms(o50),
+            ms(o99),
+        ));
+        (l.failed == 0 && o99 <= OVERHEAD_LIMIT, l.failed == 0 && l.p99 <= KEEPS_PACE)
+    };
+    let mut within = true;
+    for &rate in &LITELLM_RATES {
+        let d = load(direct, rate, false).await;
+        let l = load(&target, rate, false).await;
+        let (passed, kept) = row(false, rate, &d, &l);
+        within &= passed;
+        if within {
+            sustained = rate;
+        }
+        if !kept {
+            // Past this rate its queue only grows: each further row takes longer to fail.
+            break;
+        }
+        keeps_pace = rate;
+    }
+    let rate = keeps_pace.max(LITELLM_RATES[0]);
+    let d = load(direct, rate, true).await;
+    let l = load(&target, rate, true).await;
+    row(true, rate, &d, &l);
+    let rss_peak_kib = family_rss_kib(&pid);
+    let _ = proxy.kill().await;
+    LiteLlm { rows, sustained, keeps_pace, rss_idle_kib, rss_peak_kib }
+}
+
+/// The resident memory of a process and its children (LiteLLM's workers are processes).
+fn family_rss_kib(pid: &str) -> u64 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    common::memory(pid).rss_kib + children.split_whitespace().map(family_rss_kib).sum::<u64>()
+}
+
+const MODEL: &str = "deepseek-ai/DeepSeek-V3.2-TEE";
+/// LiteLLM's ladder starts lower than ours: a Python proxy on these 2 cores tops out far below 500 req/s.
+const LITELLM_RATES: [u32; 9] = [25, 50, 100, 200, 300, 500, 1000, 2000, 5000];
+/// A p99 latency past which a proxy is not keeping up with the rate (its queue grows).
+const KEEPS_PACE: Duration = Duration::from_secs(1);
+const LITELLM_KEY: &str = "sk-bench-litellm-master";
+
+struct LiteLlm {
+    rows: String,
+    /// The highest rate up to which every rate had p99 overhead within OVERHEAD_LIMIT.
+    sustained: u32,
+    /// The highest rate it answered with every request's latency within KEEPS_PACE: it kept
+    /// up, if slowly.
+    keeps_pace: u32,
+    rss_idle_kib: u64,
+    rss_peak_kib: u64,
 }
 
 fn main() {
@@ -183,11 +305,62 @@ fn main() {
     let mut summary = String::from(
         "| database | highest rate up to which every rate had p99 overhead ≤ 5 ms and no failure | server RSS idle | server RSS peak |\n|---|---|---|---|\n",
     );
+    let (mut ours, mut theirs) = (Vec::new(), None);
     for backend in databases() {
         let o = runtime.block_on(bench(backend));
         table.push_str(&o.rows);
         summary.push_str(&format!("| {backend:?} | {} req/s | {} | {} |\n", o.sustained, mib(o.rss_idle_kib), mib(o.rss_peak_kib)));
+        ours.push((backend, o.sustained));
+        theirs = theirs.or(o.litellm);
     }
+    let litellm = match theirs {
+        None => {
+            "LiteLLM's proxy was not run (`ORO_BENCH_LITELLM=<its litellm executable>` runs it; `bench/run.sh` installs it).\n".to_owned()
+        }
+        Some(l) => {
+            let over = |theirs: u32| -> String {
+                ours.iter()
+                    .map(|(backend, rate)| match theirs {
+                        0 => format!("{backend:?} {rate} req/s against none"),
+                        theirs => format!("{backend:?} {:.0}x", *rate as f64 / theirs as f64),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ratios = format!(
+                "over the rate it sustains by the same rule (p99 overhead ≤ 5 ms), {}; over the highest rate it keeps pace with \
+                 (p99 latency ≤ {} s), {}",
+                over(l.sustained),
+                KEEPS_PACE.as_secs(),
+                over(l.keeps_pace)
+            );
+            format!(
+                "### LiteLLM's proxy, same upstream, same load\n\n\
+                 `litellm[proxy]` from PyPI ({version}), started by its CLI with {workers} workers (one per core, as our server has; its default is one), in front of the same simulator with the same \
+                 Chutes token, measured against the same direct calls. It runs without a database: its virtual keys and budgets need \
+                 its Prisma client, whose CLI fetches its engines from binaries.prisma.sh on first use, and that host is unreachable \
+                 from this machine. With a master key only, it does less per request than with a virtual key and a budget (no key \
+                 lookup, no spend tracking), so its rate here is an upper bound for the configuration the comparison asks for. \
+                 Rates stop at the first it does not keep pace with. RSS: the process the CLI started and its workers, \
+                 idle after start-up and after the last row.\n\n\
+                 | kind | rate (req/s) | direct: sent | direct p50 | direct p99 | LiteLLM: sent | LiteLLM p50 | LiteLLM p99 | overhead p50 | overhead p99 |\n\
+                 |---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
+                 | | highest rate up to which every rate had p99 overhead ≤ 5 ms and no failure | highest rate with p99 latency ≤ {pace} s | RSS idle | RSS after the load |\n\
+                 |---|---|---|---|---|\n\
+                 | LiteLLM's proxy | {sustained} req/s | {keeps} req/s | {idle} | {peak} |\n\n\
+                 Our gateway's sustained rate (the table above) {ratios}.\n",
+                workers = cores(),
+                version = std::env::var("ORO_BENCH_LITELLM_VERSION").unwrap_or_else(|_| "version not given".into()),
+                rows = l.rows,
+                sustained = l.sustained,
+                keeps = l.keeps_pace,
+                pace = KEEPS_PACE.as_secs(),
+                idle = mib(l.rss_idle_kib),
+                peak = mib(l.rss_peak_kib),
+                ratios = ratios,
+            )
+        }
+    };
     let out = format!(
         "## The run gateway's overhead\n\n\
          `cargo bench -p server --bench gateway`. The release `server` binary's gateway in front of the provider simulator's Chutes \
@@ -197,12 +370,14 @@ fn main() {
          the real path: bearer token, allowlist, the reservation against the run's cap (from this replica's allowance, leased from \
          the token's row 32 worst cases at a time by one conditional statement, refilled ahead of need), the miner's cached \
          Chutes token, forwarding, and the settlement (into the allowance, written back with its next statement). The load generator and the simulator share this machine's \
-         {cores} cores with the server, so these are figures for all three together. LiteLLM's proxy is not in this table: `litellm[proxy]` \
-         installs from PyPI here, but its virtual keys and budgets need its Prisma client, whose CLI fetches its engines from \
-         binaries.prisma.sh on first use, and that host is unreachable from this machine (tried: `getaddrinfo ENOTFOUND`).\n\n{table}\n{summary}",
+         {cores} cores with the server, so these are figures for all three together.\n\n{table}\n{summary}\n{litellm}",
         warm = WARM_UP.as_secs(),
         measure = MEASURE.as_secs(),
-        cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores = cores(),
     );
     write_fragment("gateway", &out);
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
