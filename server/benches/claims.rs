@@ -202,6 +202,10 @@ fn profile_claims(on: bool) {
 }
 
 fn main() {
+    // `ORO_BENCH_LOG=warn` (any filter) shows the service's log, for a claim that failed.
+    if let Ok(filter) = std::env::var("ORO_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut speed = String::from(

@@ -38,6 +38,12 @@ pub struct Db {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Whether PostgreSQL aborted the transaction to break a deadlock (40P01) or a serialization
+/// conflict (40001): nothing it wrote stays, and running it again is the cure.
+pub fn is_lock_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "40P01" || code == "40001")
+}
+
 impl Db {
     /// Opens (and for SQLite, creates) the database and runs the migrations.
     pub async fn connect(database_url: &SecretString) -> Result<Self, DbError> {

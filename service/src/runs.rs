@@ -157,6 +157,14 @@ impl RunError {
 /// reaper does when the reservation's lease ends).
 const RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Times a claim's transaction runs again after PostgreSQL aborted it to break a deadlock.
+/// One is possible: a claim's first transaction locks the oldest queued run, then the miner's
+/// row; another claim's hand-out locks the miner's row, then its own run, and under READ
+/// COMMITTED a queue scan whose snapshot still showed that run queued can hold the run's row
+/// lock after its recheck fails. Each side wrote nothing that stays; running it again is the
+/// documented cure.
+const LOCK_CONFLICT_RETRIES: u32 = 3;
+
 /// Claims that failed on our side (not the database, not the provider) before a run fails.
 const OUR_FAULT_RETRIES: i64 = 5;
 
@@ -450,7 +458,19 @@ impl Services {
             if started.elapsed() > CLAIM_BUDGET {
                 break;
             }
-            let taken = match self.take_next_run(&validator.hotkey, unspent.take()).await? {
+            let nonce = unspent.take();
+            let mut conflicts = 0;
+            let taking = loop {
+                match self.take_next_run(&validator.hotkey, nonce).await {
+                    Err(RunError::Storage(e)) if crate::db::is_lock_conflict(&e) && conflicts < LOCK_CONFLICT_RETRIES => {
+                        // Rolled back whole, the nonce's spend included.
+                        conflicts += 1;
+                        tracing::info!(error = %e, "claim's first transaction lost a lock conflict; running it again");
+                    }
+                    other => break other?,
+                }
+            };
+            let taken = match taking {
                 Taking::Taken(taken) => taken,
                 Taking::Settled => continue,
                 Taking::Nothing => {
@@ -622,7 +642,17 @@ impl Services {
     /// replacement) either ran before and the key is disabled here, or runs after and finds the
     /// key recorded. Answers the lease's end.
     async fn hand_out(&self, taken: &Taken, issued: &Issued, validator: &Caller) -> Result<Result<i64, MintFailure>, RunError> {
-        match self.record_hand_out(taken, issued, validator).await {
+        let mut conflicts = 0;
+        let recorded = loop {
+            match self.record_hand_out(taken, issued, validator).await {
+                Err(RunError::Storage(e)) if crate::db::is_lock_conflict(&e) && conflicts < LOCK_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tracing::info!(run = %taken.run.id, error = %e, "claim's hand-out lost a lock conflict; running it again");
+                }
+                other => break other,
+            }
+        };
+        match recorded {
             Ok(Ok(lease_expires_at)) => Ok(Ok(lease_expires_at)),
             Ok(Err(changed)) => {
                 self.disable_minted_keys(taken, issued).await;
