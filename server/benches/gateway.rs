@@ -218,6 +218,9 @@ async fn litellm(bin: &str, dir: &std::path::Path, upstream: &str, direct: &Targ
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
+        // Its own process group: its workers are processes of their own, which a kill of the
+        // CLI's process would leave running (a gigabyte, idle).
+        .process_group(0)
         .spawn()
         .expect("start LiteLLM's proxy (ORO_BENCH_LITELLM names its `litellm` executable)");
     let base = format!("http://127.0.0.1:{port}");
@@ -269,6 +272,7 @@ async fn litellm(bin: &str, dir: &std::path::Path, upstream: &str, direct: &Targ
     let l = load(&target, rate, true).await;
     row(true, rate, &d, &l);
     let rss_peak_kib = family_rss_kib(&pid);
+    let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
     let _ = proxy.kill().await;
     LiteLlm { rows, sustained, keeps_pace, rss_idle_kib, rss_peak_kib }
 }
