@@ -38,9 +38,9 @@ struct Run {
 /// One fixed-rate load: `rate` requests a second for WARM_UP + MEASURE over CONNECTIONS.
 async fn load(target: &Target, rate: u32, stream: bool) -> Run {
     let body = if stream {
-        serde_json::json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "stream": true, "max_tokens": 64, "messages": [{"role": "user", "content": "bench"}]})
+        serde_json::json!({"model": MODEL, "stream": true, "max_tokens": 64, "messages": [{"role": "user", "content": "bench"}]})
     } else {
-        serde_json::json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "max_tokens": 64, "messages": [{"role": "user", "content": "bench"}]})
+        serde_json::json!({"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": "bench"}]})
     };
     let body = axum::body::Bytes::from(serde_json::to_vec(&body).unwrap());
     let period = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
@@ -146,28 +146,15 @@ async fn bench(backend: Backend) -> Outcome {
         for &rate in rates.iter().filter(|r| only.is_empty() || only.contains(r)) {
             let d = load(&direct, rate, stream).await;
             let g = load(&gateway, rate, stream).await;
-            let (o50, o99) = (g.p50.saturating_sub(d.p50), g.p99.saturating_sub(d.p99));
+            let (cells, within) = compared(stream, rate, &d, &g);
             if !stream {
-                if g.failed == 0 && o99 <= OVERHEAD_LIMIT && !broken {
+                if within && !broken {
                     sustained = rate;
                 } else {
                     broken = true;
                 }
             }
-            rows.push_str(&format!(
-                "| {backend:?} | {} | {rate} | {} ({} failed) | {} | {} | {} ({} failed) | {} | {} | {} | {} |\n",
-                if stream { "streaming, first byte" } else { "non-streaming" },
-                d.sent,
-                d.failed,
-                ms(d.p50),
-                ms(d.p99),
-                g.sent,
-                g.failed,
-                ms(g.p50),
-                ms(g.p99),
-                ms(o50),
-                ms(o99),
-            ));
+            rows.push_str(&format!("| {backend:?} {cells}"));
         }
     }
     let rss_peak_kib = common::memory(&pid).hwm_kib;
@@ -235,22 +222,9 @@ async fn litellm(bin: &str, dir: &std::path::Path, upstream: &str, direct: &Targ
     let rss_idle_kib = family_rss_kib(&pid);
     let (mut rows, mut sustained, mut keeps_pace) = (String::new(), 0, 0);
     let mut row = |stream: bool, rate: u32, d: &Run, l: &Run| {
-        let (o50, o99) = (l.p50.saturating_sub(d.p50), l.p99.saturating_sub(d.p99));
-        rows.push_str(&format!(
-            "| {} | {rate} | {} ({} failed) | {} | {} | {} ({} failed) | {} | {} | {} | {} |\n",
-            if stream { "streaming, first byte" } else { "non-streaming" },
-            d.sent,
-            d.failed,
-            ms(d.p50),
-            ms(d.p99),
-            l.sent,
-            l.failed,
-            ms(l.p50),
-            ms(l.p99),
-            ms(o50),
-            ms(o99),
-        ));
-        (l.failed == 0 && o99 <= OVERHEAD_LIMIT, l.failed == 0 && l.p99 <= KEEPS_PACE)
+        let (cells, within) = compared(stream, rate, d, l);
+        rows.push_str(&cells);
+        (within, l.failed == 0 && l.p99 <= KEEPS_PACE)
     };
     let mut within = true;
     for &rate in &LITELLM_RATES {
@@ -271,10 +245,31 @@ async fn litellm(bin: &str, dir: &std::path::Path, upstream: &str, direct: &Targ
     let d = load(direct, rate, true).await;
     let l = load(&target, rate, true).await;
     row(true, rate, &d, &l);
-    let rss_peak_kib = family_rss_kib(&pid);
+    let rss_after_kib = family_rss_kib(&pid);
     let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
     let _ = proxy.kill().await;
-    LiteLlm { rows, sustained, keeps_pace, rss_idle_kib, rss_peak_kib }
+    LiteLlm { rows, sustained, keeps_pace, rss_idle_kib, rss_after_kib }
+}
+
+/// A table row's cells from the kind on (`| kind | rate | ... |` and its newline), and whether
+/// the proxied load passed: no failure, and p99 overhead within OVERHEAD_LIMIT.
+fn compared(stream: bool, rate: u32, direct: &Run, proxied: &Run) -> (String, bool) {
+    let (o50, o99) = (proxied.p50.saturating_sub(direct.p50), proxied.p99.saturating_sub(direct.p99));
+    let cells = format!(
+        "| {} | {rate} | {} ({} failed) | {} | {} | {} ({} failed) | {} | {} | {} | {} |\n",
+        if stream { "streaming, first byte" } else { "non-streaming" },
+        direct.sent,
+        direct.failed,
+        ms(direct.p50),
+        ms(direct.p99),
+        proxied.sent,
+        proxied.failed,
+        ms(proxied.p50),
+        ms(proxied.p99),
+        ms(o50),
+        ms(o99),
+    );
+    (cells, proxied.failed == 0 && o99 <= OVERHEAD_LIMIT)
 }
 
 /// The resident memory of a process and its children (LiteLLM's workers are processes).
@@ -298,7 +293,7 @@ struct LiteLlm {
     /// up, if slowly.
     keeps_pace: u32,
     rss_idle_kib: u64,
-    rss_peak_kib: u64,
+    rss_after_kib: u64,
 }
 
 fn main() {
@@ -351,7 +346,7 @@ fn main() {
                  |---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
                  | | highest rate up to which every rate had p99 overhead ≤ 5 ms and no failure | highest rate with p99 latency ≤ {pace} s | RSS idle | RSS after the load |\n\
                  |---|---|---|---|---|\n\
-                 | LiteLLM's proxy | {sustained} req/s | {keeps} req/s | {idle} | {peak} |\n\n\
+                 | LiteLLM's proxy | {sustained} req/s | {keeps} req/s | {idle} | {after} |\n\n\
                  Our gateway's sustained rate (the table above) {ratios}.\n",
                 workers = cores(),
                 version = std::env::var("ORO_BENCH_LITELLM_VERSION").unwrap_or_else(|_| "version not given".into()),
@@ -360,7 +355,7 @@ fn main() {
                 keeps = l.keeps_pace,
                 pace = KEEPS_PACE.as_secs(),
                 idle = mib(l.rss_idle_kib),
-                peak = mib(l.rss_peak_kib),
+                after = mib(l.rss_after_kib),
                 ratios = ratios,
             )
         }

@@ -165,6 +165,24 @@ const RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300
 /// documented cure.
 const LOCK_CONFLICT_RETRIES: u32 = 3;
 
+/// Runs one of a claim's transactions again, up to LOCK_CONFLICT_RETRIES times, when
+/// PostgreSQL aborted it to break a deadlock or a serialization conflict.
+async fn again_on_lock_conflict<T, F: std::future::Future<Output = Result<T, RunError>>>(
+    step: &'static str,
+    mut run: impl FnMut() -> F,
+) -> Result<T, RunError> {
+    let mut conflicts = 0;
+    loop {
+        match run().await {
+            Err(RunError::Storage(e)) if crate::db::is_lock_conflict(&e) && conflicts < LOCK_CONFLICT_RETRIES => {
+                conflicts += 1;
+                tracing::info!(step, error = %e, "a claim's transaction lost a lock conflict; running it again");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Claims that failed on our side (not the database, not the provider) before a run fails.
 const OUR_FAULT_RETRIES: i64 = 5;
 
@@ -458,18 +476,9 @@ impl Services {
             if started.elapsed() > CLAIM_BUDGET {
                 break;
             }
+            // Rolled back whole after a conflict, the nonce's spend included.
             let nonce = unspent.take();
-            let mut conflicts = 0;
-            let taking = loop {
-                match self.take_next_run(&validator.hotkey, nonce).await {
-                    Err(RunError::Storage(e)) if crate::db::is_lock_conflict(&e) && conflicts < LOCK_CONFLICT_RETRIES => {
-                        // Rolled back whole, the nonce's spend included.
-                        conflicts += 1;
-                        tracing::info!(error = %e, "claim's first transaction lost a lock conflict; running it again");
-                    }
-                    other => break other?,
-                }
-            };
+            let taking = again_on_lock_conflict("reservation", || self.take_next_run(&validator.hotkey, nonce)).await?;
             let taken = match taking {
                 Taking::Taken(taken) => taken,
                 Taking::Settled => continue,
@@ -642,17 +651,7 @@ impl Services {
     /// replacement) either ran before and the key is disabled here, or runs after and finds the
     /// key recorded. Answers the lease's end.
     async fn hand_out(&self, taken: &Taken, issued: &Issued, validator: &Caller) -> Result<Result<i64, MintFailure>, RunError> {
-        let mut conflicts = 0;
-        let recorded = loop {
-            match self.record_hand_out(taken, issued, validator).await {
-                Err(RunError::Storage(e)) if crate::db::is_lock_conflict(&e) && conflicts < LOCK_CONFLICT_RETRIES => {
-                    conflicts += 1;
-                    tracing::info!(run = %taken.run.id, error = %e, "claim's hand-out lost a lock conflict; running it again");
-                }
-                other => break other,
-            }
-        };
-        match recorded {
+        match again_on_lock_conflict("hand-out", || self.record_hand_out(taken, issued, validator)).await {
             Ok(Ok(lease_expires_at)) => Ok(Ok(lease_expires_at)),
             Ok(Err(changed)) => {
                 self.disable_minted_keys(taken, issued).await;

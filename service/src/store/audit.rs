@@ -14,17 +14,14 @@ pub struct NewEvent<'a> {
 }
 
 pub(super) const COLUMNS: &str = "id, seq, hotkey, provider, kind, detail, at";
-pub(super) const VALUES: usize = 7;
 
 pub async fn insert(conn: &mut Conn, event: &NewEvent<'_>) -> Result<(), sqlx::Error> {
-    bind(sqlx::query(&format!("INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")), event).execute(conn).await?;
+    let sql = format!("INSERT INTO audit_events ({COLUMNS}) VALUES ({})", super::placeholders(COLUMNS, 1));
+    bind(sqlx::query(&sql), event).execute(conn).await?;
     Ok(())
 }
 
-pub(super) fn bind<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    event: &NewEvent<'q>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+pub(super) fn bind<'q>(query: super::Query<'q>, event: &NewEvent<'q>) -> super::Query<'q> {
     query
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(event.seq)

@@ -26,6 +26,15 @@ pub mod web_sessions;
 /// A connection of either engine, inside a transaction or not.
 pub type Conn = sqlx::AnyConnection;
 
+/// A statement being bound, for the helpers that bind one table's row.
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// `$first, $first+1, ...`: one placeholder per name in `columns` (a comma-separated list),
+/// for statements that write several rows or tables in one go.
+fn placeholders(columns: &str, first: usize) -> String {
+    (first..first + columns.split(',').count()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Announces on a PostgreSQL channel (LISTEN/NOTIFY) to every replica listening.
 pub async fn notify(conn: &mut Conn, channel: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(conn).await?;

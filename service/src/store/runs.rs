@@ -6,7 +6,7 @@
 //! A run between the two is `running` with `cap_usd` set and no `key_hash`: the budget counts
 //! it as reserved (`committed_since`).
 
-use super::Conn;
+use super::{Conn, Query};
 use crate::db::Backend;
 use crate::runs::RunStatus;
 
@@ -106,16 +106,28 @@ pub async fn hand_out(
     lease_expires_at: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE eval_runs SET key_hash = $1, cap_usd = COALESCE($2, cap_usd), token_expires_at = $3, lease_expires_at = $4, updated_at = $5 WHERE id = $6")
+    bind_hand_out(sqlx::query(HAND_OUT), run_id, credential, lease_expires_at, now).execute(conn).await?;
+    Ok(())
+}
+
+/// [`hand_out`]'s statement: its parameters come first wherever it is used.
+const HAND_OUT: &str = "UPDATE eval_runs SET key_hash = $1, cap_usd = COALESCE($2, cap_usd), token_expires_at = $3, lease_expires_at = $4, updated_at = $5 WHERE id = $6";
+const HAND_OUT_PARAMETERS: usize = 6;
+
+fn bind_hand_out<'q>(
+    query: Query<'q>,
+    run_id: &'q str,
+    credential: Option<&'q RunCredential>,
+    lease_expires_at: i64,
+    now: i64,
+) -> Query<'q> {
+    query
         .bind(credential.map(|c| c.key_hash.as_str()))
         .bind(crate::db::NullableF64(credential.map(|c| c.cap_usd)))
         .bind(credential.map(|c| c.expires_at))
         .bind(lease_expires_at)
         .bind(now)
         .bind(run_id)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The claim's second phase: what [`record_hand_out`] writes.
@@ -141,47 +153,37 @@ pub async fn record_hand_out(conn: &mut Conn, backend: Backend, hand: &HandOut<'
         hand_out(&mut *conn, hand.run_id, hand.credential, hand.lease_expires_at, now).await?;
         return super::audit::insert(conn, hand.line).await;
     }
-    let mut sql = String::from("WITH ");
-    let mut at = 0;
-    let mut next = |n: usize| {
-        let list = (at + 1..=at + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        at += n;
-        list
-    };
+    // The run's parameters first ($1 to $6, as `hand_out` numbers them), then each key's, then
+    // the audit line's.
+    let mut sql = format!("WITH run AS ({HAND_OUT})");
+    let mut next = HAND_OUT_PARAMETERS + 1;
     if !hand.keys.is_empty() {
-        sql.push_str(&format!("keys AS (INSERT INTO run_keys ({KEY_COLUMNS}) VALUES "));
-        let rows: Vec<String> = hand.keys.iter().map(|_| format!("({})", next(KEY_VALUES))).collect();
-        sql.push_str(&rows.join(", "));
-        sql.push_str("), ");
+        let rows: Vec<String> = hand
+            .keys
+            .iter()
+            .map(|_| {
+                let row = format!("({})", super::placeholders(KEY_COLUMNS, next));
+                next += KEY_COLUMNS.split(',').count();
+                row
+            })
+            .collect();
+        sql.push_str(&format!(", keys AS (INSERT INTO run_keys ({KEY_COLUMNS}) VALUES {})", rows.join(", ")));
     }
-    let run = next(6);
-    let run: Vec<&str> = run.split(", ").collect();
     sql.push_str(&format!(
-        "run AS (UPDATE eval_runs SET key_hash = {}, cap_usd = COALESCE({}, cap_usd), token_expires_at = {}, lease_expires_at = {}, updated_at = {} WHERE id = {}) ",
-        run[0], run[1], run[2], run[3], run[4], run[5]
+        " INSERT INTO audit_events ({}) VALUES ({})",
+        super::audit::COLUMNS,
+        super::placeholders(super::audit::COLUMNS, next)
     ));
-    sql.push_str(&format!("INSERT INTO audit_events ({}) VALUES ({})", super::audit::COLUMNS, next(super::audit::VALUES)));
-    let mut query = sqlx::query(&sql);
+    let mut query = bind_hand_out(sqlx::query(&sql), hand.run_id, hand.credential, hand.lease_expires_at, now);
     for key in hand.keys {
         query = bind_key(query, key, now);
     }
-    let credential = hand.credential;
-    query = query
-        .bind(credential.map(|c| c.key_hash.as_str()))
-        .bind(crate::db::NullableF64(credential.map(|c| c.cap_usd)))
-        .bind(credential.map(|c| c.expires_at))
-        .bind(hand.lease_expires_at)
-        .bind(now)
-        .bind(hand.run_id);
     super::audit::bind(query, hand.line).execute(conn).await?;
     Ok(())
 }
 
 const KEY_COLUMNS: &str =
     "key_hash, hotkey, eval_run_id, minted_by, cap_usd, expires_at, created_at, upstream_key_hash, upstream_sealed, disabled_at, usage_usd";
-const KEY_VALUES: usize = 11;
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_key<'q>(query: Query<'q>, key: &'q KeyRecord, now: i64) -> Query<'q> {
     query
@@ -216,7 +218,7 @@ pub struct KeyRecord {
 }
 
 pub async fn record_key(conn: &mut Conn, key: &KeyRecord, now: i64) -> Result<(), sqlx::Error> {
-    let sql = format!("INSERT INTO run_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+    let sql = format!("INSERT INTO run_keys ({KEY_COLUMNS}) VALUES ({})", super::placeholders(KEY_COLUMNS, 1));
     bind_key(sqlx::query(&sql), key, now).execute(conn).await?;
     Ok(())
 }
