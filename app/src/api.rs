@@ -17,6 +17,8 @@ mod server {
     use crate::error::AppError;
 
     pub const SESSION_HOTKEY: &str = "hotkey";
+    /// The outcome of the last change, until the dashboard shows it.
+    const SESSION_SAID: &str = "said";
 
     pub fn services() -> Result<Services, AppError> {
         leptos::prelude::use_context::<Services>().ok_or_else(|| AppError::Refused("service not available".into()))
@@ -44,6 +46,26 @@ mod server {
         let caller = services.caller(hotkey).await?;
         services.require_miner(&caller).await?;
         Ok((services, caller.hotkey))
+    }
+
+    /// Keeps what a change came to for the dashboard's next render. The change is made; a
+    /// session that cannot keep the sentence only loses the sentence (logged).
+    pub async fn say(panel: crate::view::Panel, text: &str) {
+        let said = crate::view::Said { panel, text: text.to_owned() };
+        match session().await {
+            Ok(session) => {
+                if let Err(e) = session.insert(SESSION_SAID, said).await {
+                    tracing::warn!(error = %e, "could not keep a change's outcome for the next page");
+                }
+            }
+            Err(_) => tracing::warn!("could not keep a change's outcome for the next page"),
+        }
+    }
+
+    /// The outcome kept by `say`, shown once.
+    pub async fn take_said() -> Option<crate::view::Said> {
+        let session = session().await.ok()?;
+        session.remove::<crate::view::Said>(SESSION_SAID).await.ok().flatten()
     }
 }
 
@@ -94,7 +116,9 @@ pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged,
     let (services, hotkey) = server::miner().await?;
     services.limit_hotkey(service::rate_limit::Action::Connect, &hotkey).await?;
     let credential = secrecy::SecretString::from(credential);
-    Ok(services.connect_openrouter(&hotkey, &credential).await?)
+    let changed = services.connect_openrouter(&hotkey, &credential).await?;
+    server::say(crate::view::Panel::Provider(Provider::OpenRouter), &changed.message).await;
+    Ok(changed)
 }
 
 /// Where to send the browser for Chutes consent.
@@ -128,17 +152,21 @@ pub async fn finish_chutes_connect(state: String, code: Option<String>, error: O
 #[server(endpoint = "set_default_provider")]
 pub async fn set_default_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
     let (services, hotkey) = server::miner().await?;
-    Ok(services.set_default_provider(&hotkey, provider).await?)
+    let changed = services.set_default_provider(&hotkey, provider).await?;
+    server::say(crate::view::Panel::Provider(provider), &changed.message).await;
+    Ok(changed)
 }
 
 #[server(endpoint = "disconnect_provider")]
 pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
     let (services, hotkey) = server::miner().await?;
-    Ok(services.disconnect(&hotkey, provider).await?)
+    let changed = services.disconnect(&hotkey, provider).await?;
+    server::say(crate::view::Panel::Provider(provider), &changed.message).await;
+    Ok(changed)
 }
 
-/// Everything the signed-in dashboard shows, in one round trip: its first render on the server
-/// and every refresh after a change.
+/// Everything the signed-in dashboard shows, in one round trip, for its render on the server
+/// (after a change too: the page is loaded again), with what the last change came to.
 #[server(endpoint = "load_dashboard")]
 pub async fn load_dashboard() -> Result<DashboardView, AppError> {
     let (services, hotkey) = server::miner().await?;
@@ -149,7 +177,8 @@ pub async fn load_dashboard() -> Result<DashboardView, AppError> {
     let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(AppError::of);
     let budget = services.budget(&hotkey).await.map(Into::into).map_err(AppError::of);
     let audit = services.audit_events(&hotkey, 50).await.map_err(AppError::of);
-    Ok(DashboardView { providers, runs, budget, audit })
+    let said = server::take_said().await;
+    Ok(DashboardView { providers, runs, budget, audit, said })
 }
 
 #[server(endpoint = "load_runs")]
@@ -185,14 +214,16 @@ pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
             AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into())
         })?)
     };
-    services.set_budget(&hotkey, value).await.map(BudgetSaved::from).map_err(|e| match e {
+    let saved = services.set_budget(&hotkey, value).await.map(BudgetSaved::from).map_err(|e| match e {
         // The API's sentence names its JSON field; a person gets the amounts.
         service::budget::BudgetError::Invalid => {
             crate::error::answer_with(422);
             AppError::Refused("Enter an amount from $0.01 to $1,000,000 (whole cents), or use Remove ceiling for none.".into())
         }
         e => e.into(),
-    })
+    })?;
+    server::say(crate::view::Panel::Budget, &saved.message).await;
+    Ok(saved)
 }
 
 /// The public model list, priced in words.

@@ -222,3 +222,39 @@ pub fn encode_component(value: &str) -> String {
         value.to_owned()
     }
 }
+
+/// The element with `id`, if it is on the page.
+#[cfg(feature = "hydrate")]
+fn element(id: &str) -> Option<web_sys::Element> {
+    web_sys::window()?.document()?.get_element_by_id(id)
+}
+
+/// Replaces the text of the element with `id` (a figure in a server-rendered table).
+pub fn set_text(id: &str, text: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(element) = element(id) {
+        element.set_text_content(Some(text));
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (id, text);
+}
+
+/// Sets the class list of the element with `id`.
+pub fn set_class(id: &str, class: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(element) = element(id) {
+        element.set_class_name(class);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (id, class);
+}
+
+/// Hides or shows the element with `id`.
+pub fn set_hidden(id: &str, hidden: bool) {
+    #[cfg(feature = "hydrate")]
+    if let Some(element) = element(id) {
+        let _ = element.toggle_attribute_with_force("hidden", hidden);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (id, hidden);
+}

@@ -3,6 +3,7 @@
 //! carries no float formatting or parsing, and the islands receive exactly what they render.
 
 use serde::{Deserialize, Serialize};
+use wire::Provider;
 use wire::api::{AuditEvents, InferenceAuthList};
 
 /// One allowlisted model, as the models page lists it.
@@ -87,6 +88,43 @@ pub struct DashboardView {
     pub runs: Result<RunsView, crate::error::AppError>,
     pub budget: Result<BudgetView, crate::error::AppError>,
     pub audit: Result<AuditEvents, crate::error::AppError>,
+    /// How the change that reloaded the page went, said once.
+    pub said: Option<Said>,
+}
+
+/// A part of the dashboard a miner changes things in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Panel {
+    /// A provider's row: connect, default, disconnect.
+    Provider(Provider),
+    Budget,
+}
+
+impl Panel {
+    /// The ids of the panels' headings, which take the focus after a change.
+    pub const HEADINGS: [&'static str; 2] = ["providers-heading", "budget-heading"];
+
+    pub fn heading_id(self) -> &'static str {
+        match self {
+            Panel::Provider(_) => Self::HEADINGS[0],
+            Panel::Budget => Self::HEADINGS[1],
+        }
+    }
+}
+
+/// What a change came to, kept in the session by the server function that made it and shown
+/// by the next render of the dashboard (which the change's island asks for by reloading).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Said {
+    pub panel: Panel,
+    pub text: String,
+}
+
+impl DashboardView {
+    /// The sentence for `panel`, if the last change was made there.
+    pub fn said_in(&self, panel: Panel) -> Option<String> {
+        self.said.as_ref().filter(|s| s.panel == panel).map(|s| s.text.clone())
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -103,7 +141,6 @@ pub fn money(v: Option<f64>) -> String {
 
 #[cfg(feature = "ssr")]
 mod from_service {
-    use wire::Provider;
     use wire::api::{Budget, CatalogEntry, ProviderBalance, RunCredentialKind, RunList, RunProtection, RunSummary};
 
     use super::*;

@@ -7,11 +7,11 @@ use wire::api::AuditEvents;
 use crate::error::AppError;
 
 #[component]
-pub fn AuditLog(events: RwSignal<Result<AuditEvents, AppError>>) -> impl IntoView {
+pub fn AuditLog(events: Result<AuditEvents, AppError>) -> impl IntoView {
     view! {
         <section class="panel" aria-labelledby="audit-heading">
             <h2 id="audit-heading">"Activity"</h2>
-            {move || match events.get() {
+            {match events {
                 Ok(list) if list.events.is_empty() => EitherOf3::A(view! { <p class="hint">"Nothing yet."</p> }),
                 Ok(list) => EitherOf3::B(view! {
                     <table class="audit">

@@ -1,4 +1,5 @@
 pub mod audit_log;
+pub mod budget_form;
 pub mod dashboard_panels;
 pub mod provider_row;
 pub mod providers_panel;
@@ -8,6 +9,9 @@ pub mod wallet_sign_in;
 
 use leptos::either::Either;
 use leptos::prelude::*;
+
+use crate::browser;
+use crate::view::Panel;
 
 /// The signed-in line's id: where the focus goes once a miner has signed in.
 pub const SIGNED_IN_ID: &str = "signed-in";
@@ -38,34 +42,30 @@ pub fn with_links(text: String) -> impl IntoView {
     parts
 }
 
-/// Bumped after every change on the dashboard, so its panels fetch again.
-#[derive(Clone, Copy)]
-pub struct DashboardVersion(pub RwSignal<u32>);
-
-impl DashboardVersion {
-    pub fn bump(self) {
-        self.0.update(|v| *v += 1);
-    }
+/// False until the island runs in the browser. Its buttons stay disabled until then: a click
+/// on a server-rendered button whose island has not started would do nothing, silently, and a
+/// disabled one says "not yet" (and browser tests wait for it).
+pub fn hydrated() -> ReadSignal<bool> {
+    let (ready, set_ready) = signal(false);
+    // Effects run only in the browser, once the island is hydrated.
+    Effect::new(move |_| set_ready.set(true));
+    ready
 }
 
-/// The last outcome of an action on each provider row. Owned by the dashboard (not the row),
-/// because a successful action refetches the panel, which rebuilds the rows.
-#[derive(Clone, Copy)]
-pub struct RowResults(pub RwSignal<std::collections::HashMap<wire::Provider, Result<String, String>>>);
+/// After a change the server has recorded (and said, for the next render, in the session):
+/// the dashboard is loaded again, so that every panel shows the new state as the server reads
+/// it, with the focus on the changed panel's heading. The browser carries no code to render
+/// the panels themselves, which is most of what the bundle used to be.
+pub fn show_change(panel: Panel) {
+    browser::reload_at(&format!("/dashboard#{}", panel.heading_id()));
+}
 
-impl RowResults {
-    pub fn get(self, provider: wire::Provider) -> Option<Result<String, String>> {
-        self.0.with(|m| m.get(&provider).cloned())
-    }
-
-    pub fn set(self, provider: wire::Provider, result: Option<Result<String, String>>) {
-        self.0.update(|m| match result {
-            Some(r) => {
-                m.insert(provider, r);
-            }
-            None => {
-                m.remove(&provider);
-            }
-        });
+/// Where a reloaded dashboard puts the focus, named by the address's fragment.
+pub fn focus_named_place() {
+    let Some(place) = browser::fragment() else { return };
+    let known = place == SIGNED_IN_ID || Panel::HEADINGS.contains(&place.as_str());
+    if known {
+        browser::replace_url("/dashboard");
+        browser::focus_when_present(&place);
     }
 }

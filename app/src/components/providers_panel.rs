@@ -1,4 +1,4 @@
-//! The Inference Providers panel: one row per provider.
+//! The Inference Providers panel: one row per provider, each row's actions an island.
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -6,14 +6,15 @@ use wire::api::InferenceAuthList;
 
 use super::provider_row::ProviderRow;
 use crate::error::AppError;
+use crate::view::{Panel, Said};
 
 #[component]
-pub fn ProvidersPanel(status: RwSignal<Result<InferenceAuthList, AppError>>) -> impl IntoView {
+pub fn ProvidersPanel(status: Result<InferenceAuthList, AppError>, said: Option<Said>) -> impl IntoView {
     view! {
         <section class="panel" aria-labelledby="providers-heading">
             <h2 id="providers-heading" tabindex="-1">"Inference providers"</h2>
             <p class="hint">"Your evaluation runs call models on the provider you choose as default. Changing the default applies from the next claimed run; runs already started finish where they began."</p>
-            {move || match status.get() {
+            {match status {
                 Ok(list) => {
                     let nothing_connected = list.providers.iter().all(|p| !p.connected);
                     let connected: Vec<wire::Provider> = list.providers.iter().filter(|p| p.connected).map(|p| p.provider).collect();
@@ -26,7 +27,13 @@ pub fn ProvidersPanel(status: RwSignal<Result<InferenceAuthList, AppError>>) -> 
                         <ul class="provider-rows">
                             {list.providers.into_iter().map(|p| {
                                 let other_connected = connected.iter().copied().find(|c| *c != p.provider);
-                                view! { <ProviderRow status=p other_connected=other_connected/> }
+                                let row_said = said.as_ref().filter(|s| s.panel == Panel::Provider(p.provider)).map(|s| s.text.clone());
+                                let (row_id, connected) = (format!("provider-{}", p.provider.as_str()), p.connected.to_string());
+                                view! {
+                                    <li class="provider-row" id=row_id data-connected=connected>
+                                        <ProviderRow status=p other_connected=other_connected said=row_said/>
+                                    </li>
+                                }
                             }).collect_view()}
                         </ul>
                     })

@@ -1,227 +1,162 @@
-//! The miner's recent evaluation runs: provider, status, reason, cap and spend. While a run
-//! is running its spend is fetched again every few seconds, and it can be stopped.
+//! The miner's recent evaluation runs: provider, status, reason, cap and spend, rendered on
+//! the server. While a run is running its figures are fetched again every few seconds (one
+//! island for the table, `LiveFigures`) and it can be stopped (an island in its row).
 
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::DashboardVersion;
-use crate::api::{load_runs, save_budget, stop_run};
+use crate::api::{load_runs, stop_run};
+use crate::browser;
 use crate::error::AppError;
-use crate::view::{BudgetView, RunRow as Run, RunsView};
+use crate::view::{RunRow as Run, RunsView};
 
 /// How often a running run's spend is fetched again.
 const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The latest figures of the runs shown, fetched in the background while one is running: rows
-/// read their spend and status from here, so the table is not rebuilt (focus and an open
-/// confirmation stay where they are). Filled only in the browser.
-#[derive(Clone, Copy)]
-struct LiveRuns(RwSignal<Option<RunsView>>);
-
-impl LiveRuns {
-    /// A run's status, spend against cap, and whether it is still live.
-    fn of(self, id: &str) -> Option<(String, String, bool)> {
-        self.0.with(|list| {
-            list.as_ref()?.runs.iter().find(|r| r.eval_run_id == id).map(|r| (r.status.clone(), r.spend_of_cap.clone(), r.live))
-        })
-    }
+/// The ids of a run's cells that change while it runs.
+fn cell_id(run: &str, cell: &str) -> String {
+    format!("run-{run}-{cell}")
 }
 
 #[component]
-pub fn RecentRuns(runs: RwSignal<Result<RunsView, AppError>>) -> impl IntoView {
-    let live = LiveRuns(RwSignal::new(None));
-    let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    // A refetched list is newer than any live figures.
-    Effect::new(move |_| {
-        runs.track();
-        live.0.set(None);
-    });
-    // In the browser only (effects do not run on the server): while a run is running, fetch
-    // its figures again every few seconds.
-    Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(
-            move || {
-                let running = live.0.with_untracked(|l| l.as_ref().map(RunsView::any_live));
-                let running = running.unwrap_or_else(|| runs.with_untracked(|r| r.as_ref().is_ok_and(RunsView::any_live)));
-                if running {
-                    spawn_local(async move {
-                        if let Ok(list) = load_runs().await {
-                            live.0.set(Some(list));
-                        }
-                    });
-                }
-            },
-            LIVE_EVERY,
-        ) {
-            on_cleanup(move || handle.clear());
-        }
-    });
+pub fn RecentRuns(runs: Result<RunsView, AppError>) -> impl IntoView {
     view! {
         <section class="panel" aria-labelledby="runs-heading">
             <h2 id="runs-heading" tabindex="-1">"Recent runs"</h2>
-            {move || match runs.get() {
+            {match runs {
                 Ok(list) if list.runs.is_empty() => EitherOf3::A(view! {
                     <p class="hint">"No runs yet. Submit an agent with "<code>"oro submit --agent-name NAME agent.py"</code>"."</p>
                     {list.protection.map(|p| view! { <p class="hint" id="run-protection">{p}</p> })}
                 }),
-                Ok(list) => EitherOf3::B(view! {
-                    {list.protection.map(|p| view! { <p class="hint" id="run-protection">{p}</p> })}
-                    <p class="hint" id="month-spend">{list.month_spend}</p>
-                    <table class="runs" id="runs-table">
-                        <thead><tr>
-                            <th scope="col">"Agent"</th><th scope="col">"Provider"</th><th scope="col">"Status"</th>
-                            <th scope="col">"Spend / cap"</th><th scope="col">"Reason"</th>
-                        </tr></thead>
-                        <tbody>
-                            {list.runs.into_iter().map(|r| view! { <RunRow run=r outcome=outcome live=live/> }).collect_view()}
-                        </tbody>
-                    </table>
-                }),
+                Ok(list) => {
+                    let live: Vec<String> = list.runs.iter().filter(|r| r.live).map(|r| r.eval_run_id.clone()).collect();
+                    EitherOf3::B(view! {
+                        {list.protection.map(|p| view! { <p class="hint" id="run-protection">{p}</p> })}
+                        <p class="hint" id="month-spend">{list.month_spend}</p>
+                        <table class="runs" id="runs-table">
+                            <thead><tr>
+                                <th scope="col">"Agent"</th><th scope="col">"Provider"</th><th scope="col">"Status"</th>
+                                <th scope="col">"Spend / cap"</th><th scope="col">"Reason"</th>
+                            </tr></thead>
+                            <tbody>
+                                {list.runs.into_iter().map(|r| view! { <RunRow run=r/> }).collect_view()}
+                            </tbody>
+                        </table>
+                        {(!live.is_empty()).then(|| view! { <LiveFigures runs=live/> })}
+                    })
+                }
                 Err(e) => EitherOf3::C(view! { <p class="error" role="alert">{e.to_string()}</p> }),
             }}
-            <div aria-live="polite">
-                {move || outcome.get().map(|r| match r {
-                    Ok(text) => Either::Left(view! { <p class="ok" role="status" id="stop-outcome">{text}</p> }),
-                    Err(text) => Either::Right(view! { <p class="error" role="alert" id="stop-outcome">{text}</p> }),
-                })}
-            </div>
         </section>
     }
 }
 
 /// A run's row; a running run's spend is marked live and it has Stop inference, confirmed.
 #[component]
-fn RunRow(run: Run, outcome: RwSignal<Option<Result<String, String>>>, live: LiveRuns) -> impl IntoView {
-    let confirming = RwSignal::new(false);
-    let busy = RwSignal::new(false);
-    // Stopped from this page: the run goes on at its validator, its credential is dead.
-    let stopped = RwSignal::new(false);
-    let id = StoredValue::new(run.eval_run_id.clone());
-    let first = (run.status.clone(), run.spend_of_cap.clone(), run.live);
-    let current = Memo::new(move |_| id.with_value(|id| live.of(id)).unwrap_or_else(|| first.clone()));
-    let running = move || current.with(|(_, _, live)| *live);
-    let stop = move |_| {
-        busy.set(true);
-        let run = id.get_value();
-        spawn_local(async move {
-            let result = stop_run(run).await;
-            busy.set(false);
-            confirming.set(false);
-            stopped.set(result.is_ok());
-            outcome.set(Some(result.map_err(|e| e.to_string())));
-            // The buttons are gone: the panel's heading holds the focus; the outcome is announced.
-            crate::browser::focus_when_present("runs-heading");
-        });
-    };
-    let short_id: String = run.eval_run_id.chars().take(8).collect();
+fn RunRow(run: Run) -> impl IntoView {
+    let id = run.eval_run_id;
+    let status_class = format!("run-status {}", run.status);
     view! {
-        <tr data-run=run.eval_run_id.clone()>
+        <tr data-run=id.clone()>
             <td data-label="Agent">
                 {run.agent_name}
                 <br/>
-                <small class="hint" title=run.agent_version_id.clone()>{run.version_line}</small>
+                <small class="hint" title=run.agent_version_id>{run.version_line}</small>
             </td>
             <td data-label="Provider">{run.provider}</td>
-            <td data-label="Status" class=move || format!("run-status {}", current.with(|(s, ..)| s.clone()))>{move || current.with(|(s, ..)| s.clone())}</td>
+            <td data-label="Status" class=status_class id=cell_id(&id, "status")>{run.status}</td>
             <td data-label="Spend / cap" class="run-spend">
-                {move || current.with(|(_, spend, _)| spend.clone())}
-                {move || running().then(|| view! { " " <span class="live">"(live)"</span> })}
+                <span id=cell_id(&id, "spend")>{run.spend_of_cap}</span>
+                {run.live.then(|| view! { " " <span class="live" id=cell_id(&id, "live")>"(live)"</span> })}
             </td>
             <td data-label="Reason">
                 {run.failure_reason.map(|r| view! { <span>{r}</span> })}
-                <Show when=move || running() && stopped.get()>
-                    <span class="hint">"Inference stopped"</span>
-                </Show>
-                <Show when=move || running() && !stopped.get()>
-                    <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}")
-                        hidden=move || confirming.get() on:click=move |_| confirming.set(true)>"Stop inference"</button>
-                    <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden=move || !confirming.get()>
-                        "Stop? The agent can no longer call a model; the run then fails. "
-                        <button type="button" class="danger confirm-stop" on:click=stop disabled=move || busy.get()>"Yes, stop"</button>
-                        " "
-                        <button type="button" on:click=move |_| confirming.set(false)>"Keep running"</button>
-                    </span>
-                </Show>
+                {run.live.then(|| view! { <span id=cell_id(&id, "stop")><StopRun run=id.clone()/></span> })}
             </td>
         </tr>
     }
 }
 
-/// The monthly ceiling on what ORO runs may commit: shown with the per-run cap it must leave
-/// room for, set by amount, removed only by its own confirmed button.
-#[component]
-pub fn BudgetPanel(budget: RwSignal<Result<BudgetView, AppError>>) -> impl IntoView {
-    let version = expect_context::<DashboardVersion>();
-    let input = RwSignal::new(String::new());
-    let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    let busy = RwSignal::new(false);
-    let confirming_removal = RwSignal::new(false);
-    // The field starts from the current ceiling (until the miner types).
-    let typed = RwSignal::new(false);
+/// Keeps the live runs' status and spend current, every few seconds while one is running,
+/// by writing the new figures into the server's table (the browser has no code to render the
+/// table itself). The page is not reloaded: the focus and an open question stay where they are.
+#[island]
+fn LiveFigures(runs: Vec<String>) -> impl IntoView {
+    let watched = StoredValue::new(runs);
+    // In the browser only (effects do not run on the server).
     Effect::new(move |_| {
-        if let Ok(b) = budget.get()
-            && !typed.get_untracked()
-        {
-            input.set(b.ceiling_input);
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                if watched.with_value(Vec::is_empty) {
+                    return;
+                }
+                spawn_local(async move {
+                    let Ok(list) = load_runs().await else { return };
+                    watched.update_value(|watched| {
+                        watched.retain(|id| {
+                            let Some(run) = list.runs.iter().find(|r| &r.eval_run_id == id) else { return false };
+                            browser::set_text(&cell_id(id, "status"), &run.status);
+                            browser::set_class(&cell_id(id, "status"), &format!("run-status {}", run.status));
+                            browser::set_text(&cell_id(id, "spend"), &run.spend_of_cap);
+                            if !run.live {
+                                // Over: no longer live, and nothing left to stop.
+                                browser::set_hidden(&cell_id(id, "live"), true);
+                                browser::set_hidden(&cell_id(id, "stop"), true);
+                            }
+                            run.live
+                        })
+                    });
+                });
+            },
+            LIVE_EVERY,
+        ) {
+            on_cleanup(move || handle.clear());
         }
     });
-    let apply = move |value: String| {
+}
+
+/// Stop inference for one running run, after a confirmation. The run goes on at its
+/// validator; its credential is dead.
+#[island]
+fn StopRun(run: String) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let ready = super::hydrated();
+    let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    let stopped = move || outcome.with(|o| matches!(o, Some(Ok(_))));
+    let short_id: String = run.chars().take(8).collect();
+    let run = StoredValue::new(run);
+    let stop = move |_| {
         busy.set(true);
         spawn_local(async move {
-            let result = save_budget(value).await;
+            let result = stop_run(run.get_value()).await;
             busy.set(false);
-            confirming_removal.set(false);
-            typed.set(false);
-            outcome.set(Some(result.map(|saved| saved.message).map_err(|e| e.to_string())));
-            version.bump();
+            confirming.set(false);
+            outcome.set(Some(result.map_err(|e| e.to_string())));
+            // The buttons are gone: the panel's heading holds the focus; the outcome is announced.
+            browser::focus_when_present("runs-heading");
         });
     };
-    let save = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let value = input.get_untracked();
-        if value.trim().is_empty() {
-            outcome.set(Some(Err("Enter an amount in dollars, e.g. 25; to have no ceiling, use Remove ceiling.".into())));
-            return;
-        }
-        apply(value);
-    };
     view! {
-        <section class="panel" aria-labelledby="budget-heading">
-            <h2 id="budget-heading">"Monthly budget"</h2>
-            {move || match budget.get() {
-                Ok(b) => Either::Left(view! {
-                    <p id="budget-state">{b.state}</p>
-                    {b.run_cap.map(|cap| view! { <p class="hint" id="run-cap">{cap}</p> })}
-                    {b.warning.map(|w| view! { <p class="error" role="alert" id="budget-warning">{w}</p> })}
-                    {b.has_ceiling.then(|| view! {
-                        <p>
-                            <button type="button" class="danger" id="budget-remove" hidden=move || confirming_removal.get()
-                                on:click=move |_| confirming_removal.set(true)>"Remove ceiling"</button>
-                        </p>
-                        <div class="confirm" role="group" aria-labelledby="budget-remove-title" hidden=move || !confirming_removal.get()>
-                            <p id="budget-remove-title"><strong>"Remove the monthly ceiling?"</strong>" Runs will then commit your account's money without a monthly limit."</p>
-                            <button type="button" class="danger" id="budget-remove-confirm" disabled=move || busy.get()
-                                on:click=move |_| apply(String::new())>"Yes, remove it"</button>
-                            <button type="button" on:click=move |_| confirming_removal.set(false)>"Keep it"</button>
-                        </div>
-                    })}
-                }),
-                Err(e) => Either::Right(view! { <p class="error" role="alert">{e.to_string()}</p> }),
-            }}
-            <form on:submit=save class="paste-row">
-                <label for="budget-input">"Ceiling in USD"</label>
-                <input id="budget-input" type="text" inputmode="decimal" placeholder="e.g. 25"
-                    prop:value=move || input.get() on:input=move |ev| { typed.set(true); input.set(event_target_value(&ev)); }/>
-                <button type="submit" id="budget-save" disabled=move || busy.get()>"Save"</button>
-            </form>
-            <p class="hint">"Every run commits its cap when it starts. When a run would push this month past the ceiling, it is not started and fails with \"monthly budget reached\"."</p>
-            <div aria-live="polite">
-                {move || outcome.get().map(|r| match r {
-                    Ok(text) => Either::Left(view! { <p class="ok" role="status" id="budget-outcome">{text}</p> }),
-                    Err(text) => Either::Right(view! { <p class="error" role="alert" id="budget-outcome">{text}</p> }),
-                })}
-            </div>
-        </section>
+        <Show when=stopped>
+            <span class="hint">"Inference stopped"</span>
+        </Show>
+        <Show when=move || !stopped()>
+            <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}")
+                hidden=move || confirming.get() disabled=move || !ready.get() on:click=move |_| confirming.set(true)>"Stop inference"</button>
+            <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden=move || !confirming.get()>
+                "Stop? The agent can no longer call a model; the run then fails. "
+                <button type="button" class="danger confirm-stop" on:click=stop disabled=move || busy.get()>"Yes, stop"</button>
+                " "
+                <button type="button" on:click=move |_| confirming.set(false)>"Keep running"</button>
+            </span>
+        </Show>
+        <span aria-live="polite">
+            {move || outcome.get().map(|r| match r {
+                Ok(text) => Either::Left(view! { <span class="ok" role="status" id="stop-outcome">{text}</span> }),
+                Err(text) => Either::Right(view! { <span class="error" role="alert" id="stop-outcome">{text}</span> }),
+            })}
+        </span>
     }
 }

@@ -1,9 +1,9 @@
-//! Sign out, and the focus after signing in: the one island of the signed-in line.
+//! Sign out, and the focus after the page was loaded again: the one island of the signed-in
+//! line, present on every signed-in dashboard.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::SIGNED_IN_ID;
 use crate::api::sign_out;
 use crate::browser;
 
@@ -11,14 +11,10 @@ use crate::browser;
 pub fn SignOut() -> impl IntoView {
     let signing_out = RwSignal::new(false);
     let failed: RwSignal<Option<String>> = RwSignal::new(None);
-    // Just signed in (the wallet island reloads at `#signed-in`): the focus goes where the page
-    // changed, and the fragment leaves the address bar.
-    Effect::new(move |_| {
-        if browser::fragment().as_deref() == Some(SIGNED_IN_ID) {
-            browser::replace_url("/dashboard");
-            browser::focus_when_present(SIGNED_IN_ID);
-        }
-    });
+    // Just signed in, or a change was made (the page reloads at `#signed-in` or at the changed
+    // panel's heading): the focus goes where the page changed, and the fragment leaves the
+    // address bar.
+    Effect::new(move |_| super::focus_named_place());
     let do_sign_out = move |_| {
         signing_out.set(true);
         spawn_local(async move {

@@ -1,6 +1,6 @@
 //! The dashboard, rendered whole on the server for the session's miner (or the sign-in when
 //! there is none). The browser runs only its islands: the wallet sign-in, sign-out, and the
-//! panels.
+//! panels' controls.
 
 use leptos::prelude::*;
 
