@@ -3,10 +3,10 @@
 
 use leptos::prelude::*;
 use wire::Provider;
-use wire::api::{ConnectionChanged, ExchangeCodeAnswer, InferenceAuthList};
+use wire::api::ExchangeCodeAnswer;
 
 use crate::error::AppError;
-use crate::view::{BalanceView, BudgetSaved, DashboardView, ModelRow, RunsView};
+use crate::view::{BalanceView, DashboardView, ModelRow, RunFigures};
 
 #[cfg(feature = "ssr")]
 mod server {
@@ -105,20 +105,17 @@ pub async fn sign_out() -> Result<(), AppError> {
     session.flush().await.map_err(server::session_failed)
 }
 
-#[server(endpoint = "load_provider_status")]
-pub async fn load_provider_status() -> Result<InferenceAuthList, AppError> {
-    let (services, hotkey) = server::miner().await?;
-    Ok(services.inference_auth_status(&hotkey).await?)
-}
+// The changes below answer nothing but success: the page is loaded again and shows the new
+// state, with the sentence kept by `say` (and the browser decodes no answer it would not use).
 
 #[server(endpoint = "connect_openrouter")]
-pub async fn connect_openrouter(credential: String) -> Result<ConnectionChanged, AppError> {
+pub async fn connect_openrouter(credential: String) -> Result<(), AppError> {
     let (services, hotkey) = server::miner().await?;
     services.limit_hotkey(service::rate_limit::Action::Connect, &hotkey).await?;
     let credential = secrecy::SecretString::from(credential);
     let changed = services.connect_openrouter(&hotkey, &credential).await?;
     server::say(crate::view::Panel::Provider(Provider::OpenRouter), &changed.message).await;
-    Ok(changed)
+    Ok(())
 }
 
 /// Where to send the browser for Chutes consent.
@@ -130,10 +127,21 @@ pub async fn begin_chutes_connect() -> Result<String, AppError> {
     Ok(url)
 }
 
-/// The landing page's exchange.
+/// The landing page's exchange; with no state (the page reloaded), whether Chutes is connected.
 #[server(endpoint = "finish_chutes_connect")]
 pub async fn finish_chutes_connect(state: String, code: Option<String>, error: Option<String>) -> Result<ExchangeCodeAnswer, AppError> {
     let (services, hotkey) = server::miner().await?;
+    // No answer to exchange (a reload of the landing page): say what is, not what is missing.
+    if state.is_empty() {
+        let status = services.inference_auth_status(&hotkey).await?;
+        if status.providers.iter().any(|p| p.provider == Provider::Chutes && p.connected) {
+            return Ok(ExchangeCodeAnswer { ok: true, default_provider: status.default_provider });
+        }
+        crate::error::answer_with(400);
+        return Err(AppError::Refused(
+            "This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".into(),
+        ));
+    }
     match services.finish_chutes_authorization(&hotkey, &state, code.as_deref(), error.as_deref()).await {
         // A spent state (the back button, a second tab) after a connection that went through:
         // the truth is "connected", not "already used".
@@ -150,19 +158,19 @@ pub async fn finish_chutes_connect(state: String, code: Option<String>, error: O
 }
 
 #[server(endpoint = "set_default_provider")]
-pub async fn set_default_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
+pub async fn set_default_provider(provider: Provider) -> Result<(), AppError> {
     let (services, hotkey) = server::miner().await?;
     let changed = services.set_default_provider(&hotkey, provider).await?;
     server::say(crate::view::Panel::Provider(provider), &changed.message).await;
-    Ok(changed)
+    Ok(())
 }
 
 #[server(endpoint = "disconnect_provider")]
-pub async fn disconnect_provider(provider: Provider) -> Result<ConnectionChanged, AppError> {
+pub async fn disconnect_provider(provider: Provider) -> Result<(), AppError> {
     let (services, hotkey) = server::miner().await?;
     let changed = services.disconnect(&hotkey, provider).await?;
     server::say(crate::view::Panel::Provider(provider), &changed.message).await;
-    Ok(changed)
+    Ok(())
 }
 
 /// Everything the signed-in dashboard shows, in one round trip, for its render on the server
@@ -174,17 +182,19 @@ pub async fn load_dashboard() -> Result<DashboardView, AppError> {
     // that cannot be read says so in its place; the answer itself stays a 200 (a failed status
     // would make the browser drop the panels that were read).
     let providers = services.inference_auth_status(&hotkey).await.map_err(AppError::of);
-    let runs = services.miner_runs(&hotkey, 20).await.map(RunsView::from).map_err(AppError::of);
+    let runs = services.miner_runs(&hotkey, 20).await.map(crate::view::RunsView::from).map_err(AppError::of);
     let budget = services.budget(&hotkey).await.map(Into::into).map_err(AppError::of);
     let audit = services.audit_events(&hotkey, 50).await.map_err(AppError::of);
     let said = server::take_said().await;
     Ok(DashboardView { providers, runs, budget, audit, said })
 }
 
+/// The figures of the miner's recent runs that change while they run.
 #[server(endpoint = "load_runs")]
-pub async fn load_runs() -> Result<RunsView, AppError> {
+pub async fn load_runs() -> Result<Vec<RunFigures>, AppError> {
     let (services, hotkey) = server::miner().await?;
-    Ok(services.miner_runs(&hotkey, 20).await?.into())
+    let runs: crate::view::RunsView = services.miner_runs(&hotkey, 20).await?.into();
+    Ok(runs.runs.into_iter().map(RunFigures::from).collect())
 }
 
 /// Whether a connected account can pay for the next run.
@@ -203,7 +213,7 @@ pub async fn stop_run(eval_run_id: String) -> Result<String, AppError> {
 
 /// `monthly_usd` empty: no ceiling.
 #[server(endpoint = "save_budget")]
-pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
+pub async fn save_budget(monthly_usd: String) -> Result<(), AppError> {
     let (services, hotkey) = server::miner().await?;
     let text = monthly_usd.trim().trim_start_matches('$');
     let value = if text.is_empty() {
@@ -214,7 +224,7 @@ pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
             AppError::Refused("Enter the budget in dollars, e.g. 25, or leave it empty for no ceiling.".into())
         })?)
     };
-    let saved = services.set_budget(&hotkey, value).await.map(BudgetSaved::from).map_err(|e| match e {
+    let saved = services.set_budget(&hotkey, value).await.map(crate::view::BudgetSaved::from).map_err(|e| match e {
         // The API's sentence names its JSON field; a person gets the amounts.
         service::budget::BudgetError::Invalid => {
             crate::error::answer_with(422);
@@ -223,7 +233,7 @@ pub async fn save_budget(monthly_usd: String) -> Result<BudgetSaved, AppError> {
         e => e.into(),
     })?;
     server::say(crate::view::Panel::Budget, &saved.message).await;
-    Ok(saved)
+    Ok(())
 }
 
 /// The public model list, priced in words.

@@ -34,6 +34,21 @@ pub struct RunRow {
     pub live: bool,
 }
 
+/// What changes in a run's row while it runs: the live figures the dashboard fetches again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFigures {
+    pub eval_run_id: String,
+    pub status: String,
+    pub spend_of_cap: String,
+    pub live: bool,
+}
+
+impl From<RunRow> for RunFigures {
+    fn from(r: RunRow) -> Self {
+        RunFigures { eval_run_id: r.eval_run_id, status: r.status, spend_of_cap: r.spend_of_cap, live: r.live }
+    }
+}
+
 /// The runs panel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunsView {

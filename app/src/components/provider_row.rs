@@ -7,7 +7,6 @@ use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wire::Provider;
-use wire::api::{ConnectionState, ProviderStatus};
 
 use crate::api::{begin_chutes_connect, check_balance, connect_openrouter, disconnect_provider, set_default_provider};
 use crate::browser;
@@ -34,17 +33,21 @@ fn openrouter_key_hint(key: &str) -> Option<String> {
 
 #[island]
 pub fn ProviderRow(
-    status: ProviderStatus,
+    provider: Provider,
+    connected: bool,
+    is_default: bool,
+    /// "Connected since …", "Not connected", or that it needs re-consent (said on the server).
+    state: String,
+    needs_reconsent: bool,
+    /// The credential's masked label.
+    label: Option<String>,
     /// The other provider, when it is connected too: it takes over as the default.
     other_connected: Option<Provider>,
     /// What the change that reloaded the page came to, when it was made in this row.
     said: Option<String>,
 ) -> impl IntoView {
-    let provider = status.provider;
     let name = provider.display_name();
     let id = provider.as_str();
-    let connected = status.connected;
-    let is_default = status.is_default;
     let busy = RwSignal::new(false);
     let ready = super::hydrated();
     let blocked = move || busy.get() || !ready.get();
@@ -52,17 +55,6 @@ pub fn ProviderRow(
     let confirming = RwSignal::new(false);
     let show_paste = RwSignal::new(false);
     let key = RwSignal::new(String::new());
-
-    let state_text = match status.state {
-        Some(ConnectionState::Connected) => {
-            format!("Connected since {}", status.updated_at.clone().unwrap_or_default().replace('T', " ").replace("+00:00", " UTC"))
-        }
-        Some(ConnectionState::NeedsReconsent) => {
-            "Needs re-consent: the provider no longer accepts the stored credential. Connect again.".to_string()
-        }
-        _ => "Not connected".to_string(),
-    };
-    let needs_reconsent = status.state == Some(ConnectionState::NeedsReconsent);
 
     // Whether the account can pay the next run: OpenRouter's credits as soon as the row is
     // shown (in the browser; a cheap read), Chutes on request (a 1-token call).
@@ -133,7 +125,7 @@ pub fn ProviderRow(
     };
 
     let make_default = move |_| {
-        run(Box::pin(async move { set_default_provider(provider).await.map(drop).map_err(|e| e.to_string()) }));
+        run(Box::pin(async move { set_default_provider(provider).await.map_err(|e| e.to_string()) }));
     };
 
     let confirm_id = format!("{id}-confirm-disconnect");
@@ -184,7 +176,7 @@ pub fn ProviderRow(
     on_cleanup(move || escape_anywhere.remove());
     let disconnect = move |_| {
         confirming.set(false);
-        run(Box::pin(async move { disconnect_provider(provider).await.map(drop).map_err(|e| e.to_string()) }));
+        run(Box::pin(async move { disconnect_provider(provider).await.map_err(|e| e.to_string()) }));
     };
 
     let disconnect_consequence = match provider {
@@ -199,8 +191,8 @@ pub fn ProviderRow(
     view! {
         <div class="provider-head">
             <h3>{name}</h3>
-            <p class="provider-state" class:warn=needs_reconsent>{state_text}</p>
-            {status.label.clone().map(|l| view! { <p class="credential-label">"Credential: "<code>{l}</code></p> })}
+            <p class="provider-state" class:warn=needs_reconsent>{state}</p>
+            {label.map(|l| view! { <p class="credential-label">"Credential: "<code>{l}</code></p> })}
             {connected.then(|| view! {
                 <p class="balance" id=format!("{id}-balance") aria-live="polite">
                     {move || match balance.get() {

@@ -92,10 +92,10 @@ fn LiveFigures(runs: Vec<String>) -> impl IntoView {
                     return;
                 }
                 spawn_local(async move {
-                    let Ok(list) = load_runs().await else { return };
+                    let Ok(figures) = load_runs().await else { return };
                     watched.update_value(|watched| {
                         watched.retain(|id| {
-                            let Some(run) = list.runs.iter().find(|r| &r.eval_run_id == id) else { return false };
+                            let Some(run) = figures.iter().find(|r| &r.eval_run_id == id) else { return false };
                             browser::set_text(&cell_id(id, "status"), &run.status);
                             browser::set_class(&cell_id(id, "status"), &format!("run-status {}", run.status));
                             browser::set_text(&cell_id(id, "spend"), &run.spend_of_cap);
@@ -124,7 +124,6 @@ fn StopRun(run: String) -> impl IntoView {
     let busy = RwSignal::new(false);
     let ready = super::hydrated();
     let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    let stopped = move || outcome.with(|o| matches!(o, Some(Ok(_))));
     let short_id: String = run.chars().take(8).collect();
     let run = StoredValue::new(run);
     let stop = move |_| {
@@ -138,25 +137,25 @@ fn StopRun(run: String) -> impl IntoView {
             browser::focus_when_present("runs-heading");
         });
     };
+    // One view for the three states, so the island carries one small tree, not three.
     view! {
-        <Show when=stopped>
-            <span class="hint">"Inference stopped"</span>
-        </Show>
-        <Show when=move || !stopped()>
-            <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}")
-                hidden=move || confirming.get() disabled=move || !ready.get() on:click=move |_| confirming.set(true)>"Stop inference"</button>
-            <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden=move || !confirming.get()>
-                "Stop? The agent can no longer call a model; the run then fails. "
-                <button type="button" class="danger confirm-stop" on:click=stop disabled=move || busy.get()>"Yes, stop"</button>
+        {move || match outcome.get() {
+            Some(Ok(text)) => Either::Left(view! {
+                <span class="hint">"Inference stopped"</span>
                 " "
-                <button type="button" on:click=move |_| confirming.set(false)>"Keep running"</button>
-            </span>
-        </Show>
-        <span aria-live="polite">
-            {move || outcome.get().map(|r| match r {
-                Ok(text) => Either::Left(view! { <span class="ok" role="status" id="stop-outcome">{text}</span> }),
-                Err(text) => Either::Right(view! { <span class="error" role="alert" id="stop-outcome">{text}</span> }),
-            })}
-        </span>
+                <span class="ok" role="status" id="stop-outcome">{text}</span>
+            }),
+            failed => Either::Right(view! {
+                <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}")
+                    hidden=move || confirming.get() disabled=move || !ready.get() on:click=move |_| confirming.set(true)>"Stop inference"</button>
+                <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden=move || !confirming.get()>
+                    "Stop? The agent can no longer call a model; the run then fails. "
+                    <button type="button" class="danger confirm-stop" on:click=stop disabled=move || busy.get()>"Yes, stop"</button>
+                    " "
+                    <button type="button" on:click=move |_| confirming.set(false)>"Keep running"</button>
+                </span>
+                {failed.and_then(Result::err).map(|text| view! { <span class="error" role="alert" id="stop-outcome">{text}</span> })}
+            }),
+        }}
     }
 }

@@ -81,11 +81,14 @@ fn ModelBrowser(models: Vec<ModelRow>, filter: String, provider: Provider) -> im
     let default_entry = entries.iter().find(|e| e.is_default).cloned().or_else(|| entries.first().cloned());
     let all = StoredValue::new(entries);
     let shown = move || {
-        let needle = filter.get().to_lowercase();
+        // Model names are ASCII: no Unicode case tables in the bundle for them.
+        let needle = filter.get().to_ascii_lowercase();
         all.get_value()
             .into_iter()
             .filter(|e| {
-                needle.is_empty() || e.chutes_name.to_lowercase().contains(&needle) || e.openrouter_name.to_lowercase().contains(&needle)
+                needle.is_empty()
+                    || e.chutes_name.to_ascii_lowercase().contains(&needle)
+                    || e.openrouter_name.to_ascii_lowercase().contains(&needle)
             })
             .collect::<Vec<_>>()
     };

@@ -5,13 +5,8 @@ use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{finish_chutes_connect, load_provider_status};
+use crate::api::finish_chutes_connect;
 use crate::browser;
-
-/// Whether the signed-in miner has Chutes connected now.
-async fn chutes_connected() -> bool {
-    load_provider_status().await.is_ok_and(|list| list.providers.iter().any(|p| p.provider == wire::Provider::Chutes && p.connected))
-}
 
 /// What the page says once it knows.
 const CONNECTED: &str = "Chutes is connected. Your runs can now bill your Chutes account.";
@@ -40,14 +35,8 @@ fn OAuthFinisher() -> impl IntoView {
         // bar or the history (a reload then asks the service what is true, below).
         browser::replace_url("/oauth/chutes/callback");
         spawn_local(async move {
-            // No answer to exchange (a reload of this page): say what is, not what is missing.
-            let result = if !state.is_empty() {
-                finish_chutes_connect(state, code, error).await.map(|_| CONNECTED.to_string()).map_err(|e| e.to_string())
-            } else if chutes_connected().await {
-                Ok(CONNECTED.to_string())
-            } else {
-                Err("This page needs the answer from Chutes (state and code are missing). Start again from the dashboard.".to_string())
-            };
+            // With no state (a reload of this page), the server says what is true now.
+            let result = finish_chutes_connect(state, code, error).await.map(|_| CONNECTED.to_string()).map_err(|e| e.to_string());
             outcome.set(Some(result));
         });
     });

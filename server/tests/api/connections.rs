@@ -656,7 +656,54 @@ async fn a_spent_oauth_state_tells_the_truth(backend: Backend) {
     assert_eq!((answer["ok"].as_bool(), answer["default_provider"].as_str()), (Some(true), Some("chutes")), "{answer}");
 }
 
+/// A change made from the dashboard is said once, by the page loaded after it (its island
+/// reloads the page), and only to the browser that made it; a refusal keeps nothing. The
+/// landing page reloaded without Chutes' answer hears what is true.
+async fn a_dashboard_change_is_said_once_by_the_next_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let miner = TestWallet::new();
+    app.sign_in_browser(&miner).await;
+    let call = |name: &str, form: Vec<(&'static str, String)>| {
+        app.client.post(app.url(&format!("/api/{name}"))).header("sec-fetch-site", "same-origin").form(&form).send()
+    };
+    let dashboard = || async { app.client.get(app.url("/dashboard")).send().await.unwrap().text().await.unwrap() };
+    const SAID: &str = "Connected OpenRouter (sk-or-v1-...";
+
+    let refused = call("connect_openrouter", vec![("credential", app.sim.create_openrouter_inference_key(5.0))]).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(!dashboard().await.contains("Connected OpenRouter"), "a refusal is said where it happened, not by the next page");
+
+    let key = app.sim.create_openrouter_account(50.0);
+    let connected = call("connect_openrouter", vec![("credential", key.clone())]).await.unwrap();
+    assert_eq!(connected.status(), 200);
+    assert_eq!(connected.text().await.unwrap(), "null", "the answer carries nothing the page would not use");
+    // Another browser of the same miner hears nothing of it.
+    let other = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    app.sign_in_browser_with(&other, &miner).await;
+    let elsewhere = other.get(app.url("/dashboard")).send().await.unwrap().text().await.unwrap();
+    assert!(!elsewhere.contains(SAID));
+    let next = dashboard().await;
+    assert!(next.contains(SAID), "the next page says what the change came to");
+    assert!(!next.contains(&key), "never the key itself");
+    assert!(!dashboard().await.contains(SAID), "said once");
+
+    // The budget's sentence, in its own panel.
+    assert_eq!(call("save_budget", vec![("monthly_usd", "25".into())]).await.unwrap().status(), 200);
+    assert!(dashboard().await.contains("Monthly budget set to $25.00."));
+
+    // The landing page, reloaded: no state to exchange, so the truth about the connection.
+    let reload = call("finish_chutes_connect", vec![("state", String::new())]).await.unwrap();
+    assert_eq!(reload.status(), 400);
+    assert!(reload.text().await.unwrap().contains("needs the answer from Chutes"));
+    assert_eq!(app.connect_chutes(&miner, "erin").await.status(), 200);
+    let reload = call("finish_chutes_connect", vec![("state", String::new())]).await.unwrap();
+    assert_eq!(reload.status(), 200);
+    let answer: serde_json::Value = reload.json().await.unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+}
+
 both_engines!(
+    a_dashboard_change_is_said_once_by_the_next_page,
     a_spent_oauth_state_tells_the_truth,
     balances_say_whether_the_next_run_can_pay,
     dashboard_mistakes_are_4xx_not_incidents,
