@@ -44,7 +44,8 @@ if [ -n "${ORO_BENCH_BASELINE:-}" ]; then
   BASELINE_ROWS=$(browser_figures "$ROOT/target/bench-baseline/server" "$ROOT/target/bench-baseline/site")
 fi
 
-cargo leptos build --release --precompress
+# Built as it is deployed (the browser bundle with nightly's build-std where available).
+./dev release
 PKG=target/site/pkg
 WASM=$PKG/oro.wasm
 RAW=$(stat -c %s "$WASM")
@@ -57,7 +58,7 @@ ROWS=$(browser_figures "$ROOT/target/release/server" "$ROOT/target/site")
 {
   echo "# Frontend benchmark"
   echo
-  echo "Machine: $(nproc) cores; release build (wasm-release profile: opt-level z, LTO, wasm-opt, --precompress); $(date -u +%Y-%m-%d)."
+  echo "Machine: $(nproc) cores; \`./dev release\` (wasm-release profile: opt-level z, LTO, wasm-opt, --precompress; the bundle built with $(cat target/wasm-toolchain)); $(date -u +%Y-%m-%d)."
   echo "Written by \`bench/frontend.sh\`. Targets (issue 15): the first load of /dashboard at most 300 KB of scripts and wasm raw"
   echo "and 120 KB over the wire; a working Connect within 2 s at 1.6 Mbit/s and 150 ms RTT, cold cache."
   echo

@@ -132,29 +132,28 @@ fn ModelBrowser(models: Vec<ModelRow>, filter: String, provider: Provider) -> im
                 </tr>
             </thead>
             <tbody>
-                <For each=shown key=|e| e.chutes_name.clone() let:entry>
-                    {
-                        let chosen = entry.clone();
-                        let label = entry.chutes_name.clone();
-                        let this = entry.chutes_name.clone();
-                        let is_selected = move || selected.with(|s| s.as_ref().is_some_and(|s| s.chutes_name == this));
-                        view! {
-                            <tr class="model-row" class:selected=is_selected.clone() aria-current=move || is_selected().then_some("true")>
-                                <td data-label="Chutes" class:active=move || provider.get() == Provider::Chutes>
-                                    <code>{entry.chutes_name.clone()}</code>" "<CopyButton text=entry.chutes_name.clone() label=entry.chutes_name.clone()/>
-                                    {entry.is_default.then(|| view! { <span class="badge">"default"</span> })}</td>
-                                <td data-label="OpenRouter" class:active=move || provider.get() == Provider::OpenRouter>
-                                    <code>{entry.openrouter_name.clone()}</code>" "<CopyButton text=entry.openrouter_name.clone() label=entry.openrouter_name.clone()/></td>
-                                <td class="price" data-label="Price / M tokens">{entry.price.clone()}</td>
-                                <td><button type="button" aria-label=format!("Show sandbox lines for {label}") on:click=move |_| {
-                                    selected.set(Some(chosen.clone()));
-                                    // The lines are below the table: bring them to the reader.
-                                    browser::scroll_into_view("snippet-heading");
-                                }>"Show"</button></td>
-                            </tr>
-                        }
+                // Rebuilt whole when the filter changes (a dozen rows): no keyed list to diff.
+                {move || shown().into_iter().map(|entry| {
+                    let chosen = entry.clone();
+                    let label = entry.chutes_name.clone();
+                    let this = entry.chutes_name.clone();
+                    let is_selected = move || selected.with(|s| s.as_ref().is_some_and(|s| s.chutes_name == this));
+                    view! {
+                        <tr class="model-row" class:selected=is_selected.clone() aria-current=move || is_selected().then_some("true")>
+                            <td data-label="Chutes" class:active=move || provider.get() == Provider::Chutes>
+                                <code>{entry.chutes_name.clone()}</code>" "<CopyButton text=entry.chutes_name.clone() label=entry.chutes_name.clone()/>
+                                {entry.is_default.then(|| view! { <span class="badge">"default"</span> })}</td>
+                            <td data-label="OpenRouter" class:active=move || provider.get() == Provider::OpenRouter>
+                                <code>{entry.openrouter_name.clone()}</code>" "<CopyButton text=entry.openrouter_name.clone() label=entry.openrouter_name.clone()/></td>
+                            <td class="price" data-label="Price / M tokens">{entry.price.clone()}</td>
+                            <td><button type="button" aria-label=format!("Show sandbox lines for {label}") on:click=move |_| {
+                                selected.set(Some(chosen.clone()));
+                                // The lines are below the table: bring them to the reader.
+                                browser::scroll_into_view("snippet-heading");
+                            }>"Show"</button></td>
+                        </tr>
                     }
-                </For>
+                }).collect_view()}
             </tbody>
         </table>
         <section class="snippet" aria-labelledby="snippet-heading">
