@@ -190,6 +190,15 @@ const OUR_FAULT_RETRIES: i64 = 5;
 pub const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Seconds before a run put back after its `retries`-th failed claim may be claimed again:
+/// How to put back the run of a claim that failed on our side (`release_reserved_run`).
+#[derive(Debug, Clone)]
+pub(crate) struct PutBack {
+    pub validator: String,
+    /// The database failed (claimable again in seconds), not something else.
+    pub storage: bool,
+    pub reason: String,
+}
+
 /// 30 s doubling to 15 min, plus up to 15 s so requeued runs do not come back in lock-step.
 fn requeue_backoff(retries: i64) -> i64 {
     (30_i64 << retries.clamp(0, 5)).min(900) + i64::from(rand::random::<u8>() % 15)
@@ -487,6 +496,11 @@ impl Services {
                     // refused.
                     let held = store::runs::held_by(&mut *self.db.pool().acquire().await?, validator.hotkey.as_str()).await?;
                     if held >= MAX_RUNS_PER_VALIDATOR {
+                        // A run of the validator's own failed claim, not yet put back (the
+                        // database was down): back in the queue now, and the claim goes on.
+                        if self.settle_failed_claims(&validator.hotkey).await? {
+                            continue;
+                        }
                         return Err(RunError::AtCapacity);
                     }
                     return Ok(None);
@@ -732,12 +746,18 @@ impl Services {
         // OUR_FAULT_RETRIES tries the run fails with a reason instead of bouncing forever.
         let storage = matches!(error, RunError::Storage(_));
         let reason = error.to_string();
+        let put_back = PutBack { validator: validator.clone(), storage, reason: reason.clone() };
+        self.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(run_id.clone(), put_back);
         self.spawn_background(async move {
             let started = std::time::Instant::now();
             let mut pause = std::time::Duration::from_millis(200);
+            let done = |run_id: &str| {
+                services.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(run_id);
+            };
             loop {
                 match services.put_back(&run_id, &validator, storage, &reason).await {
                     Ok(outcome) => {
+                        done(&run_id);
                         tracing::warn!(run = %run_id, outcome, "claim failed on our side");
                         return;
                     }
@@ -746,13 +766,36 @@ impl Services {
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(std::time::Duration::from_secs(5));
                     }
+                    // Left in `putting_back`: the validator's next claim at capacity settles it.
                     Err(e) => {
-                        tracing::error!(run = %run_id, error = %e, "gave up putting the run back; the reaper will when its lease ends");
+                        tracing::error!(run = %run_id, error = %e, "gave up putting the run back; the validator's next claim or the reaper will");
                         return;
                     }
                 }
             }
         });
+    }
+
+    /// Puts back now, once each, the runs of `validator`'s failed claims that this replica is
+    /// still putting back: the validator retrying after a failed claim is not at capacity,
+    /// only its failed claim's run is still in its name. Whether any went back.
+    async fn settle_failed_claims(&self, validator: &Hotkey) -> Result<bool, RunError> {
+        let pending: Vec<(String, PutBack)> = self
+            .putting_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, p)| p.validator == validator.as_str())
+            .map(|(run, p)| (run.clone(), p.clone()))
+            .collect();
+        let mut settled = false;
+        for (run_id, p) in pending {
+            let outcome = self.put_back(&run_id, &p.validator, p.storage, &p.reason).await?;
+            self.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&run_id);
+            tracing::warn!(run = %run_id, outcome, "a failed claim's run settled by the validator's next claim");
+            settled = true;
+        }
+        Ok(settled)
     }
 
     /// One attempt of `release_reserved_run`; says what became of the run.

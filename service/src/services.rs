@@ -50,6 +50,10 @@ pub struct ServicesInner {
     /// past its deadline, a stream's settlement): tracked, so that shutdown waits for it
     /// (`drain_background_work`) instead of cutting it off mid-write.
     background: tokio_util::task::TaskTracker,
+    /// Runs this replica is putting back after a failed claim, by run: their validator, and
+    /// how to put them back. A claim by that validator that finds it at capacity settles
+    /// them first (`runs::Services::claim_next`).
+    pub(crate) putting_back: Arc<std::sync::Mutex<std::collections::HashMap<String, crate::runs::PutBack>>>,
 }
 
 /// Every error the service layer answers, mapped once to HTTP by the server and once to a
@@ -163,6 +167,7 @@ impl Services {
             catalog_cache: Arc::default(),
             gateway: Arc::default(),
             background: tokio_util::task::TaskTracker::new(),
+            putting_back: Default::default(),
         })))
     }
 
