@@ -35,10 +35,12 @@ if [ -n "${ORO_BENCH_BASELINE:-}" ]; then
   BASE_DIR="$ROOT/target/bench-baseline/src"
   rm -rf "$BASE_DIR" && mkdir -p "$BASE_DIR"
   git archive "$ORO_BENCH_BASELINE" | tar -x -C "$BASE_DIR"
-  # The same target directory (the dependencies are built once); its server binary and site
-  # are copied out before today's build replaces the binary.
-  (cd "$BASE_DIR" && CARGO_TARGET_DIR="$ROOT/target" cargo leptos build --release)
-  cp target/release/server target/bench-baseline/server
+  # Its own target directory: the workspace's crates have the same names and hashes in both
+  # trees, so in one directory each build's files would stand in for the other's (cargo,
+  # finding a build fresh, leaves the other's binary and wasm in place). Kept between runs.
+  # Precompressed, as it was deployed (the server serves the .br copies where it knows to).
+  (cd "$BASE_DIR" && CARGO_TARGET_DIR="$ROOT/target/bench-baseline/target" cargo leptos build --release --precompress)
+  cp target/bench-baseline/target/release/server target/bench-baseline/server
   rm -rf target/bench-baseline/site && cp -r "$BASE_DIR/target/site" target/bench-baseline/site
   # Measured with today's bench specs.
   BASELINE_ROWS=$(browser_figures "$ROOT/target/bench-baseline/server" "$ROOT/target/bench-baseline/site")
