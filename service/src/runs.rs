@@ -189,7 +189,6 @@ const OUR_FAULT_RETRIES: i64 = 5;
 /// How long a fresh OpenRouter key may answer 401 before we stop waiting for it.
 pub const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Seconds before a run put back after its `retries`-th failed claim may be claimed again:
 /// How to put back the run of a claim that failed on our side (`release_reserved_run`).
 #[derive(Debug, Clone)]
 pub(crate) struct PutBack {
@@ -199,6 +198,7 @@ pub(crate) struct PutBack {
     pub reason: String,
 }
 
+/// Seconds before a run put back after its `retries`-th failed claim may be claimed again:
 /// 30 s doubling to 15 min, plus up to 15 s so requeued runs do not come back in lock-step.
 fn requeue_backoff(retries: i64) -> i64 {
     (30_i64 << retries.clamp(0, 5)).min(900) + i64::from(rand::random::<u8>() % 15)
@@ -747,12 +747,12 @@ impl Services {
         let storage = matches!(error, RunError::Storage(_));
         let reason = error.to_string();
         let put_back = PutBack { validator: validator.clone(), storage, reason: reason.clone() };
-        self.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(run_id.clone(), put_back);
+        self.putting_back().insert(run_id.clone(), put_back);
         self.spawn_background(async move {
             let started = std::time::Instant::now();
             let mut pause = std::time::Duration::from_millis(200);
             let done = |run_id: &str| {
-                services.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(run_id);
+                services.putting_back().remove(run_id);
             };
             loop {
                 match services.put_back(&run_id, &validator, storage, &reason).await {
@@ -781,9 +781,7 @@ impl Services {
     /// only its failed claim's run is still in its name. Whether any went back.
     async fn settle_failed_claims(&self, validator: &Hotkey) -> Result<bool, RunError> {
         let pending: Vec<(String, PutBack)> = self
-            .putting_back
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .putting_back()
             .iter()
             .filter(|(_, p)| p.validator == validator.as_str())
             .map(|(run, p)| (run.clone(), p.clone()))
@@ -791,11 +789,16 @@ impl Services {
         let mut settled = false;
         for (run_id, p) in pending {
             let outcome = self.put_back(&run_id, &p.validator, p.storage, &p.reason).await?;
-            self.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&run_id);
+            self.putting_back().remove(&run_id);
             tracing::warn!(run = %run_id, outcome, "a failed claim's run settled by the validator's next claim");
             settled = true;
         }
         Ok(settled)
+    }
+
+    /// The runs this replica is putting back (a poisoned lock still holds a usable map).
+    fn putting_back(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PutBack>> {
+        self.putting_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// One attempt of `release_reserved_run`; says what became of the run.

@@ -53,7 +53,7 @@ pub struct ServicesInner {
     /// Runs this replica is putting back after a failed claim, by run: their validator, and
     /// how to put them back. A claim by that validator that finds it at capacity settles
     /// them first (`runs::Services::claim_next`).
-    pub(crate) putting_back: Arc<std::sync::Mutex<std::collections::HashMap<String, crate::runs::PutBack>>>,
+    pub(crate) putting_back: std::sync::Mutex<std::collections::HashMap<String, crate::runs::PutBack>>,
 }
 
 /// Every error the service layer answers, mapped once to HTTP by the server and once to a
