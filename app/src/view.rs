@@ -59,12 +59,6 @@ pub struct RunsView {
     pub protection: Option<String>,
 }
 
-impl RunsView {
-    pub fn any_live(&self) -> bool {
-        self.runs.iter().any(|r| r.live)
-    }
-}
-
 /// The monthly budget panel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BudgetView {
