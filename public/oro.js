@@ -16,12 +16,12 @@
   }
   window.oroWallet = {
     installed() {
-      return JSON.stringify(Object.keys(window.injectedWeb3 || {}));
+      return Object.keys(window.injectedWeb3 || {});
     },
     async accounts(id) {
       const extension = await enable(id);
       const accounts = await extension.accounts.get();
-      return JSON.stringify(accounts.map((a) => ({ address: a.address, name: a.name || "" })));
+      return accounts.map((a) => ({ address: a.address, name: a.name || "" }));
     },
     async sign(id, address, message) {
       const extension = await enable(id);

@@ -8,6 +8,8 @@ use wire::api::ExchangeCodeAnswer;
 use crate::error::AppError;
 use crate::view::{BalanceView, DashboardView, ModelRow, RunFigures};
 
+pub mod call;
+
 #[cfg(feature = "ssr")]
 mod server {
     use service::Services;

@@ -2,12 +2,11 @@
 //! the clipboard and navigation. `public/oro.js` wraps the JavaScript side; on the server
 //! these are never called (they answer an error).
 
-use serde::Deserialize;
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// An account a wallet shares: its address and the name the miner gave it (may be empty).
+#[cfg(feature = "hydrate")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletAccount {
     pub address: String,
-    #[serde(default)]
     pub name: String,
 }
 
@@ -18,7 +17,7 @@ mod js {
     #[wasm_bindgen]
     extern "C" {
         #[wasm_bindgen(js_namespace = oroWallet, js_name = installed)]
-        pub fn installed() -> String;
+        pub fn installed() -> Vec<String>;
         #[wasm_bindgen(js_namespace = oroWallet, js_name = accounts, catch)]
         pub async fn accounts(id: &str) -> Result<JsValue, JsValue>;
         #[wasm_bindgen(js_namespace = oroWallet, js_name = sign, catch)]
@@ -35,53 +34,36 @@ mod js {
 }
 
 /// Ids of the wallet extensions present (`polkadot-js`, `talisman`, `subwallet-js`, ...).
+#[cfg(feature = "hydrate")]
 pub fn installed_wallets() -> Vec<String> {
-    #[cfg(feature = "hydrate")]
-    {
-        serde_json::from_str(&js::installed()).unwrap_or_default()
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        Vec::new()
-    }
+    js::installed()
 }
 
+#[cfg(feature = "hydrate")]
 pub async fn wallet_accounts(wallet: &str) -> Result<Vec<WalletAccount>, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let json = js::accounts(wallet).await.map_err(js::message)?;
-        serde_json::from_str(&json.as_string().unwrap_or_default()).map_err(|_| "the wallet answered in an unexpected shape".to_string())
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = wallet;
-        Err("wallets are only available in the browser".into())
-    }
+    // An array of `{address, name}` (oro.js makes it so).
+    let accounts = js::accounts(wallet).await.map_err(js::message)?;
+    let text = |account: &wasm_bindgen::JsValue, field: &str| {
+        js_sys::Reflect::get(account, &field.into()).ok().and_then(|v| v.as_string()).unwrap_or_default()
+    };
+    let accounts =
+        wasm_bindgen::JsCast::dyn_into::<js_sys::Array>(accounts).map_err(|_| "the wallet answered in an unexpected shape".to_string())?;
+    Ok(accounts
+        .iter()
+        .map(|a| WalletAccount { address: text(&a, "address"), name: text(&a, "name") })
+        .filter(|a| !a.address.is_empty())
+        .collect())
 }
 
+#[cfg(feature = "hydrate")]
 pub async fn wallet_sign(wallet: &str, address: &str, message: &str) -> Result<String, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let signature = js::sign(wallet, address, message).await.map_err(js::message)?;
-        signature.as_string().ok_or_else(|| "the wallet returned no signature".to_string())
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = (wallet, address, message);
-        Err("wallets are only available in the browser".into())
-    }
+    let signature = js::sign(wallet, address, message).await.map_err(js::message)?;
+    signature.as_string().ok_or_else(|| "the wallet returned no signature".to_string())
 }
 
+#[cfg(feature = "hydrate")]
 pub async fn copy_to_clipboard(text: &str) -> Result<(), String> {
-    #[cfg(feature = "hydrate")]
-    {
-        js::copy(text).await.map(|_| ()).map_err(js::message)
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = text;
-        Err("the clipboard is only available in the browser".into())
-    }
+    js::copy(text).await.map(|_| ()).map_err(js::message)
 }
 
 /// Sends the browser to another site (the Chutes consent page).
@@ -198,29 +180,17 @@ pub fn focused_id() -> Option<String> {
 
 /// Scrolls the element with `id` into view (smoothly unless the reader asked for less motion,
 /// which the browser decides for `scrollIntoView` with no options).
+#[cfg(feature = "hydrate")]
 pub fn scroll_into_view(id: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        if let Some(element) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id(id)) {
-            element.scroll_into_view();
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = id;
+    if let Some(element) = element(id) {
+        element.scroll_into_view();
     }
 }
 
 /// A query-string value, percent-encoded.
+#[cfg(feature = "hydrate")]
 pub fn encode_component(value: &str) -> String {
-    #[cfg(feature = "hydrate")]
-    {
-        js_sys::encode_uri_component(value).into()
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        value.to_owned()
-    }
+    js_sys::encode_uri_component(value).into()
 }
 
 /// The element with `id`, if it is on the page.
@@ -230,31 +200,151 @@ fn element(id: &str) -> Option<web_sys::Element> {
 }
 
 /// Replaces the text of the element with `id` (a figure in a server-rendered table).
+#[cfg(feature = "hydrate")]
 pub fn set_text(id: &str, text: &str) {
-    #[cfg(feature = "hydrate")]
     if let Some(element) = element(id) {
         element.set_text_content(Some(text));
     }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (id, text);
 }
 
 /// Sets the class list of the element with `id`.
+#[cfg(feature = "hydrate")]
 pub fn set_class(id: &str, class: &str) {
-    #[cfg(feature = "hydrate")]
     if let Some(element) = element(id) {
         element.set_class_name(class);
     }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (id, class);
 }
 
 /// Hides or shows the element with `id`.
+#[cfg(feature = "hydrate")]
 pub fn set_hidden(id: &str, hidden: bool) {
-    #[cfg(feature = "hydrate")]
     if let Some(element) = element(id) {
         let _ = element.toggle_attribute_with_force("hidden", hidden);
     }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (id, hidden);
+}
+
+/// Working on the page the server rendered, for the islands that render nothing of their own
+/// (they hear events on their children and change what is there): finding elements, reading
+/// their data, showing and hiding them, saying an outcome.
+#[cfg(feature = "hydrate")]
+pub mod dom {
+    use wasm_bindgen::JsCast;
+    pub use web_sys::{Element, Event};
+
+    fn document() -> Option<web_sys::Document> {
+        web_sys::window()?.document()
+    }
+
+    pub fn by_id(id: &str) -> Option<Element> {
+        document()?.get_element_by_id(id)
+    }
+
+    /// The elements matching `selector`, in the page's order.
+    pub fn all(selector: &str) -> Vec<Element> {
+        document().and_then(|d| d.query_selector_all(selector).ok()).map(elements).unwrap_or_default()
+    }
+
+    /// The elements under `within` matching `selector`.
+    pub fn all_in(within: &Element, selector: &str) -> Vec<Element> {
+        within.query_selector_all(selector).ok().map(elements).unwrap_or_default()
+    }
+
+    /// The first element under `within` matching `selector`.
+    pub fn first_in(within: &Element, selector: &str) -> Option<Element> {
+        within.query_selector(selector).ok().flatten()
+    }
+
+    fn elements(list: web_sys::NodeList) -> Vec<Element> {
+        (0..list.length()).filter_map(|i| list.item(i)?.dyn_into::<Element>().ok()).collect()
+    }
+
+    /// The element an event happened on.
+    pub fn target(ev: &Event) -> Option<Element> {
+        ev.target()?.dyn_into::<Element>().ok()
+    }
+
+    /// The button an event happened on (or in: a click on its text).
+    pub fn target_button(ev: &Event) -> Option<Element> {
+        target(ev)?.closest("button").ok().flatten()
+    }
+
+    /// An attribute's value, empty when absent.
+    pub fn attr(element: &Element, name: &str) -> String {
+        element.get_attribute(name).unwrap_or_default()
+    }
+
+    /// What is typed in the input with `id`.
+    pub fn value_of(id: &str) -> String {
+        by_id(id).and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok()).map(|i| i.value()).unwrap_or_default()
+    }
+
+    pub fn set_hidden(element: &Element, hidden: bool) {
+        let _ = element.toggle_attribute_with_force("hidden", hidden);
+    }
+
+    pub fn set_disabled(element: &Element, disabled: bool) {
+        let _ = element.toggle_attribute_with_force("disabled", disabled);
+    }
+
+    pub fn has_class(element: &Element, class: &str) -> bool {
+        element.class_list().contains(class)
+    }
+
+    pub fn focus(element: &Element) {
+        if let Some(element) = element.dyn_ref::<web_sys::HtmlElement>() {
+            let _ = element.focus();
+        }
+    }
+
+    /// A new element at the end of `parent` (with `class`, when not empty).
+    pub fn add(parent: &Element, tag: &str, class: &str) -> Option<Element> {
+        let element = document()?.create_element(tag).ok()?;
+        if !class.is_empty() {
+            element.set_class_name(class);
+        }
+        parent.append_child(&element).ok()?;
+        Some(element)
+    }
+
+    /// A copy of the server-rendered `<template>` with `id`, at the end of `parent`.
+    pub fn add_template(parent: &Element, id: &str) {
+        let Some(template) = by_id(id).and_then(|t| t.dyn_into::<web_sys::HtmlTemplateElement>().ok()) else { return };
+        if let Ok(copy) = template.content().clone_node_with_deep(true) {
+            let _ = parent.append_child(&copy);
+        }
+    }
+
+    /// Text at the end of `parent` (text, never markup).
+    pub fn add_text(parent: &Element, text: &str) {
+        if let Some(node) = document().map(|d| d.create_text_node(text)) {
+            let _ = parent.append_child(&node);
+        }
+    }
+
+    /// How an outcome is said: done (announced politely) or refused (an alert).
+    #[derive(Clone, Copy)]
+    pub enum Outcome {
+        Done,
+        Refused,
+    }
+
+    /// Says `text` in `place` as one paragraph (or span) with `id`, in place of what was said
+    /// there before: the outcome of the last thing the miner did. The text is text, never markup.
+    pub fn say(place: &Element, tag: &str, id: &str, outcome: Outcome, text: &str) {
+        // One element on the page has the id: an earlier outcome elsewhere gives it up.
+        if let Some(earlier) = by_id(id) {
+            earlier.remove_attribute("id").ok();
+        }
+        let Some(said) = document().and_then(|d| d.create_element(tag).ok()) else { return };
+        let (class, role) = match outcome {
+            Outcome::Done => ("ok", "status"),
+            Outcome::Refused => ("error", "alert"),
+        };
+        said.set_class_name(class);
+        let _ = said.set_attribute("role", role);
+        said.set_id(id);
+        said.set_text_content(Some(text));
+        place.set_text_content(None);
+        let _ = place.append_child(&said);
+    }
 }

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wire::Provider;
 
-use crate::api::{begin_chutes_connect, check_balance, connect_openrouter, disconnect_provider, set_default_provider};
+use crate::api::call::{begin_chutes_connect, check_balance, connect_openrouter, disconnect_provider, set_default_provider};
 use crate::browser;
 use crate::view::Panel;
 

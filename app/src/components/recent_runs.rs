@@ -1,17 +1,16 @@
 //! The miner's recent evaluation runs: provider, status, reason, cap and spend, rendered on
-//! the server. While a run is running its figures are fetched again every few seconds (one
-//! island for the table, `LiveFigures`) and it can be stopped (an island in its row).
+//! the server. The table's island (`RunsTable`) renders nothing of its own: while a run is
+//! running it writes the run's new figures into the server's cells every few seconds, and it
+//! runs Stop inference and its question on the server's buttons (`live`).
 
-use leptos::either::{Either, EitherOf3};
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
-use crate::api::{load_runs, stop_run};
-use crate::browser;
 use crate::error::AppError;
 use crate::view::{RunRow as Run, RunsView};
 
 /// How often a running run's spend is fetched again.
+#[cfg(feature = "hydrate")]
 const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The ids of a run's cells that change while it runs.
@@ -30,10 +29,10 @@ pub fn RecentRuns(runs: Result<RunsView, AppError>) -> impl IntoView {
                     {list.protection.map(|p| view! { <p class="hint" id="run-protection">{p}</p> })}
                 }),
                 Ok(list) => {
-                    let live: Vec<String> = list.runs.iter().filter(|r| r.live).map(|r| r.eval_run_id.clone()).collect();
                     EitherOf3::B(view! {
                         {list.protection.map(|p| view! { <p class="hint" id="run-protection">{p}</p> })}
                         <p class="hint" id="month-spend">{list.month_spend}</p>
+                        <RunsTable>
                         <table class="runs" id="runs-table">
                             <thead><tr>
                                 <th scope="col">"Agent"</th><th scope="col">"Provider"</th><th scope="col">"Status"</th>
@@ -43,7 +42,7 @@ pub fn RecentRuns(runs: Result<RunsView, AppError>) -> impl IntoView {
                                 {list.runs.into_iter().map(|r| view! { <RunRow run=r/> }).collect_view()}
                             </tbody>
                         </table>
-                        {(!live.is_empty()).then(|| view! { <LiveFigures runs=live/> })}
+                        </RunsTable>
                     })
                 }
                 Err(e) => EitherOf3::C(view! { <p class="error" role="alert">{e.to_string()}</p> }),
@@ -58,7 +57,7 @@ fn RunRow(run: Run) -> impl IntoView {
     let id = run.eval_run_id;
     let status_class = format!("run-status {}", run.status);
     view! {
-        <tr data-run=id.clone()>
+        <tr data-run=id.clone() data-live=run.live.then_some("")>
             <td data-label="Agent">
                 {run.agent_name}
                 <br/>
@@ -72,90 +71,138 @@ fn RunRow(run: Run) -> impl IntoView {
             </td>
             <td data-label="Reason">
                 {run.failure_reason.map(|r| view! { <span>{r}</span> })}
-                {run.live.then(|| view! { <span id=cell_id(&id, "stop")><StopRun run=id.clone()/></span> })}
+                {run.live.then(|| view! { <StopControl run=id.clone()/> })}
             </td>
         </tr>
     }
 }
 
-/// Keeps the live runs' status and spend current, every few seconds while one is running,
-/// by writing the new figures into the server's table (the browser has no code to render the
-/// table itself). The page is not reloaded: the focus and an open question stay where they are.
-#[island]
-fn LiveFigures(runs: Vec<String>) -> impl IntoView {
-    let watched = StoredValue::new(runs);
-    // In the browser only (effects do not run on the server).
-    Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(
-            move || {
-                if watched.with_value(Vec::is_empty) {
-                    return;
-                }
-                spawn_local(async move {
-                    let Ok(figures) = load_runs().await else { return };
-                    watched.update_value(|watched| {
-                        watched.retain(|id| {
-                            let Some(run) = figures.iter().find(|r| &r.eval_run_id == id) else { return false };
-                            browser::set_text(&cell_id(id, "status"), &run.status);
-                            browser::set_class(&cell_id(id, "status"), &format!("run-status {}", run.status));
-                            browser::set_text(&cell_id(id, "spend"), &run.spend_of_cap);
-                            if !run.live {
-                                // Over: no longer live, and nothing left to stop.
-                                browser::set_hidden(&cell_id(id, "live"), true);
-                                browser::set_hidden(&cell_id(id, "stop"), true);
-                            }
-                            run.live
-                        })
-                    });
-                });
-            },
-            LIVE_EVERY,
-        ) {
-            on_cleanup(move || handle.clear());
-        }
-    });
+/// Stop inference for one running run, after a question: rendered here, run by the table's
+/// island. The run goes on at its validator; its credential is dead.
+#[component]
+fn StopControl(run: String) -> impl IntoView {
+    let short_id: String = run.chars().take(8).collect();
+    view! {
+        <span class="stop-control" id=cell_id(&run, "stop") data-run=run.clone()>
+            // Enabled by the island once it runs: before, a click would do nothing.
+            <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}") disabled>"Stop inference"</button>
+            <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden>
+                "Stop? The agent can no longer call a model; the run then fails. "
+                <button type="button" class="danger confirm-stop">"Yes, stop"</button>
+                " "
+                <button type="button" class="keep-running">"Keep running"</button>
+            </span>
+            <span class="hint stopped" hidden>"Inference stopped "</span>
+            <span class="stop-outcome"></span>
+        </span>
+    }
 }
 
-/// Stop inference for one running run, after a confirmation. The run goes on at its
-/// validator; its credential is dead.
+/// The table's island: it hears the Stop buttons' clicks and keeps the live runs' figures
+/// current, on the table the server rendered (its children). The page is not reloaded: the
+/// focus and an open question stay where they are.
 #[island]
-fn StopRun(run: String) -> impl IntoView {
-    let confirming = RwSignal::new(false);
-    let busy = RwSignal::new(false);
-    let ready = super::hydrated();
-    let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    let short_id: String = run.chars().take(8).collect();
-    let run = StoredValue::new(run);
-    let stop = move |_| {
-        busy.set(true);
-        spawn_local(async move {
-            let result = stop_run(run.get_value()).await;
-            busy.set(false);
-            confirming.set(false);
-            outcome.set(Some(result.map_err(|e| e.to_string())));
-            // The buttons are gone: the panel's heading holds the focus; the outcome is announced.
-            browser::focus_when_present("runs-heading");
-        });
-    };
-    // One view for the three states, so the island carries one small tree, not three.
-    view! {
-        {move || match outcome.get() {
-            Some(Ok(text)) => Either::Left(view! {
-                <span class="hint">"Inference stopped"</span>
-                " "
-                <span class="ok" role="status" id="stop-outcome">{text}</span>
-            }),
-            failed => Either::Right(view! {
-                <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}")
-                    hidden=move || confirming.get() disabled=move || !ready.get() on:click=move |_| confirming.set(true)>"Stop inference"</button>
-                <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden=move || !confirming.get()>
-                    "Stop? The agent can no longer call a model; the run then fails. "
-                    <button type="button" class="danger confirm-stop" on:click=stop disabled=move || busy.get()>"Yes, stop"</button>
-                    " "
-                    <button type="button" on:click=move |_| confirming.set(false)>"Keep running"</button>
-                </span>
-                {failed.and_then(Result::err).map(|text| view! { <span class="error" role="alert" id="stop-outcome">{text}</span> })}
-            }),
-        }}
+fn RunsTable(children: Children) -> impl IntoView {
+    // In the browser only (effects do not run on the server).
+    Effect::new(|_| live::start());
+    view! { <div class="runs-table" on:click=|ev| live::clicked(&ev)>{children()}</div> }
+}
+
+#[cfg(feature = "hydrate")]
+mod live {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use leptos::task::spawn_local;
+
+    use super::{LIVE_EVERY, cell_id};
+    use crate::api::call::{load_runs, stop_run};
+    use crate::browser::dom::{self, Element, Event, Outcome};
+    use crate::browser::{self};
+
+    pub fn start() {
+        for button in dom::all("#runs-table .stop-run") {
+            dom::set_disabled(&button, false);
+        }
+        let live: Vec<String> = dom::all("#runs-table tr[data-live]").iter().map(|row| dom::attr(row, "data-run")).collect();
+        if !live.is_empty() {
+            watch(live);
+        }
     }
+
+    /// Every few seconds, the watched runs' status and spend, until none is running.
+    fn watch(runs: Vec<String>) {
+        let watched = Rc::new(RefCell::new(runs));
+        let refresh = move || {
+            if watched.borrow().is_empty() {
+                return;
+            }
+            let watched = watched.clone();
+            spawn_local(async move {
+                let Ok(figures) = load_runs().await else { return };
+                watched.borrow_mut().retain(|id| {
+                    let Some(run) = figures.iter().find(|r| &r.eval_run_id == id) else { return false };
+                    browser::set_text(&cell_id(id, "status"), &run.status);
+                    browser::set_class(&cell_id(id, "status"), &format!("run-status {}", run.status));
+                    browser::set_text(&cell_id(id, "spend"), &run.spend_of_cap);
+                    if !run.live {
+                        // Over: no longer live, and nothing left to stop.
+                        browser::set_hidden(&cell_id(id, "live"), true);
+                        browser::set_hidden(&cell_id(id, "stop"), true);
+                    }
+                    run.live
+                });
+            });
+        };
+        // The page lives as long as the island: the interval is never cleared.
+        let _ = leptos::prelude::set_interval_with_handle(refresh, LIVE_EVERY);
+    }
+
+    pub fn clicked(ev: &Event) {
+        let Some(button) = dom::target_button(ev) else { return };
+        let Some(control) = button.closest(".stop-control").ok().flatten() else { return };
+        let part = |selector: &str| dom::first_in(&control, selector);
+        let (Some(stop), Some(question), Some(yes)) = (part(".stop-run"), part(".confirm"), part(".confirm-stop")) else { return };
+        if dom::has_class(&button, "stop-run") {
+            dom::set_hidden(&stop, true);
+            dom::set_hidden(&question, false);
+            dom::focus(&yes);
+        } else if dom::has_class(&button, "keep-running") {
+            dom::set_hidden(&question, true);
+            dom::set_hidden(&stop, false);
+            dom::focus(&stop);
+        } else if dom::has_class(&button, "confirm-stop") {
+            dom::set_disabled(&yes, true);
+            let run = dom::attr(&control, "data-run");
+            spawn_local(async move { stopped(&control, &stop, &question, &yes, stop_run(run).await) });
+        }
+    }
+
+    fn stopped(control: &Element, stop: &Element, question: &Element, yes: &Element, result: Result<String, crate::error::AppError>) {
+        dom::set_disabled(yes, false);
+        dom::set_hidden(question, true);
+        let Some(outcome) = dom::first_in(control, ".stop-outcome") else { return };
+        match result {
+            Ok(text) => {
+                if let Some(hint) = dom::first_in(control, ".stopped") {
+                    dom::set_hidden(&hint, false);
+                }
+                dom::say(&outcome, "span", "stop-outcome", Outcome::Done, &text);
+                // The buttons are gone: the panel's heading holds the focus; the outcome is announced.
+                browser::focus_when_present("runs-heading");
+            }
+            Err(e) => {
+                dom::set_hidden(stop, false);
+                dom::say(&outcome, "span", "stop-outcome", Outcome::Refused, &e.to_string());
+                dom::focus(stop);
+            }
+        }
+    }
+}
+
+/// Off the browser the island is never run.
+#[cfg(not(feature = "hydrate"))]
+mod live {
+    pub fn start() {}
+    pub fn clicked(_: &leptos::ev::MouseEvent) {}
 }

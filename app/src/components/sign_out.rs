@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::sign_out;
+use crate::api::call::sign_out;
 use crate::browser;
 
 #[island]

@@ -5,7 +5,7 @@ use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::finish_chutes_connect;
+use crate::api::call::finish_chutes_connect;
 use crate::browser;
 
 /// What the page says once it knows.
