@@ -97,16 +97,10 @@ pub fn reload_at(path: &str) {
 }
 
 /// The address's fragment, without its `#`.
+#[cfg(feature = "hydrate")]
 pub fn fragment() -> Option<String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let hash = web_sys::window()?.location().hash().ok()?;
-        hash.strip_prefix('#').filter(|h| !h.is_empty()).map(str::to_owned)
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        None
-    }
+    let hash = web_sys::window()?.location().hash().ok()?;
+    hash.strip_prefix('#').filter(|h| !h.is_empty()).map(str::to_owned)
 }
 
 /// A value of the address's query string.

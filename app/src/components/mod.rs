@@ -61,6 +61,7 @@ pub fn show_change(panel: Panel) {
 }
 
 /// Where a reloaded dashboard puts the focus, named by the address's fragment.
+#[cfg(feature = "hydrate")]
 pub fn focus_named_place() {
     let Some(place) = browser::fragment() else { return };
     let known = place == SIGNED_IN_ID || Panel::HEADINGS.contains(&place.as_str());
