@@ -1,10 +1,13 @@
 #![recursion_limit = "512"]
 //! The Leptos application, in islands: every page is rendered whole on the server, and the
-//! browser runs only the interactive parts (`#[island]`: the wallet sign-in, sign-out, the
-//! dashboard's panels, the model list's filter, the OAuth landing page's exchange). Links are
-//! plain navigations; there is no router in the browser.
+//! browser runs only the interactive parts (`#[island]`: the wallet sign-in, sign-out, a
+//! provider row's actions, the budget form, the runs table's Stop and live figures, the model
+//! list's filter, the OAuth landing page's exchange). Most islands render nothing of their own:
+//! they work on the markup the server rendered (`browser::dom`). Links are plain navigations;
+//! there is no router in the browser.
 //! Server functions (`api`) are thin: they find the signed-in miner and call the same
-//! service layer as the REST API. What the pages show is put in words on the server (`view`).
+//! service layer as the REST API; the islands call them with `fetch` (`api::call`). What the
+//! pages show is put in words on the server (`view`).
 
 pub mod api;
 mod browser;
