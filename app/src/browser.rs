@@ -1,6 +1,7 @@
 //! The few browser facilities the pages use: wallet extensions (`window.injectedWeb3`),
-//! the clipboard and navigation. `public/oro.js` wraps the JavaScript side; on the server
-//! these are never called (they answer an error).
+//! the clipboard, navigation and focus, and (`dom`) working on the page the server rendered.
+//! `public/oro.js` wraps the JavaScript side. Most of this exists in the browser build only; the
+//! few functions a server render also reaches do nothing there.
 
 /// An account a wallet shares: its address and the name the miner gave it (may be empty).
 #[cfg(feature = "hydrate")]
@@ -27,10 +28,20 @@ mod js {
     }
 
     pub fn message(e: JsValue) -> String {
-        e.as_string()
-            .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
-            .unwrap_or_else(|| "the wallet reported an error".into())
+        super::error_text(&e).unwrap_or_else(|| "the wallet reported an error".into())
     }
+}
+
+/// What a JavaScript error says: a thrown string, or an `Error`'s message.
+#[cfg(feature = "hydrate")]
+pub fn error_text(e: &wasm_bindgen::JsValue) -> Option<String> {
+    e.as_string().or_else(|| field_text(e, "message"))
+}
+
+/// A JavaScript object's text field, if it has one.
+#[cfg(feature = "hydrate")]
+pub fn field_text(value: &wasm_bindgen::JsValue, name: &str) -> Option<String> {
+    js_sys::Reflect::get(value, &name.into()).ok()?.as_string()
 }
 
 /// Ids of the wallet extensions present (`polkadot-js`, `talisman`, `subwallet-js`, ...).
@@ -43,9 +54,7 @@ pub fn installed_wallets() -> Vec<String> {
 pub async fn wallet_accounts(wallet: &str) -> Result<Vec<WalletAccount>, String> {
     // An array of `{address, name}` (oro.js makes it so).
     let accounts = js::accounts(wallet).await.map_err(js::message)?;
-    let text = |account: &wasm_bindgen::JsValue, field: &str| {
-        js_sys::Reflect::get(account, &field.into()).ok().and_then(|v| v.as_string()).unwrap_or_default()
-    };
+    let text = |account: &wasm_bindgen::JsValue, field: &str| field_text(account, field).unwrap_or_default();
     let accounts =
         wasm_bindgen::JsCast::dyn_into::<js_sys::Array>(accounts).map_err(|_| "the wallet answered in an unexpected shape".to_string())?;
     Ok(accounts
@@ -133,7 +142,8 @@ pub fn replace_url(path: &str) {
 }
 
 /// Moves the keyboard focus to the element with `id` once it is on the page and shown (it may
-/// still be rendering after a refetch): tried on each of the next frames for about two seconds.
+/// still be hidden, or not yet rendered by its island): tried on each of the next frames for
+/// about two seconds.
 pub fn focus_when_present(id: &str) {
     #[cfg(feature = "hydrate")]
     {
@@ -176,7 +186,7 @@ pub fn focused_id() -> Option<String> {
 /// which the browser decides for `scrollIntoView` with no options).
 #[cfg(feature = "hydrate")]
 pub fn scroll_into_view(id: &str) {
-    if let Some(element) = element(id) {
+    if let Some(element) = dom::by_id(id) {
         element.scroll_into_view();
     }
 }
@@ -187,16 +197,10 @@ pub fn encode_component(value: &str) -> String {
     js_sys::encode_uri_component(value).into()
 }
 
-/// The element with `id`, if it is on the page.
-#[cfg(feature = "hydrate")]
-fn element(id: &str) -> Option<web_sys::Element> {
-    web_sys::window()?.document()?.get_element_by_id(id)
-}
-
 /// Replaces the text of the element with `id` (a figure in a server-rendered table).
 #[cfg(feature = "hydrate")]
 pub fn set_text(id: &str, text: &str) {
-    if let Some(element) = element(id) {
+    if let Some(element) = dom::by_id(id) {
         element.set_text_content(Some(text));
     }
 }
@@ -204,7 +208,7 @@ pub fn set_text(id: &str, text: &str) {
 /// Sets the class list of the element with `id`.
 #[cfg(feature = "hydrate")]
 pub fn set_class(id: &str, class: &str) {
-    if let Some(element) = element(id) {
+    if let Some(element) = dom::by_id(id) {
         element.set_class_name(class);
     }
 }
@@ -212,8 +216,8 @@ pub fn set_class(id: &str, class: &str) {
 /// Hides or shows the element with `id`.
 #[cfg(feature = "hydrate")]
 pub fn set_hidden(id: &str, hidden: bool) {
-    if let Some(element) = element(id) {
-        let _ = element.toggle_attribute_with_force("hidden", hidden);
+    if let Some(element) = dom::by_id(id) {
+        dom::set_hidden(&element, hidden);
     }
 }
 

@@ -84,9 +84,8 @@ pub struct BudgetSaved {
 pub struct BalanceView {
     pub can_pay_a_run: bool,
     pub message: String,
-    /// What is left, for the API's readers; the page shows `message` and never reads this, so
-    /// the browser skips it (and carries no float parsing for it).
-    #[serde(default, skip_deserializing)]
+    /// What is left, for the API's readers; the page shows `message` and the browser never
+    /// reads this (`api::call::check_balance`).
     pub balance_usd: Option<f64>,
 }
 

@@ -15,7 +15,7 @@ test('home page renders on the server and hydrates in Chromium', async ({ page }
   await expect(connect).toHaveText('Connect wallet');
   await expect(page.locator('#no-wallet')).toHaveCount(0);
 
-  // Only the hydrated app reacts to the click: no wallet is injected, so it lists wallets.
+  // Only the hydrated app reacts to the click: no wallet is injected, so it says how to get one.
   await connect.click();
   const noWallet = page.locator('#no-wallet');
   await expect(noWallet).toBeVisible();

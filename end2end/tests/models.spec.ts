@@ -49,6 +49,10 @@ test.describe('the public model list', () => {
     await page.locator('#switch-openrouter').check();
     await expect(page.locator('#switch-openrouter')).toBeChecked();
     await exactText(snippet).toBe('INFERENCE_PROVIDER=openrouter\nSANDBOX_MODEL=deepseek/deepseek-v3.2');
+    // The chosen provider's column is the marked one, in the header and in every row.
+    await expect(page.locator('#models-table th.active')).toHaveText('OpenRouter name');
+    await expect(page.locator('#models-table td.active')).toHaveCount(13);
+    for (const cell of await page.locator('#models-table td.active').all()) await expect(cell).toHaveAttribute('data-label', 'OpenRouter');
 
     // "Show" on another model: its name under the chosen provider.
     await page.locator('#model-filter').fill('qwen');

@@ -51,10 +51,19 @@ test('a running run shows its live spend against its cap and can be stopped', as
 
   // Stop inference, confirmed, with the keyboard.
   const stop = row.getByRole('button', { name: /Stop inference for run/ });
+  const yes = row.getByRole('button', { name: 'Yes, stop' });
+  // Asked, then kept running: the question closes and the focus is back on Stop.
   await stop.focus();
   await page.keyboard.press('Enter');
-  const yes = row.getByRole('button', { name: 'Yes, stop' });
+  await expect(yes).toBeFocused();
+  await row.getByRole('button', { name: 'Keep running' }).click();
+  await expect(yes).toBeHidden();
+  await expect(stop).toBeFocused();
+  await expect(row.locator('.run-status')).toHaveText('running');
+  await stop.focus();
+  await page.keyboard.press('Enter');
   await expect(yes).toBeVisible();
+  await expect(yes).toBeFocused();
   await yes.focus();
   await page.keyboard.press('Enter');
   await expect(page.locator('#stop-outcome')).toContainText(`Stopped inference for run ${work.eval_run_id}`);
@@ -85,7 +94,14 @@ test('the budget shows the run cap, warns below it, and is removed only on purpo
   await expect(page.locator('#budget-outcome')).toHaveAttribute('role', 'alert');
   await expect(page.locator('#budget-state')).toContainText('of $3.00 committed');
 
-  // Removing takes its own button and a confirmation, by keyboard.
+  // Removing takes its own button and a confirmation, by keyboard; "Keep it" keeps it.
+  await page.locator('#budget-remove').focus();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#budget-remove-confirm')).toBeFocused();
+  await page.locator('#budget-remove-keep').click();
+  await expect(page.locator('#budget-remove-confirm')).toBeHidden();
+  await expect(page.locator('#budget-remove')).toBeFocused();
+  await expect(page.locator('#budget-state')).toContainText('of $3.00 committed');
   await page.locator('#budget-remove').focus();
   await page.keyboard.press('Enter');
   await expect(page.locator('#budget-remove-confirm')).toBeVisible();

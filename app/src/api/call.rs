@@ -7,7 +7,8 @@
 //!
 //! The form is the server function's own argument struct (so a renamed argument does not
 //! compile), encoded flat; `a_form_is_what_its_server_function_reads` decodes each kind of
-//! field as the server does.
+//! field as the server does. The answers are read field by field:
+//! `the_answers_have_the_fields_the_browser_reads` holds their names.
 
 use wire::Provider;
 
@@ -103,16 +104,12 @@ async fn post<F: ServerFn + serde::Serialize>(args: F) -> Result<json::Value, Ap
 mod json {
     pub type Value = wasm_bindgen::JsValue;
 
-    pub fn field(value: &Value, name: &str) -> Value {
-        js_sys::Reflect::get(value, &name.into()).unwrap_or(Value::UNDEFINED)
-    }
-
     pub fn text(value: &Value, name: &str) -> String {
-        field(value, name).as_string().unwrap_or_default()
+        crate::browser::field_text(value, name).unwrap_or_default()
     }
 
     pub fn flag(value: &Value, name: &str) -> bool {
-        field(value, name).as_bool().unwrap_or(false)
+        js_sys::Reflect::get(value, &name.into()).ok().and_then(|v| v.as_bool()).unwrap_or(false)
     }
 
     pub fn items(value: &Value) -> Vec<Value> {
@@ -154,11 +151,7 @@ mod fetch {
     use crate::error::AppError;
 
     fn transport(e: JsValue) -> AppError {
-        let said = e
-            .as_string()
-            .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
-            .unwrap_or_else(|| "no answer".into());
-        AppError::Transport(said)
+        AppError::Transport(crate::browser::error_text(&e).unwrap_or_else(|| "no answer".into()))
     }
 
     /// As server_fn's client: the form URL-encoded, JSON asked for (not HTML, which would make
@@ -190,7 +183,7 @@ mod fetch {
         if answer.as_string().as_deref() == Some("NotSignedIn") {
             return AppError::NotSignedIn;
         }
-        match (json::field(answer, "Refused").as_string(), json::field(answer, "Transport").as_string()) {
+        match (crate::browser::field_text(answer, "Refused"), crate::browser::field_text(answer, "Transport")) {
             (Some(text), _) => AppError::Refused(text),
             (None, Some(text)) => AppError::Transport(text),
             (None, None) => AppError::Transport("the server's answer said no more".into()),
@@ -201,13 +194,14 @@ mod fetch {
 #[cfg(all(test, feature = "ssr"))]
 mod tests {
     //! Each kind of field, encoded as `post` encodes it and decoded as the server does
-    //! (server_fn's `PostUrl`: serde_qs into the function's argument struct).
+    //! (server_fn's `PostUrl`: serde_qs, not strict, into the function's argument struct); and
+    //! the answers' fields read by name, as the server writes them.
 
     use super::super::*;
 
     fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(args: T) -> T {
         let form = serde_urlencoded::to_string(&args).unwrap();
-        serde_qs::from_str(&form).unwrap_or_else(|e| panic!("{form}: {e}"))
+        serde_qs::Config::new(5, false).deserialize_str(&form).unwrap_or_else(|e| panic!("{form}: {e}"))
     }
 
     #[test]
@@ -231,5 +225,21 @@ mod tests {
         let _: SignOut = round_trip(SignOut {});
         let SaveBudget { monthly_usd } = round_trip(SaveBudget { monthly_usd: "$25".into() });
         assert_eq!(monthly_usd, "$25");
+    }
+
+    /// `load_runs` and `check_balance` are read field by field in the browser: a renamed field
+    /// would read as empty (and a live run as over), so the names are checked here.
+    #[test]
+    fn the_answers_have_the_fields_the_browser_reads() {
+        let figures = RunFigures { eval_run_id: "r1".into(), status: "running".into(), spend_of_cap: "$0.01 / $5.00".into(), live: true };
+        let figures = serde_json::to_value(vec![figures]).unwrap();
+        assert_eq!(figures[0]["eval_run_id"], "r1");
+        assert_eq!(figures[0]["status"], "running");
+        assert_eq!(figures[0]["spend_of_cap"], "$0.01 / $5.00");
+        assert_eq!(figures[0]["live"], true);
+        let balance =
+            serde_json::to_value(BalanceView { can_pay_a_run: true, message: "Balance: $50.00".into(), balance_usd: Some(50.0) }).unwrap();
+        assert_eq!(balance["can_pay_a_run"], true);
+        assert_eq!(balance["message"], "Balance: $50.00");
     }
 }

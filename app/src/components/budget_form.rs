@@ -68,7 +68,7 @@ fn BudgetForm(
 #[island]
 fn BudgetActions(children: Children) -> impl IntoView {
     Effect::new(|_| live::start());
-    view! { <div on:submit=|ev| live::submitted(&ev) on:click=|ev| live::clicked(&ev)>{children()}</div> }
+    view! { <div class="island-events" on:submit=|ev| live::submitted(&ev) on:click=|ev| live::clicked(&ev)>{children()}</div> }
 }
 
 #[cfg(feature = "hydrate")]

@@ -105,7 +105,7 @@ fn StopControl(run: String) -> impl IntoView {
 fn RunsTable(children: Children) -> impl IntoView {
     // In the browser only (effects do not run on the server).
     Effect::new(|_| live::start());
-    view! { <div class="runs-table" on:click=|ev| live::clicked(&ev)>{children()}</div> }
+    view! { <div class="island-events" on:click=|ev| live::clicked(&ev)>{children()}</div> }
 }
 
 #[cfg(feature = "hydrate")]

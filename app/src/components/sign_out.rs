@@ -21,7 +21,7 @@ fn SignOutActions(children: Children) -> impl IntoView {
     // panel's heading): the focus goes where the page changed, and the fragment leaves the
     // address bar.
     Effect::new(|_| live::start());
-    view! { <div class="sign-out" on:click=|ev| live::clicked(&ev)>{children()}</div> }
+    view! { <div class="island-events" on:click=|ev| live::clicked(&ev)>{children()}</div> }
 }
 
 #[cfg(feature = "hydrate")]

@@ -19,12 +19,18 @@ pub enum AfterSignIn {
 }
 
 impl AfterSignIn {
-    /// As the island reads it from the page.
+    /// As the page carries it for the island (`data-after`).
     fn as_str(self) -> &'static str {
         match self {
             AfterSignIn::OpenDashboard => "open-dashboard",
             AfterSignIn::ShowDashboard => "show-dashboard",
         }
+    }
+
+    /// Read back from the page; the home page's when the page says nothing known.
+    #[cfg(feature = "hydrate")]
+    fn from_page(value: &str) -> Self {
+        if value == AfterSignIn::ShowDashboard.as_str() { AfterSignIn::ShowDashboard } else { AfterSignIn::OpenDashboard }
     }
 }
 
@@ -60,7 +66,7 @@ pub fn WalletSignIn(after: AfterSignIn) -> impl IntoView {
 #[island]
 fn WalletSteps(children: Children) -> impl IntoView {
     Effect::new(|_| live::start());
-    view! { <div on:click=|ev| live::clicked(&ev)>{children()}</div> }
+    view! { <div class="island-events" on:click=|ev| live::clicked(&ev)>{children()}</div> }
 }
 
 #[cfg(feature = "hydrate")]
@@ -234,10 +240,9 @@ mod live {
         } else if dom::has_class(&button, "account") {
             let address = dom::attr(&button, "data-choice");
             let wallet = button.closest("fieldset").ok().flatten().map(|f| dom::attr(&f, "data-wallet")).unwrap_or_default();
-            let after = match button.closest(".wallet-sign-in").ok().flatten().map(|e| dom::attr(&e, "data-after")).as_deref() {
-                Some("show-dashboard") => AfterSignIn::ShowDashboard,
-                _ => AfterSignIn::OpenDashboard,
-            };
+            let after = AfterSignIn::from_page(
+                &button.closest(".wallet-sign-in").ok().flatten().map(|e| dom::attr(&e, "data-after")).unwrap_or_default(),
+            );
             working("Approve the sign-in request in your wallet…");
             spawn_local(async move {
                 match sign_in(wallet, address).await {

@@ -145,7 +145,7 @@ fn CopyButton(text: String) -> impl IntoView {
 fn ModelBrowser(children: Children) -> impl IntoView {
     Effect::new(|_| live::start());
     view! {
-        <div class="model-browser" on:input=|ev| live::filtered(&ev) on:change=|ev| live::switched(&ev) on:click=|ev| live::clicked(&ev)>
+        <div class="island-events" on:input=|ev| live::filtered(&ev) on:change=|ev| live::switched(&ev) on:click=|ev| live::clicked(&ev)>
             {children()}
         </div>
     }
@@ -165,8 +165,9 @@ mod live {
         static ROWS: RefCell<Vec<Element>> = const { RefCell::new(Vec::new()) };
     }
 
+    /// The chosen provider's name (`chutes`, `openrouter`), as its switch's value says.
     fn provider() -> String {
-        if all("#switch-openrouter:checked").is_empty() { "chutes".into() } else { "openrouter".into() }
+        all("input[name=provider]:checked").first().map(|switch| data(switch, "value")).unwrap_or_else(|| "chutes".into())
     }
 
     pub fn start() {
@@ -195,7 +196,19 @@ mod live {
                 }
             }
         });
-        browser::set_text("model-count", &super::count_text(shown, total, &filter));
+        // Written only when it changes: the count is a live region, read out on each change.
+        let count = super::count_text(shown, total, &filter);
+        if by_id("model-count").and_then(|c| c.text_content()).as_deref() != Some(count.as_str()) {
+            browser::set_text("model-count", &count);
+        }
+    }
+
+    /// "Copied ✓" belongs to what was copied: a button whose text may now mean something else
+    /// says "Copy" again.
+    fn reset_copy(selector: &str) {
+        for button in all(selector) {
+            button.set_text_content(Some("Copy"));
+        }
     }
 
     /// The sandbox lines for the chosen row (or the default model) under the chosen provider.
@@ -211,6 +224,7 @@ mod live {
         });
         if let Some(row) = chosen {
             browser::set_text("sandbox-snippet", &super::snippet_text(&provider, &data(&row, &format!("data-{provider}"))));
+            reset_copy("button[data-copy-from]");
         }
     }
 
@@ -221,6 +235,7 @@ mod live {
 
     pub fn filtered(ev: &Event) {
         if dom::target(ev).is_some_and(|t| t.id() == "model-filter") {
+            reset_copy("#models-table button.copy");
             show_matching();
             remember_in_address();
         }
@@ -268,7 +283,7 @@ mod live {
                 Some(id) => by_id(&id).and_then(|e| e.text_content()).unwrap_or_default(),
                 None => data(&button, "data-copy"),
             };
-            wasm_bindgen_futures::spawn_local(async move {
+            leptos::task::spawn_local(async move {
                 let said = if browser::copy_to_clipboard(&text).await.is_ok() { "Copied ✓" } else { "Copy failed" };
                 button.set_text_content(Some(said));
             });
