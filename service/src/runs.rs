@@ -597,7 +597,18 @@ impl Services {
                 Taking::Settled
             }
         };
-        tx.commit().await?;
+        if let Err(e) = tx.commit().await {
+            let e = RunError::from(e);
+            // What was lost may be the commit's answer, not the commit (the database went away
+            // meanwhile): a reservation that did go through is put back like any failed claim's,
+            // and one that did not leaves the run queued, where putting back finds it moved on.
+            // Else the validator, told 500, would hold the run until the reaper's 300 s, and its
+            // retries could be refused as at capacity.
+            if let Taking::Taken(taken) = &taking {
+                self.release_reserved_run(&taken.run.id, validator, &e);
+            }
+            return Err(e);
+        }
         Ok(taking)
     }
 
