@@ -148,14 +148,9 @@ pub fn focus_when_present(id: &str) {
     #[cfg(feature = "hydrate")]
     {
         fn attempt(id: String, left: u32) {
-            use wasm_bindgen::JsCast;
-            let element = web_sys::window()
-                .and_then(|w| w.document())
-                .and_then(|d| d.get_element_by_id(&id))
-                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
             // Not there yet, or still hidden (a hidden element refuses the focus): next frame.
-            let focused = element.is_some_and(|element| {
-                let _ = element.focus();
+            let focused = dom::by_id(&id).is_some_and(|element| {
+                dom::focus(&element);
                 focused_id().as_deref() == Some(id.as_str())
             });
             if !focused && left > 0 {
@@ -284,6 +279,14 @@ pub mod dom {
         let _ = element.toggle_attribute_with_force("disabled", disabled);
     }
 
+    /// Enables the buttons matching `selector`, which the server rendered disabled until their
+    /// island runs (a click before would do nothing).
+    pub fn enable(selector: &str) {
+        for button in all(selector) {
+            set_disabled(&button, false);
+        }
+    }
+
     pub fn has_class(element: &Element, class: &str) -> bool {
         element.class_list().contains(class)
     }
@@ -333,16 +336,14 @@ pub mod dom {
         if let Some(earlier) = by_id(id) {
             earlier.remove_attribute("id").ok();
         }
-        let Some(said) = document().and_then(|d| d.create_element(tag).ok()) else { return };
         let (class, role) = match outcome {
             Outcome::Done => ("ok", "status"),
             Outcome::Refused => ("error", "alert"),
         };
-        said.set_class_name(class);
+        place.set_text_content(None);
+        let Some(said) = add(place, tag, class) else { return };
         let _ = said.set_attribute("role", role);
         said.set_id(id);
         said.set_text_content(Some(text));
-        place.set_text_content(None);
-        let _ = place.append_child(&said);
     }
 }

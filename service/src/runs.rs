@@ -762,13 +762,10 @@ impl Services {
         self.spawn_background(async move {
             let started = std::time::Instant::now();
             let mut pause = std::time::Duration::from_millis(200);
-            let done = |run_id: &str| {
-                services.putting_back().remove(run_id);
-            };
             loop {
                 match services.put_back(&run_id, &validator, storage, &reason).await {
                     Ok(outcome) => {
-                        done(&run_id);
+                        services.putting_back().remove(&run_id);
                         tracing::warn!(run = %run_id, outcome, "claim failed on our side");
                         return;
                     }

@@ -121,9 +121,7 @@ mod live {
     use crate::browser::{self};
 
     pub fn start() {
-        for button in dom::all("#runs-table .stop-run") {
-            dom::set_disabled(&button, false);
-        }
+        dom::enable("#runs-table .stop-run");
         let live: Vec<String> = dom::all("#runs-table tr[data-live]").iter().map(|row| dom::attr(row, "data-run")).collect();
         if !live.is_empty() {
             watch(live);

@@ -33,9 +33,7 @@ mod live {
     use crate::browser::{self};
 
     pub fn start() {
-        if let Some(button) = dom::by_id("sign-out") {
-            dom::set_disabled(&button, false);
-        }
+        dom::enable("#sign-out");
         crate::components::focus_named_place();
     }
 

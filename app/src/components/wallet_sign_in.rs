@@ -99,8 +99,11 @@ mod live {
         }
     }
 
-    fn connect() -> Option<Element> {
-        dom::by_id("connect-wallet")
+    /// Connect wallet: disabled while a step works, enabled when the miner has a choice.
+    fn connect_enabled(enabled: bool) {
+        if let Some(button) = dom::by_id("connect-wallet") {
+            dom::set_disabled(&button, !enabled);
+        }
     }
 
     /// Where the steps are written, emptied.
@@ -111,9 +114,7 @@ mod live {
     }
 
     fn working(text: &str) {
-        if let Some(button) = connect() {
-            dom::set_disabled(&button, true);
-        }
+        connect_enabled(false);
         let Some(place) = step() else { return };
         let Some(p) = dom::add(&place, "p", "progress") else { return };
         let _ = p.set_attribute("role", "status");
@@ -124,9 +125,7 @@ mod live {
     }
 
     fn failed(text: &str) {
-        if let Some(button) = connect() {
-            dom::set_disabled(&button, false);
-        }
+        connect_enabled(true);
         if let Some(place) = step() {
             dom::say(&place, "p", "wallet-failure", Outcome::Refused, text);
         }
@@ -143,9 +142,7 @@ mod live {
 
     /// A fieldset of buttons under `legend`, enabling Connect wallet again.
     fn choose(legend: &str, choices: &[Choice]) -> Option<Element> {
-        if let Some(button) = connect() {
-            dom::set_disabled(&button, false);
-        }
+        connect_enabled(true);
         let place = step()?;
         let fieldset = dom::add(&place, "fieldset", "")?;
         dom::add_text(&dom::add(&fieldset, "legend", "")?, legend);
@@ -203,9 +200,7 @@ mod live {
     }
 
     pub fn start() {
-        if let Some(button) = connect() {
-            dom::set_disabled(&button, false);
-        }
+        connect_enabled(true);
     }
 
     fn load_accounts(wallet: String) {

@@ -182,7 +182,7 @@ mod live {
     fn show_matching() {
         let filter = input_value("model-filter");
         let needle = filter.to_ascii_lowercase();
-        let Some(body) = all("#models-table tbody").pop() else { return };
+        let Some(body) = by_id("models-table").and_then(|table| dom::first_in(&table, "tbody")) else { return };
         let (mut shown, mut total) = (0, 0);
         ROWS.with(|rows| {
             for row in rows.borrow().iter() {
