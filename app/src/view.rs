@@ -32,6 +32,8 @@ pub struct RunRow {
     pub spend_of_cap: String,
     /// Running with a cap: its spend is live and it can be stopped.
     pub live: bool,
+    /// Live, but its inference was already stopped: nothing left to stop.
+    pub stopped: bool,
 }
 
 /// What changes in a run's row while it runs: the live figures the dashboard fetches again.
@@ -41,11 +43,12 @@ pub struct RunFigures {
     pub status: String,
     pub spend_of_cap: String,
     pub live: bool,
+    pub stopped: bool,
 }
 
 impl From<RunRow> for RunFigures {
     fn from(r: RunRow) -> Self {
-        RunFigures { eval_run_id: r.eval_run_id, status: r.status, spend_of_cap: r.spend_of_cap, live: r.live }
+        RunFigures { eval_run_id: r.eval_run_id, status: r.status, spend_of_cap: r.spend_of_cap, live: r.live, stopped: r.stopped }
     }
 }
 
@@ -194,10 +197,12 @@ mod from_service {
             (None, "queued", None) => "none connected: connect a provider".to_string(),
             (None, ..) => "—".to_string(),
         };
+        let live = run.status == "running" && run.cap_usd.is_some();
         RunRow {
             version_line: format!("version {version}…, submitted {submitted}"),
             spend_of_cap: format!("{} / {}", money(run.spend_usd), money(run.cap_usd)),
-            live: run.status == "running" && run.cap_usd.is_some(),
+            live,
+            stopped: live && run.inference_stopped,
             eval_run_id: run.eval_run_id,
             agent_name: run.agent_name,
             agent_version_id: run.agent_version_id,

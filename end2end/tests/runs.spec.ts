@@ -49,6 +49,13 @@ test('a running run shows its live spend against its cap and can be stopped', as
   expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
   await snap(page, 'runs-live-spend', testInfo);
 
+  // A second tab of the dashboard, open before the stop: it offers the stop too.
+  const other = await page.context().newPage();
+  await other.goto('/dashboard');
+  await waitForHydration(other);
+  const otherRow = other.locator(`tr[data-run="${work.eval_run_id}"]`);
+  await expect(otherRow.getByRole('button', { name: /Stop inference for run/ })).toBeEnabled();
+
   // Stop inference, confirmed, with the keyboard.
   const stop = row.getByRole('button', { name: /Stop inference for run/ });
   const yes = row.getByRole('button', { name: 'Yes, stop' });
@@ -69,6 +76,18 @@ test('a running run shows its live spend against its cap and can be stopped', as
   await expect(page.locator('#stop-outcome')).toContainText(`Stopped inference for run ${work.eval_run_id}`);
   expect((await chat()).status()).toBe(401);
   await snap(page, 'runs-stopped', testInfo);
+
+  // The other tab learns it with its next figures: the stop is no longer offered there.
+  await expect(otherRow.locator('.stopped')).toBeVisible({ timeout: 15_000 });
+  await expect(otherRow.getByRole('button', { name: /Stop inference for run/ })).toBeHidden();
+  await other.close();
+
+  // Reloaded, the row says the inference is stopped and offers no second stop.
+  await page.reload();
+  const reloaded = page.locator(`#runs-table tr[data-run="${work.eval_run_id}"]`);
+  await expect(reloaded.locator('.run-status')).toHaveText('running');
+  await expect(reloaded.locator('.stopped')).toBeVisible();
+  await expect(reloaded.getByRole('button', { name: /Stop inference for run/ })).toBeHidden();
 });
 
 test('the budget shows the run cap, warns below it, and is removed only on purpose', async ({ page }, testInfo) => {

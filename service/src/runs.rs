@@ -1442,6 +1442,7 @@ impl Services {
                     score: r.score,
                     created_at: clock::rfc3339(r.created_at),
                     completed_at: r.completed_at.map(clock::rfc3339),
+                    inference_stopped: r.status == RunStatus::Running && r.credential_disabled_at.is_some(),
                 })
                 .collect(),
         })

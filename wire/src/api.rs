@@ -344,6 +344,10 @@ pub struct RunSummary {
     pub score: Option<f64>,
     pub created_at: String,
     pub completed_at: Option<String>,
+    /// Running, but its credential no longer works: the miner stopped its inference (or
+    /// disconnected the provider that minted it). There is nothing left to stop.
+    #[serde(default)]
+    pub inference_stopped: bool,
 }
 
 /// `POST /v1/miner/runs/{id}/stop`: the run's credential is dead from this answer on.

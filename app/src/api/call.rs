@@ -67,6 +67,7 @@ pub async fn load_runs() -> Result<Vec<RunFigures>, AppError> {
             status: json::text(&run, "status"),
             spend_of_cap: json::text(&run, "spend_of_cap"),
             live: json::flag(&run, "live"),
+            stopped: json::flag(&run, "stopped"),
         })
         .collect())
 }
@@ -231,12 +232,19 @@ mod tests {
     /// would read as empty (and a live run as over), so the names are checked here.
     #[test]
     fn the_answers_have_the_fields_the_browser_reads() {
-        let figures = RunFigures { eval_run_id: "r1".into(), status: "running".into(), spend_of_cap: "$0.01 / $5.00".into(), live: true };
+        let figures = RunFigures {
+            eval_run_id: "r1".into(),
+            status: "running".into(),
+            spend_of_cap: "$0.01 / $5.00".into(),
+            live: true,
+            stopped: true,
+        };
         let figures = serde_json::to_value(vec![figures]).unwrap();
         assert_eq!(figures[0]["eval_run_id"], "r1");
         assert_eq!(figures[0]["status"], "running");
         assert_eq!(figures[0]["spend_of_cap"], "$0.01 / $5.00");
         assert_eq!(figures[0]["live"], true);
+        assert_eq!(figures[0]["stopped"], true);
         let balance =
             serde_json::to_value(BalanceView { can_pay_a_run: true, message: "Balance: $50.00".into(), balance_usd: Some(50.0) }).unwrap();
         assert_eq!(balance["can_pay_a_run"], true);

@@ -71,28 +71,31 @@ fn RunRow(run: Run) -> impl IntoView {
             </td>
             <td data-label="Reason">
                 {run.failure_reason.map(|r| view! { <span>{r}</span> })}
-                {run.live.then(|| view! { <StopControl run=id.clone()/> })}
+                {run.live.then(|| view! { <StopControl run=id.clone() stopped=run.stopped/> })}
             </td>
         </tr>
     }
 }
 
 /// Stop inference for one running run, after a question: rendered here, run by the table's
-/// island. The run goes on at its validator; its credential is dead.
+/// island. The run goes on at its validator; its credential is dead. A run whose inference was
+/// already stopped (in another tab, before a reload) says so instead of offering it again.
 #[component]
-fn StopControl(run: String) -> impl IntoView {
+fn StopControl(run: String, stopped: bool) -> impl IntoView {
     let short_id: String = run.chars().take(8).collect();
     view! {
         <span class="stop-control" id=cell_id(&run, "stop") data-run=run.clone()>
             // Enabled by the island once it runs: before, a click would do nothing.
-            <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}") disabled>"Stop inference"</button>
+            <button type="button" class="danger stop-run" aria-label=format!("Stop inference for run {short_id}") disabled hidden=stopped>
+                "Stop inference"
+            </button>
             <span class="confirm" role="group" aria-label="Confirm stopping inference" hidden>
                 "Stop? The agent can no longer call a model; the run then fails. "
                 <button type="button" class="danger confirm-stop">"Yes, stop"</button>
                 " "
                 <button type="button" class="keep-running">"Keep running"</button>
             </span>
-            <span class="hint stopped" hidden>"Inference stopped "</span>
+            <span class="hint stopped" hidden=!stopped>"Inference stopped "</span>
             <span class="stop-outcome"></span>
         </span>
     }
@@ -143,6 +146,10 @@ mod live {
                     browser::set_text(&cell_id(id, "status"), &run.status);
                     browser::set_class(&cell_id(id, "status"), &format!("run-status {}", run.status));
                     browser::set_text(&cell_id(id, "spend"), &run.spend_of_cap);
+                    if run.stopped {
+                        // Stopped elsewhere (another tab, the CLI): nothing left to offer here.
+                        show_stopped(id);
+                    }
                     if !run.live {
                         // Over: no longer live, and nothing left to stop.
                         browser::set_hidden(&cell_id(id, "live"), true);
@@ -154,6 +161,17 @@ mod live {
         };
         // The page lives as long as the island: the interval is never cleared.
         let _ = leptos::prelude::set_interval_with_handle(refresh, LIVE_EVERY);
+    }
+
+    /// A run's Stop control once its inference is stopped: the button and its question gone,
+    /// the hint shown.
+    fn show_stopped(run: &str) {
+        let Some(control) = dom::by_id(&cell_id(run, "stop")) else { return };
+        for (selector, hidden) in [(".stop-run", true), (".confirm", true), (".stopped", false)] {
+            if let Some(part) = dom::first_in(&control, selector) {
+                dom::set_hidden(&part, hidden);
+            }
+        }
     }
 
     pub fn clicked(ev: &Event) {

@@ -21,7 +21,8 @@ pub fn list(client: &ApiClient, out: Output) -> Result<(), CliError> {
             _ => String::new(),
         };
         let reason = run.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-        out.line(&format!("{}  {}  {} on {provider}{money}{reason}", run.eval_run_id, run.agent_name, run.status));
+        let stopped = if run.inference_stopped { ", inference stopped" } else { "" };
+        out.line(&format!("{}  {}  {} on {provider}{money}{stopped}{reason}", run.eval_run_id, run.agent_name, run.status));
     }
     out.json_value(&body_json(&response.body));
     Ok(())

@@ -275,6 +275,10 @@ async fn runs_are_listed_and_stopped() {
         stopped.stdout
     );
     assert!(app.sim.list_openrouter_keys(&key).iter().all(|k| k.disabled));
+    let after = app.oro(&["runs"]).run().await;
+    after.assert_ok();
+    let line = format!("{}  runner  running on OpenRouter", work.eval_run_id);
+    assert!(after.stdout.starts_with(&line) && after.stdout.trim_end().ends_with(", inference stopped"), "{}", after.stdout);
 
     let unknown = app.oro(&["runs", "stop", "00000000-0000-4000-8000-000000000000"]).run().await;
     unknown.assert_code(1);

@@ -276,6 +276,7 @@ async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
     let run_id = work["eval_run_id"].as_str().unwrap();
     let hi = json!({"model": "deepseek-ai/DeepSeek-V3.2-TEE", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 200);
+    assert_eq!(listed_run(&app, &miner, run_id).await["inference_stopped"], false, "running, not stopped");
 
     // Not the miner's run: not found.
     let stranger = TestWallet::new();
@@ -290,6 +291,9 @@ async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
     assert!(stopped["spend_usd"].as_f64().unwrap() > 0.0, "{stopped}");
     assert!(stopped["message"].as_str().unwrap().starts_with("Stopped inference for run"), "{stopped}");
     assert_eq!(chat(&app, &work, hi.clone()).send().await.unwrap().status(), 401, "the token died with the stop");
+    // The run list knows, so a reloaded dashboard does not offer the stop again.
+    let listed = listed_run(&app, &miner, run_id).await;
+    assert_eq!((&listed["status"], &listed["inference_stopped"]), (&json!("running"), &json!(true)), "{listed}");
 
     // An OpenRouter run: its key is disabled at OpenRouter, at once.
     let or_miner = TestWallet::new();
@@ -299,8 +303,10 @@ async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
     let or_work = claim(&app).await;
     assert_eq!(or_work["inference_token"]["provider"], "openrouter");
     let or_run = or_work["eval_run_id"].as_str().unwrap();
+    assert_eq!(listed_run(&app, &or_miner, or_run).await["inference_stopped"], false);
     assert_eq!(app.signed(&or_miner, Method::POST, &format!("/v1/miner/runs/{or_run}/stop")).send().await.unwrap().status(), 200);
     assert!(app.sim.list_openrouter_keys(&key).iter().all(|k| k.disabled && !k.deleted));
+    assert_eq!(listed_run(&app, &or_miner, or_run).await["inference_stopped"], true);
     // Stopping twice is harmless: the run is still running, its key already dead.
     assert_eq!(app.signed(&or_miner, Method::POST, &format!("/v1/miner/runs/{or_run}/stop")).send().await.unwrap().status(), 200);
 
@@ -314,12 +320,28 @@ async fn stop_inference_and_disconnect_kill_run_credentials(backend: Backend) {
     assert_eq!(done.status(), 200);
     let late = app.signed(&or_miner, Method::POST, &format!("/v1/miner/runs/{or_run}/stop")).send().await.unwrap();
     assert_eq!(late.status(), 409);
+    // Over: its status says so, and "stopped" no longer applies.
+    let ended = listed_run(&app, &or_miner, or_run).await;
+    assert_eq!((&ended["status"], &ended["inference_stopped"]), (&json!("failed"), &json!(false)), "{ended}");
 
     // Disconnecting Chutes kills the gateway tokens of the miner's running Chutes runs.
     let (dave, dave_work) = chutes_run(&app, "kate").await;
     assert_eq!(chat(&app, &dave_work, hi.clone()).send().await.unwrap().status(), 200);
     assert_eq!(app.signed(&dave, Method::DELETE, "/v1/miner/inference-auth/chutes").send().await.unwrap().status(), 200);
     assert_eq!(chat(&app, &dave_work, hi).send().await.unwrap().status(), 401);
+    assert_eq!(listed_run(&app, &dave, dave_work["eval_run_id"].as_str().unwrap()).await["inference_stopped"], true);
+}
+
+/// The miner's run `run_id` as `GET /v1/miner/runs` lists it.
+async fn listed_run(app: &TestApp, miner: &TestWallet, run_id: &str) -> Value {
+    let list: Value = app.get_signed(miner, "/v1/miner/runs").await.json().await.unwrap();
+    list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["eval_run_id"] == run_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{run_id} is not in {list}"))
 }
 
 /// Planted secrets: the miner's Chutes token (the one the gateway forwards with) appears in no

@@ -550,6 +550,8 @@ pub struct MinerRun {
     pub score: Option<f64>,
     pub created_at: i64,
     pub completed_at: Option<i64>,
+    /// When the run's own credential (its key or gateway token) was disabled, if it was.
+    pub credential_disabled_at: Option<i64>,
 }
 
 /// A miner's newest runs, newest first. `gateway_minters` name the run gateway's tokens,
@@ -557,9 +559,11 @@ pub struct MinerRun {
 pub async fn of_miner(conn: &mut Conn, hotkey: &str, limit: i64, gateway_minters: [&str; 2]) -> Result<Vec<MinerRun>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd,
-                COALESCE(r.spend_usd, k.spent_usd) AS spend_usd, r.score, r.created_at, r.completed_at
+                COALESCE(r.spend_usd, k.spent_usd) AS spend_usd, r.score, r.created_at, r.completed_at,
+                c.disabled_at AS credential_disabled_at
          FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
          LEFT JOIN run_keys k ON k.minted_by IN ($3, $4) AND (k.key_hash = r.key_hash OR k.upstream_key_hash = r.key_hash)
+         LEFT JOIN run_keys c ON c.key_hash = r.key_hash
          WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
     )
     .bind(hotkey)
