@@ -63,7 +63,14 @@ BASE_DIR="$ROOT/target/bench-baseline"
 if [ -n "$BASELINE" ]; then
   rm -rf "$BASE_DIR/src" "$BASE_DIR/bench" && mkdir -p "$BASE_DIR/src" "$BASE_DIR/bench"
   git archive "$BASELINE" | tar -x -C "$BASE_DIR/src"
+  # Both trees share target/, where a workspace crate whose dependencies did not change keeps
+  # one artifact for both, judged fresh by its sources' mtimes. `git archive` dates the
+  # baseline's files to its commit, older than today's build: without these touches cargo
+  # would link today's crate into the baseline (which then fails to compile, or silently
+  # measures today's code), and afterwards the baseline's into today's next build.
+  find "$BASE_DIR/src" -type f -exec touch {} +
   (cd "$BASE_DIR/src" && CARGO_TARGET_DIR="$ROOT/target" build_benches "$BASE_DIR/bin")
+  git ls-files -z | xargs -0 touch
   # Fragments go to target/bench-baseline/bench.
   BASELINE_T=$(date +%s)
   use_server_of "$BASE_DIR/bin"
