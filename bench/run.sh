@@ -70,7 +70,7 @@ if [ -n "$BASELINE" ]; then
   # measures today's code), and afterwards the baseline's into today's next build.
   find "$BASE_DIR/src" -type f -exec touch {} +
   (cd "$BASE_DIR/src" && CARGO_TARGET_DIR="$ROOT/target" build_benches "$BASE_DIR/bin")
-  git ls-files -z | xargs -0 touch
+  git ls-files -z | xargs -0 touch -c --
   # Fragments go to target/bench-baseline/bench.
   BASELINE_T=$(date +%s)
   use_server_of "$BASE_DIR/bin"

@@ -271,6 +271,16 @@ pub mod dom {
         by_id(id).and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok()).map(|i| i.value()).unwrap_or_default()
     }
 
+    pub fn is_hidden(element: &Element) -> bool {
+        element.has_attribute("hidden")
+    }
+
+    /// Whether the keyboard focus is on `element` or inside it.
+    pub fn holds_focus(element: &Element) -> bool {
+        let focused = document().and_then(|d| d.active_element());
+        focused.is_some_and(|f| element.contains(Some(&f)))
+    }
+
     pub fn set_hidden(element: &Element, hidden: bool) {
         let _ = element.toggle_attribute_with_force("hidden", hidden);
     }

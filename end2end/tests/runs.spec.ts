@@ -54,7 +54,9 @@ test('a running run shows its live spend against its cap and can be stopped', as
   await other.goto('/dashboard');
   await waitForHydration(other);
   const otherRow = other.locator(`tr[data-run="${work.eval_run_id}"]`);
-  await expect(otherRow.getByRole('button', { name: /Stop inference for run/ })).toBeEnabled();
+  const otherStop = otherRow.getByRole('button', { name: /Stop inference for run/ });
+  await expect(otherStop).toBeEnabled();
+  await otherStop.focus();
 
   // Stop inference, confirmed, with the keyboard.
   const stop = row.getByRole('button', { name: /Stop inference for run/ });
@@ -79,7 +81,10 @@ test('a running run shows its live spend against its cap and can be stopped', as
 
   // The other tab learns it with its next figures: the stop is no longer offered there.
   await expect(otherRow.locator('.stopped')).toBeVisible({ timeout: 15_000 });
-  await expect(otherRow.getByRole('button', { name: /Stop inference for run/ })).toBeHidden();
+  await expect(otherStop).toBeHidden();
+  // Its focus was on the button that went: it moves to the panel's heading, and the row says why.
+  await expect(other.locator('#runs-heading')).toBeFocused();
+  await expect(other.locator('#stop-outcome')).toHaveText('Inference for this run was stopped elsewhere.');
   await other.close();
 
   // Reloaded, the row says the inference is stopped and offers no second stop.

@@ -119,7 +119,6 @@ async fn bench(backend: Backend) -> Outcome {
 
     // Baseline: per claim, one transaction with the same reads and writes and nothing else
     // (no HTTP, signature, vault, provider calls or key preflight).
-    reset_peak("self");
     let baseline = bare_transactions(&services, backend, &miners, 0, None).await;
     let after_baseline = memory("self");
     // Diagnostic: the same, then the three calls a claim makes to OpenRouter, by the
@@ -151,6 +150,8 @@ async fn bare_transactions(
             .await
             .unwrap();
     }
+    // The peak covers the transactions, not the seeding.
+    reset_peak("self");
     let pick = match backend {
         Backend::Postgres => {
             "SELECT id, hotkey FROM eval_runs WHERE status = 'queued' AND not_before <= $1 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"

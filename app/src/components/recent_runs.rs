@@ -163,14 +163,25 @@ mod live {
         let _ = leptos::prelude::set_interval_with_handle(refresh, LIVE_EVERY);
     }
 
-    /// A run's Stop control once its inference is stopped: the button and its question gone,
-    /// the hint shown.
+    /// A run's Stop control once its inference was stopped elsewhere (another tab, the CLI),
+    /// once: the button and its question gone, the hint shown. A focus that was on them goes to
+    /// the panel's heading, and the change is said there.
     fn show_stopped(run: &str) {
         let Some(control) = dom::by_id(&cell_id(run, "stop")) else { return };
-        for (selector, hidden) in [(".stop-run", true), (".confirm", true), (".stopped", false)] {
-            if let Some(part) = dom::first_in(&control, selector) {
-                dom::set_hidden(&part, hidden);
+        let Some(hint) = dom::first_in(&control, ".stopped") else { return };
+        if !dom::is_hidden(&hint) {
+            return;
+        }
+        let had_focus = dom::holds_focus(&control);
+        for part in [".stop-run", ".confirm"].into_iter().filter_map(|selector| dom::first_in(&control, selector)) {
+            dom::set_hidden(&part, true);
+        }
+        dom::set_hidden(&hint, false);
+        if had_focus {
+            if let Some(outcome) = dom::first_in(&control, ".stop-outcome") {
+                dom::say(&outcome, "span", "stop-outcome", Outcome::Done, "Inference for this run was stopped elsewhere.");
             }
+            browser::focus_when_present("runs-heading");
         }
     }
 

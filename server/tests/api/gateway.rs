@@ -4,6 +4,7 @@
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
+use simulator::{Fault, FaultKind, FaultTarget};
 
 use crate::both_engines;
 use crate::helpers::*;
@@ -642,8 +643,26 @@ async fn openrouter_runs_through_the_gateway(backend: Backend) {
     assert_eq!(refusal().await.as_deref(), Some("no credits: insufficient balance on the OpenRouter account"));
     app.sim.set_openrouter_credits(&management, 10.0).unwrap();
 
-    // Stop inference: the key at OpenRouter and the gateway token, at once.
+    // Stop inference while OpenRouter cannot disable the key: the gateway token dies first, so
+    // the run list says the inference is stopped, and the stop, refused, can be asked again.
     let run_id = work["eval_run_id"].as_str().unwrap();
+    app.sim.set_fault(Fault { target: FaultTarget::OpenRouterKeysPatch, kind: FaultKind::Status(503), remaining: None });
+    let refused = app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap();
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    assert!(!app.sim.openrouter_key_info(&run_key_at_openrouter.hash).unwrap().disabled);
+    assert_eq!(
+        chat(&app, &work, json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "the token died first"
+    );
+    assert_eq!(listed_run(&app, &miner, run_id).await["inference_stopped"], true);
+    app.sim.clear_faults();
+
+    // Stop inference: the key at OpenRouter and the gateway token, at once.
     assert_eq!(app.signed(&miner, Method::POST, &format!("/v1/miner/runs/{run_id}/stop")).send().await.unwrap().status(), 200);
     assert!(app.sim.openrouter_key_info(&run_key_at_openrouter.hash).unwrap().disabled);
     let after = chat(&app, &work, json!({"model": "deepseek/deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]}))

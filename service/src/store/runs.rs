@@ -550,7 +550,7 @@ pub struct MinerRun {
     pub score: Option<f64>,
     pub created_at: i64,
     pub completed_at: Option<i64>,
-    /// When the run's own credential (its key or gateway token) was disabled, if it was.
+    /// When the credential the run's validator holds was disabled, if it was.
     pub credential_disabled_at: Option<i64>,
 }
 
@@ -560,9 +560,12 @@ pub async fn of_miner(conn: &mut Conn, hotkey: &str, limit: i64, gateway_minters
     sqlx::query_as(
         "SELECT r.id, a.agent_name, r.agent_version_id, r.status, r.provider, r.failure_reason, r.cap_usd,
                 COALESCE(r.spend_usd, k.spent_usd) AS spend_usd, r.score, r.created_at, r.completed_at,
-                c.disabled_at AS credential_disabled_at
+                COALESCE(k.disabled_at, c.disabled_at) AS credential_disabled_at
          FROM eval_runs r JOIN agent_versions v ON v.id = r.agent_version_id JOIN agents a ON a.id = v.agent_id
          LEFT JOIN run_keys k ON k.minted_by IN ($3, $4) AND (k.key_hash = r.key_hash OR k.upstream_key_hash = r.key_hash)
+         -- What the validator holds: the gateway token (k; for OpenRouter behind the gateway
+         -- it wraps the run's key, which may be disabled later or never, after a disconnect),
+         -- else the run's own OpenRouter key (c).
          LEFT JOIN run_keys c ON c.key_hash = r.key_hash
          WHERE r.hotkey = $1 ORDER BY r.seq DESC LIMIT $2",
     )
