@@ -164,23 +164,26 @@ mod live {
     }
 
     /// A run's Stop control once its inference was stopped elsewhere (another tab, the CLI),
-    /// once: the button and its question gone, the hint shown. A focus that was on them goes to
-    /// the panel's heading, and the change is said there.
+    /// once. It is said only to a focus that was on the buttons that go.
     fn show_stopped(run: &str) {
         let Some(control) = dom::by_id(&cell_id(run, "stop")) else { return };
-        let Some(hint) = dom::first_in(&control, ".stopped") else { return };
-        if !dom::is_hidden(&hint) {
-            return;
+        if dom::first_in(&control, ".stopped").is_some_and(|hint| dom::is_hidden(&hint)) {
+            let said = dom::holds_focus(&control).then_some("Inference for this run was stopped elsewhere.");
+            mark_stopped(&control, said);
         }
-        let had_focus = dom::holds_focus(&control);
-        for part in [".stop-run", ".confirm"].into_iter().filter_map(|selector| dom::first_in(&control, selector)) {
+    }
+
+    /// The Stop button and its question gone, the hint shown. With `said`, the outcome is
+    /// announced and the panel's heading takes the focus the buttons held.
+    fn mark_stopped(control: &Element, said: Option<&str>) {
+        for part in [".stop-run", ".confirm"].into_iter().filter_map(|selector| dom::first_in(control, selector)) {
             dom::set_hidden(&part, true);
         }
-        dom::set_hidden(&hint, false);
-        if had_focus {
-            if let Some(outcome) = dom::first_in(&control, ".stop-outcome") {
-                dom::say(&outcome, "span", "stop-outcome", Outcome::Done, "Inference for this run was stopped elsewhere.");
-            }
+        if let Some(hint) = dom::first_in(control, ".stopped") {
+            dom::set_hidden(&hint, false);
+        }
+        if let (Some(text), Some(outcome)) = (said, dom::first_in(control, ".stop-outcome")) {
+            dom::say(&outcome, "span", "stop-outcome", Outcome::Done, text);
             browser::focus_when_present("runs-heading");
         }
     }
@@ -207,20 +210,14 @@ mod live {
 
     fn stopped(control: &Element, stop: &Element, question: &Element, yes: &Element, result: Result<String, crate::error::AppError>) {
         dom::set_disabled(yes, false);
-        dom::set_hidden(question, true);
-        let Some(outcome) = dom::first_in(control, ".stop-outcome") else { return };
         match result {
-            Ok(text) => {
-                if let Some(hint) = dom::first_in(control, ".stopped") {
-                    dom::set_hidden(&hint, false);
-                }
-                dom::say(&outcome, "span", "stop-outcome", Outcome::Done, &text);
-                // The buttons are gone: the panel's heading holds the focus; the outcome is announced.
-                browser::focus_when_present("runs-heading");
-            }
+            Ok(text) => mark_stopped(control, Some(&text)),
             Err(e) => {
+                dom::set_hidden(question, true);
                 dom::set_hidden(stop, false);
-                dom::say(&outcome, "span", "stop-outcome", Outcome::Refused, &e.to_string());
+                if let Some(outcome) = dom::first_in(control, ".stop-outcome") {
+                    dom::say(&outcome, "span", "stop-outcome", Outcome::Refused, &e.to_string());
+                }
                 dom::focus(stop);
             }
         }
